@@ -1,0 +1,143 @@
+//! The macro's view of the input: a borrowed copy of the enum's parts that code
+//! generation needs, each keeping `original` for spans.
+
+use proc_macro2::{Ident, Span};
+use quote::format_ident;
+use syn::{Attribute, DataEnum, DeriveInput, Fields, Generics, Index, Member, Type, Visibility};
+
+use crate::case;
+
+/// The enum that `#[aiosock::protocol]` was applied to.
+pub(crate) struct Protocol<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) vis: &'a Visibility,
+    pub(crate) attrs: &'a [Attribute],
+    pub(crate) generics: &'a Generics,
+    pub(crate) variants: Vec<Variant<'a>>,
+    pub(crate) original: &'a DeriveInput,
+}
+
+/// One variant: one message kind, one handler method.
+pub(crate) struct Variant<'a> {
+    pub(crate) ident: &'a Ident,
+    pub(crate) style: Style,
+    pub(crate) fields: Vec<Field<'a>>,
+    /// The handler method, `on_<snake_case>`, spanned at the variant's name.
+    pub(crate) method: Ident,
+    pub(crate) original: &'a syn::Variant,
+}
+
+/// How a variant's fields are written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `Stop`
+    Unit,
+    /// `Square(u64)`
+    Tuple,
+    /// `Greet { name: String }`
+    Struct,
+}
+
+impl Style {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Style::Unit => "unit",
+            Style::Tuple => "tuple",
+            Style::Struct => "struct",
+        }
+    }
+}
+
+/// One field of a variant: one argument of its handler method.
+pub(crate) struct Field<'a> {
+    /// The field's name, or its position in a tuple variant.
+    pub(crate) member: Member,
+    /// The handler method's parameter: the field's name (raw if written raw), or `_0`,
+    /// `_1`, … for a tuple variant.
+    pub(crate) param: Ident,
+    /// The local that the dispatch `match` binds the field to: `__0`, `__1`, …, so that
+    /// no field name can shadow the generated `__handler`.
+    pub(crate) binding: Ident,
+    pub(crate) ty: &'a Type,
+    pub(crate) original: &'a syn::Field,
+}
+
+impl<'a> Protocol<'a> {
+    /// Builds the IR of an enum. The caller has checked that `input` is an enum.
+    pub(crate) fn from_syn(input: &'a DeriveInput, data: &'a DataEnum) -> Self {
+        Protocol {
+            ident: &input.ident,
+            vis: &input.vis,
+            attrs: &input.attrs,
+            generics: &input.generics,
+            variants: data.variants.iter().map(Variant::from_syn).collect(),
+            original: input,
+        }
+    }
+
+    /// The enum's name as a string, without `r#`.
+    pub(crate) fn name(&self) -> String {
+        syn::ext::IdentExt::unraw(self.ident).to_string()
+    }
+}
+
+impl<'a> Variant<'a> {
+    fn from_syn(variant: &'a syn::Variant) -> Self {
+        let style = match &variant.fields {
+            Fields::Unit => Style::Unit,
+            Fields::Unnamed(_) => Style::Tuple,
+            Fields::Named(_) => Style::Struct,
+        };
+        let fields = variant
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, field)| Field::from_syn(i, field))
+            .collect();
+        Variant {
+            ident: &variant.ident,
+            style,
+            fields,
+            method: case::method_name(&variant.ident),
+            original: variant,
+        }
+    }
+
+    /// The variant's `#[doc]` attributes, carried onto its handler method.
+    pub(crate) fn docs(&self) -> impl Iterator<Item = &'a Attribute> {
+        self.original
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("doc"))
+    }
+
+    /// The variant's `#[cfg]` attributes, carried onto its method and its dispatch arm.
+    pub(crate) fn cfgs(&self) -> impl Iterator<Item = &'a Attribute> {
+        self.original
+            .attrs
+            .iter()
+            .filter(|attr| attr.path().is_ident("cfg"))
+    }
+}
+
+impl<'a> Field<'a> {
+    fn from_syn(i: usize, field: &'a syn::Field) -> Self {
+        let (member, param) = match &field.ident {
+            Some(ident) => (Member::Named(ident.clone()), ident.clone()),
+            None => (
+                Member::Unnamed(Index {
+                    index: u32::try_from(i).expect("more than u32::MAX fields"),
+                    span: Span::call_site(),
+                }),
+                format_ident!("_{}", i),
+            ),
+        };
+        Field {
+            member,
+            param,
+            binding: format_ident!("__{}", i),
+            ty: &field.ty,
+            original: field,
+        }
+    }
+}

@@ -1,0 +1,478 @@
+//! Code generation. [`protocol`] is the whole macro on `proc_macro2` types: it reads the
+//! arguments and the item, checks them, and emits the output. A [`Generator`] has one
+//! method per emitted item.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Ident, Literal, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote};
+use syn::{Attribute, Data, DeriveInput, GenericArgument, LitStr, Meta, PathArguments, Type};
+
+use crate::ast::{Protocol, Style, Variant};
+use crate::attr::{self, Args};
+use crate::check;
+use crate::ctxt::Ctxt;
+use crate::fingerprint;
+
+/// The expansion of `#[protocol(args)] input`, with any errors appended as
+/// `compile_error!`s.
+pub(crate) fn protocol(args: TokenStream, input: TokenStream) -> TokenStream {
+    let (mut output, errors) = expand(args, input);
+    if let Some(errors) = errors {
+        output.extend(errors.into_compile_error());
+    }
+    output
+}
+
+/// The expansion and, apart, the errors.
+///
+/// With errors, the output is still as useful as it can be, so that the user's other
+/// code does not fail too (thiserror's `fallback.rs`): if the item is an enum without
+/// generics, the full expansion (a variant whose method name collides with an earlier
+/// one gets no method); otherwise the user's item unchanged.
+pub(crate) fn expand(args: TokenStream, input: TokenStream) -> (TokenStream, Option<syn::Error>) {
+    let cx = Ctxt::new();
+    let args = Args::parse(&cx, args);
+    let derive_input = match syn::parse2::<DeriveInput>(input.clone()) {
+        Ok(derive_input) => derive_input,
+        Err(err) => {
+            cx.syn_error(check::not_an_item(&input).unwrap_or(err));
+            return (input, cx.check().err());
+        }
+    };
+    let Some(data) = check::is_enum(&cx, &derive_input) else {
+        return (input, cx.check().err());
+    };
+    let protocol = Protocol::from_syn(&derive_input, data);
+    check::check(&cx, &protocol);
+    let errors = cx.check().err();
+    if errors.is_some() && !check::can_expand_anyway(&protocol) {
+        return (input, errors);
+    }
+    let output = Generator::new(&protocol, &args).into_token_stream();
+    (output, errors)
+}
+
+/// Emits, for an enum `Foo`: the enum with the serde derives added, the trait
+/// `FooHandler`, and in an anonymous `const` the impls of `Protocol` and `Dispatch`.
+struct Generator<'a> {
+    protocol: &'a Protocol<'a>,
+    args: &'a Args,
+    /// `<crate>::__private`.
+    private: TokenStream,
+    /// `FooHandler`, spanned at the enum's name.
+    handler: Ident,
+}
+
+impl<'a> Generator<'a> {
+    fn new(protocol: &'a Protocol<'a>, args: &'a Args) -> Self {
+        let krate = &args.krate;
+        Generator {
+            protocol,
+            args,
+            private: quote!(#krate::__private),
+            handler: format_ident!(
+                "{}Handler",
+                protocol.name(),
+                span = protocol.ident.span()
+            ),
+        }
+    }
+
+    /// A string literal naming `<crate>::__private::<item>`, for serde's attributes.
+    fn private_path_lit(&self, item: &str) -> LitStr {
+        LitStr::new(
+            &format!(
+                "{}::__private::{item}",
+                attr::path_to_string(&self.args.krate)
+            ),
+            self.args.krate_span,
+        )
+    }
+
+    /// The user's enum with the serde derives, `#[serde(crate = "...")]`, and
+    /// `#[serde(with = "<crate>::__private::bytes")]` on each field written `Vec<u8>`.
+    ///
+    /// The derive goes first so that `#[serde(...)]` attributes the user wrote come
+    /// after it, where rustc expects derive helpers.
+    fn item_enum(&self) -> TokenStream {
+        let mut item = self.protocol.original.clone();
+        let private = &self.private;
+        let serde_crate = self.private_path_lit("serde");
+        let bytes = self.private_path_lit("bytes");
+        let added: [Attribute; 2] = [
+            syn::parse_quote!(#[derive(#private::serde::Serialize, #private::serde::Deserialize)]),
+            syn::parse_quote!(#[serde(crate = #serde_crate)]),
+        ];
+        item.attrs.splice(0..0, added);
+        if let Data::Enum(data) = &mut item.data {
+            for field in data.variants.iter_mut().flat_map(|v| v.fields.iter_mut()) {
+                if is_byte_vec(&field.ty) && !has_serde_with(&field.attrs) {
+                    field.attrs.push(syn::parse_quote!(#[serde(with = #bytes)]));
+                }
+            }
+        }
+        item.into_token_stream()
+    }
+
+    /// `trait FooHandler`: one required method per variant and the provided `closed`.
+    fn trait_handler(&self) -> TokenStream {
+        let vis = self.protocol.vis;
+        let handler = &self.handler;
+        let name = self.protocol.name();
+        let doc = format!(
+            " Handles the messages of `{name}`: one method per variant, called with the variant's fields."
+        );
+        let mut seen = HashSet::new();
+        let methods = self
+            .protocol
+            .variants
+            .iter()
+            // A colliding name has been reported; a second method would only add an error.
+            .filter(|variant| seen.insert(variant.method.to_string()))
+            .map(|variant| self.handler_method(variant));
+        quote! {
+            #[doc = #doc]
+            #[doc = ""]
+            #[doc = " Generated by `#[aiosock::protocol]`. Implement each method with an `async fn`"]
+            #[doc = " whose future is `Send`, then pass the handler to `Receiver::serve`, or call"]
+            #[doc = " `Dispatch::dispatch` on a message."]
+            #vis trait #handler: ::core::marker::Send {
+                #(#methods)*
+
+                /// Called once after the peer closed the channel and every earlier message
+                /// was handled.
+                ///
+                /// Does nothing unless overridden.
+                fn closed(&mut self) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                    async {}
+                }
+            }
+        }
+    }
+
+    fn handler_method(&self, variant: &Variant<'_>) -> TokenStream {
+        let doc = format!(
+            " Called for each `{}::{}` message.",
+            self.protocol.name(),
+            syn::ext::IdentExt::unraw(variant.ident),
+        );
+        let docs: Vec<_> = variant.docs().collect();
+        let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+        let cfgs = variant.cfgs();
+        let method = &variant.method;
+        let params = variant.fields.iter().map(|field| &field.param);
+        let tys = variant.fields.iter().map(|field| field.ty);
+        quote! {
+            #[doc = #doc]
+            #separator
+            #(#docs)*
+            #(#cfgs)*
+            fn #method(&mut self #(, #params: #tys)*) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send;
+        }
+    }
+
+    /// `impl Protocol for Foo`.
+    fn impl_protocol(&self) -> TokenStream {
+        let private = &self.private;
+        let ident = self.protocol.ident;
+        let name = self.protocol.name();
+        let fingerprint = Literal::u64_suffixed(fingerprint::fingerprint(self.protocol));
+        quote! {
+            #[automatically_derived]
+            impl #private::Protocol for #ident {
+                const NAME: &'static ::core::primitive::str = #name;
+                const FINGERPRINT: ::core::primitive::u64 = #fingerprint;
+            }
+        }
+    }
+
+    /// `impl<H: FooHandler> Dispatch<H> for Foo`: a `match` that calls the variant's method
+    /// by its fully qualified path, so no inherent method of the handler can take its place.
+    fn impl_dispatch(&self) -> TokenStream {
+        let private = &self.private;
+        let ident = self.protocol.ident;
+        let handler = &self.handler;
+        let mut seen = HashSet::new();
+        let arms = self.protocol.variants.iter().map(|variant| {
+            let cfgs = variant.cfgs();
+            let variant_ident = variant.ident;
+            let method = &variant.method;
+            if !seen.insert(method.to_string()) {
+                // Its method name collides (already reported); the build fails anyway.
+                return quote! {
+                    #(#cfgs)*
+                    Self::#variant_ident { .. } => ::core::unreachable!(),
+                };
+            }
+            let bindings = variant.fields.iter().map(|field| &field.binding);
+            let pattern = match variant.style {
+                Style::Unit => quote!(Self::#variant_ident),
+                Style::Tuple => quote!(Self::#variant_ident(#(#bindings),*)),
+                Style::Struct => {
+                    let members = variant.fields.iter().map(|field| &field.member);
+                    quote!(Self::#variant_ident { #(#members: #bindings),* })
+                }
+            };
+            let bindings = variant.fields.iter().map(|field| &field.binding);
+            quote! {
+                #(#cfgs)*
+                #pattern => <__H as #handler>::#method(__handler #(, #bindings)*).await,
+            }
+        });
+        quote! {
+            #[automatically_derived]
+            impl<__H: #handler> #private::Dispatch<__H> for #ident {
+                fn dispatch(
+                    self,
+                    __handler: &mut __H,
+                ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                    async move {
+                        match self {
+                            #(#arms)*
+                        }
+                    }
+                }
+
+                fn closed(
+                    __handler: &mut __H,
+                ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
+                    <__H as #handler>::closed(__handler)
+                }
+            }
+        }
+    }
+}
+
+impl ToTokens for Generator<'_> {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        let item_enum = self.item_enum();
+        let trait_handler = self.trait_handler();
+        let impl_protocol = self.impl_protocol();
+        let impl_dispatch = self.impl_dispatch();
+        tokens.extend(quote! {
+            #item_enum
+
+            #trait_handler
+
+            #[doc(hidden)]
+            #[allow(unused_qualifications, clippy::absolute_paths)]
+            const _: () = {
+                #impl_protocol
+                #impl_dispatch
+            };
+        });
+    }
+}
+
+/// Whether `ty` is written exactly `Vec<u8>`, `std::vec::Vec<u8>` or
+/// `alloc::vec::Vec<u8>` (with or without a leading `::` on the long forms). Only the
+/// syntax is seen: an alias, or a `Vec<u8>` nested in another type (`Option<Vec<u8>>`),
+/// is encoded as a sequence; such fields can use `aiosock::Bytes`.
+fn is_byte_vec(ty: &Type) -> bool {
+    let ty = peel_groups(ty);
+    let Type::Path(type_path) = ty else {
+        return false;
+    };
+    if type_path.qself.is_some() {
+        return false;
+    }
+    let path = &type_path.path;
+    let segments: Vec<_> = path.segments.iter().collect();
+    let Some((last, prefix)) = segments.split_last() else {
+        return false;
+    };
+    let prefix_ok = match prefix {
+        [] => path.leading_colon.is_none(),
+        [krate, module] => {
+            (krate.ident == "std" || krate.ident == "alloc")
+                && krate.arguments.is_none()
+                && module.ident == "vec"
+                && module.arguments.is_none()
+        }
+        _ => false,
+    };
+    if !prefix_ok || last.ident != "Vec" {
+        return false;
+    }
+    let PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    if args.args.len() != 1 {
+        return false;
+    }
+    let Some(GenericArgument::Type(elem)) = args.args.first() else {
+        return false;
+    };
+    matches!(peel_groups(elem), Type::Path(p) if p.qself.is_none() && p.path.is_ident("u8"))
+}
+
+/// Types that come from a `macro_rules!` fragment are wrapped in invisible groups.
+fn peel_groups(mut ty: &Type) -> &Type {
+    while let Type::Group(group) = ty {
+        ty = &group.elem;
+    }
+    ty
+}
+
+/// Whether the user already chose how to encode the field.
+fn has_serde_with(attrs: &[Attribute]) -> bool {
+    attrs.iter().any(|attr| match &attr.meta {
+        Meta::List(list) if list.path.is_ident("serde") => {
+            list.tokens.clone().into_iter().any(|token| {
+                matches!(token, TokenTree::Ident(ident)
+                    if ident == "with" || ident == "serialize_with" || ident == "deserialize_with")
+            })
+        }
+        _ => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    fn expand_ok(args: TokenStream, input: TokenStream) -> String {
+        let (output, errors) = expand(args, input);
+        assert!(errors.is_none(), "{errors:?}");
+        output.to_string()
+    }
+
+    fn to_worker() -> TokenStream {
+        quote! {
+            #[derive(Debug, Clone, PartialEq)]
+            /// docs
+            pub enum ToWorker {
+                /// Says hello.
+                Greet { name: String },
+                Square(u64),
+                Pair(u8, String),
+                #[cfg(unix)]
+                Stop,
+                Blob(Vec<u8>),
+            }
+        }
+    }
+
+    fn count(haystack: &str, needle: &str) -> usize {
+        haystack.matches(needle).count()
+    }
+
+    #[test]
+    fn enum_gets_serde_derives_before_user_attributes() {
+        let out = expand_ok(quote!(), to_worker());
+        assert!(out.starts_with(
+            "# [derive (:: aiosock :: __private :: serde :: Serialize , :: aiosock :: __private :: serde :: Deserialize)] \
+             # [serde (crate = \"::aiosock::__private::serde\")] \
+             # [derive (Debug , Clone , PartialEq)] # [doc = r\" docs\"] pub enum ToWorker {"
+        ), "{out}");
+    }
+
+    #[test]
+    fn handler_trait_has_one_method_per_variant() {
+        let out = expand_ok(quote!(), to_worker());
+        for method in [
+            "fn on_greet (& mut self , name : String)",
+            "fn on_square (& mut self , _0 : u64)",
+            "fn on_pair (& mut self , _0 : u8 , _1 : String)",
+            "# [cfg (unix)] fn on_stop (& mut self)",
+            "fn on_blob (& mut self , _0 : Vec < u8 >)",
+            "fn closed (& mut self)",
+        ] {
+            assert_eq!(count(&out, method), 1, "{method} in {out}");
+        }
+        assert!(out.contains("pub trait ToWorkerHandler : :: core :: marker :: Send {"));
+        assert!(out.contains(
+            "# [doc = \" Called for each `ToWorker::Greet` message.\"] # [doc = \"\"] # [doc = r\" Says hello.\"] fn on_greet"
+        ));
+    }
+
+    #[test]
+    fn dispatch_calls_methods_by_qualified_path() {
+        let out = expand_ok(quote!(), to_worker());
+        assert!(out.contains("impl < __H : ToWorkerHandler > :: aiosock :: __private :: Dispatch < __H > for ToWorker"));
+        for arm in [
+            "Self :: Greet { name : __0 } => < __H as ToWorkerHandler > :: on_greet (__handler , __0) . await ,",
+            "Self :: Pair (__0 , __1) => < __H as ToWorkerHandler > :: on_pair (__handler , __0 , __1) . await ,",
+            "# [cfg (unix)] Self :: Stop => < __H as ToWorkerHandler > :: on_stop (__handler) . await ,",
+            "< __H as ToWorkerHandler > :: closed (__handler)",
+        ] {
+            assert!(out.contains(arm), "{arm} in {out}");
+        }
+    }
+
+    #[test]
+    fn protocol_impl_names_the_enum() {
+        let out = expand_ok(quote!(), quote!(enum r#Match { A }));
+        assert!(out.contains("impl :: aiosock :: __private :: Protocol for r#Match"));
+        assert!(out.contains("const NAME : & 'static :: core :: primitive :: str = \"Match\" ;"));
+        assert!(out.contains("trait MatchHandler"));
+    }
+
+    #[test]
+    fn only_byte_vectors_get_the_bytes_encoding() {
+        let out = expand_ok(
+            quote!(),
+            quote! {
+                enum E {
+                    A(Vec<u8>, std::vec::Vec<u8>, ::std::vec::Vec<u8>, alloc::vec::Vec<u8>),
+                    B { x: Option<Vec<u8>>, y: Vec<u16>, z: Box<[u8]>, w: ::Vec<u8>, v: core::Vec<u8> },
+                    C(#[serde(serialize_with = "s", deserialize_with = "d")] Vec<u8>),
+                }
+            },
+        );
+        assert_eq!(
+            count(&out, "# [serde (with = \"::aiosock::__private::bytes\")]"),
+            4,
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn crate_argument_replaces_every_path() {
+        let out = expand_ok(quote!(crate = "crate::reexport::aiosock"), to_worker());
+        let rest = out
+            .replace("crate :: reexport :: aiosock ::", "")
+            .replace("crate::reexport::aiosock::", "");
+        assert!(!rest.contains("aiosock ::"), "{out}");
+        assert!(!rest.contains("aiosock::__private"), "{out}");
+        assert!(out.contains("crate :: reexport :: aiosock :: __private :: Protocol"));
+        assert!(out.contains("\"crate::reexport::aiosock::__private::serde\""));
+        assert!(out.contains("\"crate::reexport::aiosock::__private::bytes\""));
+    }
+
+    #[test]
+    fn generic_enum_falls_back_to_the_item() {
+        let input = quote!(enum E<T> { A(T) });
+        let (out, errors) = expand(quote!(), input.clone());
+        assert!(errors.is_some());
+        assert_eq!(out.to_string(), input.to_string());
+    }
+
+    #[test]
+    fn struct_falls_back_to_the_item() {
+        let input = quote!(struct S;);
+        let (out, errors) = expand(quote!(crate = "x"), input.clone());
+        assert!(errors.is_some());
+        assert_eq!(out.to_string(), input.to_string());
+    }
+
+    #[test]
+    fn colliding_variants_still_expand() {
+        let (out, errors) = expand(quote!(nope), quote!(enum E { FooBar(u8), Foo_Bar }));
+        assert!(errors.is_some());
+        let out = out.to_string();
+        assert_eq!(count(&out, "fn on_foo_bar"), 1, "{out}");
+        assert!(out.contains("Self :: Foo_Bar { .. } => :: core :: unreachable ! () ,"));
+        assert!(out.contains("trait EHandler"));
+    }
+
+    #[test]
+    fn output_has_errors_as_compile_error() {
+        let out = protocol(quote!(), quote!(enum E {})).to_string();
+        assert!(out.contains("compile_error !"), "{out}");
+        assert!(out.contains("trait EHandler"), "{out}");
+    }
+}

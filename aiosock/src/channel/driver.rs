@@ -1,0 +1,357 @@
+//! The state one end shares between its [`Sender`](super::Sender) clones, its
+//! [`Receiver`](super::Receiver) and its writer task.
+//!
+//! Senders encode whole frames straight into one bounded buffer under a mutex (so frames
+//! from clones never interleave). One writer task per end swaps that buffer out and hands
+//! everything queued to the kernel in as few `send` calls as it can (group commit): under
+//! load one system call carries many messages, and when idle the first message is written
+//! as soon as the writer runs.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+use crate::channel::Config;
+use crate::error::{InvalidMessage, ProtocolId};
+use crate::sys::{self, SharedFd};
+use crate::wire;
+
+/// Why a frame was not queued.
+pub(crate) enum Refused {
+    Full,
+    Closed,
+    Invalid(InvalidMessage),
+}
+
+#[derive(Debug)]
+enum Writer {
+    /// No runtime has been attached yet.
+    NotStarted,
+    /// The writer task is busy, or scheduled.
+    Running,
+    /// The writer task is parked until there is something to do.
+    Idle(Waker),
+    /// The writer task ended.
+    Gone,
+}
+
+#[derive(Debug)]
+struct SendState {
+    /// Whole frames queued and not yet taken by the writer.
+    buf: Vec<u8>,
+    /// The peer can no longer receive, or the runtime went away.
+    closed: bool,
+    /// Live senders (the `Endpoint` before the split counts as one).
+    senders: usize,
+    writer: Writer,
+    /// Bytes ever queued, and bytes ever handed to the kernel (for `flush`).
+    queued: u64,
+    written: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    fd: Arc<OwnedFd>,
+    io: OnceLock<AsyncFd<SharedFd>>,
+    attach_lock: Mutex<()>,
+    state: Mutex<SendState>,
+    /// Signalled whenever space frees up, bytes are written, or the end closes.
+    events: Notify,
+    pub(crate) config: Config,
+}
+
+impl Shared {
+    pub(crate) fn new(fd: OwnedFd, config: Config, sends: ProtocolId, expects: ProtocolId) -> Shared {
+        let mut buf = Vec::with_capacity(config.capacity_bytes().min(64 * 1024));
+        wire::encode_hello(
+            &mut buf,
+            (sends.name(), sends.fingerprint()),
+            (expects.name(), expects.fingerprint()),
+        );
+        let queued = buf.len() as u64;
+        Shared {
+            fd: Arc::new(fd),
+            io: OnceLock::new(),
+            attach_lock: Mutex::new(()),
+            state: Mutex::new(SendState {
+                buf,
+                closed: false,
+                senders: 1,
+                writer: Writer::NotStarted,
+                queued,
+                written: 0,
+            }),
+            events: Notify::new(),
+            config,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, SendState> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the channel, so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn attached(&self) -> Option<&AsyncFd<SharedFd>> {
+        self.io.get()
+    }
+
+    /// Registers the socket with the current runtime's reactor and starts the writer task,
+    /// the first time it is called.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with I/O enabled.
+    #[track_caller]
+    pub(crate) fn attach(self: &Arc<Self>) -> io::Result<&AsyncFd<SharedFd>> {
+        if let Some(io) = self.io.get() {
+            return Ok(io);
+        }
+        let _guard = self.attach_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(io) = self.io.get() {
+            return Ok(io);
+        }
+        let io = sys::register(self.fd.clone())?;
+        let io = self.io.get_or_init(|| io);
+        let start = {
+            let mut st = self.lock();
+            if matches!(st.writer, Writer::NotStarted) {
+                st.writer = Writer::Running;
+                true
+            } else {
+                false
+            }
+        };
+        if start {
+            tokio::spawn(run_writer(self.clone()));
+        }
+        Ok(io)
+    }
+
+    /// Like [`attach`](Self::attach), but only inside a runtime; `None` outside one.
+    pub(crate) fn attach_if_in_runtime(self: &Arc<Self>) -> Option<&AsyncFd<SharedFd>> {
+        if self.io.get().is_none() && tokio::runtime::Handle::try_current().is_err() {
+            return None;
+        }
+        self.attach().ok()
+    }
+
+    /// Marks the end closed for sending after `attach` failed.
+    pub(crate) fn fail(&self) {
+        self.lock().closed = true;
+        self.events.notify_waiters();
+    }
+
+    /// Queues `msg` as one frame unless the end is closed or, with `bounded`, the buffer
+    /// is at capacity.
+    pub(crate) fn push<T: Serialize>(&self, msg: &T, bounded: bool) -> Result<(), Refused> {
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Refused::Closed);
+        }
+        if bounded && st.buf.len() >= self.config.capacity_bytes() {
+            return Err(Refused::Full);
+        }
+        let before = st.buf.len();
+        wire::encode_frame(&mut st.buf, msg, self.config.max_frame_bytes())
+            .map_err(Refused::Invalid)?;
+        st.queued += (st.buf.len() - before) as u64;
+        let wake = match std::mem::replace(&mut st.writer, Writer::Running) {
+            Writer::Idle(waker) => Some(waker),
+            other => {
+                st.writer = other;
+                None
+            }
+        };
+        drop(st);
+        if let Some(waker) = wake {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Waits until `done` holds for the send state, re-checking on every event.
+    async fn wait_until<R>(&self, mut done: impl FnMut(&SendState) -> Option<R>) -> R {
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = done(&self.lock()) {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for space in the buffer; `Err` once closed.
+    pub(crate) async fn ready(&self) -> Result<(), ()> {
+        let cap = self.config.capacity_bytes();
+        self.wait_until(|st| match () {
+            () if st.closed => Some(Err(())),
+            () if st.buf.len() < cap => Some(Ok(())),
+            () => None,
+        })
+        .await
+    }
+
+    /// Waits until everything queued so far is in the kernel; `Err` if closed first.
+    pub(crate) async fn flush(&self) -> Result<(), ()> {
+        let target = self.lock().queued;
+        self.wait_until(|st| match () {
+            () if st.written >= target => Some(Ok(())),
+            () if st.closed => Some(Err(())),
+            () => None,
+        })
+        .await
+    }
+
+    pub(crate) async fn closed(&self) {
+        self.wait_until(|st| st.closed.then_some(())).await;
+    }
+
+    /// Called when this end's receiver finds that the peer hung up entirely.
+    pub(crate) fn peer_gone(&self) {
+        if sys::peer_hung_up(self.fd()) {
+            self.fail();
+        }
+    }
+
+    pub(crate) fn add_sender(&self) {
+        self.lock().senders += 1;
+    }
+
+    /// Drops one sender; the last one lets the writer flush and shut the direction down.
+    pub(crate) fn remove_sender(&self) {
+        let mut st = self.lock();
+        st.senders -= 1;
+        if st.senders > 0 {
+            return;
+        }
+        match std::mem::replace(&mut st.writer, Writer::Running) {
+            Writer::Idle(waker) => {
+                drop(st);
+                waker.wake();
+            }
+            Writer::NotStarted => {
+                // No runtime ever ran this end: flush what was queued (at least the hello)
+                // here, within the linger time, then end the direction.
+                st.writer = Writer::Gone;
+                let pending = std::mem::take(&mut st.buf);
+                drop(st);
+                let deadline = Instant::now() + self.config.linger_duration();
+                let _ = sys::send_all_blocking(self.fd(), &pending, deadline);
+                sys::shutdown_write(self.fd());
+            }
+            other => st.writer = other,
+        }
+    }
+
+    /// Swaps the queued frames into `batch`; `false` once no sender is left and all is sent.
+    fn poll_take(&self, batch: &mut Vec<u8>, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut st = self.lock();
+        if !st.buf.is_empty() && !st.closed {
+            std::mem::swap(&mut st.buf, batch);
+            drop(st);
+            self.events.notify_waiters();
+            Poll::Ready(true)
+        } else if st.senders == 0 || st.closed {
+            Poll::Ready(false)
+        } else {
+            st.writer = Writer::Idle(cx.waker().clone());
+            Poll::Pending
+        }
+    }
+}
+
+/// The writer task's state; dropping it unfinished (runtime shutdown) lingers.
+struct WriterTask {
+    shared: Arc<Shared>,
+    batch: Vec<u8>,
+    /// Bytes of `batch` already written.
+    sent: usize,
+    finished: bool,
+}
+
+async fn run_writer(shared: Arc<Shared>) {
+    let mut task = WriterTask {
+        shared,
+        batch: Vec::new(),
+        sent: 0,
+        finished: false,
+    };
+    task.run().await;
+}
+
+impl WriterTask {
+    async fn run(&mut self) {
+        loop {
+            let more = std::future::poll_fn(|cx| self.shared.poll_take(&mut self.batch, cx)).await;
+            if !more {
+                break;
+            }
+            self.sent = 0;
+            if let Err(_e) = self.write_batch().await {
+                self.shared.fail();
+                break;
+            }
+            let len = self.batch.len() as u64;
+            self.batch.clear();
+            if self.batch.capacity() > 4 * self.shared.config.capacity_bytes() {
+                self.batch.shrink_to(self.shared.config.capacity_bytes());
+            }
+            self.shared.lock().written += len;
+            self.shared.events.notify_waiters();
+        }
+        sys::shutdown_write(self.shared.fd());
+        self.shared.lock().writer = Writer::Gone;
+        self.finished = true;
+    }
+
+    async fn write_batch(&mut self) -> io::Result<()> {
+        let io = self.shared.attached().expect("writer runs only once attached");
+        while self.sent < self.batch.len() {
+            let mut ready = io.writable().await?;
+            match ready.try_io(|fd| sys::send(fd.get_ref().as_fd(), &self.batch[self.sent..])) {
+                Ok(Ok(n)) => self.sent += n,
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The runtime is shutting down under a live writer: hand what `send` accepted to
+        // the kernel within the linger time, then close the direction for good.
+        let mut st = self.shared.lock();
+        st.closed = true;
+        st.writer = Writer::Gone;
+        let mut pending = self.batch.split_off(self.sent.min(self.batch.len()));
+        pending.extend_from_slice(&st.buf);
+        st.buf = Vec::new();
+        drop(st);
+        let deadline = Instant::now() + self.shared.config.linger_duration();
+        let _ = sys::send_all_blocking(self.shared.fd(), &pending, deadline);
+        sys::shutdown_write(self.shared.fd());
+        self.shared.events.notify_waiters();
+    }
+}

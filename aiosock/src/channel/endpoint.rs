@@ -1,0 +1,150 @@
+//! `Endpoint` and `pair`: one end of a connection before it is split.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+use crate::channel::driver::Shared;
+use crate::channel::{Config, Receiver, Sender};
+use crate::error::{Error, ProtocolId};
+use crate::{Protocol, sys};
+
+/// One end of a connection: sends `Out` and receives `In`.
+///
+/// An endpoint is only a socket and its [`Config`] until [`into_split`](Self::into_split):
+/// it can be made before any runtime exists, moved into a child process
+/// ([`spawn`](crate::spawn)), and it attaches to the Tokio runtime in which its halves are
+/// first used.
+///
+/// # Examples
+///
+/// ```
+/// #[aiosock::protocol]
+/// #[derive(Debug, PartialEq)]
+/// enum Request {
+///     Square(u64),
+/// }
+///
+/// #[aiosock::protocol]
+/// #[derive(Debug, PartialEq)]
+/// enum Reply {
+///     Squared(u64),
+/// }
+///
+/// // Made before any runtime exists.
+/// let (client, server) = aiosock::pair::<Request, Reply>()?;
+///
+/// tokio::runtime::Runtime::new()?.block_on(async move {
+///     let (tx, mut rx) = client.into_split();
+///     let (stx, mut srx) = server.into_split();
+///     tx.send(Request::Square(12)).await?;
+///     if let Some(Request::Square(n)) = srx.recv().await? {
+///         stx.send(Reply::Squared(n * n)).await?;
+///     }
+///     assert_eq!(rx.recv().await?, Some(Reply::Squared(144)));
+///     Ok::<_, Box<dyn std::error::Error>>(())
+/// })
+/// .unwrap();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Endpoint<Out, In> {
+    fd: OwnedFd,
+    config: Config,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+/// Makes a connected pair of ends: the first sends `A` and receives `B`, the second the
+/// opposite.
+///
+/// Works without a runtime. Both sockets are close-on-exec and non-blocking.
+///
+/// # Errors
+///
+/// [`Error::Io`] if the system refuses a socket pair (for example, out of descriptors).
+///
+/// # Examples
+///
+/// ```
+/// #[aiosock::protocol]
+/// enum Ping {
+///     Ping,
+/// }
+///
+/// #[aiosock::protocol]
+/// enum Pong {
+///     Pong,
+/// }
+///
+/// let (parent, child): (aiosock::Endpoint<Ping, Pong>, aiosock::Endpoint<Pong, Ping>) =
+///     aiosock::pair()?;
+/// # drop((parent, child));
+/// # Ok::<(), aiosock::Error>(())
+/// ```
+pub fn pair<A: Protocol, B: Protocol>() -> Result<(Endpoint<A, B>, Endpoint<B, A>), Error> {
+    let (a, b) = sys::socketpair()?;
+    Ok((Endpoint::from_fd(a), Endpoint::from_fd(b)))
+}
+
+impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
+    /// Wraps a connected Unix stream socket whose other end speaks aiosock.
+    ///
+    /// The socket is made non-blocking when it is first used. The usual ways to get an
+    /// endpoint are [`pair`] and [`inherited`](crate::inherited).
+    pub fn from_fd(fd: OwnedFd) -> Endpoint<Out, In> {
+        Endpoint {
+            fd,
+            config: Config::new(),
+            _types: PhantomData,
+        }
+    }
+
+    /// Gives the socket back, for example to hand it to a process by other means.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Replaces this end's settings.
+    pub fn with_config(mut self, config: Config) -> Endpoint<Out, In> {
+        self.config = config;
+        self
+    }
+
+    /// This end's settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// This end's settings, to change before the split.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Splits the end into its sending and receiving halves.
+    ///
+    /// Nothing is written or registered yet: the halves attach to the Tokio runtime in
+    /// which they are first used, and the hello is the first thing the sender writes.
+    pub fn into_split(self) -> (Sender<Out>, Receiver<In>) {
+        // The socket came from `pair` or a parent: it may still be blocking.
+        let _ = sys::set_nonblocking(self.fd.as_fd());
+        let sends = ProtocolId::of::<Out>();
+        let expects = ProtocolId::of::<In>();
+        let shared = Arc::new(Shared::new(self.fd, self.config, sends.clone(), expects.clone()));
+        (Sender::new(shared.clone()), Receiver::new(shared, sends, expects))
+    }
+}
+
+impl<Out, In> AsFd for Endpoint<Out, In> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl<Out, In> fmt::Debug for Endpoint<Out, In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("fd", &self.fd)
+            .field("config", &self.config)
+            .finish()
+    }
+}

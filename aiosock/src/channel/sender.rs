@@ -1,0 +1,293 @@
+//! The sending half of an end.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use crate::Protocol;
+use crate::channel::driver::{Refused, Shared};
+use crate::error::{SendError, TrySendError};
+
+type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
+
+/// Sends messages of type `T` to the peer. Cheap to clone; every clone feeds the same
+/// ordered stream.
+///
+/// Made by [`Endpoint::into_split`](crate::Endpoint::into_split). Messages are encoded
+/// into the end's bounded outgoing buffer and written by the end's writer task; see the
+/// [crate docs](crate#delivery-and-backpressure) for what "accepted" promises.
+///
+/// Dropping the last clone lets the writer send everything queued and then end the
+/// direction: the peer's [`recv`](crate::Receiver::recv) returns `Ok(None)` after the last
+/// message.
+///
+/// # Examples
+///
+/// ```
+/// #[aiosock::protocol]
+/// #[derive(Debug, PartialEq)]
+/// enum Msg {
+///     Hello(String),
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (a, b) = aiosock::pair::<Msg, Msg>()?;
+/// let (tx, _rx) = a.into_split();
+/// let (_tx, mut rx) = b.into_split();
+/// tx.send(Msg::Hello("world".into())).await?;
+/// assert_eq!(rx.recv().await?, Some(Msg::Hello("world".into())));
+/// # Ok(())
+/// # }
+/// ```
+pub struct Sender<T> {
+    shared: Arc<Shared>,
+    /// The `Sink` implementation's pending readiness or flush wait.
+    sink: Mutex<Option<PendingFuture>>,
+    _msg: PhantomData<fn(T)>,
+}
+
+impl<T: Protocol> Sender<T> {
+    pub(crate) fn new(shared: Arc<Shared>) -> Sender<T> {
+        Sender {
+            shared,
+            sink: Mutex::new(None),
+            _msg: PhantomData,
+        }
+    }
+
+    /// Sends `msg`, waiting while the outgoing buffer is at capacity.
+    ///
+    /// Returns once the message is *accepted*: encoded as one whole frame into the end's
+    /// outgoing buffer, in order after every message accepted before it from any clone.
+    /// From then on it is delivered as long as the peer lives (see the crate docs); use
+    /// [`flush`](Self::flush) to wait until it is in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Closed`] once the peer can no longer receive (or this end's runtime
+    /// shut down), and [`SendError::Invalid`] if the message cannot be encoded or is larger
+    /// than [`Config::max_frame_len`](crate::Config::max_frame_len). Both hand `msg` back.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe in the sense of tokio's `mpsc::Sender::send`: if the future is dropped
+    /// before it completes, the message was not queued and nothing of it reaches the peer.
+    /// If it completed, the message was queued whole.
+    ///
+    /// # Panics
+    ///
+    /// When first used outside a Tokio runtime with I/O enabled.
+    #[track_caller]
+    pub fn send(&self, msg: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
+        let attached = self.shared.attach();
+        async move {
+            if attached.is_err() {
+                self.shared.fail();
+                return Err(SendError::Closed(msg));
+            }
+            std::future::poll_fn(tokio::task::coop::poll_proceed)
+                .await
+                .made_progress();
+            loop {
+                match self.shared.push(&msg, true) {
+                    Ok(()) => return Ok(()),
+                    Err(Refused::Closed) => return Err(SendError::Closed(msg)),
+                    Err(Refused::Invalid(why)) => return Err(SendError::Invalid(msg, why)),
+                    Err(Refused::Full) => {}
+                }
+                if self.shared.ready().await.is_err() {
+                    return Err(SendError::Closed(msg));
+                }
+            }
+        }
+    }
+
+    /// Sends `msg` if the outgoing buffer has room, without waiting.
+    ///
+    /// Works outside a runtime too: the message is queued and written once the end is
+    /// attached to a runtime (or, if it never is, when the last sender is dropped).
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`] when the buffer is at capacity, [`TrySendError::Closed`] and
+    /// [`TrySendError::Invalid`] as for [`send`](Self::send). Each hands `msg` back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[aiosock::protocol] enum Msg { Tick }
+    /// let mut config = aiosock::Config::new();
+    /// config.capacity(1);
+    /// let (a, _b) = aiosock::pair::<Msg, Msg>()?;
+    /// let (tx, _rx) = a.with_config(config).into_split();
+    /// // No runtime here: the hello stays queued, so the buffer is already at capacity.
+    /// assert!(matches!(tx.try_send(Msg::Tick), Err(aiosock::TrySendError::Full(_))));
+    /// # Ok::<(), aiosock::Error>(())
+    /// ```
+    pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        self.shared.attach_if_in_runtime();
+        match self.shared.push(&msg, true) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => Err(TrySendError::Full(msg)),
+            Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
+            Err(Refused::Invalid(why)) => Err(TrySendError::Invalid(msg, why)),
+        }
+    }
+
+    /// Waits until the outgoing buffer has room for a message: the "writable" callback of
+    /// the Python original, as a future.
+    ///
+    /// After it returns `Ok`, a [`try_send`](Self::try_send) from this task succeeds unless
+    /// another clone filled the buffer in between.
+    ///
+    /// # Errors
+    ///
+    /// `SendError::Closed(())` once the peer can no longer receive.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    ///
+    /// # Panics
+    ///
+    /// When first used outside a Tokio runtime with I/O enabled.
+    #[track_caller]
+    pub fn ready(&self) -> impl Future<Output = Result<(), SendError<()>>> + Send + '_ {
+        let attached = self.shared.attach().is_ok();
+        async move {
+            if !attached {
+                self.shared.fail();
+            }
+            self.shared.ready().await.map_err(|()| SendError::Closed(()))
+        }
+    }
+
+    /// Waits until every message accepted so far, from any clone, is in the kernel's
+    /// socket buffer.
+    ///
+    /// # Errors
+    ///
+    /// `SendError::Closed(())` if the end closed before that.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    ///
+    /// # Panics
+    ///
+    /// When first used outside a Tokio runtime with I/O enabled.
+    #[track_caller]
+    pub fn flush(&self) -> impl Future<Output = Result<(), SendError<()>>> + Send + '_ {
+        let attached = self.shared.attach().is_ok();
+        async move {
+            if !attached {
+                self.shared.fail();
+            }
+            self.shared.flush().await.map_err(|()| SendError::Closed(()))
+        }
+    }
+
+    /// Completes once the peer can no longer receive.
+    ///
+    /// That is known when a write fails because the peer closed its receiving side or
+    /// exited, or when this end's [`Receiver`](crate::Receiver) sees the peer hang up
+    /// entirely. An idle sender whose receiver was dropped learns it at its next write.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only waits.
+    ///
+    /// # Panics
+    ///
+    /// When first used outside a Tokio runtime with I/O enabled.
+    #[track_caller]
+    pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
+        let attached = self.shared.attach().is_ok();
+        async move {
+            if !attached {
+                self.shared.fail();
+            }
+            self.shared.closed().await;
+        }
+    }
+
+    /// Whether the peer is known to be unable to receive; see [`closed`](Self::closed).
+    pub fn is_closed(&self) -> bool {
+        self.shared.is_closed()
+    }
+
+    fn poll_pending(
+        &mut self,
+        cx: &mut Context<'_>,
+        make: fn(Arc<Shared>) -> PendingFuture,
+    ) -> Poll<Result<(), SendError<Option<T>>>> {
+        let slot = self.sink.get_mut().unwrap_or_else(|e| e.into_inner());
+        let fut = slot.get_or_insert_with(|| make(self.shared.clone()));
+        let result = ready!(fut.as_mut().poll(cx));
+        *slot = None;
+        Poll::Ready(result.map_err(|()| SendError::Closed(None)))
+    }
+}
+
+impl<T> Clone for Sender<T> {
+    fn clone(&self) -> Sender<T> {
+        self.shared.add_sender();
+        Sender {
+            shared: self.shared.clone(),
+            sink: Mutex::new(None),
+            _msg: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for Sender<T> {
+    fn drop(&mut self) {
+        self.shared.remove_sender();
+    }
+}
+
+impl<T> fmt::Debug for Sender<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sender")
+            .field("fd", &self.shared.fd())
+            .field("closed", &self.shared.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `Sink` over the same buffer: `poll_ready` waits for capacity, `start_send` queues,
+/// `poll_flush` (and `poll_close`) wait until everything queued is in the kernel.
+///
+/// The error hands the message back where there is one: `SendError::Closed(Some(msg))`
+/// from `start_send`, `SendError::Closed(None)` from the other methods.
+impl<T: Protocol> futures_sink::Sink<T> for Sender<T> {
+    type Error = SendError<Option<T>>;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.shared.attach().is_err() {
+            self.shared.fail();
+        }
+        self.poll_pending(cx, |shared| Box::pin(async move { shared.ready().await }))
+    }
+
+    fn start_send(self: Pin<&mut Self>, msg: T) -> Result<(), Self::Error> {
+        // `poll_ready` returned Ok, so the buffer had room; if a clone filled it since,
+        // the frame still goes in (the capacity is then exceeded by this one message).
+        match self.shared.push(&msg, false) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full | Refused::Closed) => Err(SendError::Closed(Some(msg))),
+            Err(Refused::Invalid(why)) => Err(SendError::Invalid(Some(msg), why)),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_pending(cx, |shared| Box::pin(async move { shared.flush().await }))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.poll_flush(cx)
+    }
+}

@@ -1,0 +1,290 @@
+//! Error types.
+//!
+//! [`Error`] is what a receive (and the crate's constructors) can fail with. A send fails
+//! with a [`SendError`] or [`TrySendError`], which hand the message back.
+
+use std::fmt;
+use std::io;
+
+/// The name and fingerprint of a protocol, as carried in the hello.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProtocolId {
+    name: String,
+    fingerprint: u64,
+}
+
+impl ProtocolId {
+    pub(crate) fn new(name: String, fingerprint: u64) -> ProtocolId {
+        ProtocolId { name, fingerprint }
+    }
+
+    pub(crate) fn of<P: crate::Protocol>() -> ProtocolId {
+        ProtocolId::new(P::NAME.to_owned(), P::FINGERPRINT)
+    }
+
+    /// The protocol's enum name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The protocol's fingerprint.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+impl fmt::Debug for ProtocolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ProtocolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` ({:#018x})", self.name, self.fingerprint)
+    }
+}
+
+/// Both sides of a failed protocol check, in [`Error::ProtocolMismatch`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// What this end sends.
+    pub local_sends: ProtocolId,
+    /// What this end expects to receive.
+    pub local_expects: ProtocolId,
+    /// What the peer sends.
+    pub peer_sends: ProtocolId,
+    /// What the peer expects to receive.
+    pub peer_expects: ProtocolId,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "protocol mismatch: this end sends {} and expects {}, the peer sends {} and expects {}",
+            self.local_sends, self.local_expects, self.peer_sends, self.peer_expects
+        )
+    }
+}
+
+/// What can go wrong on a channel: the connection, the peer's bytes, or setup.
+///
+/// Receiving fails with this type. After [`Receiver::recv`](crate::Receiver::recv) returns
+/// any `Err`, the connection is over for receiving: a corrupt frame ends it, because
+/// nothing after it can be trusted, and later calls return `Ok(None)`. Messages decoded
+/// before the error were all delivered.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A system call failed.
+    #[error("i/o error")]
+    Io(#[from] io::Error),
+
+    /// The peer's first bytes are not an aiosock hello: it is not an aiosock end.
+    #[error("the peer is not an aiosock end (its stream starts with {found:02x?})")]
+    BadMagic {
+        /// The first bytes seen (zero-filled when fewer arrived).
+        found: [u8; 4],
+    },
+
+    /// The peer speaks another version of the wire format.
+    #[error("the peer speaks wire version {version}, this end speaks version 1")]
+    UnsupportedVersion {
+        /// The peer's version.
+        version: u16,
+    },
+
+    /// The peer's hello is malformed.
+    #[error("malformed hello from the peer: {reason}")]
+    BadHello {
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
+    /// The peer was built for another protocol.
+    #[error("{0}")]
+    ProtocolMismatch(Box<Mismatch>),
+
+    /// A frame header announced a payload over this end's maximum; nothing was allocated.
+    #[error("the peer sent a frame of {len} bytes, over this end's maximum of {max}")]
+    FrameTooLarge {
+        /// The announced payload length.
+        len: usize,
+        /// The configured maximum ([`Config::max_frame_len`](crate::Config::max_frame_len)).
+        max: usize,
+    },
+
+    /// A frame announced file descriptors, which wire version 1 does not carry.
+    #[error("the peer sent a frame announcing {count} file descriptors, which this end does not accept")]
+    UnexpectedFds {
+        /// The announced count.
+        count: u16,
+    },
+
+    /// A frame header has flag bits this version does not know.
+    #[error("the peer sent a frame with unknown flags {flags:#06x}")]
+    UnknownFlags {
+        /// The flags.
+        flags: u16,
+    },
+
+    /// A frame's payload is not a valid message of the expected type.
+    #[error("the peer sent a frame that does not decode as the expected message")]
+    Decode(#[source] DecodeError),
+
+    /// A frame's payload held a whole message followed by more bytes.
+    #[error("the peer sent a frame of {len} bytes whose message ends after {used} bytes")]
+    TrailingBytes {
+        /// The payload length.
+        len: usize,
+        /// The bytes the message took.
+        used: usize,
+    },
+
+    /// The peer closed the connection in the middle of a hello or a frame.
+    #[error("the peer closed the connection in the middle of a {what}")]
+    Truncated {
+        /// `"hello"` or `"frame"`.
+        what: &'static str,
+    },
+
+    /// This process was not started with an aiosock end, or the end it names is unusable.
+    #[error("no usable inherited end: {reason}")]
+    Inherit {
+        /// What is missing or wrong.
+        reason: String,
+    },
+
+    /// [`fork`](crate::fork) was called in a process that has more than one thread.
+    #[error("fork refused: this process has {threads} threads, and forking a multi-threaded process is unsound")]
+    ForkThreads {
+        /// The number of threads found.
+        threads: usize,
+    },
+}
+
+/// Why bincode could not decode a payload. Its `source()` chain has the details.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DecodeError(pub(crate) bincode::error::DecodeError);
+
+/// Why serde could not encode a message.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EncodeError(pub(crate) bincode::error::EncodeError);
+
+/// Why a message cannot be sent at all, whatever the peer does.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidMessage {
+    /// The encoded message is larger than the end's maximum frame length.
+    #[error("the message encodes to {len} bytes, over the maximum of {max}")]
+    TooLarge {
+        /// The encoded length.
+        len: usize,
+        /// The maximum ([`Config::max_frame_len`](crate::Config::max_frame_len)).
+        max: usize,
+    },
+    /// The message's `Serialize` implementation failed.
+    #[error("the message could not be encoded")]
+    Encode(#[source] EncodeError),
+}
+
+/// A failed [`Sender::send`](crate::Sender::send); the message comes back inside.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError<T> {
+    /// The peer can no longer receive (it closed its receiver, exited or was killed), or
+    /// this end's runtime shut down.
+    #[error("channel closed")]
+    Closed(T),
+    /// The message itself cannot be sent.
+    #[error("invalid message")]
+    Invalid(T, #[source] InvalidMessage),
+}
+
+impl<T> SendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            SendError::Closed(msg) | SendError::Invalid(msg, _) => msg,
+        }
+    }
+
+    /// Whether the channel is closed (as opposed to the message being invalid).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, SendError::Closed(_))
+    }
+}
+
+impl<T> fmt::Debug for SendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Closed(_) => f.write_str("Closed(..)"),
+            SendError::Invalid(_, why) => f.debug_tuple("Invalid").field(&"..").field(why).finish(),
+        }
+    }
+}
+
+/// A failed [`Sender::try_send`](crate::Sender::try_send); the message comes back inside.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError<T> {
+    /// The outgoing buffer is at capacity; try again after [`Sender::ready`](crate::Sender::ready).
+    #[error("no available capacity")]
+    Full(T),
+    /// The peer can no longer receive.
+    #[error("channel closed")]
+    Closed(T),
+    /// The message itself cannot be sent.
+    #[error("invalid message")]
+    Invalid(T, #[source] InvalidMessage),
+}
+
+impl<T> TrySendError<T> {
+    /// The message that was not sent.
+    pub fn into_inner(self) -> T {
+        match self {
+            TrySendError::Full(msg) | TrySendError::Closed(msg) | TrySendError::Invalid(msg, _) => {
+                msg
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for TrySendError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySendError::Full(_) => f.write_str("Full(..)"),
+            TrySendError::Closed(_) => f.write_str("Closed(..)"),
+            TrySendError::Invalid(_, why) => {
+                f.debug_tuple("Invalid").field(&"..").field(why).finish()
+            }
+        }
+    }
+}
+
+impl<T> From<SendError<T>> for TrySendError<T> {
+    fn from(e: SendError<T>) -> Self {
+        match e {
+            SendError::Closed(m) => TrySendError::Closed(m),
+            SendError::Invalid(m, why) => TrySendError::Invalid(m, why),
+        }
+    }
+}
+
+/// A failed [`Receiver::try_recv`](crate::Receiver::try_recv).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TryRecvError {
+    /// No whole message has arrived yet.
+    #[error("receiving on an empty channel")]
+    Empty,
+    /// The peer closed and every message was received.
+    #[error("receiving on a closed channel")]
+    Disconnected,
+    /// Receiving failed; see [`Error`].
+    #[error(transparent)]
+    Failed(#[from] Error),
+}

@@ -1,0 +1,190 @@
+//! Typed, asynchronous messages between processes over Unix socketpairs.
+//!
+//! Annotate a message enum with [`#[aiosock::protocol]`](protocol), make a connected
+//! [`pair`] of ends, and exchange typed messages with [`Sender::send`] and
+//! [`Receiver::recv`], or serve them with the generated handler trait. The ends can be
+//! made before any runtime exists and handed to a child process with [`spawn`] /
+//! [`inherited`]. This re-imagines the Python package *aiosock* (`aiosockpair()`,
+//! `write(obj)`, `await read()`, read and write callbacks) with compile-time types, no
+//! lost messages, and batched I/O.
+//!
+//! ```
+//! #[aiosock::protocol]
+//! #[derive(Debug, PartialEq)]
+//! pub enum ToWorker {
+//!     Greet { name: String },
+//!     Square(u64),
+//!     Stop,
+//! }
+//!
+//! #[aiosock::protocol]
+//! #[derive(Debug, PartialEq)]
+//! pub enum FromWorker {
+//!     Hello(String),
+//!     Squared(u64),
+//! }
+//!
+//! // The worker's state lives in its handler; one method per variant.
+//! struct Worker {
+//!     out: aiosock::Sender<FromWorker>,
+//! }
+//!
+//! impl ToWorkerHandler for Worker {
+//!     async fn on_greet(&mut self, name: String) {
+//!         let _ = self.out.send(FromWorker::Hello(format!("hello, {name}"))).await;
+//!     }
+//!     async fn on_square(&mut self, n: u64) {
+//!         let _ = self.out.send(FromWorker::Squared(n * n)).await;
+//!     }
+//!     async fn on_stop(&mut self) {}
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (here, there) = aiosock::pair::<ToWorker, FromWorker>()?;
+//! // In a real program `there` goes to another process (`aiosock::spawn`).
+//! let (worker_tx, worker_rx) = there.into_split();
+//! let worker = tokio::spawn(worker_rx.serve(Worker { out: worker_tx }));
+//!
+//! let (tx, mut rx) = here.into_split();
+//! tx.send(ToWorker::Greet { name: "Ada".into() }).await?;
+//! tx.send(ToWorker::Square(7)).await?;
+//! assert_eq!(rx.recv().await?, Some(FromWorker::Hello("hello, Ada".into())));
+//! assert_eq!(rx.recv().await?, Some(FromWorker::Squared(49)));
+//! drop(tx); // the worker's serve() returns once everything was handled
+//! worker.await??;
+//! assert_eq!(rx.recv().await?, None);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Delivery and backpressure
+//!
+//! [`Sender::send`] returns once the message is *accepted*: encoded as one frame into the
+//! end's bounded outgoing buffer. A writer task per end hands everything queued to the
+//! kernel in as few system calls as it can. An accepted message is delivered as long as
+//! the peer lives and keeps reading: if the peer dies, messages it had not read yet are
+//! lost with it, and the next sends fail with [`SendError::Closed`], handing the message
+//! back. [`Sender::flush`] waits until every accepted message is in the kernel.
+//!
+//! If the runtime an end is attached to shuts down (for example `#[tokio::main]`
+//! returning) while accepted messages are still queued, the end writes them out before
+//! the runtime finishes, blocking up to [`Config::linger`] (5 s by default) if the peer is
+//! slow to read. Calling `std::process::exit` skips that: flush first.
+//!
+//! The buffer is bounded in bytes ([`Config::capacity`]): `send` waits while it is full,
+//! [`Sender::try_send`] fails with [`TrySendError::Full`], and [`Sender::ready`] waits
+//! for room (the Python original's write callback).
+//!
+//! # Runtimes
+//!
+//! An end attaches to the Tokio runtime in which it is first used (any async method, or
+//! `try_send` inside a runtime) and stays with it: its socket is registered with that
+//! runtime's reactor and its writer task runs there. Both the current-thread and the
+//! multi-thread runtime work; the runtime needs I/O enabled (`enable_io`, or
+//! `enable_all`). Using an end's async methods outside a runtime panics.
+//!
+//! # Cancel safety
+//!
+//! | method | cancel safe | if the future is dropped |
+//! |---|---|---|
+//! | [`Receiver::recv`] | yes | no message is lost; read progress stays in the receiver |
+//! | [`Sender::send`] | yes | the message was not queued (as tokio's `mpsc::Sender::send`) |
+//! | [`Sender::ready`], [`Sender::flush`], [`Sender::closed`] | yes | they only wait |
+//! | [`Receiver::serve`] | no | the receiver and handler are dropped; a message being handled is lost |
+//! | [`Child::wait`] | yes | |
+//!
+//! # Errors and a hostile peer
+//!
+//! Whatever bytes the peer sends, receiving yields messages or an [`Error`]: never a panic,
+//! an abort, or an allocation larger than [`Config::max_frame_len`] (64 MiB by default).
+//! A frame's announced length is checked before anything is allocated for it, and lengths
+//! inside a payload are checked against the payload. After a receive error the stream is
+//! over: a corrupt frame ends the connection.
+//!
+//! # The `protocol` attribute
+//!
+//! See [`protocol`] for everything it generates.
+
+#![warn(missing_docs)]
+#![doc(test(attr(deny(warnings))))]
+
+mod bytes;
+mod channel;
+mod error;
+mod process;
+mod protocol;
+mod sys;
+pub mod wire;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use crate::bytes::Bytes;
+pub use crate::channel::{Config, Endpoint, Receiver, Sender, pair};
+pub use crate::error::{
+    DecodeError, EncodeError, Error, InvalidMessage, Mismatch, ProtocolId, SendError,
+    TryRecvError, TrySendError,
+};
+pub use crate::process::{Child, ENV_FD, inherited, spawn};
+pub use crate::protocol::{Dispatch, Protocol};
+
+/// Turns a message enum into an aiosock protocol.
+///
+/// ```
+/// #[aiosock::protocol]
+/// #[derive(Debug, Clone, PartialEq)]
+/// pub enum Msg {
+///     Unit,
+///     Tuple(u8, String),
+///     Struct { id: u64, data: Vec<u8> },
+/// }
+///
+/// struct Printer;
+///
+/// impl MsgHandler for Printer {
+///     async fn on_unit(&mut self) {}
+///     async fn on_tuple(&mut self, a: u8, b: String) {
+///         println!("{a} {b}");
+///     }
+///     async fn on_struct(&mut self, id: u64, data: Vec<u8>) {
+///         println!("{id}: {} bytes", data.len());
+///     }
+///     async fn closed(&mut self) {
+///         println!("the peer closed");
+///     }
+/// }
+/// # let _ = (Msg::Unit, Msg::Tuple(1, String::new()), Msg::Struct { id: 0, data: vec![] }, Printer);
+/// ```
+///
+/// On `enum Msg` it generates:
+///
+/// - the enum itself, unchanged, with serde's `Serialize` and `Deserialize` derived through
+///   aiosock's own copy of serde (your crate needs no serde dependency). Your derives, docs
+///   and attributes stay. Every field whose type is written `Vec<u8>` is encoded as one
+///   byte string (see [`Bytes`] for other places bytes live);
+/// - `impl aiosock::Protocol for Msg`: the name `"Msg"` and a fingerprint of the enum's
+///   shape, which the two ends compare in their hello (see [`Protocol`] for its limits);
+/// - `trait MsgHandler: Send`, with the enum's visibility, one method per variant named
+///   `on_` + the variant in snake case, taking the fields by value (named fields by name):
+///   `on_unit(&mut self)`, `on_tuple(&mut self, _0: u8, _1: String)`,
+///   `on_struct(&mut self, id: u64, data: Vec<u8>)`. Each returns a `Send` future, so you
+///   implement them with `async fn` and can `tokio::spawn` the serving task. A provided
+///   method `closed(&mut self)` runs once after the peer closed; it does nothing by
+///   default;
+/// - `impl<H: MsgHandler> aiosock::Dispatch<H> for Msg`, which [`Receiver::serve`] and
+///   [`Dispatch::dispatch`] use.
+///
+/// Arguments: `#[aiosock::protocol(crate = "path::to::aiosock")]` when aiosock is reached
+/// through another name (a re-export).
+///
+/// The macro rejects, with an error at the offending tokens: anything but an enum, an enum
+/// without variants, generic parameters or lifetimes, two variants whose handler methods
+/// would have the same name, and unknown or repeated arguments.
+pub use aiosock_derive::protocol;
+
+/// The README's examples, compiled as doc tests so that they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

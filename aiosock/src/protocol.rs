@@ -1,0 +1,91 @@
+//! The traits that `#[aiosock::protocol]` implements for a message enum.
+//!
+//! Users do not implement these traits by hand: the attribute macro does, and the
+//! channel ends use them to check the handshake ([`Protocol`]) and to call a handler
+//! ([`Dispatch`]).
+
+use std::future::Future;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A message type that can travel over an aiosock channel.
+///
+/// Implemented by `#[aiosock::protocol]`. The name and fingerprint go into the hello that
+/// each side writes first (see [`wire`](crate::wire)), so that two processes built from
+/// different enums notice it before the first message and fail with
+/// [`Error::ProtocolMismatch`](crate::Error::ProtocolMismatch).
+///
+/// # Fingerprint limits
+///
+/// The fingerprint is computed by the macro from the enum's name, its variants' names and
+/// shapes, and the field names and field types *as written* (their tokens). It does not look
+/// into the types behind a field: changing the definition of a struct used in a field, or
+/// naming the same type by another path (`String` vs `std::string::String`), is not seen.
+/// Serde attributes that change the encoding are part of the tokens only where they are
+/// written on the enum itself.
+///
+/// # Examples
+///
+/// ```
+/// use aiosock::Protocol;
+///
+/// #[aiosock::protocol]
+/// enum Ping {
+///     Ping(u64),
+/// }
+///
+/// assert_eq!(Ping::NAME, "Ping");
+/// assert_ne!(Ping::FINGERPRINT, 0);
+/// ```
+pub trait Protocol: Serialize + DeserializeOwned + Send + 'static {
+    /// The enum's name, as written.
+    const NAME: &'static str;
+    /// A 64-bit hash of the enum's shape (see the limits above).
+    const FINGERPRINT: u64;
+}
+
+/// Calls the method of a generated handler trait that matches a message's variant.
+///
+/// `#[aiosock::protocol]` on `enum Foo` generates a trait `FooHandler` and implements
+/// `Dispatch<H>` for `Foo` for every `H: FooHandler`. [`Receiver::serve`](crate::Receiver::serve)
+/// uses it; you can also call it yourself on a message you got from
+/// [`Receiver::recv`](crate::Receiver::recv), to mix awaiting and handling.
+///
+/// # Examples
+///
+/// ```
+/// use aiosock::Dispatch;
+///
+/// #[aiosock::protocol]
+/// enum Cmd {
+///     Add(u64),
+///     Reset,
+/// }
+///
+/// struct Sum(u64);
+///
+/// impl CmdHandler for Sum {
+///     async fn on_add(&mut self, n: u64) {
+///         self.0 += n;
+///     }
+///     async fn on_reset(&mut self) {
+///         self.0 = 0;
+///     }
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let mut sum = Sum(0);
+/// Cmd::Add(2).dispatch(&mut sum).await;
+/// Cmd::Add(3).dispatch(&mut sum).await;
+/// assert_eq!(sum.0, 5);
+/// # });
+/// ```
+pub trait Dispatch<H>: Protocol {
+    /// Calls `handler`'s method for this message's variant, with the variant's fields.
+    fn dispatch(self, handler: &mut H) -> impl Future<Output = ()> + Send;
+
+    /// Calls `handler`'s `closed` hook: the peer closed the channel and every earlier
+    /// message was handled.
+    fn closed(handler: &mut H) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,6 @@
+#[aiosock::protocol]
+pub enum Command {
+    Start(#[cfg(unix)] u32),
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[aiosock::protocol(crate = "aiosock", crate = "aiosock")]
+pub enum Command {
+    Start,
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[aiosock::protocol]
+pub enum Nothing {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[aiosock::protocol]
+pub enum Wrapper<T> {
+    Value(T),
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[aiosock::protocol]
+pub enum Borrowed<'a> {
+    Name(&'a str),
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[aiosock::protocol]
+pub fn handle() {}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[aiosock::protocol]
+pub struct Greeting {
+    pub name: String,
+}
+
+fn main() {}

@@ -1,0 +1,48 @@
+// Raw identifiers as the enum's, the variants' and the fields' names. The handler
+// methods drop the `r#`: `r#type` gives `on_type`, `r#Match` gives `on_match`.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use aiosock::{Dispatch, Protocol};
+
+#[aiosock::protocol]
+#[allow(non_camel_case_types)]
+pub enum r#Match {
+    r#type { r#type: u8, r#fn: String },
+    r#Match(u8),
+    r#Loop,
+}
+
+#[derive(Default)]
+struct Handler(Vec<String>);
+
+impl MatchHandler for Handler {
+    async fn on_type(&mut self, r#type: u8, r#fn: String) {
+        self.0.push(format!("type {type} {fn}", type = r#type, fn = r#fn));
+    }
+    async fn on_match(&mut self, n: u8) {
+        self.0.push(format!("match {n}"));
+    }
+    async fn on_loop(&mut self) {
+        self.0.push("loop".into());
+    }
+}
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("the handler future was not ready"),
+    }
+}
+
+fn main() {
+    assert_eq!(r#Match::NAME, "Match");
+    let mut handler = Handler::default();
+    block_on(r#Match::r#type { r#type: 1, r#fn: "f".into() }.dispatch(&mut handler));
+    block_on(r#Match::r#Match(2).dispatch(&mut handler));
+    block_on(r#Match::Loop.dispatch(&mut handler));
+    assert_eq!(handler.0, ["type 1 f", "match 2", "loop"]);
+}
