@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize, Serializer};
 /// assert_eq!(&b[..], &[1, 2, 3]);
 /// let msg = Upload::MaybeChunk(Some(b));
 /// # let _ = Upload::Chunk { data: vec![] };
-/// assert!(matches!(msg, Upload::MaybeChunk(Some(b)) if b.into_vec() == [1, 2, 3]));
+/// assert!(matches!(msg, Upload::MaybeChunk(Some(b)) if b.as_ref() == [1, 2, 3]));
 /// ```
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Bytes(Vec<u8>);

