@@ -120,18 +120,18 @@ mod tests {
     #[test]
     fn crate_argument_sets_path() {
         assert_eq!(
-            parse(quote!(crate = "reexport::aiosock")),
+            parse(quote! { crate = "reexport::aiosock" }),
             ("reexport::aiosock".to_owned(), vec![])
         );
         assert_eq!(
-            parse(quote!(crate = "crate::a::aiosock",)),
+            parse(quote! { crate = "crate::a::aiosock", }),
             ("crate::a::aiosock".to_owned(), vec![])
         );
     }
 
     #[test]
     fn unknown_and_duplicate_arguments_are_all_reported() {
-        let (path, errors) = parse(quote!(foo = 1, crate = "a", bar(x, y), crate = "b", baz));
+        let (path, errors) = parse(quote! { foo = 1, crate = "a", bar(x, y), crate = "b", baz });
         assert_eq!(path, "a");
         assert_eq!(
             errors,
@@ -147,11 +147,14 @@ mod tests {
     #[test]
     fn malformed_crate_argument() {
         let expected = "expected `crate = \"...\"` with the path to the aiosock crate, as in `crate = \"my_reexports::aiosock\"`";
-        assert_eq!(parse(quote!(crate)).1, [expected]);
-        assert_eq!(parse(quote!(crate = aiosock)).1, [expected]);
-        let (path, errors) = parse(quote!(crate = "not a path"));
+        assert_eq!(parse(quote! { crate }).1, [expected]);
+        assert_eq!(parse(quote! { crate = aiosock }).1, [expected]);
+        let (path, errors) = parse(quote! { crate = "not a path" });
         assert_eq!(path, "::aiosock");
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].starts_with("`crate` must be a path"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("`crate` must be a path"),
+            "{errors:?}"
+        );
     }
 }

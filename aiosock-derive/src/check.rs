@@ -170,25 +170,27 @@ mod tests {
 
     #[test]
     fn valid_enums_have_no_errors() {
-        assert!(errors(quote!(), quote!(enum A { B, C(u8), D { x: u8 } })).is_empty());
-        assert!(errors(quote!(), quote!(pub(crate) enum A { B = 1, C = 2 })).is_empty());
-        assert!(errors(quote!(), quote!(enum r#Match { r#type { r#type: u8 } })).is_empty());
+        assert!(errors(quote!(), quote! { enum A { B, C(u8), D { x: u8 } } }).is_empty());
+        assert!(errors(quote!(), quote! { pub(crate) enum A { B = 1, C = 2 } }).is_empty());
+        assert!(errors(quote!(), quote! { enum r#Match { r#type { r#type: u8 } } }).is_empty());
     }
 
     #[test]
     fn struct_union_and_other_items_are_rejected() {
         assert_eq!(
-            errors(quote!(), quote!(#[derive(Debug)] pub struct S { x: u8 })),
-            ["#[aiosock::protocol] can only be applied to an enum, not a struct; write each message as a variant of an enum"]
+            errors(quote!(), quote! { #[derive(Debug)] pub struct S { x: u8 } }),
+            [
+                "#[aiosock::protocol] can only be applied to an enum, not a struct; write each message as a variant of an enum"
+            ]
         );
         assert_eq!(
-            errors(quote!(), quote!(union U { x: u8 })),
+            errors(quote!(), quote! { union U { x: u8 } }),
             ["#[aiosock::protocol] can only be applied to an enum, not a union"]
         );
         for item in [
-            quote!(pub fn f() {}),
-            quote!(#[doc = "x"] pub(crate) trait T {}),
-            quote!(mod m {}),
+            quote! { pub fn f() {} },
+            quote! { #[doc = "x"] pub(crate) trait T {} },
+            quote! { mod m {} },
         ] {
             assert_eq!(
                 errors(quote!(), item),
@@ -200,27 +202,38 @@ mod tests {
     #[test]
     fn empty_enum_is_rejected() {
         assert_eq!(
-            errors(quote!(), quote!(enum E {})),
-            ["a #[aiosock::protocol] enum needs at least one variant: each variant is a message that can be sent"]
+            errors(quote!(), quote! { enum E {} }),
+            [
+                "a #[aiosock::protocol] enum needs at least one variant: each variant is a message that can be sent"
+            ]
         );
     }
 
     #[test]
     fn generics_are_rejected() {
         assert_eq!(
-            errors(quote!(), quote!(enum E<T> { A(T) })),
-            ["generic parameters are not supported on a #[aiosock::protocol] enum: the handler trait and the protocol fingerprint need concrete field types"]
+            errors(quote!(), quote! { enum E<T> { A(T) } }),
+            [
+                "generic parameters are not supported on a #[aiosock::protocol] enum: the handler trait and the protocol fingerprint need concrete field types"
+            ]
         );
         assert_eq!(
-            errors(quote!(), quote!(enum E<'a, const N: usize> { A(&'a [u8; N]) })),
-            ["generic parameters are not supported on a #[aiosock::protocol] enum: the handler trait and the protocol fingerprint need concrete field types"]
+            errors(
+                quote!(),
+                quote! { enum E<'a, const N: usize> { A(&'a [u8; N]) } }
+            ),
+            [
+                "generic parameters are not supported on a #[aiosock::protocol] enum: the handler trait and the protocol fingerprint need concrete field types"
+            ]
         );
         assert_eq!(
-            errors(quote!(), quote!(enum E<'a> { A(&'a str) })),
-            ["lifetime parameters are not supported on a #[aiosock::protocol] enum: a message is decoded into an owned value, so use owned fields such as `String` instead of `&str`"]
+            errors(quote!(), quote! { enum E<'a> { A(&'a str) } }),
+            [
+                "lifetime parameters are not supported on a #[aiosock::protocol] enum: a message is decoded into an owned value, so use owned fields such as `String` instead of `&str`"
+            ]
         );
         assert_eq!(
-            errors(quote!(), quote!(enum E where u8: Copy { A })),
+            errors(quote!(), quote! { enum E where u8: Copy { A } }),
             ["a where clause is not supported on a #[aiosock::protocol] enum"]
         );
     }
@@ -228,31 +241,38 @@ mod tests {
     #[test]
     fn colliding_method_names_are_rejected() {
         assert_eq!(
-            errors(quote!(), quote!(enum E { FooBar, Foo_Bar(u8), FOOBar, Other })),
+            errors(
+                quote!(),
+                quote! { enum E { FooBar, Foo_Bar(u8), FOOBar, Other } }
+            ),
             [
                 "variant `Foo_Bar` needs the handler method `on_foo_bar`, which variant `FooBar` already has; rename one of them",
                 "variant `FOOBar` needs the handler method `on_foo_bar`, which variant `FooBar` already has; rename one of them",
             ]
         );
         assert_eq!(
-            errors(quote!(), quote!(enum E { r#Match, Match_ })),
-            ["variant `Match_` needs the handler method `on_match`, which variant `Match` already has; rename one of them"]
+            errors(quote!(), quote! { enum E { r#Match, Match_ } }),
+            [
+                "variant `Match_` needs the handler method `on_match`, which variant `Match` already has; rename one of them"
+            ]
         );
     }
 
     #[test]
     fn cfg_on_fields_is_rejected() {
         assert_eq!(
-            errors(quote!(), quote!(enum E { A(#[cfg(unix)] u8) })),
-            ["#[cfg] on a field of a #[aiosock::protocol] enum is not supported; put it on the whole variant"]
+            errors(quote!(), quote! { enum E { A(#[cfg(unix)] u8) } }),
+            [
+                "#[cfg] on a field of a #[aiosock::protocol] enum is not supported; put it on the whole variant"
+            ]
         );
     }
 
     #[test]
     fn all_errors_are_reported_at_once() {
         let errors = errors(
-            quote!(crate = "a", nope, crate = "b"),
-            quote!(enum E<T> { FooBar(T), Foo_Bar }),
+            quote! { crate = "a", nope, crate = "b" },
+            quote! { enum E<T> { FooBar(T), Foo_Bar } },
         );
         assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors[0].starts_with("unknown #[aiosock::protocol] argument `nope`"));

@@ -170,7 +170,7 @@ mod tests {
         let mut out = String::new();
         write_tokens(
             &mut out,
-            quote!(::std::vec::Vec<(u8, [&'static str; 2])> -> r#type),
+            quote! { ::std::vec::Vec<(u8, [&'static str; 2])> -> r#type },
         );
         assert_eq!(
             out,

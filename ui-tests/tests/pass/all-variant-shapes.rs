@@ -12,7 +12,9 @@ use aiosock::{Bytes, Dispatch, Protocol};
 /// Messages to the worker.
 pub enum ToWorker {
     /// Greets someone.
-    Greet { name: String },
+    Greet {
+        name: String,
+    },
     Square(u64),
     Pair(u8, String),
     Stop,
@@ -76,7 +78,9 @@ impl ToWorkerHandler for Worker {
         words: Vec<u16>,
     ) {
         let bytes = bytes.map(Bytes::into_vec);
-        self.log.push(format!("blobs {plain:?} {rooted:?} {maybe:?} {bytes:?} {words:?}"));
+        self.log.push(format!(
+            "blobs {plain:?} {rooted:?} {maybe:?} {bytes:?} {words:?}"
+        ));
     }
     async fn on_enabled(&mut self) {
         self.log.push("enabled".into());
@@ -95,7 +99,10 @@ impl WithDiscriminantsHandler for Ignore {
 
 fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the handler future was not ready"),
     }
@@ -131,7 +138,9 @@ fn main() {
     ] {
         block_on(assert_send(message.dispatch(&mut worker)));
     }
-    block_on(assert_send(<ToWorker as Dispatch<Worker>>::closed(&mut worker)));
+    block_on(assert_send(<ToWorker as Dispatch<Worker>>::closed(
+        &mut worker,
+    )));
     assert_eq!(
         worker.log,
         [

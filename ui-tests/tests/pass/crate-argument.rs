@@ -19,7 +19,7 @@ mod nested {
         Blob(Vec<u8>),
     }
 
-    #[aiosock::protocol(crate = "super::reexport::aiosock",)]
+    #[aiosock::protocol(crate = "super::reexport::aiosock")]
     pub enum Relative {
         Unit,
     }

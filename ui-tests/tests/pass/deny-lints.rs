@@ -42,5 +42,6 @@ impl MsgHandler for Handler {
 
 fn main() {
     use aiosock::Dispatch as _;
-    let _future = Msg::Stop.dispatch(&mut Handler);
+    let mut handler = Handler;
+    let _future = Msg::Stop.dispatch(&mut handler);
 }

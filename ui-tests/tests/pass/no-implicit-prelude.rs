@@ -8,7 +8,10 @@
 pub enum Msg {
     Text(::std::string::String),
     Blob(::std::vec::Vec<u8>),
-    Pair { a: u8, b: ::std::option::Option<u16> },
+    Pair {
+        a: u8,
+        b: ::std::option::Option<u16>,
+    },
     Stop,
 }
 
@@ -23,6 +26,7 @@ impl MsgHandler for Handler {
 
 fn main() {
     use ::aiosock::Dispatch as _;
-    let _future = Msg::Stop.dispatch(&mut Handler);
+    let mut handler = Handler;
+    let _future = Msg::Stop.dispatch(&mut handler);
     ::std::assert_eq!(<Msg as ::aiosock::Protocol>::NAME, "Msg");
 }

@@ -20,7 +20,8 @@ struct Handler(Vec<String>);
 
 impl MatchHandler for Handler {
     async fn on_type(&mut self, r#type: u8, r#fn: String) {
-        self.0.push(format!("type {type} {fn}", type = r#type, fn = r#fn));
+        self.0
+            .push(format!("type {type} {fn}", type = r#type, fn = r#fn));
     }
     async fn on_match(&mut self, n: u8) {
         self.0.push(format!("match {n}"));
@@ -32,7 +33,10 @@ impl MatchHandler for Handler {
 
 fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    match future.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
         Poll::Ready(output) => output,
         Poll::Pending => panic!("the handler future was not ready"),
     }
@@ -41,7 +45,13 @@ fn block_on<F: Future>(future: F) -> F::Output {
 fn main() {
     assert_eq!(r#Match::NAME, "Match");
     let mut handler = Handler::default();
-    block_on(r#Match::r#type { r#type: 1, r#fn: "f".into() }.dispatch(&mut handler));
+    block_on(
+        r#Match::r#type {
+            r#type: 1,
+            r#fn: "f".into(),
+        }
+        .dispatch(&mut handler),
+    );
     block_on(r#Match::r#Match(2).dispatch(&mut handler));
     block_on(r#Match::Loop.dispatch(&mut handler));
     assert_eq!(handler.0, ["type 1 f", "match 2", "loop"]);

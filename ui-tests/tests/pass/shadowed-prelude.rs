@@ -47,6 +47,7 @@ impl MsgHandler for Handler {
 }
 
 fn main() {
-    let _future = Msg::Stop.dispatch(&mut Handler);
+    let mut handler = Handler;
+    let _future = Msg::Stop.dispatch(&mut handler);
     assert_eq!(Msg::NAME, "Msg");
 }
