@@ -79,7 +79,7 @@ fn main_process() -> Result<(), Box<dyn Error>> {
         let mut command = Command::new(std::env::current_exe()?);
         command.arg("--io-process");
         let mut child = aiosock::spawn(command, there)?;
-        println!("[main {me}] started the IO process {}", child.id().unwrap_or(0));
+        println!("[main {me}] started the IO process {}", child.id());
 
         let (tx, mut rx) = here.into_split();
         let requests = [

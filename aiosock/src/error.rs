@@ -116,7 +116,9 @@ pub enum Error {
     },
 
     /// A frame announced file descriptors, which wire version 1 does not carry.
-    #[error("the peer sent a frame announcing {count} file descriptors, which this end does not accept")]
+    #[error(
+        "the peer sent a frame announcing {count} file descriptors, which this end does not accept"
+    )]
     UnexpectedFds {
         /// The announced count.
         count: u16,
@@ -157,7 +159,9 @@ pub enum Error {
     },
 
     /// [`fork`](crate::fork) was called in a process that has more than one thread.
-    #[error("fork refused: this process has {threads} threads, and forking a multi-threaded process is unsound")]
+    #[error(
+        "fork refused: this process has {threads} threads, and forking a multi-threaded process is unsound"
+    )]
     ForkThreads {
         /// The number of threads found.
         threads: usize,

@@ -124,10 +124,10 @@ pub mod __private;
 pub use crate::bytes::Bytes;
 pub use crate::channel::{Config, Endpoint, Receiver, Sender, pair};
 pub use crate::error::{
-    DecodeError, EncodeError, Error, InvalidMessage, Mismatch, ProtocolId, SendError,
-    TryRecvError, TrySendError,
+    DecodeError, EncodeError, Error, InvalidMessage, Mismatch, ProtocolId, SendError, TryRecvError,
+    TrySendError,
 };
-pub use crate::process::{Child, ENV_FD, inherited, spawn};
+pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
 pub use crate::protocol::{Dispatch, Protocol};
 
 /// Turns a message enum into an aiosock protocol.

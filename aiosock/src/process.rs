@@ -7,7 +7,7 @@
 //! stays close-on-exec, so no other child ever inherits an end.
 
 use std::fmt;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -23,12 +23,8 @@ pub const ENV_FD: &str = "AIOSOCK_FD";
 static ADOPTED: AtomicBool = AtomicBool::new(false);
 
 /// Starts `command` as a child process that inherits `end`, and closes this process's copy
-/// of it.
-///
-/// The child finds the end with [`inherited`]. Since the parent keeps no copy, the parent's
-/// half of the pair sees the child's death as a close. The descriptor is made inheritable
-/// only inside the new child (between its `fork` and `exec`), so children that other
-/// threads start at the same moment do not get it.
+/// of it. The same as `ChildOptions::new().spawn(command, end)`; see
+/// [`ChildOptions::spawn`].
 ///
 /// # Errors
 ///
@@ -70,14 +66,257 @@ where
     Out: Protocol,
     In: Protocol,
 {
-    let fd = end.into_fd();
-    let mut command = command;
-    let raw = fd.as_raw_fd();
-    command.env(ENV_FD, format!("{raw}:{}", std::process::id()));
-    sys::inherit_in_child(&mut command, raw);
-    let child = tokio::process::Command::from(command).spawn()?;
-    drop(fd);
-    Ok(Child { inner: child })
+    ChildOptions::new().spawn(command, end)
+}
+
+/// Forks this process; the child runs `child_main(end)` on a runtime of its own and exits
+/// with its result. The same as `ChildOptions::new().fork(end, child_main)`; see
+/// [`ChildOptions::fork`].
+///
+/// # Errors
+///
+/// [`Error::ForkThreads`] if this process has more than one thread, [`Error::Io`] if the
+/// fork fails.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[aiosock::protocol]
+/// #[derive(Debug, PartialEq)]
+/// enum Job {
+///     Square(u64),
+/// }
+///
+/// #[aiosock::protocol]
+/// #[derive(Debug, PartialEq)]
+/// enum Done {
+///     Squared(u64),
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let (here, there) = aiosock::pair::<Job, Done>()?;
+///     // Fork first, while the process has one thread; start the runtime after.
+///     let mut child = aiosock::fork(there, |end| async move {
+///         let (tx, mut rx) = end.into_split();
+///         while let Some(Job::Square(n)) = rx.recv().await? {
+///             tx.send(Done::Squared(n * n)).await?;
+///         }
+///         Ok::<(), Box<dyn std::error::Error>>(())
+///     })?;
+///     tokio::runtime::Runtime::new()?.block_on(async move {
+///         let (tx, mut rx) = here.into_split();
+///         tx.send(Job::Square(4)).await?;
+///         assert_eq!(rx.recv().await?, Some(Done::Squared(16)));
+///         drop(tx);
+///         assert!(child.wait().await?.success());
+///         Ok(())
+///     })
+/// }
+/// ```
+pub fn fork<Out, In, F, Fut, E>(end: Endpoint<Out, In>, child_main: F) -> Result<Child, Error>
+where
+    Out: Protocol,
+    In: Protocol,
+    F: FnOnce(Endpoint<Out, In>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: fmt::Display,
+{
+    ChildOptions::new().fork(end, child_main)
+}
+
+/// How to start a child process: [`spawn`](Self::spawn) a program or [`fork`](Self::fork)
+/// this one, with lifecycle options.
+///
+/// # Examples
+///
+/// ```no_run
+/// # #[aiosock::protocol] enum Job { Run }
+/// # #[aiosock::protocol] enum Done { Ok }
+/// # #[tokio::main] async fn main() -> Result<(), aiosock::Error> {
+/// let (here, there) = aiosock::pair::<Job, Done>()?;
+/// let child = aiosock::ChildOptions::new()
+///     .kill_on_drop(true)
+///     .die_with_parent(true)
+///     .spawn(std::process::Command::new("./worker"), there)?;
+/// # drop((here, child)); Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ChildOptions {
+    kill_on_drop: bool,
+    die_with_parent: bool,
+}
+
+impl ChildOptions {
+    /// The defaults: the child outlives its [`Child`] handle and its parent.
+    pub fn new() -> ChildOptions {
+        ChildOptions::default()
+    }
+
+    /// Kills the child (`SIGKILL`) when its [`Child`] handle is dropped before the child
+    /// was reaped.
+    pub fn kill_on_drop(&mut self, kill: bool) -> &mut ChildOptions {
+        self.kill_on_drop = kill;
+        self
+    }
+
+    /// Makes the kernel kill the child (`SIGKILL`) when the parent dies (Linux
+    /// `PR_SET_PDEATHSIG`). If the parent is already gone when the child starts, the child
+    /// exits at once.
+    ///
+    /// The kernel acts when the parent *thread* that started the child exits, not the whole
+    /// process: start such children from a thread that lives as long as the process (the
+    /// main thread, or a Tokio worker thread; not a `spawn_blocking` thread, which exits
+    /// when idle).
+    pub fn die_with_parent(&mut self, die: bool) -> &mut ChildOptions {
+        self.die_with_parent = die;
+        self
+    }
+
+    /// Starts `command` as a child process that inherits `end`, and closes this process's
+    /// copy of it.
+    ///
+    /// The child finds the end with [`inherited`]: the descriptor is named in
+    /// [`ENV_FD`]. Since the parent keeps no copy, the parent's half of the pair sees the
+    /// child's death as a close. The descriptor is made inheritable only inside the new
+    /// child (between its `fork` and `exec`), so children that other threads start at the
+    /// same moment do not get it, and every other descriptor aiosock made stays
+    /// close-on-exec.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the program cannot be started; `end` is closed either way.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime (the [`Child`] is reaped by the runtime's signal driver).
+    #[track_caller]
+    pub fn spawn<Out, In>(&self, command: Command, end: Endpoint<Out, In>) -> Result<Child, Error>
+    where
+        Out: Protocol,
+        In: Protocol,
+    {
+        let fd = end.into_fd();
+        let mut command = command;
+        let raw = fd.as_raw_fd();
+        command.env(ENV_FD, format!("{raw}:{}", std::process::id()));
+        sys::inherit_in_child(&mut command, raw);
+        if self.die_with_parent {
+            sys::die_with_parent_in_child(&mut command);
+        }
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(self.kill_on_drop);
+        let child = command.spawn()?;
+        drop(fd);
+        let pid = child.id().unwrap_or(0);
+        Ok(Child {
+            pid,
+            inner: Inner::Spawned(child),
+        })
+    }
+
+    /// Forks this process; the child runs `child_main(end)` on a runtime of its own and
+    /// exits with its result, like `multiprocessing`'s fork start method.
+    ///
+    /// Fork before starting a multi-threaded runtime (or any other thread): forking a
+    /// multi-threaded process is unsound (another thread may hold a lock the child then
+    /// waits on forever), so this refuses when the process has more than one thread.
+    ///
+    /// In the child:
+    /// - every other aiosock end inherited from the parent lets go of its connection (its
+    ///   descriptor is pointed at `/dev/null`), so the parent's ends never stay open in the
+    ///   child and the parent's death is seen as a close;
+    /// - a current-thread Tokio runtime with everything enabled runs `child_main(end)`; when
+    ///   it returns, the runtime shuts down (writing out accepted messages) and the child
+    ///   exits with status 0 for `Ok`, 1 for `Err` (printed to stderr), 101 for a panic.
+    ///   The child never returns into the caller's code and skips the parent's exit handlers.
+    ///
+    /// In the parent, the child's `end` is closed and the [`Child`] returned.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ForkThreads`] if this process has more than one thread, [`Error::Io`] if the
+    /// fork fails. `end` is closed either way.
+    pub fn fork<Out, In, F, Fut, E>(
+        &self,
+        end: Endpoint<Out, In>,
+        child_main: F,
+    ) -> Result<Child, Error>
+    where
+        Out: Protocol,
+        In: Protocol,
+        F: FnOnce(Endpoint<Out, In>) -> Fut,
+        Fut: Future<Output = Result<(), E>>,
+        E: fmt::Display,
+    {
+        use std::io::Write;
+        // What is buffered now would be written twice, by the parent and by the child.
+        let _ = std::io::stdout().flush();
+        let _ = std::io::stderr().flush();
+        let parent = std::process::id();
+        match sys::fork_single_threaded()? {
+            sys::Fork::Parent(pid) => {
+                drop(end);
+                Ok(Child {
+                    pid,
+                    inner: Inner::Forked(Forked {
+                        io: None,
+                        status: None,
+                        kill_on_drop: self.kill_on_drop,
+                    }),
+                })
+            }
+            sys::Fork::Child => {
+                let code =
+                    run_forked_child(end, child_main, self.die_with_parent.then_some(parent));
+                let _ = std::io::stdout().flush();
+                let _ = std::io::stderr().flush();
+                sys::exit_now(code)
+            }
+        }
+    }
+}
+
+fn run_forked_child<Out, In, F, Fut, E>(
+    end: Endpoint<Out, In>,
+    child_main: F,
+    parent: Option<u32>,
+) -> i32
+where
+    Out: Protocol,
+    In: Protocol,
+    F: FnOnce(Endpoint<Out, In>) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+    E: fmt::Display,
+{
+    let me = std::process::id();
+    if let Err(e) = sys::release_other_sockets(end.as_fd().as_raw_fd()) {
+        eprintln!("aiosock: forked child {me}: could not release the parent's ends: {e}");
+        return 1;
+    }
+    if let Some(Err(e)) = parent.map(sys::die_with_parent) {
+        eprintln!("aiosock: forked child {me}: could not tie its life to the parent: {e}");
+        return 1;
+    }
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let result = runtime.block_on(child_main(end));
+        drop(runtime);
+        Ok::<_, std::io::Error>(result)
+    }));
+    match run {
+        Ok(Ok(Ok(()))) => 0,
+        Ok(Ok(Err(e))) => {
+            eprintln!("aiosock: forked child {me} failed: {e}");
+            1
+        }
+        Ok(Err(e)) => {
+            eprintln!("aiosock: forked child {me} could not start its runtime: {e}");
+            1
+        }
+        Err(_panic) => 101,
+    }
 }
 
 /// Adopts the end that the parent passed with [`spawn`]: it sends `Out` and receives `In`
@@ -118,7 +357,11 @@ pub fn inherited<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Err
     let (fd, parent) = value
         .split_once(':')
         .and_then(|(fd, pid)| Some((fd.parse::<i32>().ok()?, pid.parse::<u32>().ok()?)))
-        .ok_or_else(|| fail(format!("{ENV_FD}={value:?} is not `<descriptor>:<parent pid>`")))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "{ENV_FD}={value:?} is not `<descriptor>:<parent pid>`"
+            ))
+        })?;
     if parent != std::os::unix::process::parent_id() {
         return Err(fail(format!(
             "{ENV_FD} was set for the children of process {parent}, not of this process's parent"
@@ -134,18 +377,31 @@ pub fn inherited<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Err
     Ok(Endpoint::from_fd(owned))
 }
 
-/// A child process started by [`spawn`].
+/// A child process started by [`spawn`] or [`fork`].
 pub struct Child {
-    inner: tokio::process::Child,
+    pid: u32,
+    inner: Inner,
+}
+
+enum Inner {
+    Spawned(tokio::process::Child),
+    Forked(Forked),
+}
+
+struct Forked {
+    /// A pidfd registered with the runtime, made when first waited on.
+    io: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    status: Option<ExitStatus>,
+    kill_on_drop: bool,
 }
 
 impl Child {
-    /// The child's process id, or `None` once it has been reaped.
-    pub fn id(&self) -> Option<u32> {
-        self.inner.id()
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.pid
     }
 
-    /// Waits for the child to exit.
+    /// Waits for the child to exit and reaps it. Returns the same status when called again.
     ///
     /// # Errors
     ///
@@ -154,8 +410,50 @@ impl Child {
     /// # Cancel safety
     ///
     /// Cancel safe.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with I/O enabled.
     pub async fn wait(&mut self) -> Result<ExitStatus, Error> {
-        Ok(self.inner.wait().await?)
+        let pid = self.pid;
+        match &mut self.inner {
+            Inner::Spawned(child) => Ok(child.wait().await?),
+            Inner::Forked(forked) => {
+                if let Some(status) = forked.status {
+                    return Ok(status);
+                }
+                if forked.io.is_none() {
+                    forked.io = Some(sys::register_pidfd(sys::pidfd_open(pid)?)?);
+                }
+                let io = forked.io.as_ref().expect("just set");
+                loop {
+                    if let Some(status) = sys::try_reap(pid, false)? {
+                        forked.status = Some(status);
+                        forked.io = None;
+                        return Ok(status);
+                    }
+                    let mut ready = io.readable().await?;
+                    ready.clear_ready();
+                }
+            }
+        }
+    }
+
+    /// Returns the exit status if the child has exited, reaping it, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the check fails.
+    pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
+        match &mut self.inner {
+            Inner::Spawned(child) => Ok(child.try_wait()?),
+            Inner::Forked(forked) => {
+                if forked.status.is_none() {
+                    forked.status = sys::try_reap(self.pid, false)?;
+                }
+                Ok(forked.status)
+            }
+        }
     }
 
     /// Sends `SIGKILL` and waits for the child to exit.
@@ -163,22 +461,52 @@ impl Child {
     /// # Errors
     ///
     /// [`Error::Io`] if the signal cannot be sent or waiting fails.
-    pub async fn kill(&mut self) -> Result<(), Error> {
-        Ok(self.inner.kill().await?)
+    pub async fn kill(&mut self) -> Result<ExitStatus, Error> {
+        self.start_kill()?;
+        self.wait().await
     }
 
-    /// Sends `SIGKILL` without waiting.
+    /// Sends `SIGKILL` without waiting. Does nothing once the child was reaped.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the signal cannot be sent.
     pub fn start_kill(&mut self) -> Result<(), Error> {
-        Ok(self.inner.start_kill()?)
+        match &mut self.inner {
+            Inner::Spawned(child) => match child.start_kill() {
+                // Already reaped: nothing to kill.
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+                other => Ok(other?),
+            },
+            Inner::Forked(forked) if forked.status.is_none() => Ok(sys::kill(self.pid)?),
+            Inner::Forked(_) => Ok(()),
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if let Inner::Forked(forked) = &mut self.inner {
+            if forked.status.is_some() || !forked.kill_on_drop {
+                return;
+            }
+            // Killed children die promptly; reap it so that no zombie stays behind.
+            if sys::kill(self.pid).is_ok() {
+                let _ = sys::try_reap(self.pid, true);
+            }
+        }
     }
 }
 
 impl fmt::Debug for Child {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Child").field("pid", &self.id()).finish()
+        let kind = match self.inner {
+            Inner::Spawned(_) => "spawned",
+            Inner::Forked(_) => "forked",
+        };
+        f.debug_struct("Child")
+            .field("pid", &self.pid)
+            .field("kind", &kind)
+            .finish()
     }
 }

@@ -8,7 +8,7 @@
 //! as soon as the writer runs.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -19,7 +19,7 @@ use tokio::sync::Notify;
 
 use crate::channel::Config;
 use crate::error::{InvalidMessage, ProtocolId};
-use crate::sys::{self, SharedFd};
+use crate::sys::{self, SharedFd, Socket};
 use crate::wire;
 
 /// Why a frame was not queued.
@@ -57,7 +57,7 @@ struct SendState {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    fd: Arc<OwnedFd>,
+    fd: Arc<Socket>,
     io: OnceLock<AsyncFd<SharedFd>>,
     attach_lock: Mutex<()>,
     state: Mutex<SendState>,
@@ -67,7 +67,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(fd: OwnedFd, config: Config, sends: ProtocolId, expects: ProtocolId) -> Shared {
+    pub(crate) fn new(
+        fd: Socket,
+        config: Config,
+        sends: ProtocolId,
+        expects: ProtocolId,
+    ) -> Shared {
         let mut buf = Vec::with_capacity(config.capacity_bytes().min(64 * 1024));
         wire::encode_hello(
             &mut buf,
@@ -322,7 +327,10 @@ impl WriterTask {
     }
 
     async fn write_batch(&mut self) -> io::Result<()> {
-        let io = self.shared.attached().expect("writer runs only once attached");
+        let io = self
+            .shared
+            .attached()
+            .expect("writer runs only once attached");
         while self.sent < self.batch.len() {
             let mut ready = io.writable().await?;
             match ready.try_io(|fd| sys::send(fd.get_ref().as_fd(), &self.batch[self.sent..])) {

@@ -5,10 +5,11 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use crate::Protocol;
 use crate::channel::driver::Shared;
 use crate::channel::{Config, Receiver, Sender};
 use crate::error::{Error, ProtocolId};
-use crate::{Protocol, sys};
+use crate::sys::{self, Socket};
 
 /// One end of a connection: sends `Out` and receives `In`.
 ///
@@ -49,7 +50,7 @@ use crate::{Protocol, sys};
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Endpoint<Out, In> {
-    fd: OwnedFd,
+    fd: Socket,
     config: Config,
     _types: PhantomData<fn(Out) -> In>,
 }
@@ -81,6 +82,10 @@ pub struct Endpoint<Out, In> {
 /// # drop((parent, child));
 /// # Ok::<(), aiosock::Error>(())
 /// ```
+#[allow(
+    clippy::type_complexity,
+    reason = "the pair's type reads best spelled out"
+)]
 pub fn pair<A: Protocol, B: Protocol>() -> Result<(Endpoint<A, B>, Endpoint<B, A>), Error> {
     let (a, b) = sys::socketpair()?;
     Ok((Endpoint::from_fd(a), Endpoint::from_fd(b)))
@@ -93,7 +98,7 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
     /// endpoint are [`pair`] and [`inherited`](crate::inherited).
     pub fn from_fd(fd: OwnedFd) -> Endpoint<Out, In> {
         Endpoint {
-            fd,
+            fd: Socket::new(fd),
             config: Config::new(),
             _types: PhantomData,
         }
@@ -101,7 +106,7 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
 
     /// Gives the socket back, for example to hand it to a process by other means.
     pub fn into_fd(self) -> OwnedFd {
-        self.fd
+        self.fd.into_fd()
     }
 
     /// Replaces this end's settings.
@@ -129,8 +134,16 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
         let _ = sys::set_nonblocking(self.fd.as_fd());
         let sends = ProtocolId::of::<Out>();
         let expects = ProtocolId::of::<In>();
-        let shared = Arc::new(Shared::new(self.fd, self.config, sends.clone(), expects.clone()));
-        (Sender::new(shared.clone()), Receiver::new(shared, sends, expects))
+        let shared = Arc::new(Shared::new(
+            self.fd,
+            self.config,
+            sends.clone(),
+            expects.clone(),
+        ));
+        (
+            Sender::new(shared.clone()),
+            Receiver::new(shared, sends, expects),
+        )
     }
 }
 

@@ -161,7 +161,10 @@ impl<T: Protocol> Sender<T> {
             if !attached {
                 self.shared.fail();
             }
-            self.shared.ready().await.map_err(|()| SendError::Closed(()))
+            self.shared
+                .ready()
+                .await
+                .map_err(|()| SendError::Closed(()))
         }
     }
 
@@ -186,7 +189,10 @@ impl<T: Protocol> Sender<T> {
             if !attached {
                 self.shared.fail();
             }
-            self.shared.flush().await.map_err(|()| SendError::Closed(()))
+            self.shared
+                .flush()
+                .await
+                .map_err(|()| SendError::Closed(()))
         }
     }
 

@@ -2,8 +2,8 @@
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::Arc;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
 
 use nix::errno::Errno;
@@ -114,7 +114,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Whether `fd` is a Unix stream socket.
 pub(crate) fn is_unix_stream(fd: BorrowedFd<'_>) -> bool {
-    use nix::sys::socket::{getsockname, getsockopt, sockopt, UnixAddr};
+    use nix::sys::socket::{UnixAddr, getsockname, getsockopt, sockopt};
     let stream = getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);
     stream && getsockname::<UnixAddr>(fd.as_raw_fd()).is_ok()
 }
@@ -166,11 +166,10 @@ pub(crate) fn inherit_in_child(cmd: &mut Command, fd: RawFd) {
     }
 }
 
-
 /// An owned descriptor shared between the reactor registration and the rest of an end.
 /// It stays open while any clone of the `Arc` lives.
 #[derive(Debug)]
-pub(crate) struct SharedFd(Arc<OwnedFd>);
+pub(crate) struct SharedFd(Arc<Socket>);
 
 impl AsRawFd for SharedFd {
     fn as_raw_fd(&self) -> RawFd {
@@ -190,10 +189,218 @@ impl AsFd for SharedFd {
 ///
 /// Outside a Tokio runtime with I/O enabled.
 #[track_caller]
-pub(crate) fn register(fd: Arc<OwnedFd>) -> io::Result<AsyncFd<SharedFd>> {
-    // SAFETY: `SharedFd` holds an `Arc<OwnedFd>`, so the descriptor stays open and refers
+pub(crate) fn register(fd: Arc<Socket>) -> io::Result<AsyncFd<SharedFd>> {
+    // SAFETY: `SharedFd` holds an `Arc<Socket>` (an owned descriptor), so the descriptor stays open and refers
     // to the same file description for as long as the `AsyncFd` owns it, and
     // `as_raw_fd` always returns that one descriptor.
-    unsafe { AsyncFd::register_with_interest(SharedFd(fd), Interest::READABLE | Interest::WRITABLE) }
-        .map_err(io::Error::from)
+    unsafe {
+        AsyncFd::register_with_interest(SharedFd(fd), Interest::READABLE | Interest::WRITABLE)
+    }
+    .map_err(io::Error::from)
+}
+
+// ---------------------------------------------------------------------------------------
+// Every socket of an end is registered while it is open, so that a forked child can let
+// go of all of them but its own.
+
+/// The descriptors of the aiosock sockets open in this process.
+static LIVE: std::sync::Mutex<std::collections::BTreeSet<RawFd>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<RawFd>> {
+    LIVE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An end's socket. Registered while open (see [`release_other_sockets`]).
+#[derive(Debug)]
+pub(crate) struct Socket(Option<OwnedFd>);
+
+impl Socket {
+    pub(crate) fn new(fd: OwnedFd) -> Socket {
+        live().insert(fd.as_raw_fd());
+        Socket(Some(fd))
+    }
+
+    pub(crate) fn into_fd(mut self) -> OwnedFd {
+        let fd = self
+            .0
+            .take()
+            .expect("a socket holds its descriptor until dropped");
+        live().remove(&fd.as_raw_fd());
+        fd
+    }
+}
+
+impl AsFd for Socket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0
+            .as_ref()
+            .expect("a socket holds its descriptor until dropped")
+            .as_fd()
+    }
+}
+
+impl AsRawFd for Socket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.as_fd().as_raw_fd()
+    }
+}
+
+impl Drop for Socket {
+    fn drop(&mut self) {
+        if let Some(fd) = self.0.take() {
+            // Unregister while the number is still ours, then close.
+            live().remove(&fd.as_raw_fd());
+            drop(fd);
+        }
+    }
+}
+
+/// In a forked child: makes every registered socket but `keep` let go of its connection.
+///
+/// Each descriptor is replaced by `/dev/null` (with `dup2`) rather than closed, so the
+/// parent's objects that the child still holds can drop their descriptor normally.
+pub(crate) fn release_other_sockets(keep: RawFd) -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    for &fd in live().iter().filter(|&&fd| fd != keep) {
+        // SAFETY: `fd` is registered, so an aiosock `Socket` owns it and it is open; dup2
+        // atomically replaces the open file behind that number, which stays valid for the
+        // owner (it now refers to /dev/null, opened close-on-exec by std).
+        let r = unsafe { nix::libc::dup2(null.as_raw_fd(), fd) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // dup2 clears close-on-exec on the new descriptor: set it again.
+        // SAFETY: `fd` was just made a valid descriptor by dup2 and stays owned by its Socket.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io_err)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Processes.
+
+/// The number of threads in this process, from `/proc/self/task`.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// The two sides of a fork.
+pub(crate) enum Fork {
+    Parent(u32),
+    Child,
+}
+
+/// Forks this process, which must be single-threaded.
+///
+/// Returns an error instead of forking if the process has more than one thread; the
+/// count and the fork happen on this thread with no other thread alive to start one in
+/// between.
+pub(crate) fn fork_single_threaded() -> Result<Fork, crate::Error> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Err(crate::Error::ForkThreads { threads });
+    }
+    // SAFETY: nix requires that in a multi-threaded program the child only calls
+    // async-signal-safe functions. This process has exactly one thread (checked just
+    // above, and only this thread could have started another since), so the child is an
+    // ordinary single-threaded copy and may do anything, including allocate.
+    match unsafe { nix::unistd::fork() }.map_err(io_err)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Fork::Parent(child.as_raw() as u32)),
+        nix::unistd::ForkResult::Child => Ok(Fork::Child),
+    }
+}
+
+/// Ends this process at once with `code`, without running exit handlers inherited from
+/// the parent (as a forked child must).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` is always safe to call; it does not return.
+    unsafe { nix::libc::_exit(code) }
+}
+
+/// Asks the kernel to kill this process when the thread that created it exits, and dies
+/// at once if the parent `parent` is already gone. Async-signal-safe.
+pub(crate) fn die_with_parent(parent: u32) -> io::Result<()> {
+    // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
+    let r = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_SET_PDEATHSIG,
+            nix::libc::SIGKILL as nix::libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if std::os::unix::process::parent_id() != parent {
+        // The parent died before the request took effect.
+        exit_now(1);
+    }
+    Ok(())
+}
+
+/// Runs [`die_with_parent`] in the child that `cmd` spawns, before `exec`.
+pub(crate) fn die_with_parent_in_child(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let parent = std::process::id();
+    // SAFETY: the closure calls prctl, getppid and _exit, all async-signal-safe, and does
+    // not allocate on its success path.
+    unsafe {
+        cmd.pre_exec(move || die_with_parent(parent));
+    }
+}
+
+/// A descriptor that becomes readable when process `pid` exits (`pidfd_open`, Linux 5.3+).
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { nix::libc::syscall(nix::libc::SYS_pidfd_open, pid as nix::libc::pid_t, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this new descriptor, owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    fcntl(&fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io_err)?;
+    set_nonblocking(fd.as_fd())?;
+    Ok(fd)
+}
+
+/// Registers a pidfd with the current runtime's reactor.
+pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the `AsyncFd` owns the `OwnedFd`, which stays open until the `AsyncFd` is
+    // dropped or unwrapped, and always returns the same descriptor.
+    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
+}
+
+/// Reaps child `pid` if it has exited; `Ok(None)` while it runs.
+pub(crate) fn try_reap(pid: u32, block: bool) -> io::Result<Option<std::process::ExitStatus>> {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    use std::os::unix::process::ExitStatusExt;
+    let flags = if block {
+        None
+    } else {
+        Some(WaitPidFlag::WNOHANG)
+    };
+    let pid = nix::unistd::Pid::from_raw(pid as nix::libc::pid_t);
+    loop {
+        return match waitpid(pid, flags) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => Err(io_err(e)),
+            Ok(WaitStatus::Exited(_, code)) => {
+                Ok(Some(ExitStatusExt::from_raw((code & 0xff) << 8)))
+            }
+            Ok(WaitStatus::Signaled(_, sig, core)) => Ok(Some(ExitStatusExt::from_raw(
+                sig as i32 | if core { 0x80 } else { 0 },
+            ))),
+            Ok(_) => Ok(None),
+        };
+    }
+}
+
+/// Sends `SIGKILL` to `pid`.
+pub(crate) fn kill(pid: u32) -> io::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(pid as nix::libc::pid_t);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(io_err)
 }

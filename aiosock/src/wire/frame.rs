@@ -228,7 +228,10 @@ mod tests {
     fn encode_refuses_messages_over_the_maximum() {
         let mut out = vec![9];
         let err = encode_frame(&mut out, &Msg::Text { s: "x".repeat(100) }, 50).unwrap_err();
-        assert!(matches!(err, InvalidMessage::TooLarge { len: 102, max: 50 }));
+        assert!(matches!(
+            err,
+            InvalidMessage::TooLarge { len: 102, max: 50 }
+        ));
         assert_eq!(out, [9], "nothing of the refused frame stays behind");
     }
 
@@ -247,10 +250,16 @@ mod tests {
         // Variant 2 (Items), then a varint length of 2^60 (0xfd marker + u64 LE).
         let mut payload = vec![2, 0xfd];
         payload.extend((1u64 << 60).to_le_bytes());
-        assert!(matches!(decode_payload::<Msg>(&payload), Err(Error::Decode(_))));
+        assert!(matches!(
+            decode_payload::<Msg>(&payload),
+            Err(Error::Decode(_))
+        ));
         // Variant 1 (Text) with a string length of 2^60.
         payload[0] = 1;
-        assert!(matches!(decode_payload::<Msg>(&payload), Err(Error::Decode(_))));
+        assert!(matches!(
+            decode_payload::<Msg>(&payload),
+            Err(Error::Decode(_))
+        ));
     }
 
     #[test]

@@ -124,7 +124,10 @@ mod tests {
 
     #[test]
     fn hello_test_vector() {
-        let bytes = hello(("Up", 0x0102_0304_0506_0708), ("Down", 0x1122_3344_5566_7788));
+        let bytes = hello(
+            ("Up", 0x0102_0304_0506_0708),
+            ("Down", 0x1122_3344_5566_7788),
+        );
         let expected: &[u8] = &[
             b'A', b'I', b'O', b'S', // magic
             1, 0, // version
@@ -155,7 +158,10 @@ mod tests {
             PeerHello::decode(b"X"),
             Err(Error::BadMagic { found }) if found == [b'X', 0, 0, 0]
         ));
-        assert!(matches!(PeerHello::decode(b"AIOX"), Err(Error::BadMagic { .. })));
+        assert!(matches!(
+            PeerHello::decode(b"AIOX"),
+            Err(Error::BadMagic { .. })
+        ));
     }
 
     #[test]
@@ -173,10 +179,16 @@ mod tests {
         let mut bytes = hello(("Up", 1), ("Down", 2));
         bytes[6] = 0;
         bytes[7] = 1; // 256
-        assert!(matches!(PeerHello::decode(&bytes), Err(Error::BadHello { .. })));
+        assert!(matches!(
+            PeerHello::decode(&bytes),
+            Err(Error::BadHello { .. })
+        ));
         let mut bytes = hello(("Up", 1), ("Down", 2));
         bytes[HELLO_FIXED_LEN] = 0xff;
-        assert!(matches!(PeerHello::decode(&bytes), Err(Error::BadHello { .. })));
+        assert!(matches!(
+            PeerHello::decode(&bytes),
+            Err(Error::BadHello { .. })
+        ));
     }
 
     #[test]
@@ -195,11 +207,17 @@ mod tests {
         };
         assert!(
             peer.clone()
-                .check(ProtocolId::new("B".into(), 2), ProtocolId::new("A".into(), 1))
+                .check(
+                    ProtocolId::new("B".into(), 2),
+                    ProtocolId::new("A".into(), 1)
+                )
                 .is_ok()
         );
         let err = peer
-            .check(ProtocolId::new("B".into(), 2), ProtocolId::new("C".into(), 3))
+            .check(
+                ProtocolId::new("B".into(), 2),
+                ProtocolId::new("C".into(), 3),
+            )
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`A`") && text.contains("`C`"), "{text}");
