@@ -1,0 +1,207 @@
+//! The worker process the process tests spawn. The first argument picks what it does:
+//!
+//! - `serve`: answers requests with the generated handler trait (see `Request`);
+//! - `fds`: like `serve`, and `ListFds` reports the descriptors it had at start;
+//! - `print-fds`: prints its descriptors at start to stdout, one `fd target` per line,
+//!   and exits (run with a plain `Command`, no aiosock end);
+//! - `mismatch`: speaks another protocol; exits with `EXIT_MISMATCH` if its first receive
+//!   fails with `ProtocolMismatch`;
+//! - `block`: waits in `recv` until the parent closes, then exits 0;
+//! - `middle`: spawns a `block` worker, prints its pid, then waits to be killed;
+//! - `fork`: checks `aiosock::fork` from this single-threaded process, exits 0 if it works.
+
+use std::error::Error;
+use std::time::Duration;
+
+use aiosock_tests::workers::{EXIT_MISMATCH, Reply, Request, RequestHandler, Stranger, open_fds};
+
+type BoxError = Box<dyn Error + Send + Sync>;
+
+fn main() {
+    let fds_at_start = open_fds();
+    let mode = std::env::args().nth(1).unwrap_or_default();
+    let result = match mode.as_str() {
+        "serve" | "fds" => serve(fds_at_start),
+        "print-fds" => {
+            for (fd, target) in fds_at_start {
+                println!("{fd} {target}");
+            }
+            Ok(())
+        }
+        "mismatch" => mismatch(),
+        "block" => block(),
+        "middle" => middle(),
+        "fork" => fork_check(),
+        other => Err(format!("unknown worker mode {other:?}").into()),
+    };
+    if let Err(e) = result {
+        eprintln!("worker {mode}: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, BoxError> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Answers every request; its state lives in the handler.
+struct Server {
+    out: aiosock::Sender<Reply>,
+    next_count: u64,
+    fds: Vec<(i32, String)>,
+    error: Option<String>,
+}
+
+impl Server {
+    async fn reply(&mut self, reply: Reply) {
+        if let Err(e) = self.out.send(reply).await {
+            self.error.get_or_insert(format!("reply failed: {e}"));
+        }
+    }
+}
+
+impl RequestHandler for Server {
+    async fn on_echo(&mut self, id: u64, data: Vec<u8>) {
+        self.reply(Reply::Echo { id, data }).await;
+    }
+
+    async fn on_count(&mut self, n: u64) {
+        if n != self.next_count {
+            self.error
+                .get_or_insert(format!("count {n} arrived, expected {}", self.next_count));
+        }
+        self.next_count += 1;
+    }
+
+    async fn on_stream(&mut self, n: u64) {
+        for i in 0..n {
+            self.reply(Reply::Item(i)).await;
+        }
+        self.reply(Reply::StreamDone).await;
+    }
+
+    async fn on_list_fds(&mut self) {
+        let fds = self.fds.clone();
+        self.reply(Reply::Fds(fds)).await;
+    }
+
+    async fn closed(&mut self) {
+        if self.next_count > 0 {
+            let n = self.next_count;
+            self.reply(Reply::Counted(n)).await;
+        }
+    }
+}
+
+fn serve(fds: Vec<(i32, String)>) -> Result<(), BoxError> {
+    let end = aiosock::inherited::<Reply, Request>()?;
+    runtime()?.block_on(async move {
+        let (tx, rx) = end.into_split();
+        let server = Server {
+            out: tx,
+            next_count: 0,
+            fds,
+            error: None,
+        };
+        let server = rx.serve(server).await?;
+        server.out.flush().await.map_err(|e| e.to_string())?;
+        match server.error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    })
+}
+
+fn mismatch() -> Result<(), BoxError> {
+    let end = aiosock::inherited::<Stranger, Stranger>()?;
+    runtime()?.block_on(async move {
+        let (tx, mut rx) = end.into_split();
+        tx.send(Stranger::Hello("who are you?".into()))
+            .await
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await? {
+            Err(aiosock::Error::ProtocolMismatch(m)) => {
+                eprintln!("worker mismatch: {m}");
+                std::process::exit(EXIT_MISMATCH)
+            }
+            other => Err(format!("expected a protocol mismatch, got {other:?}").into()),
+        }
+    })
+}
+
+fn block() -> Result<(), BoxError> {
+    let end = aiosock::inherited::<Reply, Request>()?;
+    runtime()?.block_on(async move {
+        let (_tx, mut rx) = end.into_split();
+        while rx.recv().await?.is_some() {}
+        Ok(())
+    })
+}
+
+fn middle() -> Result<(), BoxError> {
+    let exe = std::env::current_exe()?;
+    runtime()?.block_on(async move {
+        let (here, there) = aiosock::pair::<Request, Reply>()?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("block");
+        let child = aiosock::spawn(cmd, there)?;
+        println!("{}", child.id());
+        let (_tx, mut rx) = here.into_split();
+        // Wait to be killed; the child's end stays connected to ours until then.
+        let _ = rx.recv().await;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+fn fork_check() -> Result<(), BoxError> {
+    // A second pair, made before the fork: the child must let go of both its ends.
+    let (other_here, other_there) = aiosock::pair::<Request, Reply>()?;
+    let (here, there) = aiosock::pair::<Request, Reply>()?;
+    let mut child = aiosock::fork(there, |end| async move {
+        let (tx, rx) = end.into_split();
+        let server = Server {
+            out: tx,
+            next_count: 0,
+            fds: open_fds(),
+            error: None,
+        };
+        rx.serve(server).await.map(drop)
+    })?;
+    drop(other_there);
+    runtime()?.block_on(async move {
+        let (tx, mut rx) = here.into_split();
+        tx.send(Request::Echo {
+            id: 1,
+            data: b"forked".to_vec(),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let reply = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await??;
+        if reply
+            != Some(Reply::Echo {
+                id: 1,
+                data: b"forked".to_vec(),
+            })
+        {
+            return Err(format!("unexpected reply {reply:?}").into());
+        }
+        // The child let go of `other_here`'s peer copy: dropping ours closes the pair
+        // for good, which `other_here`'s receiver sees as a close.
+        let (_other_tx, mut other_rx) = other_here.into_split();
+        let other = tokio::time::timeout(Duration::from_secs(30), other_rx.recv()).await??;
+        if other.is_some() {
+            return Err("the other pair carried a message".into());
+        }
+        drop(tx);
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+        if !status.success() {
+            return Err(format!("forked child exited with {status}").into());
+        }
+        let pid = child.id();
+        println!("forked child {pid} worked and exited with {status}");
+        Ok(())
+    })
+}

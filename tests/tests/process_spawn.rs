@@ -1,0 +1,250 @@
+//! Spawned worker processes: volume both ways, a serving worker under concurrent load,
+//! large payloads, protocol mismatch across binaries, and descriptor hygiene.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use aiosock::{Error, Receiver, Sender};
+use aiosock_tests::guard;
+use aiosock_tests::workers::{EXIT_MISMATCH, Reply, Request, Stranger, worker};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+/// Spawns the worker in `mode` and splits the parent's end.
+fn start(mode: &str) -> (aiosock::Child, Sender<Request>, Receiver<Reply>) {
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let child = aiosock::spawn(worker(WORKER, mode), there).expect("spawn worker");
+    let (tx, rx) = here.into_split();
+    (child, tx, rx)
+}
+
+async fn expect_success(mut child: aiosock::Child) {
+    let status = guard("worker exit", child.wait()).await.expect("wait");
+    assert!(status.success(), "worker failed: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_million_messages_to_the_child_arrive_in_order() {
+    const N: u64 = 1_000_000;
+    let (child, tx, mut rx) = start("serve");
+    let sender = tokio::spawn(async move {
+        for i in 0..N {
+            tx.send(Request::Count(i)).await.expect("send");
+        }
+        // Dropping the sender closes: the worker answers with its count.
+    });
+    guard("sender", sender).await.expect("sender task");
+    let reply = guard("count reply", rx.recv()).await.expect("recv");
+    assert_eq!(reply, Some(Reply::Counted(N)));
+    assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
+    expect_success(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_million_messages_from_the_child_arrive_in_order() {
+    const N: u64 = 1_000_000;
+    let (child, tx, mut rx) = start("serve");
+    tx.send(Request::Stream { n: N }).await.expect("send");
+    let receive = async {
+        for i in 0..N {
+            let got = rx.recv().await.expect("recv");
+            assert_eq!(got, Some(Reply::Item(i)));
+        }
+        assert_eq!(rx.recv().await.expect("recv"), Some(Reply::StreamDone));
+    };
+    guard("receive 1M items", receive).await;
+    drop(tx);
+    assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
+    expect_success(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_child_answers_sixteen_concurrent_tasks() {
+    const TASKS: u64 = 16;
+    const EACH: u64 = 500;
+    let (child, tx, mut rx) = start("serve");
+    let mut tasks = Vec::new();
+    for task in 0..TASKS {
+        let tx = tx.clone();
+        tasks.push(tokio::spawn(async move {
+            for seq in 0..EACH {
+                let id = task << 32 | seq;
+                let data = id.to_le_bytes().repeat(1 + (seq % 7) as usize);
+                tx.send(Request::Echo { id, data }).await.expect("send");
+            }
+        }));
+    }
+    drop(tx);
+    let mut next = vec![0u64; TASKS as usize];
+    let receive = async {
+        for _ in 0..TASKS * EACH {
+            match rx.recv().await.expect("recv") {
+                Some(Reply::Echo { id, data }) => {
+                    let (task, seq) = (id >> 32, id & 0xffff_ffff);
+                    assert_eq!(seq, next[task as usize], "task {task} out of order");
+                    next[task as usize] += 1;
+                    assert_eq!(data, id.to_le_bytes().repeat(1 + (seq % 7) as usize));
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    };
+    guard("echo replies", receive).await;
+    for task in tasks {
+        guard("sender task", task).await.expect("task");
+    }
+    assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
+    assert!(next.iter().all(|&n| n == EACH));
+    expect_success(child).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_mib_payloads_travel_both_ways() {
+    let (child, tx, mut rx) = start("serve");
+    for round in 0..3u64 {
+        let data: Vec<u8> = (0..16 << 20)
+            .map(|i: u64| (i.wrapping_mul(31) ^ round) as u8)
+            .collect();
+        let expected = data.clone();
+        tx.send(Request::Echo { id: round, data })
+            .await
+            .expect("send");
+        match guard("16 MiB echo", rx.recv()).await.expect("recv") {
+            Some(Reply::Echo { id, data }) => {
+                assert_eq!(id, round);
+                assert!(data == expected, "16 MiB payload corrupted");
+            }
+            other => panic!("unexpected {:?}", other.map(|_| "a reply")),
+        }
+    }
+    drop(tx);
+    assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
+    expect_success(child).await;
+}
+
+#[tokio::test]
+async fn a_worker_of_another_protocol_is_a_mismatch_on_both_sides() {
+    let (mut child, tx, mut rx) = start("mismatch");
+    tx.send(Request::Count(0)).await.expect("send");
+    let err = guard("recv", rx.recv()).await.expect_err("mismatch");
+    let Error::ProtocolMismatch(m) = &err else {
+        panic!("expected ProtocolMismatch, got {err:?}");
+    };
+    assert_eq!(m.peer_sends.name(), "Stranger");
+    assert_eq!(m.local_expects.name(), "Reply");
+    let text = err.to_string();
+    assert!(
+        text.contains("`Stranger`") && text.contains("`Reply`") && text.contains("`Request`"),
+        "{text}"
+    );
+    let status = guard("worker exit", child.wait()).await.expect("wait");
+    assert_eq!(
+        status.code(),
+        Some(EXIT_MISMATCH),
+        "the worker saw: {status}"
+    );
+    let _ = Stranger::Hello(String::new());
+}
+
+/// Descriptors open in this process without close-on-exec: any child inherits those,
+/// whatever aiosock does (the test runner's environment may leave some open).
+fn inheritable_fds() -> BTreeSet<i32> {
+    let mut fds = BTreeSet::new();
+    for entry in std::fs::read_dir("/proc/self/fdinfo")
+        .expect("fdinfo")
+        .flatten()
+    {
+        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+            continue;
+        };
+        let Ok(info) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+        const O_CLOEXEC: u32 = 0o2000000;
+        if flags.is_some_and(|f| f & O_CLOEXEC == 0) {
+            fds.insert(fd);
+        }
+    }
+    fds
+}
+
+#[tokio::test]
+async fn the_child_gets_only_stdio_and_its_end_and_plain_children_get_no_end() {
+    // Keep other ends alive while the children start, to give them a chance to leak.
+    let (keep_a, keep_b) = aiosock::pair::<Request, Reply>().expect("pair");
+    let baseline = inheritable_fds();
+    let (child, tx, mut rx) = start("fds");
+    tx.send(Request::ListFds).await.expect("send");
+    let Some(Reply::Fds(fds)) = guard("fds", rx.recv()).await.expect("recv") else {
+        panic!("expected the worker's descriptors");
+    };
+    let end = std::env::var(aiosock::ENV_FD).ok();
+    assert!(end.is_none(), "the test process itself has no end");
+    let sockets: Vec<_> = fds
+        .iter()
+        .filter(|(_, target)| target.starts_with("socket:"))
+        .collect();
+    assert_eq!(sockets.len(), 1, "exactly one socket, its end: {fds:?}");
+    let unexpected: Vec<_> = fds
+        .iter()
+        .filter(|(fd, target)| *fd > 2 && !target.starts_with("socket:") && !baseline.contains(fd))
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "descriptors beyond stdio and the end: {unexpected:?}"
+    );
+    drop(tx);
+    assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
+    expect_success(child).await;
+
+    // A plain child, started while aiosock ends are open here, inherits none of them.
+    let out = worker(WORKER, "print-fds")
+        .output()
+        .expect("run plain child");
+    assert!(out.status.success());
+    let listing = String::from_utf8(out.stdout).expect("utf-8");
+    let leaked: Vec<&str> = listing
+        .lines()
+        .filter(|l| l.contains("socket:") || l.contains("pidfd"))
+        .collect();
+    assert!(leaked.is_empty(), "a plain child inherited: {leaked:?}");
+    drop((keep_a, keep_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_workers_each_exchange_ten_thousand_messages() {
+    const WORKERS: usize = 32;
+    const EACH: u64 = 10_000;
+    let mut runs = Vec::new();
+    for w in 0..WORKERS {
+        runs.push(tokio::spawn(async move {
+            let (child, tx, mut rx) = start("serve");
+            let tx = Arc::new(tx);
+            let sender = {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..EACH {
+                        let data = vec![w as u8; (i % 16) as usize];
+                        tx.send(Request::Echo { id: i, data }).await.expect("send");
+                    }
+                })
+            };
+            for i in 0..EACH {
+                let got = rx.recv().await.expect("recv");
+                let data = vec![w as u8; (i % 16) as usize];
+                assert_eq!(got, Some(Reply::Echo { id: i, data }), "worker {w}");
+            }
+            sender.await.expect("sender");
+            drop(tx);
+            assert_eq!(rx.recv().await.expect("recv"), None);
+            expect_success(child).await;
+        }));
+    }
+    for run in runs {
+        guard("worker run", run).await.expect("run");
+    }
+}
