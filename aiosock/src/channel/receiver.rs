@@ -10,7 +10,7 @@ use std::task::{Context, Poll, ready};
 
 use crate::channel::driver::Shared;
 use crate::error::{Error, ProtocolId, TryRecvError};
-use crate::wire::{FrameHeader, HEADER_LEN, PeerHello, decode_payload};
+use crate::wire::{Decoded, Decoder};
 use crate::{Dispatch, Protocol, sys};
 
 /// Bytes read at once when nothing larger is needed.
@@ -61,7 +61,7 @@ pub struct Receiver<T> {
     end: usize,
     /// Bytes needed in `buf[start..]` before decoding can go on.
     need: usize,
-    hello: Option<(ProtocolId, ProtocolId)>,
+    decoder: Decoder,
     eof: bool,
     /// An error was returned; the stream is over.
     failed: bool,
@@ -71,13 +71,14 @@ pub struct Receiver<T> {
 
 impl<T: Protocol> Receiver<T> {
     pub(crate) fn new(shared: Arc<Shared>, sends: ProtocolId, expects: ProtocolId) -> Receiver<T> {
+        let max_frame_len = shared.config.max_frame_bytes();
         Receiver {
             shared,
             buf: Vec::new(),
             start: 0,
             end: 0,
             need: 0,
-            hello: Some((sends, expects)),
+            decoder: Decoder::new(sends, expects, max_frame_len),
             eof: false,
             failed: false,
             observer: None,
@@ -279,31 +280,22 @@ impl<T: Protocol> Receiver<T> {
         if self.failed {
             return Ok(None);
         }
-        let avail = &self.buf[self.start..self.end];
-        if let Some((sends, expects)) = &self.hello {
-            let Some((peer, used)) = PeerHello::decode(avail)? else {
-                self.need = avail.len() + 1;
-                return Ok(None);
-            };
-            peer.check(sends.clone(), expects.clone())?;
-            self.hello = None;
-            self.consume(used);
-            return self.step();
+        loop {
+            match self.decoder.decode(&self.buf[self.start..self.end])? {
+                Decoded::Message { msg, used } => {
+                    self.consume(used);
+                    if let Some(observer) = &mut self.observer {
+                        observer(&msg);
+                    }
+                    return Ok(Some(msg));
+                }
+                Decoded::Hello { used } => self.consume(used),
+                Decoded::Need(need) => {
+                    self.need = need;
+                    return Ok(None);
+                }
+            }
         }
-        let Some(header) = FrameHeader::decode(avail, self.shared.config.max_frame_bytes())? else {
-            self.need = HEADER_LEN;
-            return Ok(None);
-        };
-        let Some(payload) = avail.get(HEADER_LEN..header.frame_len()) else {
-            self.need = header.frame_len();
-            return Ok(None);
-        };
-        let msg: T = decode_payload(payload)?;
-        self.consume(header.frame_len());
-        if let Some(observer) = &mut self.observer {
-            observer(&msg);
-        }
-        Ok(Some(msg))
     }
 
     fn consume(&mut self, n: usize) {
@@ -322,7 +314,7 @@ impl<T: Protocol> Receiver<T> {
     fn finish(&mut self) -> Result<Option<T>, Error> {
         if self.start == self.end {
             Ok(None)
-        } else if self.hello.is_some() {
+        } else if self.decoder.awaiting_hello() {
             Err(Error::Truncated { what: "hello" })
         } else {
             Err(Error::Truncated { what: "frame" })

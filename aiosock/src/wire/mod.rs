@@ -50,9 +50,13 @@
 //!
 //! The test `test_vector` at the bottom of `wire/frame.rs` pins these bytes.
 
+mod decoder;
 mod frame;
 mod hello;
 
+#[doc(hidden)]
+pub use decoder::decode_stream;
+pub(crate) use decoder::{Decoded, Decoder};
 pub(crate) use frame::{FrameHeader, decode_payload, encode_frame};
 pub(crate) use hello::{PeerHello, encode_hello};
 

@@ -1,0 +1,208 @@
+//! The incremental decoder a receiver runs over the bytes it has read.
+
+use serde::de::DeserializeOwned;
+
+use super::{FrameHeader, HEADER_LEN, PeerHello, decode_payload};
+use crate::error::{Error, ProtocolId};
+
+/// What the decoder made of the start of a buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Decoded<T> {
+    /// A message, taking `used` bytes.
+    Message { msg: T, used: usize },
+    /// The peer's hello, checked, taking `used` bytes.
+    Hello { used: usize },
+    /// Nothing whole yet: at least `need` bytes (from the start) are needed.
+    Need(usize),
+}
+
+/// A pure state machine: the peer's hello, then frames.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoder {
+    /// What this side sends and expects, until the peer's hello was checked.
+    hello: Option<(ProtocolId, ProtocolId)>,
+    max_frame_len: usize,
+}
+
+impl Decoder {
+    pub(crate) fn new(sends: ProtocolId, expects: ProtocolId, max_frame_len: usize) -> Decoder {
+        Decoder {
+            hello: Some((sends, expects)),
+            max_frame_len,
+        }
+    }
+
+    /// Whether the peer's hello is still to come.
+    pub(crate) fn awaiting_hello(&self) -> bool {
+        self.hello.is_some()
+    }
+
+    /// Decodes what starts `buf`. Never allocates more than the checks in
+    /// [`FrameHeader::decode`] and [`decode_payload`] allow.
+    pub(crate) fn decode<T: DeserializeOwned>(&mut self, buf: &[u8]) -> Result<Decoded<T>, Error> {
+        if let Some((sends, expects)) = &self.hello {
+            return match PeerHello::decode(buf)? {
+                None => Ok(Decoded::Need(buf.len() + 1)),
+                Some((peer, used)) => {
+                    peer.check(sends.clone(), expects.clone())?;
+                    self.hello = None;
+                    Ok(Decoded::Hello { used })
+                }
+            };
+        }
+        let Some(header) = FrameHeader::decode(buf, self.max_frame_len)? else {
+            return Ok(Decoded::Need(HEADER_LEN));
+        };
+        let Some(payload) = buf.get(HEADER_LEN..header.frame_len()) else {
+            return Ok(Decoded::Need(header.frame_len()));
+        };
+        let msg = decode_payload(payload)?;
+        Ok(Decoded::Message {
+            msg,
+            used: header.frame_len(),
+        })
+    }
+}
+
+/// Runs the decoder over `bytes` as a receiver of `T` expecting the peer to send `T` and
+/// expect `T` would, delivering them in chunks of `chunk` bytes (at least 1). Returns the
+/// messages decoded, and the error that ended the stream if any. For fuzzing and tests.
+#[doc(hidden)]
+pub fn decode_stream<T: crate::Protocol>(
+    bytes: &[u8],
+    chunk: usize,
+    max_frame_len: usize,
+) -> (Vec<T>, Option<Error>) {
+    let me = ProtocolId::of::<T>();
+    let mut decoder = Decoder::new(me.clone(), me, max_frame_len);
+    let mut msgs = Vec::new();
+    let mut start = 0;
+    let mut end = 0;
+    let chunk = chunk.max(1);
+    loop {
+        match decoder.decode::<T>(&bytes[start..end]) {
+            Err(e) => return (msgs, Some(e)),
+            Ok(Decoded::Message { msg, used }) => {
+                msgs.push(msg);
+                start += used;
+            }
+            Ok(Decoded::Hello { used }) => start += used,
+            Ok(Decoded::Need(_)) if end == bytes.len() => {
+                let err = (start < end).then_some(Error::Truncated {
+                    what: if decoder.awaiting_hello() {
+                        "hello"
+                    } else {
+                        "frame"
+                    },
+                });
+                return (msgs, err);
+            }
+            Ok(Decoded::Need(_)) => end = (end + chunk).min(bytes.len()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::wire::{encode_frame, encode_hello};
+
+    #[aiosock_derive::protocol(crate = "crate")]
+    #[derive(Debug, Clone, PartialEq)]
+    enum Msg {
+        Unit,
+        Num(u64),
+        Text { s: String },
+        Blob(Vec<u8>),
+        Nested(Option<Vec<(u16, String)>>),
+    }
+
+    fn msg() -> impl Strategy<Value = Msg> {
+        prop_oneof![
+            Just(Msg::Unit),
+            any::<u64>().prop_map(Msg::Num),
+            ".{0,20}".prop_map(|s| Msg::Text { s }),
+            proptest::collection::vec(any::<u8>(), 0..64).prop_map(Msg::Blob),
+            proptest::option::of(proptest::collection::vec((any::<u16>(), ".{0,5}"), 0..4))
+                .prop_map(Msg::Nested),
+        ]
+    }
+
+    fn stream(msgs: &[Msg]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let id = ProtocolId::of::<Msg>();
+        encode_hello(
+            &mut out,
+            (id.name(), id.fingerprint()),
+            (id.name(), id.fingerprint()),
+        );
+        for m in msgs {
+            encode_frame(&mut out, m, 1 << 20).unwrap();
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn valid_streams_decode_whole_at_any_chunk_size(
+            msgs in proptest::collection::vec(msg(), 0..16),
+            chunk in 1usize..64,
+        ) {
+            let bytes = stream(&msgs);
+            let (got, err) = decode_stream::<Msg>(&bytes, chunk, 1 << 20);
+            prop_assert!(err.is_none(), "{err:?}");
+            prop_assert_eq!(got, msgs);
+        }
+
+        #[test]
+        fn mutated_streams_give_a_prefix_then_at_most_an_error(
+            msgs in proptest::collection::vec(msg(), 1..8),
+            flips in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in any::<usize>(),
+            chunk in 1usize..64,
+        ) {
+            let mut bytes = stream(&msgs);
+            for (at, byte) in flips {
+                let at = at % bytes.len();
+                bytes[at] ^= byte;
+            }
+            bytes.truncate(cut % (bytes.len() + 1));
+            // Whatever happens, no panic, and no more messages than frames were written.
+            let (got, _err) = decode_stream::<Msg>(&bytes, chunk, 1 << 20);
+            prop_assert!(got.len() <= msgs.len() + bytes.len() / 8);
+        }
+
+        #[test]
+        fn random_bytes_after_a_valid_hello_never_panic(
+            tail in proptest::collection::vec(any::<u8>(), 0..512),
+            chunk in 1usize..64,
+        ) {
+            let mut bytes = stream(&[]);
+            bytes.extend(tail);
+            let _ = decode_stream::<Msg>(&bytes, chunk, 4096);
+        }
+    }
+
+    #[test]
+    fn the_hello_is_checked_before_any_frame() {
+        let mut bytes = Vec::new();
+        encode_hello(&mut bytes, ("Other", 1), ("Other", 1));
+        encode_frame(&mut bytes, &Msg::Unit, 1 << 20).unwrap();
+        let (got, err) = decode_stream::<Msg>(&bytes, 7, 1 << 20);
+        assert!(got.is_empty());
+        assert!(matches!(err, Some(Error::ProtocolMismatch(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_stream_cut_mid_frame_is_truncated_after_the_whole_messages() {
+        let bytes = stream(&[Msg::Num(1), Msg::Text { s: "abc".into() }]);
+        let (got, err) = decode_stream::<Msg>(&bytes[..bytes.len() - 1], 3, 1 << 20);
+        assert_eq!(got, [Msg::Num(1)]);
+        assert!(
+            matches!(err, Some(Error::Truncated { what: "frame" })),
+            "{err:?}"
+        );
+    }
+}
