@@ -1,0 +1,51 @@
+//! Writes the seed corpus for `decode_stream`: real streams, captured from a real pair,
+//! each prefixed with a chunk-size byte. Run: `cargo +nightly run --bin make_seeds`.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+
+use aiosock::Bytes;
+use aiosock_fuzz::Msg;
+
+fn capture(msgs: Vec<Msg>) -> Vec<u8> {
+    let (a, b) = aiosock::pair::<Msg, Msg>().expect("pair");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let (tx, _rx) = a.into_split();
+        for m in msgs {
+            tx.send(m).await.expect("send");
+        }
+        tx.flush().await.expect("flush");
+    });
+    drop(rt);
+    let mut raw = UnixStream::from(b.into_fd());
+    raw.set_nonblocking(true).expect("nonblocking");
+    let mut out = Vec::new();
+    let _ = raw.read_to_end(&mut out);
+    out
+}
+
+fn main() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/decode_stream");
+    std::fs::create_dir_all(&dir).expect("corpus dir");
+    let sets = vec![
+        vec![],
+        vec![Msg::Unit],
+        vec![Msg::Num(300, -7), Msg::Text { s: "héllo".into() }],
+        vec![Msg::Blob(vec![0xff; 40]), Msg::Bytes(Bytes::from(vec![1, 2, 3]))],
+        vec![Msg::Items(vec![(1, "a".into()), (65535, String::new())])],
+        vec![Msg::Maybe(Some(vec![None, Some(9)])), Msg::Maybe(None)],
+        vec![Msg::Float(1.5, 'λ'), Msg::Unit, Msg::Num(u64::MAX, i32::MIN)],
+    ];
+    for (i, msgs) in sets.into_iter().enumerate() {
+        for chunk in [0u8, 2, 255] {
+            let mut seed = vec![chunk];
+            seed.extend(capture(msgs.clone()));
+            std::fs::write(dir.join(format!("seed-{i}-{chunk}")), seed).expect("write seed");
+        }
+    }
+    println!("seeds written to {}", dir.display());
+}
