@@ -423,7 +423,10 @@ impl Child {
                     return Ok(status);
                 }
                 if forked.io.is_none() {
-                    forked.io = Some(sys::register_pidfd(sys::pidfd_open(pid)?)?);
+                    forked.io = Some(sys::register_owned(
+                        sys::pidfd_open(pid)?,
+                        tokio::io::Interest::READABLE,
+                    )?);
                 }
                 let io = forked.io.as_ref().expect("just set");
                 loop {

@@ -59,6 +59,10 @@ struct SendState {
 pub(crate) struct Shared {
     fd: Arc<Socket>,
     io: OnceLock<AsyncFd<SharedFd>>,
+    /// A duplicate of the socket registered on its own, so that [`closed`](Self::closed)
+    /// can wait for the socket's events without touching the writer's readiness. Made the
+    /// first time `closed` waits.
+    watch: OnceLock<Option<AsyncFd<Socket>>>,
     attach_lock: Mutex<()>,
     state: Mutex<SendState>,
     /// Signalled whenever space frees up, bytes are written, or the end closes.
@@ -83,6 +87,7 @@ impl Shared {
         Shared {
             fd: Arc::new(fd),
             io: OnceLock::new(),
+            watch: OnceLock::new(),
             attach_lock: Mutex::new(()),
             state: Mutex::new(SendState {
                 buf,
@@ -185,10 +190,6 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn is_closed(&self) -> bool {
-        self.lock().closed
-    }
-
     /// Waits until `done` holds for the send state, re-checking on every event.
     async fn wait_until<R>(&self, mut done: impl FnMut(&SendState) -> Option<R>) -> R {
         loop {
@@ -224,15 +225,55 @@ impl Shared {
         .await
     }
 
+    /// Completes once the peer can no longer receive: a write failed, or the socket says
+    /// so (checked now and on each of its events).
     pub(crate) async fn closed(&self) {
-        self.wait_until(|st| st.closed.then_some(())).await;
+        let watch = self
+            .watch
+            .get_or_init(|| {
+                let dup = self.fd.as_fd().try_clone_to_owned().ok()?;
+                sys::register_owned(Socket::new(dup), tokio::io::Interest::WRITABLE).ok()
+            })
+            .as_ref();
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            match watch {
+                Some(watch) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        ready = watch.writable() => match ready {
+                            // Wait for the socket's next event before checking again.
+                            Ok(mut ready) => ready.clear_ready(),
+                            Err(_) => notified.await,
+                        },
+                    }
+                }
+                None => notified.await,
+            }
+        }
     }
 
-    /// Called when this end's receiver finds that the peer hung up entirely.
-    pub(crate) fn peer_gone(&self) {
-        if sys::peer_hung_up(self.fd()) {
-            self.fail();
+    /// Whether the peer is known to be unable to receive; asks the socket when not known.
+    pub(crate) fn is_closed(&self) -> bool {
+        if self.lock().closed {
+            return true;
         }
+        if !sys::peer_can_receive(self.fd()) && self.lock().senders > 0 {
+            self.fail();
+            return true;
+        }
+        false
+    }
+
+    /// Called when this end's receiver read end-of-file: asks whether the peer can still
+    /// receive.
+    pub(crate) fn peer_gone(&self) {
+        self.is_closed();
     }
 
     pub(crate) fn add_sender(&self) {

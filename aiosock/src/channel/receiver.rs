@@ -63,7 +63,7 @@ pub struct Receiver<T> {
     need: usize,
     decoder: Decoder,
     eof: bool,
-    /// An error was returned; the stream is over.
+    /// An error or the end was returned: the stream is over, and nothing more is read.
     failed: bool,
     observer: Option<Observer<T>>,
     _msg: PhantomData<fn() -> T>,
@@ -113,6 +113,9 @@ impl<T: Protocol> Receiver<T> {
 
     /// Polls for the next message; the `poll` form of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Error>> {
+        if self.failed {
+            return Poll::Ready(Ok(None));
+        }
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let result = loop {
             match self.step() {
@@ -140,6 +143,9 @@ impl<T: Protocol> Receiver<T> {
     /// [`TryRecvError::Disconnected`] after the peer closed and everything was received, and
     /// [`TryRecvError::Failed`] for the errors of [`recv`](Self::recv).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if self.failed {
+            return Err(TryRecvError::Disconnected);
+        }
         let result = loop {
             match self.step() {
                 Ok(Some(msg)) => break Ok(Some(msg)),
@@ -277,9 +283,6 @@ impl<T: Protocol> Receiver<T> {
 
     /// Decodes the next message from the buffer: `Ok(None)` when more bytes are needed.
     fn step(&mut self) -> Result<Option<T>, Error> {
-        if self.failed {
-            return Ok(None);
-        }
         loop {
             match self.decoder.decode(&self.buf[self.start..self.end])? {
                 Decoded::Message { msg, used } => {
@@ -325,10 +328,13 @@ impl<T: Protocol> Receiver<T> {
     fn settle(&mut self, result: Result<Option<T>, Error>) -> Result<Option<T>, Error> {
         match &result {
             Err(_) => {
+                // Nothing after a bad frame can be trusted: stop receiving for good, so the
+                // peer's further sends fail instead of piling up here.
                 self.failed = true;
                 self.buf = Vec::new();
                 self.start = 0;
                 self.end = 0;
+                sys::shutdown_read(self.shared.fd());
             }
             Ok(None) => self.failed = true,
             Ok(Some(_)) => {}
@@ -345,7 +351,10 @@ impl<T: Protocol> Receiver<T> {
             self.start = 0;
         }
         let goal = (self.start + self.need).max(self.end + 1);
-        let want = goal.min((2 * self.end).max(READ_CHUNK)).max(self.end + 1);
+        // Grow towards the goal by doubling, and always leave room for a useful read.
+        let want = goal
+            .min((2 * self.end).max(READ_CHUNK))
+            .max(self.end + READ_CHUNK / 16);
         if self.buf.len() < want {
             self.buf.resize(want.max(READ_CHUNK), 0);
         }

@@ -63,14 +63,16 @@ pub(crate) fn shutdown_read(fd: BorrowedFd<'_>) {
     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), Shutdown::Read);
 }
 
-/// Whether the peer can no longer receive (`POLLHUP` or `POLLERR` on the socket).
-pub(crate) fn peer_hung_up(fd: BorrowedFd<'_>) -> bool {
-    let mut fds = [PollFd::new(fd, PollFlags::POLLOUT)];
-    match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
-        Err(_) => false,
+/// Whether the peer can still receive: a zero-length send fails with `EPIPE` once the
+/// peer closed its socket or shut its receiving direction down (and once this side shut
+/// its sending direction down). Sends no bytes.
+pub(crate) fn peer_can_receive(fd: BorrowedFd<'_>) -> bool {
+    match send(fd, &[]) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.raw_os_error().map(Errno::from_raw),
+            Some(Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN)
+        ),
     }
 }
 
@@ -367,11 +369,17 @@ pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Registers a pidfd with the current runtime's reactor.
-pub(crate) fn register_pidfd(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
-    // SAFETY: the `AsyncFd` owns the `OwnedFd`, which stays open until the `AsyncFd` is
-    // dropped or unwrapped, and always returns the same descriptor.
-    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(io::Error::from)
+/// Registers an owned descriptor with the current runtime's reactor for `interest`.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime with I/O enabled.
+#[track_caller]
+pub(crate) fn register_owned<T: AsRawFd>(fd: T, interest: Interest) -> io::Result<AsyncFd<T>> {
+    // SAFETY: callers pass an owning type (`OwnedFd`, `Socket`): the `AsyncFd` owns it, so
+    // the descriptor stays open until the `AsyncFd` is dropped or unwrapped, and
+    // `as_raw_fd` always returns that same descriptor.
+    unsafe { AsyncFd::register_with_interest(fd, interest) }.map_err(io::Error::from)
 }
 
 /// Reaps child `pid` if it has exited; `Ok(None)` while it runs.

@@ -124,6 +124,9 @@ fn mismatch() -> Result<(), BoxError> {
         match tokio::time::timeout(Duration::from_secs(30), rx.recv()).await? {
             Err(aiosock::Error::ProtocolMismatch(m)) => {
                 eprintln!("worker mismatch: {m}");
+                // `exit` skips the runtime's shutdown, which would write out what `send`
+                // accepted: flush first, so the parent gets our hello and sees the mismatch.
+                let _ = tx.flush().await;
                 std::process::exit(EXIT_MISMATCH)
             }
             other => Err(format!("expected a protocol mismatch, got {other:?}").into()),
