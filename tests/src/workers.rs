@@ -24,6 +24,21 @@ pub enum Request {
     },
     /// Answered with `Reply::Fds`: the descriptors the worker had when it started.
     ListFds,
+    /// Starts the worker's half of a soak: it sends `n` `Reply::Soak` messages made by
+    /// [`soak_data`] with `seed`, while it checks the parent's `Request::Soak` messages.
+    StartSoak {
+        /// How many messages the worker sends.
+        n: u64,
+        /// The seed of the worker's sizes and contents.
+        seed: u64,
+    },
+    /// One message of the parent's half of a soak: `data` is `soak_data(seed, seq)`.
+    Soak {
+        /// 0, 1, 2, … in order.
+        seq: u64,
+        /// The payload, checked by the worker.
+        data: Vec<u8>,
+    },
 }
 
 /// What a worker sends back.
@@ -45,6 +60,55 @@ pub enum Reply {
     StreamDone,
     /// The descriptors open when the worker started, with what each points at.
     Fds(Vec<(i32, String)>),
+    /// One message of the worker's half of a soak.
+    Soak {
+        /// 0, 1, 2, … in order.
+        seq: u64,
+        /// `soak_data(seed, seq)`.
+        data: Vec<u8>,
+    },
+    /// Sent once the parent closed after a soak: what the worker received, whether all of
+    /// it was in order and intact, and its peak resident memory.
+    SoakReport {
+        /// `Request::Soak` messages received.
+        received: u64,
+        /// The first problem found, if any.
+        problem: Option<String>,
+        /// The worker's `VmHWM` in KiB.
+        peak_rss_kib: u64,
+    },
+}
+
+/// The seed the parent uses for its half of a soak (the worker gets another).
+pub const PARENT_SEED: u64 = 0x5eed_0001;
+
+/// A small deterministic generator (SplitMix64), for sizes and contents.
+pub fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The payload of soak message `seq` under `seed`: its size is skewed small (most under
+/// 256 B, a few up to 64 KiB, one in a thousand up to 1 MiB) and every byte depends on
+/// `(seed, seq, position)`, so loss, duplication, reordering and corruption all show.
+pub fn soak_data(seed: u64, seq: u64) -> Vec<u8> {
+    let r = mix(seed ^ mix(seq));
+    let len = match r % 1000 {
+        0 => (r >> 10) % (1 << 20),
+        1..=99 => (r >> 10) % (64 << 10),
+        _ => (r >> 10) % 256,
+    } as usize;
+    let base = mix(r);
+    (0..len)
+        .map(|i| (base.wrapping_add((i as u64).wrapping_mul(0x9e37)) >> 8) as u8)
+        .collect()
+}
+
+/// `VmHWM` (peak resident memory) of this process in KiB.
+pub fn peak_rss_kib() -> u64 {
+    crate::proc_status_kib("VmHWM")
 }
 
 /// A protocol no test parent speaks: the `mismatch` worker uses it.

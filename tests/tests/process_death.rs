@@ -101,6 +101,14 @@ impl aiosock_tests::workers::ReplyHandler for Tally {
     }
     async fn on_stream_done(&mut self) {}
     async fn on_fds(&mut self, _fds: Vec<(i32, String)>) {}
+    async fn on_soak(&mut self, _seq: u64, _data: Vec<u8>) {}
+    async fn on_soak_report(
+        &mut self,
+        _received: u64,
+        _problem: Option<String>,
+        _peak_rss_kib: u64,
+    ) {
+    }
     async fn closed(&mut self) {
         self.closed = true;
     }

@@ -196,11 +196,11 @@ impl<T: Protocol> Sender<T> {
         }
     }
 
-    /// Completes once the peer can no longer receive.
+    /// Completes once the peer can no longer receive: it dropped its
+    /// [`Receiver`](crate::Receiver), exited or was killed.
     ///
-    /// That is known when a write fails because the peer closed its receiving side or
-    /// exited, or when this end's [`Receiver`](crate::Receiver) sees the peer hang up
-    /// entirely. An idle sender whose receiver was dropped learns it at its next write.
+    /// Works for an idle sender too: while waiting, it watches the socket's events and asks
+    /// the kernel (with a zero-length send) whether the peer can still receive.
     ///
     /// # Cancel safety
     ///
@@ -220,7 +220,8 @@ impl<T: Protocol> Sender<T> {
         }
     }
 
-    /// Whether the peer is known to be unable to receive; see [`closed`](Self::closed).
+    /// Whether the peer can no longer receive; see [`closed`](Self::closed). Asks the
+    /// kernel (one system call) unless that is already known.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }

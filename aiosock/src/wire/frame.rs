@@ -79,17 +79,16 @@ pub(crate) fn encode_frame<T: Serialize>(
 ///
 /// bincode allocates a string or byte buffer for the length written before it, before it
 /// reads the bytes. Those lengths come from the peer, so decoding runs with a bincode
-/// limit on the bytes such buffers may claim in total. A valid message claims at most its
-/// payload's length (each claimed byte must follow in the payload), so the limit is the
-/// payload length rounded up to the next of a few fixed steps (4 KiB, then each 16 times
-/// the last): a hostile length inside a small frame fails with a decode error after
-/// claiming at most 16 times the frame's size (at least 4 KiB), never the length it
-/// announces. Sequences and maps go through serde, which caps what it reserves up front.
+/// limit on the bytes that decoding may claim in total. bincode claims each value's size
+/// in memory (a `u128` written as one varint byte claims 16), so a valid message claims at
+/// most 16 times its payload; the limit is that, rounded up to the next of a few fixed
+/// steps (64 KiB, then each 16 times the last). A hostile length inside a small frame
+/// therefore fails with a decode error after claiming at most 256 times the frame's size
+/// (at least 64 KiB), never the length it announces. Sequences and maps go through serde,
+/// which caps what it reserves up front.
 pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Error> {
-    let n = payload.len();
-    let decoded = if n <= 1 << 12 {
-        decode_limited::<T, { 1 << 12 }>(payload)
-    } else if n <= 1 << 16 {
+    let n = payload.len().saturating_mul(16);
+    let decoded = if n <= 1 << 16 {
         decode_limited::<T, { 1 << 16 }>(payload)
     } else if n <= 1 << 20 {
         decode_limited::<T, { 1 << 20 }>(payload)
@@ -97,12 +96,17 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, E
         decode_limited::<T, { 1 << 24 }>(payload)
     } else if n <= 1 << 28 {
         decode_limited::<T, { 1 << 28 }>(payload)
+    } else if n <= 1 << 32 {
+        decode_limited::<T, { 1 << 32 }>(payload)
     } else {
-        decode_limited::<T, { u32::MAX as usize }>(payload)
+        decode_limited::<T, { 1 << 36 }>(payload)
     };
     let (msg, used) = decoded.map_err(|source| Error::Decode(DecodeError(source)))?;
-    if used != n {
-        return Err(Error::TrailingBytes { len: n, used });
+    if used != payload.len() {
+        return Err(Error::TrailingBytes {
+            len: payload.len(),
+            used,
+        });
     }
     Ok(msg)
 }
@@ -233,6 +237,21 @@ mod tests {
             InvalidMessage::TooLarge { len: 102, max: 50 }
         ));
         assert_eq!(out, [9], "nothing of the refused frame stays behind");
+    }
+
+    #[test]
+    fn payloads_of_small_integers_fit_the_claim_limit() {
+        // Each u64 is one varint byte but bincode claims 8 for it.
+        let msg = Msg::Items(vec![7; 100_000]);
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, &msg, usize::MAX).unwrap();
+        assert_eq!(decode_payload::<Msg>(&bytes[HEADER_LEN..]).unwrap(), msg);
+        let text = Msg::Text {
+            s: "x".repeat(4079),
+        };
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, &text, usize::MAX).unwrap();
+        assert_eq!(decode_payload::<Msg>(&bytes[HEADER_LEN..]).unwrap(), text);
     }
 
     #[test]

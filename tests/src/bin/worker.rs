@@ -13,7 +13,10 @@
 use std::error::Error;
 use std::time::Duration;
 
-use aiosock_tests::workers::{EXIT_MISMATCH, Reply, Request, RequestHandler, Stranger, open_fds};
+use aiosock_tests::workers::{
+    EXIT_MISMATCH, PARENT_SEED, Reply, Request, RequestHandler, Stranger, open_fds, peak_rss_kib,
+    soak_data,
+};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -52,6 +55,28 @@ struct Server {
     next_count: u64,
     fds: Vec<(i32, String)>,
     error: Option<String>,
+    soak: Soak,
+}
+
+/// The worker's half of a soak.
+#[derive(Default)]
+struct Soak {
+    sender: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    received: u64,
+    problem: Option<String>,
+    seed: Option<u64>,
+}
+
+impl Server {
+    fn new(out: aiosock::Sender<Reply>, fds: Vec<(i32, String)>) -> Server {
+        Server {
+            out,
+            next_count: 0,
+            fds,
+            error: None,
+            soak: Soak::default(),
+        }
+    }
 }
 
 impl Server {
@@ -87,7 +112,47 @@ impl RequestHandler for Server {
         self.reply(Reply::Fds(fds)).await;
     }
 
+    async fn on_start_soak(&mut self, n: u64, seed: u64) {
+        let out = self.out.clone();
+        self.soak.seed = Some(seed);
+        self.soak.sender = Some(tokio::spawn(async move {
+            for seq in 0..n {
+                let data = soak_data(seed, seq);
+                out.send(Reply::Soak { seq, data })
+                    .await
+                    .map_err(|e| format!("soak send {seq}: {e}"))?;
+            }
+            Ok(())
+        }));
+    }
+
+    async fn on_soak(&mut self, seq: u64, data: Vec<u8>) {
+        let expected = self.soak.received;
+        self.soak.received += 1;
+        if self.soak.problem.is_some() {
+            return;
+        }
+        if seq != expected {
+            self.soak.problem = Some(format!("soak message {seq} arrived, expected {expected}"));
+        } else if data != soak_data(PARENT_SEED, seq) {
+            self.soak.problem = Some(format!("soak message {seq} is corrupted"));
+        }
+    }
+
     async fn closed(&mut self) {
+        if let Some(sender) = self.soak.sender.take() {
+            let problem = match sender.await {
+                Ok(Ok(())) => self.soak.problem.take(),
+                Ok(Err(e)) => Some(e),
+                Err(e) => Some(format!("soak sender task: {e}")),
+            };
+            let report = Reply::SoakReport {
+                received: self.soak.received,
+                problem,
+                peak_rss_kib: peak_rss_kib(),
+            };
+            self.reply(report).await;
+        }
         if self.next_count > 0 {
             let n = self.next_count;
             self.reply(Reply::Counted(n)).await;
@@ -99,13 +164,7 @@ fn serve(fds: Vec<(i32, String)>) -> Result<(), BoxError> {
     let end = aiosock::inherited::<Reply, Request>()?;
     runtime()?.block_on(async move {
         let (tx, rx) = end.into_split();
-        let server = Server {
-            out: tx,
-            next_count: 0,
-            fds,
-            error: None,
-        };
-        let server = rx.serve(server).await?;
+        let server = rx.serve(Server::new(tx, fds)).await?;
         server.out.flush().await.map_err(|e| e.to_string())?;
         match server.error {
             Some(e) => Err(e.into()),
@@ -165,13 +224,7 @@ fn fork_check() -> Result<(), BoxError> {
     let (here, there) = aiosock::pair::<Request, Reply>()?;
     let mut child = aiosock::fork(there, |end| async move {
         let (tx, rx) = end.into_split();
-        let server = Server {
-            out: tx,
-            next_count: 0,
-            fds: open_fds(),
-            error: None,
-        };
-        rx.serve(server).await.map(drop)
+        rx.serve(Server::new(tx, open_fds())).await.map(drop)
     })?;
     drop(other_there);
     runtime()?.block_on(async move {

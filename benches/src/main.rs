@@ -1,0 +1,335 @@
+//! Cross-process benchmark of aiosock against the alternatives.
+//!
+//! ```sh
+//! cargo run --release -p aiosock-benches -- all          # everything, 10 repetitions
+//! cargo run --release -p aiosock-benches -- --quick all  # smoke test, under a minute
+//! cargo run --release -p aiosock-benches -- small rtt --reps 5 --systems aiosock,raw-buffered
+//! ```
+//!
+//! Workloads (each run with a parent and a child process, the child being this binary
+//! re-executed): `rtt` (round trips of a small message: median and p99 latency), `small`
+//! (one-way `Ping(u64)`, M msg/s), `data-64k` and `data-4m` (one-way `Data(Vec<u8>)`,
+//! GB/s), each one-way workload in both directions; `concurrent` (8 concurrent senders);
+//! `stalled` (a sender pushes small messages at a receiver that sleeps first: the sender's
+//! peak RSS, `VmHWM`). `wire` times bincode encode/decode alone, in one process.
+//!
+//! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
+//! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
+//! `tokio-unix-ipc` and `ipc-channel`. Repetitions are interleaved: each repetition runs
+//! every workload over every system (in a rotating order) before the next starts. Every
+//! received message is checked for order and content; a failed run is reported, not
+//! averaged. Ratios are to `raw-buffered` in the same repetition: for throughput below 1
+//! is slower, for latency and memory above 1 is worse.
+
+mod msg;
+mod process;
+mod report;
+mod systems;
+mod wire;
+mod workload;
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::process::{CHILD_ARG, ChildArgs, ChildReport, RUN_ARG, Run};
+use crate::report::{NotApplicable, Record};
+use crate::systems::System;
+use crate::workload::{Direction, Sizes, Workload};
+
+/// The error type of every fallible step.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How long one run may take, in each process, before it is killed.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+/// How much longer the main process gives a run's parent, which has its own watchdog.
+const RUN_GRACE: Duration = Duration::from_secs(15);
+
+const USAGE: &str = "\
+usage: aiosock-benches [--reps N] [--quick] [--systems NAME,...] WORKLOAD...
+workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire
+systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel
+  --reps N    repetitions of each run (default 10; 3 with --quick)
+  --quick     fewer messages and 3 repetitions: a smoke test";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some(CHILD_ARG) => return child_main(&args[1..]),
+        Some(RUN_ARG) => return run_main(&args[1..]),
+        _ => {}
+    }
+    match Options::parse(&args) {
+        Ok(Some(options)) => parent_main(&options),
+        Ok(None) => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("aiosock-benches: {e}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The command line of a benchmark run.
+#[derive(Debug)]
+struct Options {
+    reps: usize,
+    quick: bool,
+    workloads: Vec<Workload>,
+    wire: bool,
+    systems: Vec<&'static dyn System>,
+}
+
+impl Options {
+    /// `None` for `--help`.
+    fn parse(args: &[String]) -> Result<Option<Options>, String> {
+        let mut reps = None;
+        let mut quick = false;
+        let mut workloads = Vec::new();
+        let mut wire = false;
+        let mut systems = systems::all().to_vec();
+        let mut args = args.iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "-h" | "--help" => return Ok(None),
+                "--quick" => quick = true,
+                "--reps" => {
+                    let n = args.next().and_then(|n| n.parse().ok());
+                    reps = Some(
+                        n.filter(|&n| n > 0)
+                            .ok_or("--reps needs a positive number")?,
+                    );
+                }
+                "--systems" => {
+                    let names = args.next().ok_or("--systems needs names")?;
+                    systems = names
+                        .split(',')
+                        .map(|n| systems::by_name(n).ok_or(format!("unknown system {n:?}")))
+                        .collect::<Result<_, _>>()?;
+                }
+                "all" => {
+                    workloads.extend(Workload::ALL);
+                    wire = true;
+                }
+                "wire" => wire = true,
+                name => workloads.push(
+                    Workload::ALL
+                        .into_iter()
+                        .find(|w| w.name() == name)
+                        .ok_or(format!("unknown workload {name:?}"))?,
+                ),
+            }
+        }
+        if workloads.is_empty() && !wire {
+            return Err("name a workload, or all".into());
+        }
+        workloads.sort_by_key(|w| Workload::ALL.iter().position(|a| a == w));
+        workloads.dedup();
+        Ok(Some(Options {
+            reps: reps.unwrap_or(if quick { 3 } else { 10 }),
+            quick,
+            workloads,
+            wire,
+            systems,
+        }))
+    }
+}
+
+fn parent_main(options: &Options) -> ExitCode {
+    let started = Instant::now();
+    let sizes = if options.quick {
+        Sizes::quick()
+    } else {
+        Sizes::full()
+    };
+    // The microbenchmark first, while this process's heap is fresh.
+    let wire_table = options
+        .wire
+        .then(|| wire::run(options.reps.min(5), options.quick));
+    let mut records = Vec::new();
+    let mut na = Vec::new();
+    for &workload in &options.workloads {
+        for system in &options.systems {
+            if let Some(reason) = system.unsupported(workload) {
+                na.push(NotApplicable {
+                    workload,
+                    system: system.name(),
+                    reason,
+                });
+            }
+        }
+    }
+    for rep in 0..options.reps {
+        for &workload in &options.workloads {
+            for &dir in workload.directions() {
+                // Rotate the order, so that no system always runs right after another.
+                let n = options.systems.len();
+                for i in 0..n {
+                    let system = options.systems[(i + rep) % n];
+                    if system.unsupported(workload).is_some() {
+                        continue;
+                    }
+                    let count = if workload.scaled() && system.syscall_per_message() {
+                        sizes.count(workload) / 10
+                    } else {
+                        sizes.count(workload)
+                    };
+                    let args = [
+                        system.name().to_string(),
+                        workload.name().to_string(),
+                        dir.arg().to_string(),
+                        count.to_string(),
+                        sizes.stall.as_millis().to_string(),
+                    ];
+                    let result = process::run_isolated(&args, RUN_TIMEOUT + RUN_GRACE)
+                        .and_then(|out| parse_values(&out));
+                    eprintln!(
+                        "[rep {}/{}] {:<10} {dir} {:<15} {}",
+                        rep + 1,
+                        options.reps,
+                        workload.name(),
+                        system.name(),
+                        match &result {
+                            Ok(values) => values
+                                .iter()
+                                .map(|&v| report::num(v))
+                                .collect::<Vec<_>>()
+                                .join(" "),
+                            Err(e) => format!("FAILED: {e}"),
+                        }
+                    );
+                    records.push(Record {
+                        rep,
+                        workload,
+                        dir,
+                        system: system.name(),
+                        count,
+                        result,
+                    });
+                }
+            }
+        }
+    }
+    let names: Vec<&'static str> = options.systems.iter().map(|s| s.name()).collect();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "aiosock-benches: {} repetitions{}, {cpus} CPUs",
+        options.reps,
+        if options.quick { " (quick)" } else { "" }
+    );
+    if !records.is_empty() {
+        println!(
+            "×raw: median over repetitions of value ÷ {}'s value in the same repetition",
+            systems::BASELINE
+        );
+        println!("stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n");
+        print!("{}", report::table(&records, &na, &names));
+    }
+    if let Some(wire_table) = wire_table {
+        println!("\nwire: bincode 2.0.1 serde, config::standard(), one process");
+        print!("{wire_table}");
+    }
+    println!("\ntotal time: {:.0} s", started.elapsed().as_secs_f64());
+    if records.iter().any(|r| r.result.is_err()) {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The values a run's parent printed.
+fn parse_values(out: &str) -> Result<Vec<f64>, String> {
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("values "))
+        .ok_or_else(|| format!("the run printed no values ({out:?})"))?;
+    line.split_whitespace()
+        .map(|v| v.parse().map_err(|e| format!("bad value {v:?}: {e}")))
+        .collect()
+}
+
+/// A run's parent process: `SYSTEM WORKLOAD DIRECTION COUNT STALL_MS`. Prints
+/// `values ...`, or `error ...` and exits 1.
+fn run_main(args: &[String]) -> ExitCode {
+    let parsed = (|| -> Result<_, String> {
+        let [system, workload, dir, count, stall_ms] = args else {
+            return Err(format!("bad run arguments {args:?}"));
+        };
+        let system = systems::by_name(system).ok_or(format!("unknown system {system:?}"))?;
+        let workload = Workload::ALL
+            .into_iter()
+            .find(|w| w.name() == workload)
+            .ok_or(format!("unknown workload {workload:?}"))?;
+        let dir = Direction::parse(dir)?;
+        let count = count.parse().map_err(|e| format!("count: {e}"))?;
+        let sizes = Sizes {
+            stall: Duration::from_millis(stall_ms.parse().map_err(|e| format!("stall: {e}"))?),
+            ..Sizes::full()
+        };
+        Ok((system, workload, dir, count, sizes))
+    })();
+    let result = parsed.and_then(|(system, workload, dir, count, sizes)| {
+        run_once(system, workload, dir, count, &sizes)
+    });
+    match result {
+        Ok(values) => {
+            let values: Vec<String> = values.iter().map(f64::to_string).collect();
+            println!("values {}", values.join(" "));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error {}", e.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One run: starts the child, plays the parent's role, collects both sides' numbers.
+fn run_once(
+    system: &dyn System,
+    workload: Workload,
+    dir: Direction,
+    count: u64,
+    sizes: &Sizes,
+) -> Result<Vec<f64>, String> {
+    let (parent_role, child_role) = sizes.roles(workload, dir, count);
+    let (run, child) =
+        Run::start(system.name(), &child_role, RUN_TIMEOUT).map_err(|e| e.to_string())?;
+    let parent = system.parent(child, &parent_role);
+    let (parent, child) = run.finish(parent)?;
+    report::values(workload, dir, count, &parent, &child)
+}
+
+/// The child process: plays its role and prints its report.
+fn child_main(args: &[String]) -> ExitCode {
+    let args = match ChildArgs::parse(args) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("aiosock-benches child: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    process::child_watchdog(args.timeout);
+    let Some(system) = systems::by_name(&args.system) else {
+        eprintln!("aiosock-benches child: unknown system {:?}", args.system);
+        return ExitCode::FAILURE;
+    };
+    match system.child(&args.role) {
+        Ok(outcome) => {
+            let report = ChildReport {
+                elapsed: outcome.elapsed,
+                peak_rss_kib: process::peak_rss_kib(),
+            };
+            println!("{}", report.line());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "aiosock-benches child ({} {:?}): {e}",
+                args.system, args.role
+            );
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Turning runs into numbers, and the numbers into the one table.
+//!
+//! Each row is one system in one workload (and direction): the median over the successful
+//! repetitions, their min–max spread, and the median of the system's ratio to the
+//! baseline's value *in the same repetition* (so slow drifts of the machine cancel out).
+//! A failed run is counted and its error printed, never averaged.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::process::ChildReport;
+use crate::systems::BASELINE;
+use crate::workload::{Direction, Outcome, Workload};
+
+/// One run's values, one per [`Workload::metrics`] entry.
+pub(crate) fn values(
+    workload: Workload,
+    dir: Direction,
+    count: u64,
+    parent: &Outcome,
+    child: &ChildReport,
+) -> Result<Vec<f64>, String> {
+    let receiver_elapsed = || {
+        match dir {
+            Direction::ToChild => child.elapsed,
+            Direction::FromChild => parent.elapsed,
+        }
+        .filter(|d| !d.is_zero())
+        .ok_or("the receiver reported no time")
+        .map(|d| d.as_secs_f64())
+    };
+    Ok(match workload {
+        Workload::Rtt => {
+            let mut l: Vec<Duration> = parent.latencies.clone();
+            if l.is_empty() {
+                return Err("no round trips".into());
+            }
+            l.sort();
+            let micros = |d: Duration| d.as_secs_f64() * 1e6;
+            let p99 = l[(l.len() * 99).div_ceil(100) - 1];
+            vec![micros(median_duration(&l)), micros(p99)]
+        }
+        Workload::Small | Workload::Concurrent => vec![count as f64 / receiver_elapsed()? / 1e6],
+        Workload::Data64K | Workload::Data4M => {
+            let bytes = count as f64 * workload.shape().bytes() as f64;
+            vec![bytes / receiver_elapsed()? / 1e9]
+        }
+        Workload::Stalled => {
+            let kib = child
+                .peak_rss_kib
+                .ok_or("the sender reported no peak RSS")?;
+            vec![kib as f64 / 1024.0]
+        }
+    })
+}
+
+fn median_duration(sorted: &[Duration]) -> Duration {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+}
+
+/// The median of `values` (which it sorts).
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
+/// One run of one system in one workload and direction.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub(crate) rep: usize,
+    pub(crate) workload: Workload,
+    pub(crate) dir: Direction,
+    pub(crate) system: &'static str,
+    pub(crate) count: u64,
+    pub(crate) result: Result<Vec<f64>, String>,
+}
+
+/// A system that sat a workload out.
+#[derive(Debug)]
+pub(crate) struct NotApplicable {
+    pub(crate) workload: Workload,
+    pub(crate) system: &'static str,
+    pub(crate) reason: &'static str,
+}
+
+/// Renders the table. `systems` gives the row order.
+pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'static str]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<26} {:<15} {:>9} {:>10} {:>21} {:>7} {:>6}",
+        "workload", "system", "n", "median", "min–max", "×raw", "ok"
+    );
+    let mut failures = Vec::new();
+    for workload in Workload::ALL {
+        for &dir in workload.directions() {
+            let here: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.workload == workload && r.dir == dir)
+                .collect();
+            if here.is_empty() {
+                continue;
+            }
+            for (m, metric) in workload.metrics().iter().enumerate() {
+                let label = format!(
+                    "{} {dir}{}{} ({})",
+                    workload.name(),
+                    if metric.label.is_empty() { "" } else { " " },
+                    metric.label,
+                    metric.unit
+                );
+                for &system in systems {
+                    if let Some(n) = na
+                        .iter()
+                        .find(|n| n.workload == workload && n.system == system)
+                    {
+                        let _ = writeln!(out, "{label:<26} {system:<15} n/a: {}", n.reason);
+                        continue;
+                    }
+                    let runs: Vec<&&Record> = here.iter().filter(|r| r.system == system).collect();
+                    if runs.is_empty() {
+                        continue;
+                    }
+                    let value = |r: &Record| r.result.as_ref().ok().map(|v| v[m]);
+                    let mut ok: Vec<f64> = runs.iter().filter_map(|r| value(r)).collect();
+                    let mut ratios: Vec<f64> = runs
+                        .iter()
+                        .filter_map(|r| {
+                            let base = here
+                                .iter()
+                                .find(|b| b.system == BASELINE && b.rep == r.rep)
+                                .and_then(|b| value(b))?;
+                            Some(value(r)? / base)
+                        })
+                        .collect();
+                    let (min, max) = ok
+                        .iter()
+                        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+                            (lo.min(v), hi.max(v))
+                        });
+                    let ok_count = ok.len();
+                    let counts: Vec<u64> = runs.iter().map(|r| r.count).collect();
+                    let n = if counts.iter().all(|&c| c == counts[0]) {
+                        counts[0].to_string()
+                    } else {
+                        "mixed".into()
+                    };
+                    let fmt = |v: Option<f64>| v.map_or_else(|| "-".into(), num);
+                    let _ = writeln!(
+                        out,
+                        "{label:<26} {system:<15} {n:>9} {:>10} {:>21} {:>7} {:>6}",
+                        fmt(median(&mut ok)),
+                        if ok_count == 0 {
+                            "-".into()
+                        } else {
+                            format!("{}–{}", num(min), num(max))
+                        },
+                        median(&mut ratios).map_or_else(|| "-".into(), |r| format!("{r:.2}")),
+                        format!("{ok_count}/{}", runs.len()),
+                    );
+                    if m == 0 {
+                        for r in runs.iter().filter(|r| r.result.is_err()) {
+                            failures.push(format!(
+                                "  rep {} {} {dir} {}: {}",
+                                r.rep + 1,
+                                workload.name(),
+                                r.system,
+                                r.result.as_ref().err().map_or("", String::as_str)
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if !failures.is_empty() {
+        let _ = writeln!(out, "\nfailed runs (not in the numbers above):");
+        for f in failures {
+            let _ = writeln!(out, "{f}");
+        }
+    }
+    out
+}
+
+/// A number with about three significant digits.
+pub(crate) fn num(v: f64) -> String {
+    match v.abs() {
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 10.0 => format!("{v:.1}"),
+        a if a >= 1.0 => format!("{v:.2}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&mut [4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn ratios_pair_runs_of_the_same_repetition() {
+        let record = |rep, system, v: Result<f64, &str>| Record {
+            rep,
+            workload: Workload::Small,
+            dir: Direction::ToChild,
+            system,
+            count: 10,
+            result: v.map(|v| vec![v]).map_err(String::from),
+        };
+        let records = [
+            record(0, BASELINE, Ok(10.0)),
+            record(0, "other", Ok(5.0)),
+            record(1, BASELINE, Ok(20.0)),
+            record(1, "other", Err("broke")),
+            record(2, BASELINE, Err("broke")),
+            record(2, "other", Ok(7.0)),
+        ];
+        let text = table(&records, &[], &[BASELINE, "other"]);
+        let other = text.lines().find(|l| l.contains(" other ")).unwrap();
+        // Median of 5 and 7; the one ratio is 5/10; two of three runs succeeded.
+        assert!(other.contains(" 6.00 "), "{other}");
+        assert!(other.contains(" 0.50 "), "{other}");
+        assert!(other.contains(" 2/3"), "{other}");
+        assert!(text.contains("rep 2 small p→c other: broke"), "{text}");
+    }
+}

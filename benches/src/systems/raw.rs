@@ -1,0 +1,277 @@
+//! The raw baselines: a blocking `std` socketpair with hand-written frames (a `u32` LE
+//! length, then the message in bincode 2 standard, as aiosock's payload), no runtime.
+//!
+//! - `raw-buffered`, the limit every ratio is taken against: a 64 KiB `BufWriter`, flushed
+//!   only when the other side needs the bytes (after `Ready`, each ping or echo, the end).
+//! - `raw-unbuffered`: one `write` per message, as libraries without batching do.
+//!
+//! Both read through a 64 KiB `BufReader`. The child gets its end as its stdin, so no
+//! descriptor juggling (and no `unsafe`) is needed; the end of a stream is
+//! `shutdown(Write)`. Concurrent senders are threads sharing the writer behind a `Mutex`.
+
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
+use std::net::Shutdown;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{System, unexpected};
+use crate::BoxError;
+use crate::msg::{Checker, Msg, Source};
+use crate::process::{ChildCmd, wait_std};
+use crate::workload::{Outcome, Role, Stream};
+
+/// The buffer size of both variants' reader and of the buffered writer.
+const BUF: usize = 64 * 1024;
+/// The largest frame a reader accepts, as aiosock's default.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// A raw socketpair baseline.
+#[derive(Debug)]
+pub(crate) struct Raw {
+    buffered: bool,
+}
+
+impl Raw {
+    /// The limit: a buffered writer.
+    pub(crate) const BUFFERED: Raw = Raw { buffered: true };
+    /// One write per message.
+    pub(crate) const UNBUFFERED: Raw = Raw { buffered: false };
+
+    fn play(&self, stream: UnixStream, role: &Role) -> Result<Outcome, BoxError> {
+        let reader = FrameReader {
+            input: BufReader::with_capacity(BUF, stream.try_clone()?),
+            buf: Vec::new(),
+        };
+        let ctl = stream.try_clone()?;
+        if self.buffered {
+            play(
+                FrameWriter::new(BufWriter::with_capacity(BUF, stream), ctl),
+                reader,
+                role,
+            )
+        } else {
+            play(FrameWriter::new(stream, ctl), reader, role)
+        }
+    }
+}
+
+impl System for Raw {
+    fn name(&self) -> &'static str {
+        if self.buffered {
+            "raw-buffered"
+        } else {
+            "raw-unbuffered"
+        }
+    }
+
+    fn syscall_per_message(&self) -> bool {
+        !self.buffered
+    }
+
+    fn parent(&self, mut child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        let (mine, theirs) = UnixStream::pair()?;
+        child
+            .command_mut()
+            .stdin(Stdio::from(OwnedFd::from(theirs)));
+        // `spawn` drops the command, and with it this process's copy of the child's end.
+        let mut child = child.spawn()?;
+        let outcome = self.play(mine, role)?;
+        wait_std(&mut child)?;
+        Ok(outcome)
+    }
+
+    fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
+        let fd = io::stdin().as_fd().try_clone_to_owned()?;
+        self.play(UnixStream::from(fd), role)
+    }
+}
+
+/// Writes frames to `W` (buffered or not); `ctl` shuts the stream down at the end.
+#[derive(Debug)]
+struct FrameWriter<W> {
+    out: W,
+    ctl: UnixStream,
+    frame: Vec<u8>,
+}
+
+impl<W: Write> FrameWriter<W> {
+    fn new(out: W, ctl: UnixStream) -> FrameWriter<W> {
+        FrameWriter {
+            out,
+            ctl,
+            frame: Vec::new(),
+        }
+    }
+
+    /// Encodes `msg` as one frame and hands it to `W` in one `write_all`.
+    fn write(&mut self, msg: &Msg) -> Result<(), BoxError> {
+        self.frame.clear();
+        self.frame.extend_from_slice(&[0; 4]);
+        bincode::serde::encode_into_std_write(msg, &mut self.frame, CONFIG)?;
+        let len = u32::try_from(self.frame.len() - 4)?;
+        self.frame[..4].copy_from_slice(&len.to_le_bytes());
+        self.out.write_all(&self.frame)?;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// Flushes and ends the stream: the peer reads EOF after the last frame.
+    fn close(&mut self) -> io::Result<()> {
+        self.out.flush()?;
+        self.ctl.shutdown(Shutdown::Write)
+    }
+}
+
+/// Reads frames.
+#[derive(Debug)]
+struct FrameReader {
+    input: BufReader<UnixStream>,
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// The next message, or `None` at a clean end of stream (between frames).
+    fn read(&mut self) -> Result<Option<Msg>, BoxError> {
+        if self.input.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
+        let mut header = [0; 4];
+        self.input.read_exact(&mut header)?;
+        let len = u32::from_le_bytes(header) as usize;
+        if len > MAX_FRAME {
+            return Err(format!("frame of {len} bytes").into());
+        }
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        let payload = &mut self.buf[..len];
+        self.input.read_exact(payload)?;
+        let (msg, used) = bincode::serde::decode_from_slice(payload, CONFIG)?;
+        if used != len {
+            return Err(format!("{} trailing bytes", len - used).into());
+        }
+        Ok(Some(msg))
+    }
+}
+
+fn play<W: Write + Send>(
+    mut tx: FrameWriter<W>,
+    mut rx: FrameReader,
+    role: &Role,
+) -> Result<Outcome, BoxError> {
+    match role {
+        Role::Send(stream) => send(tx, rx, stream),
+        Role::Recv(stream) => recv(&mut tx, rx, stream),
+        Role::Ping { count } => ping(tx, rx, *count),
+        Role::Echo => echo(&mut tx, &mut rx),
+    }
+}
+
+fn send<W: Write + Send>(
+    mut tx: FrameWriter<W>,
+    mut rx: FrameReader,
+    stream: &Stream,
+) -> Result<Outcome, BoxError> {
+    wait_ready(&mut rx)?;
+    if stream.senders == 1 {
+        let source = Source::new(stream.shape, 0);
+        for seq in 0..stream.per_sender {
+            tx.write(&source.msg(seq))?;
+        }
+    } else {
+        let shared = Mutex::new(tx);
+        std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..stream.senders)
+                .map(|sender| {
+                    let shared = &shared;
+                    scope.spawn(move || {
+                        let source = Source::new(stream.shape, sender);
+                        for seq in 0..stream.per_sender {
+                            let msg = source.msg(seq);
+                            let mut tx = shared.lock().expect("writer lock");
+                            tx.write(&msg).map_err(|e| e.to_string())?;
+                        }
+                        Ok::<_, String>(())
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .try_for_each(|t| t.join().expect("sender thread panicked"))
+        })?;
+        tx = shared.into_inner().expect("writer lock");
+    }
+    tx.close()?;
+    Ok(Outcome::default())
+}
+
+fn recv<W: Write>(
+    tx: &mut FrameWriter<W>,
+    mut rx: FrameReader,
+    stream: &Stream,
+) -> Result<Outcome, BoxError> {
+    let mut checker = Checker::new(stream.shape, stream.senders, stream.per_sender);
+    tx.write(&Msg::Ready)?;
+    tx.flush()?;
+    let start = Instant::now();
+    if stream.delay > Duration::ZERO {
+        std::thread::sleep(stream.delay);
+    }
+    while checker.remaining() > 0 {
+        match rx.read()? {
+            Some(msg) => checker.check(&msg)?,
+            None => break,
+        }
+    }
+    let elapsed = start.elapsed();
+    checker.check_end()?;
+    match rx.read()? {
+        None => Ok(Outcome::timed(elapsed)),
+        Some(msg) => Err(unexpected("the close", Some(&msg))),
+    }
+}
+
+fn ping<W: Write>(
+    mut tx: FrameWriter<W>,
+    mut rx: FrameReader,
+    count: u64,
+) -> Result<Outcome, BoxError> {
+    wait_ready(&mut rx)?;
+    let mut latencies = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let start = Instant::now();
+        tx.write(&Msg::Ping(i))?;
+        tx.flush()?;
+        match rx.read()? {
+            Some(Msg::Ping(j)) if j == i => latencies.push(start.elapsed()),
+            other => return Err(unexpected(&format!("Ping({i})"), other.as_ref())),
+        }
+    }
+    tx.close()?;
+    Ok(Outcome::latencies(latencies))
+}
+
+fn echo<W: Write>(tx: &mut FrameWriter<W>, rx: &mut FrameReader) -> Result<Outcome, BoxError> {
+    tx.write(&Msg::Ready)?;
+    tx.flush()?;
+    while let Some(msg) = rx.read()? {
+        tx.write(&msg)?;
+        tx.flush()?;
+    }
+    tx.close()?;
+    Ok(Outcome::default())
+}
+
+fn wait_ready(rx: &mut FrameReader) -> Result<(), BoxError> {
+    match rx.read()? {
+        Some(Msg::Ready) => Ok(()),
+        other => Err(unexpected("Ready", other.as_ref())),
+    }
+}

@@ -1,0 +1,362 @@
+//! The workloads, the role each process plays in one, and what a role reports.
+//!
+//! A run is one workload in one direction over one system. The *passive* side (the
+//! receiver, or the echoer) sends `Ready` once it reads; the *active* side (the sender, or
+//! the pinger) starts on it, so process start-up and connection set-up are never timed.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::msg::Shape;
+
+/// How many concurrent senders the `concurrent` workload runs.
+pub(crate) const SENDERS: usize = 8;
+
+/// One workload of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workload {
+    /// Round trips of one small message: median and p99 latency.
+    Rtt,
+    /// One-way `Ping(u64)` messages: messages per second.
+    Small,
+    /// One-way `Data` of 64 KiB: GB/s.
+    Data64K,
+    /// One-way `Data` of 4 MiB: GB/s.
+    Data4M,
+    /// [`SENDERS`] concurrent senders of `Ping`, parent to child: messages per second.
+    Concurrent,
+    /// A sender pushes small messages at a receiver that sleeps first: the sender's peak RSS.
+    Stalled,
+}
+
+impl Workload {
+    /// Every workload, in table order.
+    pub(crate) const ALL: [Workload; 6] = [
+        Workload::Rtt,
+        Workload::Small,
+        Workload::Data64K,
+        Workload::Data4M,
+        Workload::Concurrent,
+        Workload::Stalled,
+    ];
+
+    /// The name on the command line and in the table.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Rtt => "rtt",
+            Workload::Small => "small",
+            Workload::Data64K => "data-64k",
+            Workload::Data4M => "data-4m",
+            Workload::Concurrent => "concurrent",
+            Workload::Stalled => "stalled",
+        }
+    }
+
+    /// The directions it runs in. The stalled sender is the child, so that its peak RSS is
+    /// its own and not left over from earlier runs.
+    pub(crate) fn directions(self) -> &'static [Direction] {
+        match self {
+            Workload::Small | Workload::Data64K | Workload::Data4M => {
+                &[Direction::ToChild, Direction::FromChild]
+            }
+            Workload::Rtt | Workload::Concurrent => &[Direction::ToChild],
+            Workload::Stalled => &[Direction::FromChild],
+        }
+    }
+
+    /// Whether it counts small messages, so that a system making a system call per
+    /// message moves a tenth of them ([`System::syscall_per_message`](crate::systems::System::syscall_per_message)).
+    pub(crate) fn scaled(self) -> bool {
+        matches!(
+            self,
+            Workload::Small | Workload::Concurrent | Workload::Stalled
+        )
+    }
+
+    /// The message shape.
+    pub(crate) fn shape(self) -> Shape {
+        match self {
+            Workload::Data64K => Shape::Data(64 * 1024),
+            Workload::Data4M => Shape::Data(4 * 1024 * 1024),
+            _ => Shape::Ping,
+        }
+    }
+
+    /// The rows it adds to the table: a label and a unit each.
+    pub(crate) fn metrics(self) -> &'static [Metric] {
+        const RTT: &[Metric] = &[
+            Metric {
+                label: "median",
+                unit: "µs",
+            },
+            Metric {
+                label: "p99",
+                unit: "µs",
+            },
+        ];
+        match self {
+            Workload::Rtt => RTT,
+            Workload::Small | Workload::Concurrent => &[Metric {
+                label: "",
+                unit: "M msg/s",
+            }],
+            Workload::Data64K | Workload::Data4M => &[Metric {
+                label: "",
+                unit: "GB/s",
+            }],
+            Workload::Stalled => &[Metric {
+                label: "peak RSS",
+                unit: "MiB",
+            }],
+        }
+    }
+}
+
+/// One row kind of the table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Metric {
+    /// What the row measures beyond the workload's name.
+    pub(crate) label: &'static str,
+    /// The unit of its values.
+    pub(crate) unit: &'static str,
+}
+
+/// Which way the measured messages travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    /// Parent to child.
+    ToChild,
+    /// Child to parent.
+    FromChild,
+}
+
+impl Direction {
+    /// The direction on a command line.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            Direction::ToChild => "p2c",
+            Direction::FromChild => "c2p",
+        }
+    }
+
+    /// Parses [`Direction::arg`].
+    pub(crate) fn parse(arg: &str) -> Result<Direction, String> {
+        match arg {
+            "p2c" => Ok(Direction::ToChild),
+            "c2p" => Ok(Direction::FromChild),
+            _ => Err(format!("unknown direction {arg:?}")),
+        }
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Direction::ToChild => "p→c",
+            Direction::FromChild => "c→p",
+        })
+    }
+}
+
+/// How many messages each workload moves, and how long the stalled receiver sleeps.
+#[derive(Debug, Clone)]
+pub(crate) struct Sizes {
+    pub(crate) rtt: u64,
+    pub(crate) small: u64,
+    pub(crate) data_64k: u64,
+    pub(crate) data_4m: u64,
+    pub(crate) concurrent: u64,
+    pub(crate) stalled: u64,
+    pub(crate) stall: Duration,
+}
+
+impl Sizes {
+    /// The full benchmark.
+    pub(crate) fn full() -> Sizes {
+        Sizes {
+            rtt: 10_000,
+            small: 2_000_000,
+            data_64k: 8_192,
+            data_4m: 128,
+            concurrent: 2_000_000,
+            stalled: 10_000_000,
+            stall: Duration::from_secs(5),
+        }
+    }
+
+    /// A smoke test: every path, few messages.
+    pub(crate) fn quick() -> Sizes {
+        Sizes {
+            rtt: 2_000,
+            small: 100_000,
+            data_64k: 1_024,
+            data_4m: 16,
+            concurrent: 100_000,
+            stalled: 300_000,
+            stall: Duration::from_millis(300),
+        }
+    }
+
+    /// Messages in one run of `workload` (all senders together).
+    pub(crate) fn count(&self, workload: Workload) -> u64 {
+        match workload {
+            Workload::Rtt => self.rtt,
+            Workload::Small => self.small,
+            Workload::Data64K => self.data_64k,
+            Workload::Data4M => self.data_4m,
+            Workload::Concurrent => self.concurrent,
+            Workload::Stalled => self.stalled,
+        }
+    }
+
+    /// The roles of the parent and of the child in one run, with `count` messages.
+    pub(crate) fn roles(&self, workload: Workload, dir: Direction, count: u64) -> (Role, Role) {
+        let senders = if workload == Workload::Concurrent {
+            SENDERS
+        } else {
+            1
+        };
+        let stream = Stream {
+            shape: workload.shape(),
+            per_sender: count / senders as u64,
+            senders,
+            delay: Duration::ZERO,
+        };
+        match (workload, dir) {
+            (Workload::Rtt, _) => (Role::Ping { count }, Role::Echo),
+            (Workload::Stalled, _) => (
+                Role::Recv(Stream {
+                    delay: self.stall,
+                    ..stream
+                }),
+                Role::Send(stream),
+            ),
+            (_, Direction::ToChild) => (Role::Send(stream.clone()), Role::Recv(stream)),
+            (_, Direction::FromChild) => (Role::Recv(stream.clone()), Role::Send(stream)),
+        }
+    }
+}
+
+/// A one-way stream of messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stream {
+    /// What each message is.
+    pub(crate) shape: Shape,
+    /// Messages from each sender.
+    pub(crate) per_sender: u64,
+    /// Concurrent senders (each numbered in its messages).
+    pub(crate) senders: usize,
+    /// How long the receiver sleeps after `Ready` before it reads.
+    pub(crate) delay: Duration,
+}
+
+/// What one process does in a run. Every system implements the four.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// Waits for `Ready`, sends the stream, flushes and closes.
+    Send(Stream),
+    /// Sends `Ready`, sleeps `delay`, then receives and checks the stream and the close
+    /// after it. Timed from `Ready` to the last message.
+    Recv(Stream),
+    /// Waits for `Ready`, then makes `count` round trips of `Ping(i)`, each timed.
+    Ping {
+        /// Round trips.
+        count: u64,
+    },
+    /// Sends `Ready`, then sends back every message until the peer closes.
+    Echo,
+}
+
+impl Role {
+    /// The role as command-line arguments for the child.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        match self {
+            Role::Send(s) | Role::Recv(s) => vec![
+                if matches!(self, Role::Send(_)) {
+                    "send"
+                } else {
+                    "recv"
+                }
+                .to_string(),
+                s.shape.to_string(),
+                s.per_sender.to_string(),
+                s.senders.to_string(),
+                s.delay.as_millis().to_string(),
+            ],
+            Role::Ping { count } => vec!["ping".into(), count.to_string()],
+            Role::Echo => vec!["echo".into()],
+        }
+    }
+
+    /// Parses [`Role::to_args`].
+    pub(crate) fn parse(args: &[String]) -> Result<Role, String> {
+        let num = |i: usize| -> Result<u64, String> {
+            args.get(i)
+                .and_then(|a| a.parse().ok())
+                .ok_or_else(|| format!("bad role arguments {args:?}"))
+        };
+        match args.first().map(String::as_str) {
+            Some(kind @ ("send" | "recv")) => {
+                let stream = Stream {
+                    shape: args.get(1).ok_or("missing shape")?.parse()?,
+                    per_sender: num(2)?,
+                    senders: num(3)? as usize,
+                    delay: Duration::from_millis(num(4)?),
+                };
+                Ok(if kind == "send" {
+                    Role::Send(stream)
+                } else {
+                    Role::Recv(stream)
+                })
+            }
+            Some("ping") => Ok(Role::Ping { count: num(1)? }),
+            Some("echo") => Ok(Role::Echo),
+            _ => Err(format!("bad role arguments {args:?}")),
+        }
+    }
+}
+
+/// What a role measured.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// A receiver's time from `Ready` to the last message.
+    pub(crate) elapsed: Option<Duration>,
+    /// A pinger's round-trip times.
+    pub(crate) latencies: Vec<Duration>,
+}
+
+impl Outcome {
+    /// A receiver's outcome.
+    pub(crate) fn timed(elapsed: Duration) -> Outcome {
+        Outcome {
+            elapsed: Some(elapsed),
+            latencies: Vec::new(),
+        }
+    }
+
+    /// A pinger's outcome.
+    pub(crate) fn latencies(latencies: Vec<Duration>) -> Outcome {
+        Outcome {
+            elapsed: None,
+            latencies,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_through_args() {
+        let sizes = Sizes::quick();
+        for workload in Workload::ALL {
+            for &dir in workload.directions() {
+                let (parent, child) = sizes.roles(workload, dir, sizes.count(workload));
+                for role in [parent, child] {
+                    assert_eq!(Role::parse(&role.to_args()), Ok(role));
+                }
+            }
+        }
+    }
+}
