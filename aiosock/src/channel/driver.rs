@@ -53,6 +53,10 @@ struct SendState {
     /// Bytes ever queued, and bytes ever handed to the kernel (for `flush`).
     queued: u64,
     written: u64,
+    /// A send already wrote inline since the writer task last went idle or the receiver
+    /// last waited: later sends leave the writing to the writer task, so that a burst
+    /// goes out in batches.
+    inline_spent: bool,
 }
 
 #[derive(Debug)]
@@ -96,6 +100,7 @@ impl Shared {
                 writer: Writer::NotStarted,
                 queued,
                 written: 0,
+                inline_spent: false,
             }),
             events: Notify::new(),
             config,
@@ -110,10 +115,6 @@ impl Shared {
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
-    }
-
-    pub(crate) fn attached(&self) -> Option<&AsyncFd<SharedFd>> {
-        self.io.get()
     }
 
     /// Registers the socket with the current runtime's reactor and starts the writer task,
@@ -177,6 +178,24 @@ impl Shared {
             .map_err(Refused::Invalid)?;
         st.queued += (st.buf.len() - before) as u64;
         let wake = match std::mem::replace(&mut st.writer, Writer::Running) {
+            Writer::Idle(waker) if !st.inline_spent => {
+                // The writer is idle, so this frame is all that is queued: write it now,
+                // without waiting for the writer task to be scheduled (a round trip's
+                // latency). Only once per burst: the writer batches the rest.
+                st.inline_spent = true;
+                // If the socket is not writable, or failing, the writer task waits or reports.
+                if let Ok(n) = sys::send(self.fd(), &st.buf) {
+                    st.buf.drain(..n);
+                    st.written += n as u64;
+                }
+                if st.buf.is_empty() {
+                    st.writer = Writer::Idle(waker);
+                    drop(st);
+                    self.events.notify_waiters();
+                    return Ok(());
+                }
+                Some(waker)
+            }
             Writer::Idle(waker) => Some(waker),
             other => {
                 st.writer = other;
@@ -188,6 +207,12 @@ impl Shared {
             waker.wake();
         }
         Ok(())
+    }
+
+    /// The task that receives on this end is about to wait: the next send may write inline.
+    pub(crate) fn end_of_burst(&self) {
+        let mut st = self.lock();
+        st.inline_spent = false;
     }
 
     /// Waits until `done` holds for the send state, re-checking on every event.
@@ -318,6 +343,7 @@ impl Shared {
             Poll::Ready(false)
         } else {
             st.writer = Writer::Idle(cx.waker().clone());
+            st.inline_spent = false;
             Poll::Pending
         }
     }
@@ -356,8 +382,10 @@ impl WriterTask {
             }
             let len = self.batch.len() as u64;
             self.batch.clear();
-            if self.batch.capacity() > 4 * self.shared.config.capacity_bytes() {
-                self.batch.shrink_to(self.shared.config.capacity_bytes());
+            // Keep a large batch buffer while large batches keep coming.
+            let cap = self.shared.config.capacity_bytes();
+            if self.batch.capacity() > 4 * cap && len < self.batch.capacity() as u64 / 8 {
+                self.batch.shrink_to(cap);
             }
             self.shared.lock().written += len;
             self.shared.events.notify_waiters();
@@ -367,17 +395,27 @@ impl WriterTask {
         self.finished = true;
     }
 
+    /// Writes the batch, trying the socket first and waiting for room only when it is
+    /// full: then (and only then) a duplicate of the socket is registered for write
+    /// readiness, and dropped once the batch is out.
     async fn write_batch(&mut self) -> io::Result<()> {
-        let io = self
-            .shared
-            .attached()
-            .expect("writer runs only once attached");
+        let mut waiter: Option<AsyncFd<Socket>> = None;
         while self.sent < self.batch.len() {
-            let mut ready = io.writable().await?;
-            match ready.try_io(|fd| sys::send(fd.get_ref().as_fd(), &self.batch[self.sent..])) {
-                Ok(Ok(n)) => self.sent += n,
-                Ok(Err(e)) => return Err(e),
-                Err(_would_block) => continue,
+            match sys::send(self.shared.fd(), &self.batch[self.sent..]) {
+                Ok(n) => self.sent += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if waiter.is_none() {
+                        let dup = self.shared.fd().try_clone_to_owned()?;
+                        waiter = Some(sys::register_owned(
+                            Socket::new(dup),
+                            tokio::io::Interest::WRITABLE,
+                        )?);
+                    }
+                    let waiter = waiter.as_ref().expect("registered above");
+                    // Wait for the next write-space event, then try again.
+                    waiter.writable().await?.clear_ready();
+                }
+                Err(e) => return Err(e),
             }
         }
         Ok(())

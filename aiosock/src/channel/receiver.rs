@@ -116,7 +116,6 @@ impl<T: Protocol> Receiver<T> {
         if self.failed {
             return Poll::Ready(Ok(None));
         }
-        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let result = loop {
             match self.step() {
                 Ok(Some(msg)) => break Ok(Some(msg)),
@@ -124,12 +123,14 @@ impl<T: Protocol> Receiver<T> {
                 Ok(None) => {}
                 Err(e) => break Err(e),
             }
+            // Reading from the socket spends the task's cooperative budget, as tokio's own
+            // I/O does; decoding what is already buffered does not.
+            let coop = ready!(tokio::task::coop::poll_proceed(cx));
             match ready!(self.poll_fill(cx)) {
-                Ok(()) => {}
+                Ok(()) => coop.made_progress(),
                 Err(e) => break Err(Error::Io(e)),
             }
         };
-        coop.made_progress();
         Poll::Ready(self.settle(result))
     }
 
@@ -307,7 +308,9 @@ impl<T: Protocol> Receiver<T> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > 4 * READ_CHUNK {
+            // Keep a large buffer while large frames keep coming; give it back after a
+            // small one.
+            if self.buf.len() > 4 * READ_CHUNK && n < self.buf.len() / 8 {
                 self.buf = Vec::new();
             }
         }
@@ -384,9 +387,26 @@ impl<T: Protocol> Receiver<T> {
         self.reserve();
         let io = self.shared.attach()?;
         let read = loop {
-            let mut ready = ready!(io.poll_read_ready(cx))?;
+            let mut ready = match io.poll_read_ready(cx) {
+                Poll::Ready(ready) => ready?,
+                Poll::Pending => {
+                    // This task is about to wait: the next send may write at once again.
+                    self.shared.end_of_burst();
+                    return Poll::Pending;
+                }
+            };
+            let space = self.buf.len() - self.end;
             match ready.try_io(|fd| sys::recv(fd.get_ref().as_fd(), &mut self.buf[self.end..])) {
-                Ok(read) => break read,
+                Ok(read) => {
+                    // A read that did not fill the space drained the socket (epoll is edge
+                    // triggered): forget the readiness now rather than learn it from one more
+                    // `recv` that fails with `EAGAIN`. Readiness that arrived meanwhile is
+                    // kept (the guard only clears the event it saw).
+                    if matches!(read, Ok(n) if n > 0 && n < space) {
+                        ready.clear_ready();
+                    }
+                    break read;
+                }
                 Err(_would_block) => continue,
             }
         };

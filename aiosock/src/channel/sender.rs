@@ -71,6 +71,10 @@ impl<T: Protocol> Sender<T> {
     /// shut down), and [`SendError::Invalid`] if the message cannot be encoded or is larger
     /// than [`Config::max_frame_len`](crate::Config::max_frame_len). Both hand `msg` back.
     ///
+    /// While the buffer has room, `send` completes without yielding to the runtime (it only
+    /// copies the message), so a task that does nothing but send yields once the buffer
+    /// fills, at most [`Config::capacity`](crate::Config::capacity) bytes later.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe in the sense of tokio's `mpsc::Sender::send`: if the future is dropped
@@ -88,9 +92,6 @@ impl<T: Protocol> Sender<T> {
                 self.shared.fail();
                 return Err(SendError::Closed(msg));
             }
-            std::future::poll_fn(tokio::task::coop::poll_proceed)
-                .await
-                .made_progress();
             loop {
                 match self.shared.push(&msg, true) {
                     Ok(()) => return Ok(()),

@@ -185,20 +185,23 @@ impl AsFd for SharedFd {
     }
 }
 
-/// Registers `fd` with the current runtime's reactor for reading and writing.
+/// Registers `fd` with the current runtime's reactor for reading only.
+///
+/// Write readiness is not watched here: the socket becomes writable every time the peer
+/// reads, and an event for each would wake the process for nothing. A writer that finds
+/// the socket full registers a duplicate for writing while it waits
+/// ([`register_owned`]).
 ///
 /// # Panics
 ///
 /// Outside a Tokio runtime with I/O enabled.
 #[track_caller]
 pub(crate) fn register(fd: Arc<Socket>) -> io::Result<AsyncFd<SharedFd>> {
-    // SAFETY: `SharedFd` holds an `Arc<Socket>` (an owned descriptor), so the descriptor stays open and refers
-    // to the same file description for as long as the `AsyncFd` owns it, and
-    // `as_raw_fd` always returns that one descriptor.
-    unsafe {
-        AsyncFd::register_with_interest(SharedFd(fd), Interest::READABLE | Interest::WRITABLE)
-    }
-    .map_err(io::Error::from)
+    // SAFETY: `SharedFd` holds an `Arc<Socket>` (an owned descriptor), so the descriptor
+    // stays open and refers to the same file description for as long as the `AsyncFd`
+    // owns it, and `as_raw_fd` always returns that one descriptor.
+    unsafe { AsyncFd::register_with_interest(SharedFd(fd), Interest::READABLE) }
+        .map_err(io::Error::from)
 }
 
 // ---------------------------------------------------------------------------------------
