@@ -61,8 +61,11 @@
 //! # Delivery and backpressure
 //!
 //! [`Sender::send`] returns once the message is *accepted*: encoded as one frame into the
-//! end's bounded outgoing buffer. A writer task per end hands everything queued to the
-//! kernel in as few system calls as it can. An accepted message is delivered as long as
+//! end's bounded outgoing buffer. The first message after the end was idle is written to
+//! the socket at once, by the sending task (lowest latency for request and reply); while
+//! more keep coming, a writer task per end hands everything queued to the kernel in as few
+//! system calls as it can (a burst of small messages costs about one system call per
+//! buffer's worth). An accepted message is delivered as long as
 //! the peer lives and keeps reading: if the peer dies, messages it had not read yet are
 //! lost with it, and the next sends fail with [`SendError::Closed`], handing the message
 //! back. [`Sender::flush`] waits until every accepted message is in the kernel.

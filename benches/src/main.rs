@@ -11,7 +11,7 @@
 //! (one-way `Ping(u64)`, M msg/s), `data-64k` and `data-4m` (one-way `Data(Vec<u8>)`,
 //! GB/s), each one-way workload in both directions; `concurrent` (8 concurrent senders);
 //! `stalled` (a sender pushes small messages at a receiver that sleeps first: the sender's
-//! peak RSS, `VmHWM`). `wire` times bincode encode/decode alone, in one process.
+//! peak RSS, `VmHWM`). `wire` times aiosock's frame encode/decode path alone, in one process.
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
@@ -227,7 +227,7 @@ fn parent_main(options: &Options) -> ExitCode {
         print!("{}", report::table(&records, &na, &names));
     }
     if let Some(wire_table) = wire_table {
-        println!("\nwire: bincode 2.0.1 serde, config::standard(), one process");
+        println!("\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process");
         print!("{wire_table}");
     }
     println!("\ntotal time: {:.0} s", started.elapsed().as_secs_f64());

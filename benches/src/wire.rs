@@ -1,9 +1,9 @@
-//! `wire`: the encode/decode cost alone, in one process, no I/O.
+//! `wire`: aiosock's frame encode/decode path alone, in one process, no I/O.
 //!
-//! A stand-in: aiosock's own frame functions are crate-private, so this measures what its
-//! payloads are, bincode 2.0.1 through serde with `config::standard()`, on the same
-//! [`Msg`] values the cross-process runs send. Encoding goes into a reused `Vec`, as
-//! aiosock encodes into its outgoing buffer; decoding allocates what the message owns.
+//! Calls the functions a `Sender` and a `Receiver` run per message (through
+//! `aiosock::wire`'s hidden benchmark hooks), on the same [`Msg`] values the cross-process
+//! runs send: encoding appends a frame to a reused `Vec`, as aiosock encodes into its
+//! outgoing buffer; decoding checks the header and allocates what the message owns.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::msg::{Msg, Shape, Source};
 use crate::report::{median, num};
 
-const CONFIG: bincode::config::Configuration = bincode::config::standard();
+const MAX: usize = 64 << 20;
 
 /// Runs the microbenchmark and returns its table.
 pub(crate) fn run(reps: usize, quick: bool) -> String {
@@ -32,18 +32,17 @@ pub(crate) fn run(reps: usize, quick: bool) -> String {
     for (name, shape) in shapes {
         let msg = Source::new(shape, 0).msg(7);
         let mut buf = Vec::new();
-        bincode::serde::encode_into_std_write(&msg, &mut buf, CONFIG).expect("encodes");
+        aiosock::wire::encode_one(&mut buf, &msg, MAX).expect("encodes");
         let encoded = buf.clone();
         let mut encode = || {
             buf.clear();
-            bincode::serde::encode_into_std_write(black_box(&msg), &mut buf, CONFIG)
-                .expect("encodes");
+            aiosock::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
             black_box(&buf);
         };
         out += &row(name, "encode", shape, reps, budget, &mut encode);
         let mut decode = || {
-            let (decoded, _): (Msg, usize) =
-                bincode::serde::decode_from_slice(black_box(&encoded), CONFIG).expect("decodes");
+            let decoded: Option<(Msg, usize)> =
+                aiosock::wire::decode_one(black_box(&encoded), MAX).expect("decodes");
             black_box(decoded);
         };
         out += &row(name, "decode", shape, reps, budget, &mut decode);

@@ -56,6 +56,34 @@ mod hello;
 
 #[doc(hidden)]
 pub use decoder::decode_stream;
+
+/// Appends one frame holding `msg` (at most `max` payload bytes), exactly as a `Sender`
+/// does. For benchmarks: not public API.
+#[doc(hidden)]
+pub fn encode_one<T: crate::Protocol>(
+    out: &mut Vec<u8>,
+    msg: &T,
+    max: usize,
+) -> Result<(), crate::InvalidMessage> {
+    encode_frame(out, msg, max)
+}
+
+/// Decodes the frame at the start of `buf` (no hello), exactly as a `Receiver` does:
+/// the message and the bytes it took, or `None` if `buf` holds less than a frame. For
+/// benchmarks: not public API.
+#[doc(hidden)]
+pub fn decode_one<T: crate::Protocol>(
+    buf: &[u8],
+    max: usize,
+) -> Result<Option<(T, usize)>, crate::Error> {
+    let Some(header) = FrameHeader::decode(buf, max)? else {
+        return Ok(None);
+    };
+    let Some(payload) = buf.get(HEADER_LEN..header.frame_len()) else {
+        return Ok(None);
+    };
+    Ok(Some((decode_payload(payload)?, header.frame_len())))
+}
 pub(crate) use decoder::{Decoded, Decoder};
 pub(crate) use frame::{FrameHeader, decode_payload, encode_frame};
 pub(crate) use hello::{PeerHello, encode_hello};
