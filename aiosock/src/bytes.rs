@@ -97,7 +97,7 @@ impl Serialize for Bytes {
 
 impl<'de> Deserialize<'de> for Bytes {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
-        d.deserialize_byte_buf(BytesVisitor).map(Bytes)
+        d.deserialize_bytes(BytesVisitor).map(Bytes)
     }
 }
 

@@ -16,7 +16,11 @@ pub mod bytes {
     }
 
     /// Reads a byte string (or, from formats that have none, a sequence of `u8`).
+    ///
+    /// Asks for borrowed bytes: decoding from a whole payload, bincode then checks the
+    /// length against the bytes that are there before anything is allocated, and the
+    /// visitor copies exactly those.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        d.deserialize_byte_buf(crate::bytes::BytesVisitor)
+        d.deserialize_bytes(crate::bytes::BytesVisitor)
     }
 }

@@ -186,6 +186,20 @@ mod tests {
     }
 
     #[test]
+    fn a_byte_string_claiming_more_than_its_frame_fails_without_allocating_it() {
+        // `Blob` (variant 3) with a length of 2^40 (varint 0xfd + u64) in an 11-byte frame.
+        let mut payload = vec![3, 0xfd];
+        payload.extend((1u64 << 40).to_le_bytes());
+        let mut bytes = stream(&[]);
+        bytes.extend((payload.len() as u32).to_le_bytes());
+        bytes.extend([0, 0, 0, 0]);
+        bytes.extend(payload);
+        let (got, err) = decode_stream::<Msg>(&bytes, 64, 1 << 20);
+        assert!(got.is_empty());
+        assert!(matches!(err, Some(Error::Decode(_))), "{err:?}");
+    }
+
+    #[test]
     fn the_hello_is_checked_before_any_frame() {
         let mut bytes = Vec::new();
         encode_hello(&mut bytes, ("Other", 1), ("Other", 1));
