@@ -227,7 +227,9 @@ fn parent_main(options: &Options) -> ExitCode {
         print!("{}", report::table(&records, &na, &names));
     }
     if let Some(wire_table) = wire_table {
-        println!("\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process");
+        println!(
+            "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process"
+        );
         print!("{wire_table}");
     }
     println!("\ntotal time: {:.0} s", started.elapsed().as_secs_f64());

@@ -184,3 +184,54 @@ async fn fork_works_from_a_single_threaded_process() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn a_child_started_with_die_with_parent_is_killed_with_its_parent() {
+    // The grandchild never reads its end and the middle process keeps its own end open:
+    // only the kernel's parent-death signal can end it.
+    let mut middle = tokio::process::Command::from(worker(WORKER, "middle-pdeathsig"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn middle");
+    let stdout = middle.stdout.take().expect("piped");
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let line = guard("grandchild pid", lines.next_line())
+        .await
+        .expect("read")
+        .expect("a line");
+    let grandchild: u32 = line.trim().parse().expect("a pid");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !process_gone(grandchild),
+        "the grandchild runs while its parent does"
+    );
+    middle.start_kill().expect("kill -9 the parent");
+    guard("middle exit", middle.wait()).await.expect("wait");
+    let gone = async {
+        while !process_gone(grandchild) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    within("grandchild killed", gone).await;
+}
+
+#[tokio::test]
+async fn kill_on_drop_kills_a_child_whose_handle_is_dropped() {
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let child = aiosock::ChildOptions::new()
+        .kill_on_drop(true)
+        .spawn(worker(WORKER, "sleep"), there)
+        .expect("spawn");
+    let pid = child.id();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!process_gone(pid));
+    drop(child);
+    let gone = async {
+        while !process_gone(pid) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    within("child killed on drop", gone).await;
+    drop(here);
+}

@@ -248,3 +248,29 @@ async fn thirty_two_workers_each_exchange_ten_thousand_messages() {
         guard("worker run", run).await.expect("run");
     }
 }
+
+#[test]
+fn inherited_explains_a_missing_malformed_or_foreign_end() {
+    let me = std::process::id();
+    let cases: [(Option<String>, &str); 5] = [
+        (
+            None,
+            "is not set: this process was not started by aiosock::spawn",
+        ),
+        (Some("seven".into()), "is not `<descriptor>:<parent pid>`"),
+        (Some("5:1".into()), "was set for the children of process 1"),
+        (Some(format!("0:{me}")), "one of stdin, stdout and stderr"),
+        (Some(format!("1000:{me}")), "descriptor 1000 is not usable"),
+    ];
+    for (value, expected) in cases {
+        let mut cmd = worker(WORKER, "serve");
+        cmd.env_remove(aiosock::ENV_FD);
+        if let Some(value) = &value {
+            cmd.env(aiosock::ENV_FD, value);
+        }
+        let out = cmd.output().expect("run the worker");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{value:?}: {stderr}");
+        assert!(stderr.contains(expected), "{value:?}: {stderr}");
+    }
+}

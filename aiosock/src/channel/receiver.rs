@@ -226,6 +226,14 @@ impl<T: Protocol> Receiver<T> {
     ///
     /// The first error of [`recv`](Self::recv); the handler is dropped.
     ///
+    /// # Panics
+    ///
+    /// A panic in a handler method propagates out of `serve`, as from any `async fn`. Run
+    /// `serve` in its own task (`tokio::spawn`) to contain it: the task's `JoinHandle` then
+    /// returns the panic, the receiver is dropped (so the peer's sends fail with
+    /// [`SendError::Closed`](crate::SendError::Closed)), and the process's other channels
+    /// are unaffected.
+    ///
     /// # Cancel safety
     ///
     /// Not cancel safe: dropping the future drops the receiver and the handler, and a

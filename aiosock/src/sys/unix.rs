@@ -415,3 +415,46 @@ pub(crate) fn kill(pid: u32) -> io::Result<()> {
     let pid = nix::unistd::Pid::from_raw(pid as nix::libc::pid_t);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).map_err(io_err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unix_stream_sockets_are_adopted() {
+        let (read, write) = nix::unistd::pipe().expect("pipe");
+        let err = adopt_inherited(read.as_raw_fd()).expect_err("a pipe is not a socket");
+        assert!(
+            err.to_string().contains("not a Unix stream socket"),
+            "{err}"
+        );
+        // The pipe was not taken over: it is still open and ours.
+        assert!(fcntl(&write, FcntlArg::F_GETFD).is_ok());
+        assert!(fcntl(&read, FcntlArg::F_GETFD).is_ok());
+        let err = adopt_inherited(2).expect_err("stderr");
+        assert!(
+            err.to_string().contains("stdin, stdout and stderr"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_zero_length_send_tells_whether_the_peer_can_receive() {
+        let (a, b) = socketpair().expect("socketpair");
+        assert!(peer_can_receive(a.as_fd()));
+        shutdown_read(b.as_fd());
+        assert!(!peer_can_receive(a.as_fd()));
+        let (c, d) = socketpair().expect("socketpair");
+        drop(d);
+        assert!(!peer_can_receive(c.as_fd()));
+    }
+
+    #[test]
+    fn sockets_are_close_on_exec_and_non_blocking() {
+        let (a, _b) = socketpair().expect("socketpair");
+        let fd_flags = FdFlag::from_bits_retain(fcntl(&a, FcntlArg::F_GETFD).expect("getfd"));
+        assert!(fd_flags.contains(FdFlag::FD_CLOEXEC));
+        let fl = OFlag::from_bits_retain(fcntl(&a, FcntlArg::F_GETFL).expect("getfl"));
+        assert!(fl.contains(OFlag::O_NONBLOCK));
+    }
+}

@@ -8,6 +8,9 @@
 //!   fails with `ProtocolMismatch`;
 //! - `block`: waits in `recv` until the parent closes, then exits 0;
 //! - `middle`: spawns a `block` worker, prints its pid, then waits to be killed;
+//! - `middle-pdeathsig`: spawns a `sleep` worker that should die with it (`die_with_parent`),
+//!   prints its pid, then waits to be killed;
+//! - `sleep`: adopts its end and sleeps, never reading it;
 //! - `fork`: checks `aiosock::fork` from this single-threaded process, exits 0 if it works.
 
 use std::error::Error;
@@ -34,6 +37,8 @@ fn main() {
         "mismatch" => mismatch(),
         "block" => block(),
         "middle" => middle(),
+        "middle-pdeathsig" => middle_pdeathsig(),
+        "sleep" => sleep(),
         "fork" => fork_check(),
         other => Err(format!("unknown worker mode {other:?}").into()),
     };
@@ -216,6 +221,29 @@ fn middle() -> Result<(), BoxError> {
         std::future::pending::<()>().await;
         Ok(())
     })
+}
+
+fn middle_pdeathsig() -> Result<(), BoxError> {
+    let exe = std::env::current_exe()?;
+    runtime()?.block_on(async move {
+        let (here, there) = aiosock::pair::<Request, Reply>()?;
+        let mut cmd = std::process::Command::new(exe);
+        cmd.arg("sleep");
+        let child = aiosock::ChildOptions::new()
+            .die_with_parent(true)
+            .spawn(cmd, there)?;
+        println!("{}", child.id());
+        // Keep our end open: only the kernel's parent-death signal can end the child.
+        let _keep = here;
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+fn sleep() -> Result<(), BoxError> {
+    let _end = aiosock::inherited::<Reply, Request>()?;
+    std::thread::sleep(Duration::from_secs(600));
+    Ok(())
 }
 
 fn fork_check() -> Result<(), BoxError> {
