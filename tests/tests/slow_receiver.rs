@@ -65,5 +65,8 @@ async fn a_slow_receiver_blocks_the_sender_without_loss_or_growth() {
     assert_eq!(received, sent, "every accepted message arrived");
     assert!(full > 0, "the sender was held back");
     let grown = proc_status_kib("VmHWM").saturating_sub(rss_before);
+    println!(
+        "slow receiver: {secs} s, {sent} messages, sender held back {full} times, peak memory +{grown} KiB"
+    );
     assert!(grown < 64 * 1024, "memory grew by {grown} KiB");
 }
