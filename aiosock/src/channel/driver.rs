@@ -2,10 +2,14 @@
 //! [`Receiver`](super::Receiver) and its writer task.
 //!
 //! Senders encode whole frames straight into one bounded buffer under a mutex (so frames
-//! from clones never interleave). One writer task per end swaps that buffer out and hands
-//! everything queued to the kernel in as few `send` calls as it can (group commit): under
-//! load one system call carries many messages, and when idle the first message is written
-//! as soon as the writer runs.
+//! from clones never interleave). When the end was idle, the sending task writes the first
+//! frame of a burst itself, at once; after that, one writer task per end swaps the buffer
+//! out and hands everything queued to the kernel in as few `send` calls as it can (group
+//! commit), so under load one system call carries many messages.
+//!
+//! The socket is registered with the reactor for reading only: a writer that finds it
+//! full registers a duplicate for write readiness while it waits, and `closed` watches a
+//! duplicate of its own, so no process is woken each time the peer reads.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -47,7 +51,7 @@ struct SendState {
     buf: Vec<u8>,
     /// The peer can no longer receive, or the runtime went away.
     closed: bool,
-    /// Live senders (the `Endpoint` before the split counts as one).
+    /// Live `Sender` clones.
     senders: usize,
     writer: Writer,
     /// Bytes ever queued, and bytes ever handed to the kernel (for `flush`).
@@ -63,9 +67,9 @@ struct SendState {
 pub(crate) struct Shared {
     fd: Arc<Socket>,
     io: OnceLock<AsyncFd<SharedFd>>,
-    /// A duplicate of the socket registered on its own, so that [`closed`](Self::closed)
-    /// can wait for the socket's events without touching the writer's readiness. Made the
-    /// first time `closed` waits.
+    /// A duplicate of the socket registered for write readiness, so that
+    /// [`closed`](Self::closed) can wake on the socket's events (the peer reading, shutting
+    /// down or closing). Made the first time `closed` waits.
     watch: OnceLock<Option<AsyncFd<Socket>>>,
     attach_lock: Mutex<()>,
     state: Mutex<SendState>,
