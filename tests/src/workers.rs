@@ -150,6 +150,29 @@ pub fn open_fds() -> Vec<(i32, String)> {
     fds
 }
 
+/// Spawns the worker binary at `exe` in `mode` with one end of a new pair, and splits the
+/// parent's end.
+pub fn start(
+    exe: &str,
+    mode: &str,
+) -> (
+    aiosock::Child,
+    aiosock::Sender<Request>,
+    aiosock::Receiver<Reply>,
+) {
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let child = aiosock::spawn(worker(exe, mode), there).expect("spawn worker");
+    let (tx, rx) = here.into_split();
+    (child, tx, rx)
+}
+
+/// Waits until process `pid` is gone (see [`process_gone`]).
+pub async fn until_gone(pid: u32) {
+    while !process_gone(pid) {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A `Command` for the worker binary at `exe` in `mode`.
 pub fn worker(exe: &str, mode: &str) -> Command {
     let mut cmd = Command::new(Path::new(exe));

@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use aiosock::{Config, Error, SendError};
-use aiosock_tests::workers::{PARENT_SEED, Reply, Request, soak_data, worker};
+use aiosock_tests::workers::{PARENT_SEED, Reply, Request, soak_data, start};
 use aiosock_tests::{Rng, Traffic, guard};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
@@ -24,19 +24,6 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn start(
-    mode: &str,
-) -> (
-    aiosock::Child,
-    aiosock::Sender<Request>,
-    aiosock::Receiver<Reply>,
-) {
-    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
-    let child = aiosock::spawn(worker(WORKER, mode), there).expect("spawn worker");
-    let (tx, rx) = here.into_split();
-    (child, tx, rx)
-}
-
 fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig).expect("signal");
 }
@@ -45,7 +32,7 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 async fn soak_random_sizes_both_ways_at_once_loses_nothing() {
     let n = env_or("AIOSOCK_SOAK_MESSAGES", 20_000);
     let hang = Duration::from_secs(60 + n / 1000);
-    let (mut child, tx, mut rx) = start("serve");
+    let (mut child, tx, mut rx) = start(WORKER, "serve");
     tx.send(Request::StartSoak {
         n,
         seed: WORKER_SEED,
@@ -125,7 +112,7 @@ async fn big_echoes_through(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigstop_and_sigcont_in_the_middle_of_large_frames_lose_nothing() {
-    let (mut child, tx, mut rx) = start("serve");
+    let (mut child, tx, mut rx) = start(WORKER, "serve");
     let pid = child.id();
     big_echoes_through(&tx, &mut rx, 6, |id| {
         if id % 2 == 0 {
@@ -143,7 +130,7 @@ async fn sigstop_and_sigcont_in_the_middle_of_large_frames_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_in_the_middle_of_large_frames_is_seen_promptly() {
-    let (mut child, tx, mut rx) = start("serve");
+    let (mut child, tx, mut rx) = start(WORKER, "serve");
     big_echoes_through(&tx, &mut rx, 1, |_| {}).await;
     let pid = child.id();
     let sender = tokio::spawn(async move {

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use aiosock::{Error, Receiver, SendError, Sender};
+use aiosock::{Error, SendError};
 use aiosock_tests::guard;
-use aiosock_tests::workers::{Reply, Request, process_gone, worker};
+use aiosock_tests::workers::{Reply, Request, process_gone, start, until_gone, worker};
 use tokio::io::AsyncBufReadExt;
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
@@ -13,13 +13,6 @@ const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 /// How soon a peer's death must be seen. A hang guard with room for a loaded machine,
 /// not a speed measurement.
 const PROMPT: Duration = Duration::from_secs(5);
-
-fn start(mode: &str) -> (aiosock::Child, Sender<Request>, Receiver<Reply>) {
-    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
-    let child = aiosock::spawn(worker(WORKER, mode), there).expect("spawn worker");
-    let (tx, rx) = here.into_split();
-    (child, tx, rx)
-}
 
 async fn within<F: Future>(what: &str, fut: F) -> F::Output {
     tokio::time::timeout(PROMPT, fut)
@@ -29,7 +22,7 @@ async fn within<F: Future>(what: &str, fut: F) -> F::Output {
 
 #[tokio::test]
 async fn a_killed_child_ends_the_parents_blocked_recv() {
-    let (mut child, tx, mut rx) = start("block");
+    let (mut child, tx, mut rx) = start(WORKER, "block");
     // Make sure the child is up and attached: it answers nothing, so only its hello
     // arrives; a short wait for our side to be parked in recv.
     let recv = tokio::spawn(async move { rx.recv().await });
@@ -61,7 +54,7 @@ async fn a_killed_child_ends_the_parents_blocked_recv() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_child_stops_a_parent_sending_at_full_speed() {
-    let (mut child, tx, mut rx) = start("serve");
+    let (mut child, tx, mut rx) = start(WORKER, "serve");
     let sender = tokio::spawn(async move {
         let mut sent = 0u64;
         loop {
@@ -116,7 +109,7 @@ impl aiosock_tests::workers::ReplyHandler for Tally {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_child_ends_the_parents_serve() {
-    let (mut child, tx, rx) = start("serve");
+    let (mut child, tx, rx) = start(WORKER, "serve");
     tx.send(Request::Stream { n: u64::MAX })
         .await
         .expect("send");
@@ -131,30 +124,31 @@ async fn a_killed_child_ends_the_parents_serve() {
     guard("reap", child.wait()).await.expect("wait");
 }
 
-#[tokio::test]
-async fn a_child_blocked_in_recv_exits_when_its_parent_dies() {
-    // The test plays grandparent: `middle` spawns a `block` child, then is killed.
-    let mut middle = tokio::process::Command::from(worker(WORKER, "middle"))
+/// Starts the worker `mode` (which spawns a grandchild and prints its pid) as a plain
+/// child of the test; returns it and the grandchild's pid.
+async fn middle_and_grandchild(mode: &str) -> (tokio::process::Child, u32) {
+    let mut middle = tokio::process::Command::from(worker(WORKER, mode))
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("spawn middle");
+        .expect("spawn the middle process");
     let stdout = middle.stdout.take().expect("piped");
     let mut lines = tokio::io::BufReader::new(stdout).lines();
     let line = guard("grandchild pid", lines.next_line())
         .await
         .expect("read")
         .expect("a line");
-    let grandchild: u32 = line.trim().parse().expect("a pid");
+    (middle, line.trim().parse().expect("a pid"))
+}
+
+#[tokio::test]
+async fn a_child_blocked_in_recv_exits_when_its_parent_dies() {
+    // The test plays grandparent: `middle` spawns a `block` child, then is killed.
+    let (mut middle, grandchild) = middle_and_grandchild("middle").await;
     assert!(!process_gone(grandchild), "the grandchild runs");
     middle.start_kill().expect("kill -9 the parent");
     guard("middle exit", middle.wait()).await.expect("wait");
-    let gone = async {
-        while !process_gone(grandchild) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    within("grandchild exit", gone).await;
+    within("grandchild exit", until_gone(grandchild)).await;
 }
 
 #[tokio::test]
@@ -189,18 +183,7 @@ async fn fork_works_from_a_single_threaded_process() {
 async fn a_child_started_with_die_with_parent_is_killed_with_its_parent() {
     // The grandchild never reads its end and the middle process keeps its own end open:
     // only the kernel's parent-death signal can end it.
-    let mut middle = tokio::process::Command::from(worker(WORKER, "middle-pdeathsig"))
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn middle");
-    let stdout = middle.stdout.take().expect("piped");
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let line = guard("grandchild pid", lines.next_line())
-        .await
-        .expect("read")
-        .expect("a line");
-    let grandchild: u32 = line.trim().parse().expect("a pid");
+    let (mut middle, grandchild) = middle_and_grandchild("middle-pdeathsig").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(
         !process_gone(grandchild),
@@ -208,12 +191,7 @@ async fn a_child_started_with_die_with_parent_is_killed_with_its_parent() {
     );
     middle.start_kill().expect("kill -9 the parent");
     guard("middle exit", middle.wait()).await.expect("wait");
-    let gone = async {
-        while !process_gone(grandchild) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    within("grandchild killed", gone).await;
+    within("grandchild killed", until_gone(grandchild)).await;
 }
 
 #[tokio::test]
@@ -227,11 +205,6 @@ async fn kill_on_drop_kills_a_child_whose_handle_is_dropped() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!process_gone(pid));
     drop(child);
-    let gone = async {
-        while !process_gone(pid) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    within("child killed on drop", gone).await;
+    within("child killed on drop", until_gone(pid)).await;
     drop(here);
 }

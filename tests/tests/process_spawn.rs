@@ -4,19 +4,11 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use aiosock::{Error, Receiver, Sender};
+use aiosock::Error;
 use aiosock_tests::guard;
-use aiosock_tests::workers::{EXIT_MISMATCH, Reply, Request, Stranger, worker};
+use aiosock_tests::workers::{EXIT_MISMATCH, Reply, Request, Stranger, start, worker};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
-
-/// Spawns the worker in `mode` and splits the parent's end.
-fn start(mode: &str) -> (aiosock::Child, Sender<Request>, Receiver<Reply>) {
-    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
-    let child = aiosock::spawn(worker(WORKER, mode), there).expect("spawn worker");
-    let (tx, rx) = here.into_split();
-    (child, tx, rx)
-}
 
 async fn expect_success(mut child: aiosock::Child) {
     let status = guard("worker exit", child.wait()).await.expect("wait");
@@ -26,7 +18,7 @@ async fn expect_success(mut child: aiosock::Child) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_million_messages_to_the_child_arrive_in_order() {
     const N: u64 = 1_000_000;
-    let (child, tx, mut rx) = start("serve");
+    let (child, tx, mut rx) = start(WORKER, "serve");
     let sender = tokio::spawn(async move {
         for i in 0..N {
             tx.send(Request::Count(i)).await.expect("send");
@@ -43,7 +35,7 @@ async fn one_million_messages_to_the_child_arrive_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_million_messages_from_the_child_arrive_in_order() {
     const N: u64 = 1_000_000;
-    let (child, tx, mut rx) = start("serve");
+    let (child, tx, mut rx) = start(WORKER, "serve");
     tx.send(Request::Stream { n: N }).await.expect("send");
     let receive = async {
         for i in 0..N {
@@ -62,7 +54,7 @@ async fn one_million_messages_from_the_child_arrive_in_order() {
 async fn a_serving_child_answers_sixteen_concurrent_tasks() {
     const TASKS: u64 = 16;
     const EACH: u64 = 500;
-    let (child, tx, mut rx) = start("serve");
+    let (child, tx, mut rx) = start(WORKER, "serve");
     let mut tasks = Vec::new();
     for task in 0..TASKS {
         let tx = tx.clone();
@@ -100,7 +92,7 @@ async fn a_serving_child_answers_sixteen_concurrent_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_mib_payloads_travel_both_ways() {
-    let (child, tx, mut rx) = start("serve");
+    let (child, tx, mut rx) = start(WORKER, "serve");
     for round in 0..3u64 {
         let data: Vec<u8> = (0..16 << 20)
             .map(|i: u64| (i.wrapping_mul(31) ^ round) as u8)
@@ -124,7 +116,7 @@ async fn sixteen_mib_payloads_travel_both_ways() {
 
 #[tokio::test]
 async fn a_worker_of_another_protocol_is_a_mismatch_on_both_sides() {
-    let (mut child, tx, mut rx) = start("mismatch");
+    let (mut child, tx, mut rx) = start(WORKER, "mismatch");
     tx.send(Request::Count(0)).await.expect("send");
     let err = guard("recv", rx.recv()).await.expect_err("mismatch");
     let Error::ProtocolMismatch(m) = &err else {
@@ -177,7 +169,7 @@ async fn the_child_gets_only_stdio_and_its_end_and_plain_children_get_no_end() {
     // Keep other ends alive while the children start, to give them a chance to leak.
     let (keep_a, keep_b) = aiosock::pair::<Request, Reply>().expect("pair");
     let baseline = inheritable_fds();
-    let (child, tx, mut rx) = start("fds");
+    let (child, tx, mut rx) = start(WORKER, "fds");
     tx.send(Request::ListFds).await.expect("send");
     let Some(Reply::Fds(fds)) = guard("fds", rx.recv()).await.expect("recv") else {
         panic!("expected the worker's descriptors");
@@ -222,7 +214,7 @@ async fn thirty_two_workers_each_exchange_ten_thousand_messages() {
     let mut runs = Vec::new();
     for w in 0..WORKERS {
         runs.push(tokio::spawn(async move {
-            let (child, tx, mut rx) = start("serve");
+            let (child, tx, mut rx) = start(WORKER, "serve");
             let tx = Arc::new(tx);
             let sender = {
                 let tx = tx.clone();
