@@ -1,7 +1,7 @@
 //! The protocol the fuzz targets decode, shared with the seed generator.
 
 /// A protocol with every shape the decoder meets: integers, floats, chars, strings, byte
-/// strings, options and sequences. (No recursive type: decoding depth is not limited yet.)
+/// strings, options, sequences, and recursion (decoding depth is limited).
 #[aiosock::protocol]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
@@ -24,4 +24,6 @@ pub enum Msg {
     Maybe(Option<Vec<Option<u8>>>),
     /// A float and a char.
     Float(f64, char),
+    /// Recursion, for the depth limit.
+    Nested(Box<Msg>),
 }

@@ -199,6 +199,60 @@ mod tests {
         assert!(matches!(err, Some(Error::Decode(_))), "{err:?}");
     }
 
+    #[aiosock_derive::protocol(crate = "crate")]
+    #[derive(Debug, Clone, PartialEq)]
+    enum Tree {
+        Leaf(String),
+        Node(Box<Tree>),
+        Many(Vec<Tree>),
+    }
+
+    fn tree_frames(payload: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let id = ProtocolId::of::<Tree>();
+        encode_hello(&mut bytes, (id.name(), id.fingerprint()), (id.name(), id.fingerprint()));
+        bytes.extend((payload.len() as u32).to_le_bytes());
+        bytes.extend([0, 0, 0, 0]);
+        bytes.extend(payload);
+        bytes
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        // `Node(Node(Node(…)))` a million levels deep: one byte (variant 1) per level.
+        let mut payload = vec![1u8; 1_000_000];
+        payload.extend([0, 0]); // Leaf("")
+        let (got, err) = decode_stream::<Tree>(&tree_frames(&payload), 1 << 20, 1 << 21);
+        assert!(got.is_empty());
+        let Some(Error::Decode(e)) = err else {
+            panic!("expected a decode error, got {err:?}");
+        };
+        assert!(e.to_string().contains("nests deeper"), "{e}");
+        // Through sequences too: `Many([Many([…])])`.
+        let payload: Vec<u8> = std::iter::repeat_n([2u8, 1], 100_000).flatten().collect();
+        let (_, err) = decode_stream::<Tree>(&tree_frames(&payload), 1 << 20, 1 << 21);
+        assert!(matches!(err, Some(Error::Decode(_))), "{err:?}");
+    }
+
+    #[test]
+    fn ordinary_nesting_decodes() {
+        let mut tree = Tree::Leaf("leaf".into());
+        for i in 0..30 {
+            tree = if i % 2 == 0 {
+                Tree::Node(Box::new(tree))
+            } else {
+                Tree::Many(vec![tree, Tree::Leaf(i.to_string())])
+            };
+        }
+        let mut bytes = Vec::new();
+        let id = ProtocolId::of::<Tree>();
+        encode_hello(&mut bytes, (id.name(), id.fingerprint()), (id.name(), id.fingerprint()));
+        encode_frame(&mut bytes, &tree, 1 << 20).unwrap();
+        let (got, err) = decode_stream::<Tree>(&bytes, 5, 1 << 20);
+        assert!(err.is_none(), "{err:?}");
+        assert_eq!(got, [tree]);
+    }
+
     #[test]
     fn the_hello_is_checked_before_any_frame() {
         let mut bytes = Vec::new();

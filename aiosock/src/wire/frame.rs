@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::HEADER_LEN;
+use super::guard::DepthGuarded;
 use crate::error::{DecodeError, EncodeError, Error, InvalidMessage};
 
 const CONFIG: Configuration = standard();
@@ -77,9 +78,13 @@ pub(crate) fn encode_frame<T: Serialize>(
 ///
 /// # Allocation
 ///
-/// bincode allocates a string or byte buffer for the length written before it, before it
-/// reads the bytes. Those lengths come from the peer, so decoding runs with a bincode
-/// limit on the bytes that decoding may claim in total. bincode claims each value's size
+/// Decoding goes through [`DepthGuarded`](super::guard): nesting deeper than
+/// [`MAX_DEPTH`](super::guard::MAX_DEPTH) levels is a decode error (no stack overflow), and
+/// strings and byte buffers are decoded borrowed, so a claimed length is checked against
+/// the payload before anything is allocated.
+///
+/// As a second line, for paths that still allocate from a length (bincode's own owned
+/// decoding), decoding runs with a bincode limit on the bytes it may claim in total. bincode claims each value's size
 /// in memory (a `u128` written as one varint byte claims 16), so a valid message claims at
 /// most 16 times its payload; the limit is that, rounded up to the next of a few fixed
 /// steps (64 KiB, then each 16 times the last). A hostile length inside a small frame
@@ -114,7 +119,9 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, E
 fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
     payload: &[u8],
 ) -> Result<(T, usize), bincode::error::DecodeError> {
-    bincode::serde::borrow_decode_from_slice::<T, _>(payload, CONFIG.with_limit::<LIMIT>())
+    let config = CONFIG.with_limit::<LIMIT>();
+    bincode::serde::borrow_decode_from_slice::<DepthGuarded<T>, _>(payload, config)
+        .map(|(DepthGuarded(msg), used)| (msg, used))
 }
 
 /// A bincode writer that appends to a `Vec<u8>`.

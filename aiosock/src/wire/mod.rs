@@ -52,6 +52,7 @@
 
 mod decoder;
 mod frame;
+mod guard;
 mod hello;
 
 #[doc(hidden)]
