@@ -47,6 +47,9 @@
 //!   `bincode::config::standard()` (little endian, variable-length integers, enum
 //!   variants as their index). It must be consumed exactly: leftover bytes are
 //!   [`Error::TrailingBytes`](crate::Error::TrailingBytes).
+//! - Decoding nests at most 128 levels (each sequence, map, enum, option and newtype is
+//!   one), and checks every string's and byte string's length against the payload before
+//!   allocating: a payload that breaks either rule is [`Error::Decode`](crate::Error::Decode).
 //!
 //! The test `test_vector` at the bottom of `wire/frame.rs` pins these bytes.
 

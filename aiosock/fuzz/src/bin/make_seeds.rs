@@ -39,6 +39,7 @@ fn main() {
         vec![Msg::Items(vec![(1, "a".into()), (65535, String::new())])],
         vec![Msg::Maybe(Some(vec![None, Some(9)])), Msg::Maybe(None)],
         vec![Msg::Float(1.5, 'λ'), Msg::Unit, Msg::Num(u64::MAX, i32::MIN)],
+        vec![Msg::Nested(Box::new(Msg::Nested(Box::new(Msg::Text { s: "deep".into() }))))],
     ];
     for (i, msgs) in sets.into_iter().enumerate() {
         for chunk in [0u8, 2, 255] {
