@@ -210,7 +210,11 @@ mod tests {
     fn tree_frames(payload: &[u8]) -> Vec<u8> {
         let mut bytes = Vec::new();
         let id = ProtocolId::of::<Tree>();
-        encode_hello(&mut bytes, (id.name(), id.fingerprint()), (id.name(), id.fingerprint()));
+        encode_hello(
+            &mut bytes,
+            (id.name(), id.fingerprint()),
+            (id.name(), id.fingerprint()),
+        );
         bytes.extend((payload.len() as u32).to_le_bytes());
         bytes.extend([0, 0, 0, 0]);
         bytes.extend(payload);
@@ -246,7 +250,11 @@ mod tests {
         }
         let mut bytes = Vec::new();
         let id = ProtocolId::of::<Tree>();
-        encode_hello(&mut bytes, (id.name(), id.fingerprint()), (id.name(), id.fingerprint()));
+        encode_hello(
+            &mut bytes,
+            (id.name(), id.fingerprint()),
+            (id.name(), id.fingerprint()),
+        );
         encode_frame(&mut bytes, &tree, 1 << 20).unwrap();
         let (got, err) = decode_stream::<Tree>(&bytes, 5, 1 << 20);
         assert!(err.is_none(), "{err:?}");
