@@ -130,14 +130,17 @@ mod tests {
         ]
     }
 
-    fn stream(msgs: &[Msg]) -> Vec<u8> {
+    /// The hello of a side that sends and expects `P`.
+    fn hello_of<P: crate::Protocol>() -> Vec<u8> {
         let mut out = Vec::new();
-        let id = ProtocolId::of::<Msg>();
-        encode_hello(
-            &mut out,
-            (id.name(), id.fingerprint()),
-            (id.name(), id.fingerprint()),
-        );
+        let id = ProtocolId::of::<P>();
+        let named = (id.name(), id.fingerprint());
+        encode_hello(&mut out, named, named);
+        out
+    }
+
+    fn stream(msgs: &[Msg]) -> Vec<u8> {
+        let mut out = hello_of::<Msg>();
         for m in msgs {
             encode_frame(&mut out, m, 1 << 20).unwrap();
         }
@@ -208,13 +211,7 @@ mod tests {
     }
 
     fn tree_frames(payload: &[u8]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        let id = ProtocolId::of::<Tree>();
-        encode_hello(
-            &mut bytes,
-            (id.name(), id.fingerprint()),
-            (id.name(), id.fingerprint()),
-        );
+        let mut bytes = hello_of::<Tree>();
         bytes.extend((payload.len() as u32).to_le_bytes());
         bytes.extend([0, 0, 0, 0]);
         bytes.extend(payload);
@@ -248,13 +245,7 @@ mod tests {
                 Tree::Many(vec![tree, Tree::Leaf(i.to_string())])
             };
         }
-        let mut bytes = Vec::new();
-        let id = ProtocolId::of::<Tree>();
-        encode_hello(
-            &mut bytes,
-            (id.name(), id.fingerprint()),
-            (id.name(), id.fingerprint()),
-        );
+        let mut bytes = hello_of::<Tree>();
         encode_frame(&mut bytes, &tree, 1 << 20).unwrap();
         let (got, err) = decode_stream::<Tree>(&bytes, 5, 1 << 20);
         assert!(err.is_none(), "{err:?}");
