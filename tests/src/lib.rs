@@ -23,6 +23,15 @@ pub async fn guard<F: IntoFuture>(what: &str, fut: F) -> F::Output {
     }
 }
 
+/// Both halves of one end.
+pub type Halves<P> = (aiosock::Sender<P>, aiosock::Receiver<P>);
+
+/// A pair whose ends both send and receive `P`, already split.
+pub fn split_pair<P: Protocol>() -> (Halves<P>, Halves<P>) {
+    let (a, b) = aiosock::pair::<P, P>().expect("socketpair");
+    (a.into_split(), b.into_split())
+}
+
 /// Messages for the order, cancel and backpressure tests.
 #[aiosock::protocol]
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,21 +7,12 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::Duration;
 
-use aiosock::{Receiver, Sender};
-use aiosock_tests::{Rng, Traffic, blob, guard, text};
-
-/// One split end.
-type Halves = (Sender<Traffic>, Receiver<Traffic>);
-
-fn traffic_pair() -> (Halves, Halves) {
-    let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("socketpair");
-    (a.into_split(), b.into_split())
-}
+use aiosock_tests::{Rng, Traffic, blob, guard, split_pair, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recv_in_select_with_a_losing_branch_loses_nothing() {
     const N: u64 = 100_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let sender = tokio::spawn(async move {
         let mut rng = Rng::new(1);
         for seq in 0..N {
@@ -83,7 +74,7 @@ async fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
 async fn a_storm_of_dropped_recv_futures_loses_nothing() {
     const N: u64 = 4_000;
     const STORM: u64 = 1_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     // Mixed sizes: many frames span several reads (64 KiB each), so a recv dropped
     // mid-frame leaves a partial frame behind in the receiver.
     let size = |seq: u64| match seq % 10 {
@@ -156,7 +147,7 @@ async fn a_storm_of_dropped_recv_futures_loses_nothing() {
 #[tokio::test(flavor = "current_thread")]
 async fn recv_dropped_mid_frame_resumes_the_frame() {
     // A frame larger than any single read, written while the receiver keeps giving up.
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let big = blob(7, 3 * 1024 * 1024);
     let send = {
         let big = big.clone();

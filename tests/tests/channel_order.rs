@@ -5,22 +5,14 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use aiosock::{Receiver, SendError, Sender};
-use aiosock_tests::{Traffic, guard, num_text, tagged, text};
+use aiosock::SendError;
+use aiosock_tests::{Traffic, guard, num_text, split_pair, tagged, text};
 use futures_core::Stream;
-
-/// One split end.
-type Halves = (Sender<Traffic>, Receiver<Traffic>);
-
-fn traffic_pair() -> (Halves, Halves) {
-    let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("socketpair");
-    (a.into_split(), b.into_split())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_messages_arrive_in_order() {
     const N: u64 = 100_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let sender = tokio::spawn(async move {
         for seq in 0..N {
             tx.send(text(seq)).await.expect("send");
@@ -44,7 +36,7 @@ async fn hundred_thousand_messages_arrive_in_order() {
 async fn concurrent_clones_keep_per_sender_order_and_whole_frames() {
     const SENDERS: u32 = 8;
     const PER_SENDER: u64 = 10_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let mut tasks = Vec::new();
     for sender in 0..SENDERS {
         let tx = tx.clone();
@@ -89,7 +81,7 @@ async fn concurrent_clones_keep_per_sender_order_and_whole_frames() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_gives_none_only_after_every_earlier_message() {
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let clones = [tx.clone(), tx.clone(), tx];
     let mut sent = 0u64;
     for round in 0..500u64 {
@@ -128,7 +120,7 @@ async fn close_gives_none_only_after_every_earlier_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_after_a_burst_delivers_everything_then_none() {
     const N: u64 = 20_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let clones: Vec<_> = (0..4).map(|_| tx.clone()).collect();
     drop(tx);
     let senders: Vec<_> = clones
@@ -163,7 +155,7 @@ async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_yields_every_message_then_none() {
     const N: u64 = 5_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let sender = tokio::spawn(async move {
         for seq in 0..N {
             tx.send(Traffic::Num(seq)).await.expect("send");
@@ -187,7 +179,7 @@ async fn stream_yields_every_message_then_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn observer_sees_each_received_message_once_in_order() {
     const N: u64 = 1_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     rx.observe(move |msg: &Traffic| log.lock().unwrap().push(msg.clone()));
@@ -210,7 +202,7 @@ async fn observer_sees_each_received_message_once_in_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receiver_close_keeps_flushed_messages_and_fails_later_sends() {
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     for seq in 0..100 {
         guard("send", tx.send(Traffic::Num(seq)))
             .await
@@ -236,7 +228,7 @@ async fn receiver_close_keeps_flushed_messages_and_fails_later_sends() {
 #[tokio::test(flavor = "current_thread")]
 async fn order_holds_on_a_current_thread_runtime() {
     const N: u64 = 20_000;
-    let ((tx, _a_rx), (_b_tx, mut rx)) = traffic_pair();
+    let ((tx, _a_rx), (_b_tx, mut rx)) = split_pair::<Traffic>();
     let send = async move {
         for seq in 0..N {
             tx.send(tagged(0, seq)).await.expect("send");

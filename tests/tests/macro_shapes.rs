@@ -2,8 +2,8 @@
 //! generated handler trait driven by `serve` and by `Dispatch::dispatch`; hygiene
 //! (no prelude, shadowed prelude names, strict lints).
 
-use aiosock::{Bytes, Dispatch, Protocol, Receiver, Sender};
-use aiosock_tests::guard;
+use aiosock::{Bytes, Dispatch, Protocol};
+use aiosock_tests::{guard, split_pair};
 
 /// Every shape of variant.
 #[aiosock::protocol]
@@ -86,14 +86,6 @@ fn shapes() -> Vec<Shapes> {
         Shapes::Empty(),
         Shapes::EmptyNamed {},
     ]
-}
-
-/// One split end.
-type Halves<P> = (Sender<P>, Receiver<P>);
-
-fn split_pair<P: Protocol>() -> (Halves<P>, Halves<P>) {
-    let (a, b) = aiosock::pair::<P, P>().expect("socketpair");
-    (a.into_split(), b.into_split())
 }
 
 /// Sends `msgs` over a fresh pair and returns what arrived before `Ok(None)`.
