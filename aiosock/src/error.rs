@@ -6,67 +6,7 @@
 use std::fmt;
 use std::io;
 
-/// The name and fingerprint of a protocol, as carried in the hello.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct ProtocolId {
-    name: String,
-    fingerprint: u64,
-}
-
-impl ProtocolId {
-    pub(crate) fn new(name: String, fingerprint: u64) -> ProtocolId {
-        ProtocolId { name, fingerprint }
-    }
-
-    pub(crate) fn of<P: crate::Protocol>() -> ProtocolId {
-        ProtocolId::new(P::NAME.to_owned(), P::FINGERPRINT)
-    }
-
-    /// The protocol's enum name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The protocol's fingerprint.
-    pub fn fingerprint(&self) -> u64 {
-        self.fingerprint
-    }
-}
-
-impl fmt::Debug for ProtocolId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-impl fmt::Display for ProtocolId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` ({:#018x})", self.name, self.fingerprint)
-    }
-}
-
-/// Both sides of a failed protocol check, in [`Error::ProtocolMismatch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mismatch {
-    /// What this end sends.
-    pub local_sends: ProtocolId,
-    /// What this end expects to receive.
-    pub local_expects: ProtocolId,
-    /// What the peer sends.
-    pub peer_sends: ProtocolId,
-    /// What the peer expects to receive.
-    pub peer_expects: ProtocolId,
-}
-
-impl fmt::Display for Mismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "protocol mismatch: this end sends {} and expects {}, the peer sends {} and expects {}",
-            self.local_sends, self.local_expects, self.peer_sends, self.peer_expects
-        )
-    }
-}
+use crate::protocol::Mismatch;
 
 /// What can go wrong on a channel: the connection, the peer's bytes, or setup.
 ///
@@ -89,7 +29,10 @@ pub enum Error {
     },
 
     /// The peer speaks another version of the wire format.
-    #[error("the peer speaks wire version {version}, this end speaks version 1")]
+    #[error(
+        "the peer speaks wire version {version}, this end speaks version {}",
+        crate::wire::VERSION
+    )]
     UnsupportedVersion {
         /// The peer's version.
         version: u16,
@@ -135,6 +78,28 @@ pub enum Error {
     #[error("the peer sent a frame that does not decode as the expected message")]
     Decode(#[source] DecodeError),
 
+    /// Decoding a frame's payload would spend more than this end's decode budget
+    /// ([`Config::set_decode_budget`](crate::Config::set_decode_budget)): the payload
+    /// describes more values, or values that need more memory, than its length allows.
+    /// Found before the value was allocated.
+    #[error(
+        "the peer sent a frame of {len} bytes that decodes beyond this end's budget of {budget} units (raise Config::set_decode_budget if such messages are expected)"
+    )]
+    OverBudget {
+        /// The payload length.
+        len: usize,
+        /// The units the payload could spend.
+        budget: usize,
+    },
+
+    /// A frame's payload nests values deeper than decoding allows (sequences, maps, enums,
+    /// options and newtypes each open a level).
+    #[error("the peer sent a frame whose message nests deeper than {max} levels")]
+    TooDeep {
+        /// The maximum depth.
+        max: usize,
+    },
+
     /// A frame's payload held a whole message followed by more bytes.
     #[error("the peer sent a frame of {len} bytes whose message ends after {used} bytes")]
     TrailingBytes {
@@ -147,8 +112,8 @@ pub enum Error {
     /// The peer closed the connection in the middle of a hello or a frame.
     #[error("the peer closed the connection in the middle of a {what}")]
     Truncated {
-        /// `"hello"` or `"frame"`.
-        what: &'static str,
+        /// What was cut short.
+        what: Part,
     },
 
     /// This process was not started with an aiosock end, or the end it names is unusable.
@@ -168,15 +133,34 @@ pub enum Error {
     },
 }
 
-/// Why bincode could not decode a payload. Its `source()` chain has the details.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct DecodeError(pub(crate) bincode::error::DecodeError);
+/// The part of a stream that the peer cut short, in [`Error::Truncated`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Part {
+    /// The hello that starts the stream.
+    Hello,
+    /// A frame (its header or its payload).
+    Frame,
+}
 
-/// Why serde could not encode a message.
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Part::Hello => "hello",
+            Part::Frame => "frame",
+        })
+    }
+}
+
+/// Why bincode could not decode a payload; `source()` has bincode's own error.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct EncodeError(pub(crate) bincode::error::EncodeError);
+#[error("bincode could not decode the payload")]
+pub struct DecodeError(#[source] pub(crate) bincode::error::DecodeError);
+
+/// Why serde could not encode a message; `source()` has bincode's own error.
+#[derive(Debug, thiserror::Error)]
+#[error("bincode could not encode the message")]
+pub struct EncodeError(#[source] pub(crate) bincode::error::EncodeError);
 
 /// Why a message cannot be sent at all, whatever the peer does.
 #[derive(Debug, thiserror::Error)]

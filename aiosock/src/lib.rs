@@ -99,16 +99,49 @@
 //!
 //! # Errors and a hostile peer
 //!
-//! Whatever bytes the peer sends, receiving yields messages or an [`Error`]: never a panic,
-//! an abort, or an allocation larger than [`Config::max_frame_len`] (64 MiB by default).
-//! A frame's announced length is checked before anything is allocated for it, and lengths
-//! inside a payload are checked against the payload. After a receive error the stream is
-//! over: a corrupt frame ends the connection.
+//! Whatever bytes the peer sends, receiving yields messages or an [`Error`]: never a panic
+//! or an abort, and never more memory or work than the limits below allow. A frame's
+//! announced length is checked against [`Config::max_frame_len`] (64 MiB by default)
+//! before anything is allocated for it, and lengths inside a payload are checked against
+//! the payload. After a receive error the stream is over: a corrupt frame ends the
+//! connection.
+//!
+//! # The decode budget
+//!
+//! Decoding a payload runs within a budget that the payload's own length sets, so that a
+//! small frame cannot make the receiver build a large value or loop for long:
+//!
+//! - every value decoded costs one unit: each integer, string, option, enum, newtype,
+//!   element of a sequence and entry of a map, zero-sized ones included;
+//! - every byte of memory a value needs outside its parent costs one unit more: the
+//!   in-memory size of each sequence element and map entry, of each boxed value, and the
+//!   length of each string and byte string;
+//! - a frame of `n` payload bytes may spend `decode_budget × n + 4096` units
+//!   ([`Config::set_decode_budget`], 16 by default; [`Config::DECODE_ALLOWANCE`]). The first
+//!   unit over that fails the frame with [`Error::OverBudget`], before the value it was
+//!   for is allocated; nesting deeper than 128 levels fails with [`Error::TooDeep`].
+//!
+//! Sequences and maps reserve nothing for the length the peer claims; they grow as
+//! elements arrive, each already paid for. So decoding a frame of `n` bytes does at most
+//! `16 n + 4096` steps of work and allocates at most 16 bytes per unit spent (a linked
+//! list of zero-sized elements; vectors, strings and hash maps stay under 4): at the
+//! defaults, at most `256 n + 64 KiB`. `aiosock/tests/decode_budget.rs` checks both bounds
+//! with a counting allocator over a corpus of shapes and hostile payloads, and the fuzz
+//! target `decode_budget` hunts for inputs that break them.
+//!
+//! What fits under the default: integers and floats of any size (a `u64` is at most 9
+//! units per byte), strings and byte strings, structs and enums of them, and collections of
+//! those. What may not, at scale: collections of values that are much larger in memory than
+//! on the wire, such as a long `Vec<Option<[u64; 32]>>` of `None`s (265 units per byte) or
+//! a long `Vec<String>` of empty strings (25 units per byte). Raise the budget on the
+//! receiving end for such protocols, or lower it (and [`Config::set_max_frame_len`]) for
+//! ends that face untrusted peers.
 //!
 //! # The `protocol` attribute
 //!
 //! See [`protocol`] for everything it generates.
-
+//!
+#![doc = include_str!("wire/FORMAT.md")]
 #![warn(missing_docs)]
 #![doc(test(attr(deny(warnings))))]
 
@@ -118,7 +151,7 @@ mod error;
 mod process;
 mod protocol;
 mod sys;
-pub mod wire;
+mod wire;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -127,11 +160,10 @@ pub mod __private;
 pub use crate::bytes::Bytes;
 pub use crate::channel::{Config, Endpoint, Receiver, Sender, pair};
 pub use crate::error::{
-    DecodeError, EncodeError, Error, InvalidMessage, Mismatch, ProtocolId, SendError, TryRecvError,
-    TrySendError,
+    DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError, TrySendError,
 };
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
-pub use crate::protocol::{Dispatch, Protocol};
+pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
 
 /// Turns a message enum into an aiosock protocol.
 ///

@@ -5,6 +5,80 @@ pub use ::serde;
 
 pub use crate::protocol::{Dispatch, Protocol};
 
+/// A counting allocator for tests and fuzzing that assert allocation bounds.
+pub use crate::sys::alloc::{CountingAlloc, peak_of};
+
+/// Hooks into the pure wire layer for the benchmark, the fuzz targets and the
+/// decode-budget tests. Not public API.
+pub mod wire {
+    use crate::error::{Error, InvalidMessage};
+    use crate::wire::{self, FrameHeader, Limits};
+
+    /// Length of a frame header.
+    pub const HEADER_LEN: usize = wire::HEADER_LEN;
+    /// Decode budget units every frame may spend beyond its per-byte budget.
+    pub const ALLOWANCE: usize = wire::ALLOWANCE;
+    /// Bytes decoding may allocate per unit of decode budget spent.
+    pub const MEMORY_PER_UNIT: usize = wire::MEMORY_PER_UNIT;
+    /// What the error of a failed decode may allocate besides the decoded values (its
+    /// message), for the allocation-bound checks.
+    pub const ERROR_SLACK: usize = 1024;
+    /// How deeply a message may nest.
+    pub const MAX_DEPTH: usize = wire::MAX_DEPTH;
+
+    /// Appends one frame holding `msg` (at most `max` payload bytes), exactly as a
+    /// `Sender` does.
+    pub fn encode_one<T: crate::Protocol>(
+        out: &mut Vec<u8>,
+        msg: &T,
+        max: usize,
+    ) -> Result<(), InvalidMessage> {
+        wire::encode_frame(out, msg, max)
+    }
+
+    /// Decodes the frame at the start of `buf` (no hello) with the default decode budget,
+    /// exactly as a `Receiver` does: the message and the bytes it took, or `None` if `buf`
+    /// holds less than a frame.
+    pub fn decode_one<T: crate::Protocol>(
+        buf: &[u8],
+        max: usize,
+    ) -> Result<Option<(T, usize)>, Error> {
+        let Some(header) = FrameHeader::decode(buf, max)? else {
+            return Ok(None);
+        };
+        let Some(payload) = buf.get(wire::HEADER_LEN..header.frame_len()) else {
+            return Ok(None);
+        };
+        let msg = wire::decode_payload(payload, wire::DEFAULT_DECODE_BUDGET)?;
+        Ok(Some((msg, header.frame_len())))
+    }
+
+    /// Decodes one whole payload at `per_byte` units of budget per byte, exactly as a
+    /// `Receiver` decodes a frame's payload.
+    pub fn decode_payload<T: crate::Protocol>(payload: &[u8], per_byte: usize) -> Result<T, Error> {
+        wire::decode_payload(payload, per_byte)
+    }
+
+    /// [`decode_payload`], also returning the decode budget units spent.
+    pub fn decode_payload_spending<T: crate::Protocol>(
+        payload: &[u8],
+        per_byte: usize,
+    ) -> (Result<T, Error>, usize) {
+        wire::decode_payload_spending(payload, per_byte)
+    }
+
+    /// Runs a receiver's decoder over a whole stream (hello and frames) delivered in
+    /// chunks of `chunk` bytes, with frames up to `max_frame_len` and the default budget:
+    /// the messages, and the error that ended the stream if any.
+    pub fn decode_stream<T: crate::Protocol>(
+        bytes: &[u8],
+        chunk: usize,
+        max_frame_len: usize,
+    ) -> (Vec<T>, Option<Error>) {
+        wire::decode_stream(bytes, chunk, Limits::new(max_frame_len))
+    }
+}
+
 /// Serde `with` module that encodes a `Vec<u8>` as one byte string instead of a sequence
 /// of `u8`. The macro applies it to every field whose type is written `Vec<u8>`.
 pub mod bytes {

@@ -4,6 +4,7 @@
 //! channel ends use them to check the handshake ([`Protocol`]) and to call a handler
 //! ([`Dispatch`]).
 
+use std::fmt;
 use std::future::Future;
 
 use serde::Serialize;
@@ -12,7 +13,7 @@ use serde::de::DeserializeOwned;
 /// A message type that can travel over an aiosock channel.
 ///
 /// Implemented by `#[aiosock::protocol]`. The name and fingerprint go into the hello that
-/// each side writes first (see [`wire`](crate::wire)), so that two processes built from
+/// each side writes first (see the [wire format](crate#wire-format-version-1)), so that two processes built from
 /// different enums notice it before the first message and fail with
 /// [`Error::ProtocolMismatch`](crate::Error::ProtocolMismatch).
 ///
@@ -88,4 +89,66 @@ pub trait Dispatch<H>: Protocol {
     /// Calls `handler`'s `closed` hook: the peer closed the channel and every earlier
     /// message was handled.
     fn closed(handler: &mut H) -> impl Future<Output = ()> + Send;
+}
+
+/// The name and fingerprint of a protocol, as carried in the hello.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct ProtocolId {
+    name: String,
+    fingerprint: u64,
+}
+
+impl ProtocolId {
+    pub(crate) fn new(name: String, fingerprint: u64) -> ProtocolId {
+        ProtocolId { name, fingerprint }
+    }
+
+    pub(crate) fn of<P: Protocol>() -> ProtocolId {
+        ProtocolId::new(P::NAME.to_owned(), P::FINGERPRINT)
+    }
+
+    /// The protocol's enum name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The protocol's fingerprint.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+impl fmt::Debug for ProtocolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for ProtocolId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` ({:#018x})", self.name, self.fingerprint)
+    }
+}
+
+/// Both sides of a failed protocol check, in [`Error::ProtocolMismatch`](crate::Error::ProtocolMismatch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// What this end sends.
+    pub local_sends: ProtocolId,
+    /// What this end expects to receive.
+    pub local_expects: ProtocolId,
+    /// What the peer sends.
+    pub peer_sends: ProtocolId,
+    /// What the peer expects to receive.
+    pub peer_expects: ProtocolId,
+}
+
+impl fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "protocol mismatch: this end sends {} and expects {}, the peer sends {} and expects {}",
+            self.local_sends, self.local_expects, self.peer_sends, self.peer_expects
+        )
+    }
 }

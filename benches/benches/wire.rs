@@ -26,7 +26,7 @@ const SIZES: [usize; 3] = [64, 64 << 10, 4 << 20];
 
 fn frame(msg: &Msg) -> Vec<u8> {
     let mut buf = Vec::new();
-    aiosock::wire::encode_one(&mut buf, msg, MAX).expect("encodes");
+    aiosock::__private::wire::encode_one(&mut buf, msg, MAX).expect("encodes");
     buf
 }
 
@@ -36,7 +36,7 @@ fn encode_ping(bencher: divan::Bencher<'_, '_>) {
     let mut buf = Vec::with_capacity(64);
     bencher.bench_local(|| {
         buf.clear();
-        aiosock::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
+        aiosock::__private::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
         black_box(&buf);
     });
 }
@@ -46,7 +46,7 @@ fn decode_ping(bencher: divan::Bencher<'_, '_>) {
     let bytes = frame(&Msg::Ping(u64::MAX / 3));
     bencher.bench_local(|| {
         let msg: Option<(Msg, usize)> =
-            aiosock::wire::decode_one(black_box(&bytes), MAX).expect("decodes");
+            aiosock::__private::wire::decode_one(black_box(&bytes), MAX).expect("decodes");
         black_box(msg)
     });
 }
@@ -57,7 +57,7 @@ fn encode_data(bencher: divan::Bencher<'_, '_>, len: usize) {
     let mut buf = Vec::with_capacity(len + 64);
     bencher.counter(BytesCount::new(len)).bench_local(|| {
         buf.clear();
-        aiosock::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
+        aiosock::__private::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
         black_box(&buf);
     });
 }
@@ -67,7 +67,7 @@ fn decode_data(bencher: divan::Bencher<'_, '_>, len: usize) {
     let bytes = frame(&Msg::Data(vec![0x5a; len]));
     bencher.counter(BytesCount::new(len)).bench_local(|| {
         let msg: Option<(Msg, usize)> =
-            aiosock::wire::decode_one(black_box(&bytes), MAX).expect("decodes");
+            aiosock::__private::wire::decode_one(black_box(&bytes), MAX).expect("decodes");
         black_box(msg)
     });
 }

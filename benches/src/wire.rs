@@ -32,17 +32,17 @@ pub(crate) fn run(reps: usize, quick: bool) -> String {
     for (name, shape) in shapes {
         let msg = Source::new(shape, 0).msg(7);
         let mut buf = Vec::new();
-        aiosock::wire::encode_one(&mut buf, &msg, MAX).expect("encodes");
+        aiosock::__private::wire::encode_one(&mut buf, &msg, MAX).expect("encodes");
         let encoded = buf.clone();
         let mut encode = || {
             buf.clear();
-            aiosock::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
+            aiosock::__private::wire::encode_one(&mut buf, black_box(&msg), MAX).expect("encodes");
             black_box(&buf);
         };
         out += &row(name, "encode", shape, reps, budget, &mut encode);
         let mut decode = || {
             let decoded: Option<(Msg, usize)> =
-                aiosock::wire::decode_one(black_box(&encoded), MAX).expect("decodes");
+                aiosock::__private::wire::decode_one(black_box(&encoded), MAX).expect("decodes");
             black_box(decoded);
         };
         out += &row(name, "decode", shape, reps, budget, &mut decode);

@@ -28,7 +28,7 @@ fn stalled() -> (
 ) {
     let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("socketpair");
     let mut config = Config::new();
-    config.capacity(CAPACITY);
+    config.set_capacity(CAPACITY);
     let (tx, rx) = a.with_config(config).into_split();
     (tx, rx, b)
 }

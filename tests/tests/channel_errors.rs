@@ -6,8 +6,8 @@ use std::net::Shutdown;
 use std::os::unix::net::UnixStream;
 
 use aiosock::{
-    Config, Endpoint, Error, InvalidMessage, Protocol, Receiver, SendError, Sender, TryRecvError,
-    TrySendError,
+    Config, Endpoint, Error, InvalidMessage, Part, Protocol, Receiver, SendError, Sender,
+    TryRecvError, TrySendError,
 };
 use aiosock_tests::{frame_header, guard, hello, proc_status_kib, raw_peer, write_raw};
 use proptest::prelude::*;
@@ -261,8 +261,8 @@ async fn an_allowed_huge_frame_is_not_allocated_before_its_bytes_arrive() {
     let _memory = MEMORY.lock().await;
     // The maximum allows 4 GiB frames: only the bytes that arrive may cost memory.
     let mut config = Config::new();
-    config.max_frame_len(usize::MAX);
-    assert_eq!(config.max_frame_bytes(), u32::MAX as usize);
+    config.set_max_frame_len(usize::MAX);
+    assert_eq!(config.max_frame_len(), u32::MAX as usize);
     let (_tx, mut rx, mut peer) = raw_pair(config);
     let rss = proc_status_kib("VmHWM");
     let virt = proc_status_kib("VmPeak");
@@ -277,7 +277,7 @@ async fn an_allowed_huge_frame_is_not_allocated_before_its_bytes_arrive() {
     let result = guard("recv", rx.recv()).await;
     let _peer = guard("writer", writer).await.expect("writer thread");
     match result {
-        Err(Error::Truncated { what }) => assert_eq!(what, "frame"),
+        Err(Error::Truncated { what }) => assert_eq!(what, Part::Frame),
         other => panic!("expected Truncated, got {other:?}"),
     }
     let rss_growth = proc_status_kib("VmHWM").saturating_sub(rss);
@@ -293,7 +293,7 @@ async fn an_allowed_huge_frame_is_not_allocated_before_its_bytes_arrive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_of_max_len_passes_and_max_plus_one_is_refused() {
     let mut config = Config::new();
-    config.max_frame_len(1024);
+    config.set_max_frame_len(1024);
     let (_tx, mut rx, mut peer) = raw_pair(config);
     // Variant 0 (Blob), varint 1020 (0xfb marker + u16 LE), 1020 bytes: 1024 in all.
     let mut payload = vec![0, 0xfb, 0xfc, 0x03];
@@ -318,7 +318,7 @@ async fn a_frame_of_max_len_passes_and_max_plus_one_is_refused() {
 async fn the_receivers_max_applies_to_an_aiosock_sender() {
     let (a, b) = aiosock::pair::<Raw, Raw>().expect("socketpair");
     let mut small = Config::new();
-    small.max_frame_len(100);
+    small.set_max_frame_len(100);
     let (tx, _a_rx) = a.into_split();
     let (_b_tx, mut rx) = b.with_config(small).into_split();
     // Variant, length, 98 bytes: exactly 100.
@@ -368,13 +368,13 @@ fn bad_inputs() -> Vec<BadInput> {
             name: "bad magic, short",
             bytes: b"AI".to_vec(),
             before: vec![],
-            is_expected: |e| matches!(e, Error::Truncated { what: "hello" }),
+            is_expected: |e| matches!(e, Error::Truncated { what: Part::Hello }),
         },
         BadInput {
             name: "EOF in the hello",
             bytes: full_hello[..full_hello.len() - 1].to_vec(),
             before: vec![],
-            is_expected: |e| matches!(e, Error::Truncated { what: "hello" }),
+            is_expected: |e| matches!(e, Error::Truncated { what: Part::Hello }),
         },
         BadInput {
             name: "unsupported version",
@@ -392,13 +392,13 @@ fn bad_inputs() -> Vec<BadInput> {
             name: "EOF in a frame header",
             bytes: after_hello(&[1, 0, 0]),
             before: vec![],
-            is_expected: |e| matches!(e, Error::Truncated { what: "frame" }),
+            is_expected: |e| matches!(e, Error::Truncated { what: Part::Frame }),
         },
         BadInput {
             name: "EOF in a payload",
             bytes: after_hello(&[frame(&[1, 5]), frame_header(100, 0, 0), vec![0; 10]].concat()),
             before: vec![Raw::Num(5)],
-            is_expected: |e| matches!(e, Error::Truncated { what: "frame" }),
+            is_expected: |e| matches!(e, Error::Truncated { what: Part::Frame }),
         },
         BadInput {
             name: "fds announced",
@@ -551,7 +551,7 @@ proptest! {
 async fn a_message_over_the_senders_max_comes_back_and_the_channel_goes_on() {
     let (a, b) = aiosock::pair::<Raw, Raw>().expect("socketpair");
     let mut config = Config::new();
-    config.max_frame_len(1024);
+    config.set_max_frame_len(1024);
     let (tx, _a_rx) = a.with_config(config).into_split();
     let (_b_tx, mut rx) = b.into_split();
 

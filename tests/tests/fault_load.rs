@@ -222,7 +222,7 @@ async fn a_panicking_handler_fails_its_task_and_other_channels_go_on() {
 async fn a_storm_of_cancelled_sends_and_receives_keeps_the_stream_in_sync() {
     const FUTURES: u64 = 10_000;
     let mut config = Config::new();
-    config.capacity(4 * 1024);
+    config.set_capacity(4 * 1024);
     let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("pair");
     let (tx, _a_rx) = a.with_config(config).into_split();
     let (_b_tx, mut rx) = b.into_split();

@@ -7,8 +7,12 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
+use aiosock::__private::{CountingAlloc, peak_of};
 use aiosock::{Config, Error, Receiver, Sender};
 use aiosock_tests::{frame_header, guard, hello, raw_peer, write_raw};
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 #[aiosock::protocol]
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +43,9 @@ fn open_fd_count() -> usize {
     std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
 }
 
-async fn expect_decode_error(bytes: Vec<u8>, what: &str) {
+/// Sends a valid frame, then `bytes`, and returns the error the second `recv` gives,
+/// after checking that the stream is over after it.
+async fn error_after_a_good_frame(bytes: Vec<u8>) -> Error {
     let (_tx, mut rx, mut peer) = raw_pair();
     write_raw(
         &mut peer,
@@ -49,48 +55,74 @@ async fn expect_decode_error(bytes: Vec<u8>, what: &str) {
         guard("recv", rx.recv()).await.expect("recv"),
         Some(Raw::Num(7))
     );
-    match guard("recv", rx.recv()).await {
-        Err(Error::Decode(e)) => assert!(!e.to_string().is_empty()),
-        // Bytes that happen to decode as a shorter message of the right type.
-        Err(Error::TrailingBytes { len, used }) => assert!(used < len),
-        other => panic!("{what}: expected Error::Decode or TrailingBytes, got {other:?}"),
-    }
-    assert!(
-        matches!(rx.recv().await, Ok(None)),
-        "{what}: the stream is over"
-    );
+    let err = guard("recv", rx.recv())
+        .await
+        .expect_err("the second frame is bad");
+    assert!(matches!(rx.recv().await, Ok(None)), "the stream is over");
+    err
+}
+
+/// bincode's own error inside an `Error::Decode`, as text (bincode 2.0.1 prints its
+/// error's `Debug` form).
+fn bincode_cause(err: &Error) -> String {
+    let Error::Decode(e) = err else {
+        panic!("expected Error::Decode, got {err:?}");
+    };
+    std::error::Error::source(e)
+        .expect("DecodeError has bincode's error as its source")
+        .to_string()
 }
 
 #[tokio::test]
-async fn a_payload_of_another_type_is_a_decode_error() {
-    // `Other::Float(-2.5)`: variant 0, then 8 bytes of f64 that `Raw::Text` reads as a
-    // string length and bytes that do not fit.
+async fn a_payload_of_another_type_has_trailing_bytes() {
+    // `Other::Float(-2.5)`: variant 0, then 8 bytes of f64. `Raw::Text` reads the f64's
+    // first byte (0) as an empty string, and 7 bytes are left over.
     let mut payload = vec![0];
     payload.extend((-2.5f64).to_le_bytes());
-    expect_decode_error(frame(&payload), "another type").await;
+    let err = error_after_a_good_frame(frame(&payload)).await;
+    assert!(
+        matches!(err, Error::TrailingBytes { len: 9, used: 2 }),
+        "{err:?}"
+    );
     let _ = (Other::Float(0.0), Other::Flag(true));
 }
 
 #[tokio::test]
 async fn invalid_utf8_in_a_string_is_a_decode_error() {
-    expect_decode_error(frame(&[0, 3, 0xff, 0xfe, 0xfd]), "invalid UTF-8").await;
+    let err = error_after_a_good_frame(frame(&[0, 3, 0xff, 0xfe, 0xfd])).await;
+    let cause = bincode_cause(&err);
+    assert!(cause.starts_with("Utf8"), "{cause}");
 }
 
 #[tokio::test]
 async fn a_value_out_of_range_is_a_decode_error() {
     // `Pair { a: u8, b: u16 }` with `b` = 70000 (varint: 0xfc marker, u32 LE).
-    expect_decode_error(frame(&[2, 7, 0xfc, 0x70, 0x11, 0x01, 0x00]), "u16 overflow").await;
+    let err = error_after_a_good_frame(frame(&[2, 7, 0xfc, 0x70, 0x11, 0x01, 0x00])).await;
+    let cause = bincode_cause(&err);
+    assert!(cause.starts_with("InvalidIntegerType"), "{cause}");
 }
 
-#[tokio::test]
-async fn a_string_claiming_a_huge_length_does_not_allocate_it() {
-    let before = aiosock_tests::proc_status_kib("VmHWM");
-    // `Text` with a length of 2^40 (varint 0xfd + u64) inside a 10-byte payload.
+#[test]
+fn a_string_claiming_a_huge_length_fails_without_allocating_it() {
+    // `Text` with a length of 2^40 (varint 0xfd + u64) inside a 10-byte payload. The
+    // receiver runs on this thread (a current-thread runtime), where the counting
+    // allocator measures what receiving the frame allocates.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (_tx, mut rx, mut peer) = rt.block_on(async { raw_pair() });
     let mut payload = vec![0, 0xfd];
     payload.extend((1u64 << 40).to_le_bytes());
-    expect_decode_error(frame(&payload), "huge string").await;
-    let grown = aiosock_tests::proc_status_kib("VmHWM").saturating_sub(before);
-    assert!(grown < 64 * 1024, "peak memory grew by {grown} KiB");
+    write_raw(
+        &mut peer,
+        &[hello::<Raw, Raw>(), frame(&[1, 7]), frame(&payload)].concat(),
+    );
+    assert_eq!(rt.block_on(rx.recv()).expect("recv"), Some(Raw::Num(7)));
+    let (result, peak) = peak_of(|| rt.block_on(rx.recv()));
+    let cause = bincode_cause(&result.expect_err("a bad frame"));
+    assert!(cause.starts_with("UnexpectedEnd"), "{cause}");
+    assert!(peak < 4096, "receiving the frame allocated {peak} bytes");
 }
 
 #[tokio::test]
@@ -192,4 +224,70 @@ async fn end_of_file_before_any_byte_is_a_clean_close() {
     let (_tx, mut rx, peer) = raw_pair();
     drop(peer);
     assert!(matches!(guard("recv", rx.recv()).await, Ok(None)));
+}
+
+/// Shapes that amplify: a frame of `None`s, and zero-sized elements.
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq)]
+enum Wide {
+    Nones(Vec<Option<[u64; 32]>>),
+    Units(std::collections::BTreeSet<()>),
+}
+
+fn wide_pair() -> (Receiver<Wide>, UnixStream) {
+    let (ours, theirs) = aiosock::pair::<Wide, Wide>().expect("pair");
+    let (_tx, rx) = ours.into_split();
+    let mut peer = raw_peer(theirs);
+    write_raw(&mut peer, &hello::<Wide, Wide>());
+    (rx, peer)
+}
+
+#[test]
+fn a_frame_of_nones_is_refused_before_its_memory_is_allocated() {
+    // 1 MiB of `None`s would be 264 MiB of `Option<[u64; 32]>` without the budget.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (mut rx, mut peer) = rt.block_on(async { wide_pair() });
+    let mut payload = vec![0, 0xfc];
+    payload.extend((1u32 << 20).to_le_bytes());
+    payload.resize(payload.len() + (1 << 20), 0);
+    let writer = std::thread::spawn(move || {
+        write_raw(&mut peer, &frame(&payload));
+        peer
+    });
+    let (result, peak) = peak_of(|| rt.block_on(rx.recv()));
+    let len = (1 << 20) + 6;
+    let budget = 16 * len + aiosock::Config::DECODE_ALLOWANCE;
+    assert!(
+        matches!(result, Err(Error::OverBudget { len: l, budget: b }) if (l, b) == (len, budget)),
+        "{result:?}"
+    );
+    // The read buffer (at most twice the frame) plus what the budget allows.
+    let bound = 2 * (len + 64 * 1024) + aiosock::__private::wire::MEMORY_PER_UNIT * budget;
+    assert!(peak <= bound, "{peak} bytes allocated, bound {bound}");
+    drop(writer.join().expect("writer"));
+}
+
+#[tokio::test]
+async fn a_claim_of_2_to_the_60_zero_sized_elements_fails_promptly() {
+    // `Units(BTreeSet<()>)` claiming 2^60 elements in a 10-byte frame: without a budget
+    // the receiving thread would insert `()` for centuries, and no timeout could fire.
+    let (mut rx, mut peer) = wide_pair();
+    let mut payload = vec![1, 0xfd];
+    payload.extend((1u64 << 60).to_le_bytes());
+    write_raw(&mut peer, &frame(&payload));
+    let result = guard("recv", rx.recv()).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::OverBudget {
+                len: 10,
+                budget: 4256
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(matches!(rx.recv().await, Ok(None)), "the stream is over");
 }

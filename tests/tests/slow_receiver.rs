@@ -21,7 +21,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 async fn a_slow_receiver_blocks_the_sender_without_loss_or_growth() {
     let secs = env_or("AIOSOCK_SLOW_SECS", 3);
     let mut config = Config::new();
-    config.capacity(64 * 1024);
+    config.set_capacity(64 * 1024);
     let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("pair");
     let (tx, _a_rx) = a.with_config(config).into_split();
     let (_b_tx, mut rx) = b.into_split();

@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (msgs, _err) =
-        aiosock::wire::decode_stream::<Msg>(stream, usize::from(chunk) + 1, 1 << 16);
+        aiosock::__private::wire::decode_stream::<Msg>(stream, usize::from(chunk) + 1, 1 << 16);
     // Every message took at least a frame header.
-    assert!(msgs.len() <= stream.len() / aiosock::wire::HEADER_LEN);
+    assert!(msgs.len() <= stream.len() / aiosock::__private::wire::HEADER_LEN);
 });

@@ -1,7 +1,15 @@
 //! The protocol the fuzz targets decode, shared with the seed generator.
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, LinkedList};
+
+/// A value with a large in-memory size and a one-byte `None`.
+pub type Big = [u64; 32];
+
 /// A protocol with every shape the decoder meets: integers, floats, chars, strings, byte
-/// strings, options, sequences, and recursion (decoding depth is limited).
+/// strings, options, sequences, maps, arrays, boxes and recursion, and the shapes that
+/// amplify (options of large values, sequences and sets of zero-sized elements, maps with
+/// unit values, sequences of empty strings and buffers), so that the fuzzer hunts for
+/// inputs that break the decode budget's bounds, not only for crashes.
 #[aiosock::protocol]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Msg {
@@ -26,4 +34,32 @@ pub enum Msg {
     Float(f64, char),
     /// Recursion, for the depth limit.
     Nested(Box<Msg>),
+    /// Options of a large value: one byte each when `None`.
+    NoneOfBig(Vec<Option<Big>>),
+    /// Zero-sized elements.
+    Units(Vec<()>),
+    /// A set of a zero-sized type.
+    UnitSet(BTreeSet<()>),
+    /// A hash set of a zero-sized type.
+    UnitHashSet(HashSet<()>),
+    /// A map with unit values.
+    UnitMap(BTreeMap<u32, ()>),
+    /// Strings, empty ones one byte each.
+    Strings(Vec<String>),
+    /// Buffers as sequences of bytes.
+    Buffers(Vec<Vec<u8>>),
+    /// An array.
+    Array(Big),
+    /// Wide integers and chars.
+    Wide(Vec<(i128, char)>),
+    /// A hash map.
+    Hash(HashMap<u64, String>),
+    /// An ordered set.
+    Set(BTreeSet<u64>),
+    /// A linked list of a zero-sized type.
+    List(LinkedList<()>),
+    /// Boxed options of a large value.
+    Boxes(Vec<Box<Option<Big>>>),
+    /// Single-entry maps of a large value.
+    Singletons(Vec<BTreeMap<u8, Big>>),
 }

@@ -2,10 +2,17 @@
 
 use std::time::Duration;
 
-/// Settings of one channel end: buffer capacity, maximum frame length and linger.
+use crate::wire;
+
+/// Settings of one channel end: outgoing capacity, maximum frame length, decode budget and
+/// linger.
 ///
 /// Set them on an [`Endpoint`](crate::Endpoint) before [`into_split`](crate::Endpoint::into_split).
 /// Each end has its own settings; the peer's do not matter to this end.
+///
+/// Each setting has one name: `set_x` changes it (and returns `&mut Config`, so settings
+/// chain) and `x` reads it, as tokio-util's `LengthDelimitedCodec` does with
+/// `set_max_frame_length` and `max_frame_length`.
 ///
 /// # Examples
 ///
@@ -14,15 +21,20 @@ use std::time::Duration;
 ///
 /// let mut config = aiosock::Config::new();
 /// config
-///     .capacity(64 * 1024)
-///     .max_frame_len(1024 * 1024)
-///     .linger(Duration::from_secs(1));
-/// assert_eq!(config.capacity_bytes(), 64 * 1024);
+///     .set_capacity(64 * 1024)
+///     .set_max_frame_len(1024 * 1024)
+///     .set_decode_budget(8)
+///     .set_linger(Duration::from_secs(1));
+/// assert_eq!(config.capacity(), 64 * 1024);
+/// assert_eq!(config.max_frame_len(), 1024 * 1024);
+/// assert_eq!(config.decode_budget(), 8);
+/// assert_eq!(config.linger(), Duration::from_secs(1));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     capacity: usize,
     max_frame_len: usize,
+    decode_budget: usize,
     linger: Duration,
 }
 
@@ -31,16 +43,23 @@ impl Config {
     pub const DEFAULT_CAPACITY: usize = 256 * 1024;
     /// The default maximum frame length: 64 MiB.
     pub const DEFAULT_MAX_FRAME_LEN: usize = 64 * 1024 * 1024;
+    /// The default decode budget: 16 units per payload byte.
+    pub const DEFAULT_DECODE_BUDGET: usize = wire::DEFAULT_DECODE_BUDGET;
+    /// Units every incoming frame may spend beyond its per-byte budget: 4096, so that
+    /// small messages with large in-memory values still decode.
+    pub const DECODE_ALLOWANCE: usize = wire::ALLOWANCE;
     /// The default linger: 5 seconds.
     pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
     /// The defaults: [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY),
-    /// [`DEFAULT_MAX_FRAME_LEN`](Self::DEFAULT_MAX_FRAME_LEN) and
+    /// [`DEFAULT_MAX_FRAME_LEN`](Self::DEFAULT_MAX_FRAME_LEN),
+    /// [`DEFAULT_DECODE_BUDGET`](Self::DEFAULT_DECODE_BUDGET) and
     /// [`DEFAULT_LINGER`](Self::DEFAULT_LINGER).
     pub fn new() -> Config {
         Config {
             capacity: Self::DEFAULT_CAPACITY,
             max_frame_len: Self::DEFAULT_MAX_FRAME_LEN,
+            decode_budget: Self::DEFAULT_DECODE_BUDGET,
             linger: Self::DEFAULT_LINGER,
         }
     }
@@ -50,39 +69,73 @@ impl Config {
     /// A send is accepted while fewer than `bytes` are queued, so the queue holds at most
     /// `bytes` plus one message. While the end's writer hands one batch to the kernel, the
     /// next one fills, so memory for outgoing messages stays under twice that.
-    pub fn capacity(&mut self, bytes: usize) -> &mut Config {
+    pub fn set_capacity(&mut self, bytes: usize) -> &mut Config {
         self.capacity = bytes.max(1);
         self
+    }
+
+    /// The outgoing capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The limits the receiver decodes within.
+    pub(crate) fn limits(&self) -> wire::Limits {
+        wire::Limits {
+            max_frame_len: self.max_frame_len,
+            decode_budget: self.decode_budget,
+        }
     }
 
     /// Sets the largest frame payload this end sends or accepts, in bytes (at most
     /// `u32::MAX`). A larger incoming frame is [`Error::FrameTooLarge`](crate::Error::FrameTooLarge),
     /// found from its header before anything is allocated for it; a larger outgoing message
     /// is refused by `send` with [`InvalidMessage::TooLarge`](crate::InvalidMessage::TooLarge).
-    pub fn max_frame_len(&mut self, bytes: usize) -> &mut Config {
+    pub fn set_max_frame_len(&mut self, bytes: usize) -> &mut Config {
         self.max_frame_len = bytes.min(u32::MAX as usize);
         self
     }
 
+    /// The maximum frame payload length in bytes.
+    pub fn max_frame_len(&self) -> usize {
+        self.max_frame_len
+    }
+
+    /// Sets how much decoding one incoming frame may spend, in units per payload byte (at
+    /// least 1).
+    ///
+    /// Decoding a message costs one unit for every value in it (each integer, string,
+    /// option, enum, element of a sequence or entry of a map, even a zero-sized one) plus
+    /// one unit for every byte of memory the value needs outside its parent: the in-memory
+    /// size of each sequence element and map entry, of each boxed value, and the length of
+    /// each string and byte string. A frame of `n` payload bytes may spend
+    /// `budget × n + 4096` units ([`DECODE_ALLOWANCE`](Self::DECODE_ALLOWANCE));
+    /// the first unit over that fails the frame with
+    /// [`Error::OverBudget`](crate::Error::OverBudget), before the value is allocated.
+    ///
+    /// So a frame of `n` bytes costs the receiver at most `budget × n + 4096` steps of
+    /// work, and the memory decoding it allocates stays under 16 bytes per unit (at most
+    /// 4 for vectors, strings and hash maps; collections grow by doubling). See the crate docs' [decode budget](crate#the-decode-budget)
+    /// section for what fits under the default of 16 and when to raise it.
+    pub fn set_decode_budget(&mut self, units_per_byte: usize) -> &mut Config {
+        self.decode_budget = units_per_byte.max(1);
+        self
+    }
+
+    /// The decode budget in units per payload byte.
+    pub fn decode_budget(&self) -> usize {
+        self.decode_budget
+    }
+
     /// Sets how long the end may block, when the runtime it is attached to shuts down, to
     /// hand messages that `send` already accepted to the kernel (as `SO_LINGER` does).
-    pub fn linger(&mut self, linger: Duration) -> &mut Config {
+    pub fn set_linger(&mut self, linger: Duration) -> &mut Config {
         self.linger = linger;
         self
     }
 
-    /// The outgoing capacity in bytes.
-    pub fn capacity_bytes(&self) -> usize {
-        self.capacity
-    }
-
-    /// The maximum frame payload length in bytes.
-    pub fn max_frame_bytes(&self) -> usize {
-        self.max_frame_len
-    }
-
     /// The linger duration.
-    pub fn linger_duration(&self) -> Duration {
+    pub fn linger(&self) -> Duration {
         self.linger
     }
 }

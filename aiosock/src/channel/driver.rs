@@ -22,7 +22,8 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
 use crate::channel::Config;
-use crate::error::{InvalidMessage, ProtocolId};
+use crate::error::InvalidMessage;
+use crate::protocol::ProtocolId;
 use crate::sys::{self, SharedFd, Socket};
 use crate::wire;
 
@@ -85,7 +86,7 @@ impl Shared {
         sends: ProtocolId,
         expects: ProtocolId,
     ) -> Shared {
-        let mut buf = Vec::with_capacity(config.capacity_bytes().min(64 * 1024));
+        let mut buf = Vec::with_capacity(config.capacity().min(64 * 1024));
         wire::encode_hello(
             &mut buf,
             (sends.name(), sends.fingerprint()),
@@ -174,11 +175,11 @@ impl Shared {
         if st.closed {
             return Err(Refused::Closed);
         }
-        if bounded && st.buf.len() >= self.config.capacity_bytes() {
+        if bounded && st.buf.len() >= self.config.capacity() {
             return Err(Refused::Full);
         }
         let before = st.buf.len();
-        wire::encode_frame(&mut st.buf, msg, self.config.max_frame_bytes())
+        wire::encode_frame(&mut st.buf, msg, self.config.max_frame_len())
             .map_err(Refused::Invalid)?;
         st.queued += (st.buf.len() - before) as u64;
         let wake = match std::mem::replace(&mut st.writer, Writer::Running) {
@@ -234,7 +235,7 @@ impl Shared {
 
     /// Waits for space in the buffer; `Err` once closed.
     pub(crate) async fn ready(&self) -> Result<(), ()> {
-        let cap = self.config.capacity_bytes();
+        let cap = self.config.capacity();
         self.wait_until(|st| match () {
             () if st.closed => Some(Err(())),
             () if st.buf.len() < cap => Some(Ok(())),
@@ -327,7 +328,7 @@ impl Shared {
                 st.writer = Writer::Gone;
                 let pending = std::mem::take(&mut st.buf);
                 drop(st);
-                let deadline = Instant::now() + self.config.linger_duration();
+                let deadline = Instant::now() + self.config.linger();
                 let _ = sys::send_all_blocking(self.fd(), &pending, deadline);
                 sys::shutdown_write(self.fd());
             }
@@ -387,7 +388,7 @@ impl WriterTask {
             let len = self.batch.len() as u64;
             self.batch.clear();
             // Keep a large batch buffer while large batches keep coming.
-            let cap = self.shared.config.capacity_bytes();
+            let cap = self.shared.config.capacity();
             if self.batch.capacity() > 4 * cap && len < self.batch.capacity() as u64 / 8 {
                 self.batch.shrink_to(cap);
             }
@@ -440,7 +441,7 @@ impl Drop for WriterTask {
         pending.extend_from_slice(&st.buf);
         st.buf = Vec::new();
         drop(st);
-        let deadline = Instant::now() + self.shared.config.linger_duration();
+        let deadline = Instant::now() + self.shared.config.linger();
         let _ = sys::send_all_blocking(self.shared.fd(), &pending, deadline);
         sys::shutdown_write(self.shared.fd());
         self.shared.events.notify_waiters();

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use crate::Protocol;
 use crate::channel::driver::Shared;
 use crate::channel::{Config, Receiver, Sender};
-use crate::error::{Error, ProtocolId};
+use crate::error::Error;
+use crate::protocol::ProtocolId;
 use crate::sys::{self, Socket};
 
 /// One end of a connection: sends `Out` and receives `In`.

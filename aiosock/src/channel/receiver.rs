@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use crate::channel::driver::Shared;
-use crate::error::{Error, ProtocolId, TryRecvError};
+use crate::error::{Error, Part, TryRecvError};
+use crate::protocol::ProtocolId;
 use crate::wire::{Decoded, Decoder};
 use crate::{Dispatch, Protocol, sys};
 
@@ -71,14 +72,14 @@ pub struct Receiver<T> {
 
 impl<T: Protocol> Receiver<T> {
     pub(crate) fn new(shared: Arc<Shared>, sends: ProtocolId, expects: ProtocolId) -> Receiver<T> {
-        let max_frame_len = shared.config.max_frame_bytes();
+        let limits = shared.config.limits();
         Receiver {
             shared,
             buf: Vec::new(),
             start: 0,
             end: 0,
             need: 0,
-            decoder: Decoder::new(sends, expects, max_frame_len),
+            decoder: Decoder::new(sends, expects, limits),
             eof: false,
             failed: false,
             observer: None,
@@ -329,9 +330,9 @@ impl<T: Protocol> Receiver<T> {
         if self.start == self.end {
             Ok(None)
         } else if self.decoder.awaiting_hello() {
-            Err(Error::Truncated { what: "hello" })
+            Err(Error::Truncated { what: Part::Hello })
         } else {
-            Err(Error::Truncated { what: "frame" })
+            Err(Error::Truncated { what: Part::Frame })
         }
     }
 

@@ -121,7 +121,7 @@ impl<T: Protocol> Sender<T> {
     /// ```
     /// # #[aiosock::protocol] enum Msg { Tick }
     /// let mut config = aiosock::Config::new();
-    /// config.capacity(1);
+    /// config.set_capacity(1);
     /// let (a, _b) = aiosock::pair::<Msg, Msg>()?;
     /// let (tx, _rx) = a.with_config(config).into_split();
     /// // No runtime here: the hello stays queued, so the buffer is already at capacity.

@@ -11,3 +11,5 @@ mod unix;
 
 #[cfg(unix)]
 pub(crate) use unix::*;
+
+pub(crate) mod alloc;

@@ -2,8 +2,9 @@
 
 use serde::de::DeserializeOwned;
 
-use super::{FrameHeader, HEADER_LEN, PeerHello, decode_payload};
-use crate::error::{Error, ProtocolId};
+use super::{FrameHeader, HEADER_LEN, Limits, PeerHello, decode_payload};
+use crate::error::{Error, Part};
+use crate::protocol::ProtocolId;
 
 /// What the decoder made of the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -21,14 +22,14 @@ pub(crate) enum Decoded<T> {
 pub(crate) struct Decoder {
     /// What this side sends and expects, until the peer's hello was checked.
     hello: Option<(ProtocolId, ProtocolId)>,
-    max_frame_len: usize,
+    limits: Limits,
 }
 
 impl Decoder {
-    pub(crate) fn new(sends: ProtocolId, expects: ProtocolId, max_frame_len: usize) -> Decoder {
+    pub(crate) fn new(sends: ProtocolId, expects: ProtocolId, limits: Limits) -> Decoder {
         Decoder {
             hello: Some((sends, expects)),
-            max_frame_len,
+            limits,
         }
     }
 
@@ -50,13 +51,13 @@ impl Decoder {
                 }
             };
         }
-        let Some(header) = FrameHeader::decode(buf, self.max_frame_len)? else {
+        let Some(header) = FrameHeader::decode(buf, self.limits.max_frame_len)? else {
             return Ok(Decoded::Need(HEADER_LEN));
         };
         let Some(payload) = buf.get(HEADER_LEN..header.frame_len()) else {
             return Ok(Decoded::Need(header.frame_len()));
         };
-        let msg = decode_payload(payload)?;
+        let msg = decode_payload(payload, self.limits.decode_budget)?;
         Ok(Decoded::Message {
             msg,
             used: header.frame_len(),
@@ -67,14 +68,13 @@ impl Decoder {
 /// Runs the decoder over `bytes` as a receiver of `T` expecting the peer to send `T` and
 /// expect `T` would, delivering them in chunks of `chunk` bytes (at least 1). Returns the
 /// messages decoded, and the error that ended the stream if any. For fuzzing and tests.
-#[doc(hidden)]
-pub fn decode_stream<T: crate::Protocol>(
+pub(crate) fn decode_stream<T: crate::Protocol>(
     bytes: &[u8],
     chunk: usize,
-    max_frame_len: usize,
+    limits: Limits,
 ) -> (Vec<T>, Option<Error>) {
     let me = ProtocolId::of::<T>();
-    let mut decoder = Decoder::new(me.clone(), me, max_frame_len);
+    let mut decoder = Decoder::new(me.clone(), me, limits);
     let mut msgs = Vec::new();
     let mut start = 0;
     let mut end = 0;
@@ -90,9 +90,9 @@ pub fn decode_stream<T: crate::Protocol>(
             Ok(Decoded::Need(_)) if end == bytes.len() => {
                 let err = (start < end).then_some(Error::Truncated {
                     what: if decoder.awaiting_hello() {
-                        "hello"
+                        Part::Hello
                     } else {
-                        "frame"
+                        Part::Frame
                     },
                 });
                 return (msgs, err);
@@ -154,7 +154,7 @@ mod tests {
             chunk in 1usize..64,
         ) {
             let bytes = stream(&msgs);
-            let (got, err) = decode_stream::<Msg>(&bytes, chunk, 1 << 20);
+            let (got, err) = decode_stream::<Msg>(&bytes, chunk, Limits::new(1 << 20));
             prop_assert!(err.is_none(), "{err:?}");
             prop_assert_eq!(got, msgs);
         }
@@ -173,7 +173,7 @@ mod tests {
             }
             bytes.truncate(cut % (bytes.len() + 1));
             // Whatever happens, no panic, and no more messages than frames were written.
-            let (got, _err) = decode_stream::<Msg>(&bytes, chunk, 1 << 20);
+            let (got, _err) = decode_stream::<Msg>(&bytes, chunk, Limits::new(1 << 20));
             prop_assert!(got.len() <= msgs.len() + bytes.len() / 8);
         }
 
@@ -184,7 +184,7 @@ mod tests {
         ) {
             let mut bytes = stream(&[]);
             bytes.extend(tail);
-            let _ = decode_stream::<Msg>(&bytes, chunk, 4096);
+            let _ = decode_stream::<Msg>(&bytes, chunk, Limits::new(4096));
         }
     }
 
@@ -197,7 +197,7 @@ mod tests {
         bytes.extend((payload.len() as u32).to_le_bytes());
         bytes.extend([0, 0, 0, 0]);
         bytes.extend(payload);
-        let (got, err) = decode_stream::<Msg>(&bytes, 64, 1 << 20);
+        let (got, err) = decode_stream::<Msg>(&bytes, 64, Limits::new(1 << 20));
         assert!(got.is_empty());
         assert!(matches!(err, Some(Error::Decode(_))), "{err:?}");
     }
@@ -223,16 +223,17 @@ mod tests {
         // `Node(Node(Node(…)))` a million levels deep: one byte (variant 1) per level.
         let mut payload = vec![1u8; 1_000_000];
         payload.extend([0, 0]); // Leaf("")
-        let (got, err) = decode_stream::<Tree>(&tree_frames(&payload), 1 << 20, 1 << 21);
+        let (got, err) =
+            decode_stream::<Tree>(&tree_frames(&payload), 1 << 20, Limits::new(1 << 21));
         assert!(got.is_empty());
-        let Some(Error::Decode(e)) = err else {
-            panic!("expected a decode error, got {err:?}");
-        };
-        assert!(e.to_string().contains("nests deeper"), "{e}");
+        assert!(
+            matches!(err, Some(Error::TooDeep { max: 128 })),
+            "expected TooDeep, got {err:?}"
+        );
         // Through sequences too: `Many([Many([…])])`.
         let payload: Vec<u8> = std::iter::repeat_n([2u8, 1], 100_000).flatten().collect();
-        let (_, err) = decode_stream::<Tree>(&tree_frames(&payload), 1 << 20, 1 << 21);
-        assert!(matches!(err, Some(Error::Decode(_))), "{err:?}");
+        let (_, err) = decode_stream::<Tree>(&tree_frames(&payload), 1 << 20, Limits::new(1 << 21));
+        assert!(matches!(err, Some(Error::TooDeep { max: 128 })), "{err:?}");
     }
 
     #[test]
@@ -247,7 +248,7 @@ mod tests {
         }
         let mut bytes = hello_of::<Tree>();
         encode_frame(&mut bytes, &tree, 1 << 20).unwrap();
-        let (got, err) = decode_stream::<Tree>(&bytes, 5, 1 << 20);
+        let (got, err) = decode_stream::<Tree>(&bytes, 5, Limits::new(1 << 20));
         assert!(err.is_none(), "{err:?}");
         assert_eq!(got, [tree]);
     }
@@ -257,7 +258,7 @@ mod tests {
         let mut bytes = Vec::new();
         encode_hello(&mut bytes, ("Other", 1), ("Other", 1));
         encode_frame(&mut bytes, &Msg::Unit, 1 << 20).unwrap();
-        let (got, err) = decode_stream::<Msg>(&bytes, 7, 1 << 20);
+        let (got, err) = decode_stream::<Msg>(&bytes, 7, Limits::new(1 << 20));
         assert!(got.is_empty());
         assert!(matches!(err, Some(Error::ProtocolMismatch(_))), "{err:?}");
     }
@@ -265,10 +266,10 @@ mod tests {
     #[test]
     fn a_stream_cut_mid_frame_is_truncated_after_the_whole_messages() {
         let bytes = stream(&[Msg::Num(1), Msg::Text { s: "abc".into() }]);
-        let (got, err) = decode_stream::<Msg>(&bytes[..bytes.len() - 1], 3, 1 << 20);
+        let (got, err) = decode_stream::<Msg>(&bytes[..bytes.len() - 1], 3, Limits::new(1 << 20));
         assert_eq!(got, [Msg::Num(1)]);
         assert!(
-            matches!(err, Some(Error::Truncated { what: "frame" })),
+            matches!(err, Some(Error::Truncated { what: Part::Frame })),
             "{err:?}"
         );
     }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::HEADER_LEN;
-use super::guard::DepthGuarded;
+use super::budget::{Budget, Budgeted, Exceeded, MAX_DEPTH, units_for};
 use crate::error::{DecodeError, EncodeError, Error, InvalidMessage};
 
 const CONFIG: Configuration = standard();
@@ -74,54 +74,53 @@ pub(crate) fn encode_frame<T: Serialize>(
     result
 }
 
-/// Decodes one message from a whole payload, which it must consume exactly.
+/// Decodes one message from a whole payload, which it must consume exactly, spending at
+/// most `per_byte` units of decode budget per payload byte (plus the fixed allowance).
 ///
-/// # Allocation
+/// # Allocation and work
 ///
-/// Decoding goes through [`DepthGuarded`](super::guard): nesting deeper than
-/// [`MAX_DEPTH`](super::guard::MAX_DEPTH) levels is a decode error (no stack overflow), and
-/// strings and byte buffers are decoded borrowed, so a claimed length is checked against
-/// the payload before anything is allocated.
-///
-/// As a second line, for paths that still allocate from a length (bincode's own owned
-/// decoding), decoding runs with a bincode limit on the bytes it may claim in total. bincode claims each value's size
-/// in memory (a `u128` written as one varint byte claims 16), so a valid message claims at
-/// most 16 times its payload; the limit is that, rounded up to the next of a few fixed
-/// steps (64 KiB, then each 16 times the last). A hostile length inside a small frame
-/// therefore fails with a decode error after claiming at most 256 times the frame's size
-/// (at least 64 KiB), never the length it announces. Sequences and maps go through serde,
-/// which caps what it reserves up front.
-pub(crate) fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, Error> {
-    let n = payload.len().saturating_mul(16);
-    let decoded = if n <= 1 << 16 {
-        decode_limited::<T, { 1 << 16 }>(payload)
-    } else if n <= 1 << 20 {
-        decode_limited::<T, { 1 << 20 }>(payload)
-    } else if n <= 1 << 24 {
-        decode_limited::<T, { 1 << 24 }>(payload)
-    } else if n <= 1 << 28 {
-        decode_limited::<T, { 1 << 28 }>(payload)
-    } else if n <= 1 << 32 {
-        decode_limited::<T, { 1 << 32 }>(payload)
-    } else {
-        decode_limited::<T, { 1 << 36 }>(payload)
-    };
-    let (msg, used) = decoded.map_err(|source| Error::Decode(DecodeError(source)))?;
-    if used != payload.len() {
-        return Err(Error::TrailingBytes {
-            len: payload.len(),
-            used,
-        });
-    }
-    Ok(msg)
+/// Decoding goes through [`Budgeted`](super::budget): every value is charged before it is
+/// decoded, so a payload that would make the receiver build more than its budget allows
+/// fails with [`Error::OverBudget`] before the allocation, and nesting deeper than
+/// [`MAX_DEPTH`](super::budget::MAX_DEPTH) levels fails with [`Error::TooDeep`] (no stack
+/// overflow). Strings and byte buffers are decoded borrowed, so a claimed length is checked
+/// against the payload before anything is allocated.
+pub(crate) fn decode_payload<T: DeserializeOwned>(
+    payload: &[u8],
+    per_byte: usize,
+) -> Result<T, Error> {
+    decode_payload_spending(payload, per_byte).0
 }
 
-fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(
+/// [`decode_payload`], also returning the budget units spent.
+pub(crate) fn decode_payload_spending<T: DeserializeOwned>(
     payload: &[u8],
-) -> Result<(T, usize), bincode::error::DecodeError> {
-    let config = CONFIG.with_limit::<LIMIT>();
-    bincode::serde::borrow_decode_from_slice::<DepthGuarded<T>, _>(payload, config)
-        .map(|(DepthGuarded(msg), used)| (msg, used))
+    per_byte: usize,
+) -> (Result<T, Error>, usize) {
+    let units = units_for(payload.len(), per_byte);
+    let budget = Budget::new(units);
+    let decoded =
+        bincode::serde::seed_decode_from_slice(Budgeted::<T>::new(&budget), payload, CONFIG);
+    (
+        checked(payload.len(), units, &budget, decoded),
+        units - budget.left(),
+    )
+}
+
+fn checked<T>(
+    len: usize,
+    units: usize,
+    budget: &Budget,
+    decoded: Result<(T, usize), bincode::error::DecodeError>,
+) -> Result<T, Error> {
+    // A limit of ours that was hit decides the error, even if a visitor swallowed it.
+    match (budget.exceeded(), decoded) {
+        (Some(Exceeded::Budget), _) => Err(Error::OverBudget { len, budget: units }),
+        (Some(Exceeded::Depth), _) => Err(Error::TooDeep { max: MAX_DEPTH }),
+        (None, Err(source)) => Err(Error::Decode(DecodeError(source))),
+        (None, Ok((_, used))) if used != len => Err(Error::TrailingBytes { len, used }),
+        (None, Ok((msg, _))) => Ok(msg),
+    }
 }
 
 /// A bincode writer that appends to a `Vec<u8>`.
@@ -161,7 +160,7 @@ mod tests {
             let Some(payload) = bytes.get(at + HEADER_LEN..at + h.frame_len()) else {
                 break;
             };
-            out.push(decode_payload(payload)?);
+            out.push(decode_payload(payload, 16)?);
             at += h.frame_len();
         }
         Ok(out)
@@ -252,13 +251,19 @@ mod tests {
         let msg = Msg::Items(vec![7; 100_000]);
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, &msg, usize::MAX).unwrap();
-        assert_eq!(decode_payload::<Msg>(&bytes[HEADER_LEN..]).unwrap(), msg);
+        assert_eq!(
+            decode_payload::<Msg>(&bytes[HEADER_LEN..], 16).unwrap(),
+            msg
+        );
         let text = Msg::Text {
             s: "x".repeat(4079),
         };
         let mut bytes = Vec::new();
         encode_frame(&mut bytes, &text, usize::MAX).unwrap();
-        assert_eq!(decode_payload::<Msg>(&bytes[HEADER_LEN..]).unwrap(), text);
+        assert_eq!(
+            decode_payload::<Msg>(&bytes[HEADER_LEN..], 16).unwrap(),
+            text
+        );
     }
 
     #[test]
@@ -266,7 +271,7 @@ mod tests {
         let mut payload = frame(&Msg::Unit)[HEADER_LEN..].to_vec();
         payload.push(0);
         assert!(matches!(
-            decode_payload::<Msg>(&payload),
+            decode_payload::<Msg>(&payload, 16),
             Err(Error::TrailingBytes { len: 2, used: 1 })
         ));
     }
@@ -277,22 +282,25 @@ mod tests {
         let mut payload = vec![2, 0xfd];
         payload.extend((1u64 << 60).to_le_bytes());
         assert!(matches!(
-            decode_payload::<Msg>(&payload),
+            decode_payload::<Msg>(&payload, 16),
             Err(Error::Decode(_))
         ));
         // Variant 1 (Text) with a string length of 2^60.
         payload[0] = 1;
         assert!(matches!(
-            decode_payload::<Msg>(&payload),
+            decode_payload::<Msg>(&payload, 16),
             Err(Error::Decode(_))
         ));
     }
 
     #[test]
     fn bad_discriminant_and_utf8_are_decode_errors() {
-        assert!(matches!(decode_payload::<Msg>(&[7]), Err(Error::Decode(_))));
         assert!(matches!(
-            decode_payload::<Msg>(&[1, 2, 0xff, 0xfe]),
+            decode_payload::<Msg>(&[7], 16),
+            Err(Error::Decode(_))
+        ));
+        assert!(matches!(
+            decode_payload::<Msg>(&[1, 2, 0xff, 0xfe], 16),
             Err(Error::Decode(_))
         ));
     }

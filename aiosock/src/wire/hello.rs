@@ -1,7 +1,8 @@
 //! The hello that starts each direction of a connection.
 
 use super::{HELLO_FIXED_LEN, MAGIC, MAX_NAME_LEN, VERSION};
-use crate::error::{Error, ProtocolId};
+use crate::error::Error;
+use crate::protocol::ProtocolId;
 
 /// Appends the hello of a side that sends `sends` and expects `expects`.
 pub(crate) fn encode_hello(out: &mut Vec<u8>, sends: (&str, u64), expects: (&str, u64)) {
@@ -88,12 +89,14 @@ impl PeerHello {
         if self.sends == expects && self.expects == sends {
             Ok(())
         } else {
-            Err(Error::ProtocolMismatch(Box::new(crate::error::Mismatch {
-                local_sends: sends,
-                local_expects: expects,
-                peer_sends: self.sends,
-                peer_expects: self.expects,
-            })))
+            Err(Error::ProtocolMismatch(Box::new(
+                crate::protocol::Mismatch {
+                    local_sends: sends,
+                    local_expects: expects,
+                    peer_sends: self.sends,
+                    peer_expects: self.expects,
+                },
+            )))
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Writes the seed corpus for `decode_stream`: real streams, captured from a real pair,
-//! each prefixed with a chunk-size byte. Run: `cargo +nightly run --bin make_seeds`.
+//! Writes the seed corpora: for `decode_stream`, real streams captured from a real pair,
+//! each prefixed with a chunk-size byte; for `decode_budget`, one payload per message,
+//! prefixed with a budget byte. Run: `cargo +nightly run --release --bin make_seeds`.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 
 use aiosock::Bytes;
-use aiosock_fuzz::Msg;
+use aiosock_fuzz::{Big, Msg};
 
 fn capture(msgs: Vec<Msg>) -> Vec<u8> {
     let (a, b) = aiosock::pair::<Msg, Msg>().expect("pair");
@@ -40,7 +41,36 @@ fn main() {
         vec![Msg::Maybe(Some(vec![None, Some(9)])), Msg::Maybe(None)],
         vec![Msg::Float(1.5, 'λ'), Msg::Unit, Msg::Num(u64::MAX, i32::MIN)],
         vec![Msg::Nested(Box::new(Msg::Nested(Box::new(Msg::Text { s: "deep".into() }))))],
+        vec![
+            Msg::NoneOfBig(vec![None, Some([3; 32]), None]),
+            Msg::Units(vec![(); 5]),
+            Msg::UnitSet([()].into_iter().collect()),
+            Msg::UnitHashSet([()].into_iter().collect()),
+            Msg::UnitMap([(1, ()), (70_000, ())].into_iter().collect()),
+        ],
+        vec![
+            Msg::Strings(vec![String::new(), "ab".into()]),
+            Msg::Buffers(vec![vec![], vec![1, 2]]),
+            Msg::Array([7; 32]),
+            Msg::Wide(vec![(i128::MIN, 'x'), (5, '\u{10ffff}')]),
+        ],
+        vec![
+            Msg::Hash([(1, "one".into())].into_iter().collect()),
+            Msg::Set([1, 1 << 40].into_iter().collect()),
+            Msg::List([(), ()].into_iter().collect()),
+            Msg::Boxes(vec![Box::new(None), Box::new(Some(Big::default()))]),
+            Msg::Singletons(vec![[(9, [1; 32])].into_iter().collect()]),
+        ],
     ];
+    let budget_dir = dir.with_file_name("decode_budget");
+    std::fs::create_dir_all(&budget_dir).expect("corpus dir");
+    for (i, msg) in sets.iter().flatten().enumerate() {
+        let mut frame = Vec::new();
+        aiosock::__private::wire::encode_one(&mut frame, msg, usize::MAX).expect("encode");
+        let mut seed = vec![15]; // the default budget of 16 units per byte
+        seed.extend(&frame[aiosock::__private::wire::HEADER_LEN..]);
+        std::fs::write(budget_dir.join(format!("seed-{i}")), seed).expect("write seed");
+    }
     for (i, msgs) in sets.into_iter().enumerate() {
         for chunk in [0u8, 2, 255] {
             let mut seed = vec![chunk];
@@ -48,5 +78,5 @@ fn main() {
             std::fs::write(dir.join(format!("seed-{i}-{chunk}")), seed).expect("write seed");
         }
     }
-    println!("seeds written to {}", dir.display());
+    println!("seeds written to {} and {}", dir.display(), budget_dir.display());
 }
