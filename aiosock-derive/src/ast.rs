@@ -1,6 +1,9 @@
 //! The macro's view of the input: a borrowed copy of the enum's parts that code
 //! generation needs, each keeping `original` for spans.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use proc_macro2::{Ident, Span};
 use quote::format_ident;
 use syn::{Attribute, DataEnum, DeriveInput, Fields, Generics, Index, Member, Type, Visibility};
@@ -24,6 +27,10 @@ pub(crate) struct Variant<'a> {
     pub(crate) fields: Vec<Field<'a>>,
     /// The handler method, `on_<snake_case>`, spanned at the variant's name.
     pub(crate) method: Ident,
+    /// The earlier variant that already has this variant's handler method (`FooBar`
+    /// before `Foo_Bar`), if any. `check` reports it, and `expand` gives such a variant no
+    /// method of its own, so the one collision is not reported again by rustc.
+    pub(crate) method_taken_by: Option<&'a Ident>,
     pub(crate) original: &'a syn::Variant,
 }
 
@@ -70,7 +77,7 @@ impl<'a> Protocol<'a> {
             vis: &input.vis,
             attrs: &input.attrs,
             generics: &input.generics,
-            variants: data.variants.iter().map(Variant::from_syn).collect(),
+            variants: Variant::all_from_syn(data),
             original: input,
         }
     }
@@ -82,6 +89,21 @@ impl<'a> Protocol<'a> {
 }
 
 impl<'a> Variant<'a> {
+    /// The variants in order, each knowing whether an earlier one took its method name.
+    fn all_from_syn(data: &'a DataEnum) -> Vec<Self> {
+        let mut variants: Vec<Self> = data.variants.iter().map(Variant::from_syn).collect();
+        let mut first_with = HashMap::new();
+        for variant in &mut variants {
+            match first_with.entry(variant.method.to_string()) {
+                Entry::Occupied(first) => variant.method_taken_by = Some(*first.get()),
+                Entry::Vacant(slot) => {
+                    slot.insert(variant.ident);
+                }
+            }
+        }
+        variants
+    }
+
     fn from_syn(variant: &'a syn::Variant) -> Self {
         let style = match &variant.fields {
             Fields::Unit => Style::Unit,
@@ -99,6 +121,7 @@ impl<'a> Variant<'a> {
             style,
             fields,
             method: case::method_name(&variant.ident),
+            method_taken_by: None,
             original: variant,
         }
     }

@@ -1,8 +1,6 @@
 //! The rules an input must follow, one function each, with the reason for the rule.
 //! Each records its errors in the [`Ctxt`] and returns, so that all are reported at once.
 
-use std::collections::HashMap;
-
 use proc_macro2::{TokenStream, TokenTree};
 use syn::{Data, DataEnum, DeriveInput, GenericParam};
 
@@ -109,23 +107,19 @@ fn has_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
 
 /// Each variant gets a handler method `on_<snake_case>`, so two variants whose names
 /// differ only in case or underscores (`FooBar` and `Foo_Bar`) would need the same method.
-/// The error points at the second one and names the first.
+/// The error points at the later one and names the first (the IR found them).
 fn unique_method_names(cx: &Ctxt, protocol: &Protocol<'_>) {
-    let mut seen = HashMap::new();
     for variant in &protocol.variants {
-        let name = variant.method.to_string();
-        if let Some(first) = seen.get(&name) {
+        if let Some(first) = variant.method_taken_by {
             cx.error_spanned_by(
                 variant.ident,
                 format_args!(
                     "variant `{}` needs the handler method `{}`, which variant `{}` already has; rename one of them",
                     syn::ext::IdentExt::unraw(variant.ident),
-                    name,
-                    first,
+                    variant.method,
+                    syn::ext::IdentExt::unraw(first),
                 ),
             );
-        } else {
-            seen.insert(name, syn::ext::IdentExt::unraw(variant.ident));
         }
     }
 }

@@ -2,8 +2,6 @@
 //! arguments and the item, checks them, and emits the output. A [`Generator`] has one
 //! method per emitted item.
 
-use std::collections::HashSet;
-
 use proc_macro2::{Ident, Literal, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::{Attribute, Data, DeriveInput, GenericArgument, LitStr, Meta, PathArguments, Type};
@@ -119,13 +117,12 @@ impl<'a> Generator<'a> {
         let doc = format!(
             " Handles the messages of `{name}`: one method per variant, called with the variant's fields."
         );
-        let mut seen = HashSet::new();
         let methods = self
             .protocol
             .variants
             .iter()
             // A colliding name has been reported; a second method would only add an error.
-            .filter(|variant| seen.insert(variant.method.to_string()))
+            .filter(|variant| variant.method_taken_by.is_none())
             .map(|variant| self.handler_method(variant));
         quote! {
             #[doc = #doc]
@@ -196,12 +193,11 @@ impl<'a> Generator<'a> {
         let private = &self.private;
         let ident = self.protocol.ident;
         let handler = &self.handler;
-        let mut seen = HashSet::new();
         let arms = self.protocol.variants.iter().map(|variant| {
             let cfgs = variant.cfgs();
             let variant_ident = variant.ident;
             let method = &variant.method;
-            if !seen.insert(method.to_string()) {
+            if variant.method_taken_by.is_some() {
                 // Its method name collides (already reported); the build fails anyway.
                 return quote! {
                     #(#cfgs)*
