@@ -8,6 +8,7 @@ use proc_macro2::{Ident, Span};
 use quote::format_ident;
 use syn::{Attribute, DataEnum, DeriveInput, Fields, Generics, Index, Member, Type, Visibility};
 
+use crate::attr::SerdeAttrs;
 use crate::case;
 
 /// The enum that `#[aiosock::protocol]` was applied to.
@@ -16,6 +17,8 @@ pub(crate) struct Protocol<'a> {
     pub(crate) vis: &'a Visibility,
     pub(crate) attrs: &'a [Attribute],
     pub(crate) generics: &'a Generics,
+    /// The keys of the enum's `#[serde(...)]` attributes.
+    pub(crate) serde: SerdeAttrs,
     pub(crate) variants: Vec<Variant<'a>>,
     pub(crate) original: &'a DeriveInput,
 }
@@ -31,6 +34,8 @@ pub(crate) struct Variant<'a> {
     /// before `Foo_Bar`), if any. `check` reports it, and `expand` gives such a variant no
     /// method of its own, so the one collision is not reported again by rustc.
     pub(crate) method_taken_by: Option<&'a Ident>,
+    /// The keys of the variant's `#[serde(...)]` attributes.
+    pub(crate) serde: SerdeAttrs,
     pub(crate) original: &'a syn::Variant,
 }
 
@@ -66,6 +71,8 @@ pub(crate) struct Field<'a> {
     /// no field name can shadow the generated `__handler`.
     pub(crate) binding: Ident,
     pub(crate) ty: &'a Type,
+    /// The keys of the field's `#[serde(...)]` attributes.
+    pub(crate) serde: SerdeAttrs,
     pub(crate) original: &'a syn::Field,
 }
 
@@ -77,6 +84,7 @@ impl<'a> Protocol<'a> {
             vis: &input.vis,
             attrs: &input.attrs,
             generics: &input.generics,
+            serde: SerdeAttrs::from_attrs(&input.attrs),
             variants: Variant::all_from_syn(data),
             original: input,
         }
@@ -122,6 +130,7 @@ impl<'a> Variant<'a> {
             fields,
             method: case::method_name(&variant.ident),
             method_taken_by: None,
+            serde: SerdeAttrs::from_attrs(&variant.attrs),
             original: variant,
         }
     }
@@ -160,6 +169,7 @@ impl<'a> Field<'a> {
             param,
             binding: format_ident!("__{}", i),
             ty: &field.ty,
+            serde: SerdeAttrs::from_attrs(&field.attrs),
             original: field,
         }
     }
