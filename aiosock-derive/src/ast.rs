@@ -1,10 +1,14 @@
 //! The macro's view of the input: a borrowed copy of the enum's parts that code
 //! generation needs, each keeping `original` for spans.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
 use proc_macro2::{Ident, Span};
 use quote::format_ident;
 use syn::{Attribute, DataEnum, DeriveInput, Fields, Generics, Index, Member, Type, Visibility};
 
+use crate::attr::SerdeAttrs;
 use crate::case;
 
 /// The enum that `#[aiosock::protocol]` was applied to.
@@ -13,6 +17,8 @@ pub(crate) struct Protocol<'a> {
     pub(crate) vis: &'a Visibility,
     pub(crate) attrs: &'a [Attribute],
     pub(crate) generics: &'a Generics,
+    /// The keys of the enum's `#[serde(...)]` attributes.
+    pub(crate) serde: SerdeAttrs,
     pub(crate) variants: Vec<Variant<'a>>,
     pub(crate) original: &'a DeriveInput,
 }
@@ -24,6 +30,12 @@ pub(crate) struct Variant<'a> {
     pub(crate) fields: Vec<Field<'a>>,
     /// The handler method, `on_<snake_case>`, spanned at the variant's name.
     pub(crate) method: Ident,
+    /// The earlier variant that already has this variant's handler method (`FooBar`
+    /// before `Foo_Bar`), if any. `check` reports it, and `expand` gives such a variant no
+    /// method of its own, so the one collision is not reported again by rustc.
+    pub(crate) method_taken_by: Option<&'a Ident>,
+    /// The keys of the variant's `#[serde(...)]` attributes.
+    pub(crate) serde: SerdeAttrs,
     pub(crate) original: &'a syn::Variant,
 }
 
@@ -59,6 +71,8 @@ pub(crate) struct Field<'a> {
     /// no field name can shadow the generated `__handler`.
     pub(crate) binding: Ident,
     pub(crate) ty: &'a Type,
+    /// The keys of the field's `#[serde(...)]` attributes.
+    pub(crate) serde: SerdeAttrs,
     pub(crate) original: &'a syn::Field,
 }
 
@@ -70,7 +84,8 @@ impl<'a> Protocol<'a> {
             vis: &input.vis,
             attrs: &input.attrs,
             generics: &input.generics,
-            variants: data.variants.iter().map(Variant::from_syn).collect(),
+            serde: SerdeAttrs::from_attrs(&input.attrs),
+            variants: Variant::all_from_syn(data),
             original: input,
         }
     }
@@ -82,6 +97,21 @@ impl<'a> Protocol<'a> {
 }
 
 impl<'a> Variant<'a> {
+    /// The variants in order, each knowing whether an earlier one took its method name.
+    fn all_from_syn(data: &'a DataEnum) -> Vec<Self> {
+        let mut variants: Vec<Self> = data.variants.iter().map(Variant::from_syn).collect();
+        let mut first_with = HashMap::new();
+        for variant in &mut variants {
+            match first_with.entry(variant.method.to_string()) {
+                Entry::Occupied(first) => variant.method_taken_by = Some(*first.get()),
+                Entry::Vacant(slot) => {
+                    slot.insert(variant.ident);
+                }
+            }
+        }
+        variants
+    }
+
     fn from_syn(variant: &'a syn::Variant) -> Self {
         let style = match &variant.fields {
             Fields::Unit => Style::Unit,
@@ -99,6 +129,8 @@ impl<'a> Variant<'a> {
             style,
             fields,
             method: case::method_name(&variant.ident),
+            method_taken_by: None,
+            serde: SerdeAttrs::from_attrs(&variant.attrs),
             original: variant,
         }
     }
@@ -137,6 +169,7 @@ impl<'a> Field<'a> {
             param,
             binding: format_ident!("__{}", i),
             ty: &field.ty,
+            serde: SerdeAttrs::from_attrs(&field.attrs),
             original: field,
         }
     }

@@ -1,14 +1,19 @@
-//! The arguments of `#[aiosock::protocol(...)]`.
+//! The arguments of `#[aiosock::protocol(...)]`, and the keys of the user's `#[serde(...)]`
+//! attributes.
 //!
 //! A malformed, unknown or duplicate argument records an error in the [`Ctxt`] and
 //! parsing goes on with the next one, so that every mistake is reported in one build.
 //! The one argument is `crate = "path"`, which mirrors serde's `#[serde(crate = "...")]`.
+//!
+//! `#[serde(...)]` attributes are only read here, never judged: `check` rejects the keys
+//! that bincode cannot carry, and everything else (unknown keys, malformed attributes) is
+//! left to serde_derive, which reports it.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::ToTokens;
+use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
-use syn::{LitStr, Path, Token};
+use syn::{Attribute, LitStr, Path, Token};
 
 use crate::ctxt::Ctxt;
 
@@ -83,12 +88,68 @@ fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<(Path, Span)> {
     Ok((path, lit.span()))
 }
 
-/// Skips what is left of one argument, up to the next top-level comma.
-fn skip_value(input: ParseStream<'_>) -> syn::Result<()> {
-    while !input.is_empty() && !input.peek(Token![,]) {
-        input.parse::<TokenTree>()?;
+/// The top-level keys of an item's `#[serde(...)]` attributes, in source order.
+#[derive(Default)]
+pub(crate) struct SerdeAttrs {
+    keys: Vec<SerdeKey>,
+}
+
+/// One key of a `#[serde(...)]` attribute: `flatten`, `tag = "t"`,
+/// `rename(serialize = "a")`.
+pub(crate) struct SerdeKey {
+    /// The key's path as written without spaces: `flatten`, `tag`.
+    name: String,
+    /// The key and its value, for errors spanned at exactly these tokens.
+    pub(crate) tokens: TokenStream,
+}
+
+impl SerdeAttrs {
+    /// Reads the keys of every `#[serde(...)]` in `attrs`. A malformed attribute keeps
+    /// the keys read before the mistake and is otherwise ignored: serde_derive reports it.
+    pub(crate) fn from_attrs(attrs: &[Attribute]) -> Self {
+        let mut keys = Vec::new();
+        for attr in attrs.iter().filter(|attr| attr.path().is_ident("serde")) {
+            let _malformed = attr.parse_nested_meta(|meta| {
+                let path = &meta.path;
+                let value = skip_value(meta.input)?;
+                keys.push(SerdeKey {
+                    name: path_to_string(path),
+                    tokens: quote!(#path #value),
+                });
+                Ok(())
+            });
+        }
+        SerdeAttrs { keys }
     }
-    Ok(())
+
+    /// The first key called `name`.
+    pub(crate) fn get(&self, name: &str) -> Option<&SerdeKey> {
+        self.keys.iter().find(|key| key.name == name)
+    }
+
+    /// Whether any key is called `name`.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// The tokens of every key called one of `names`, in source order: an error spanned
+    /// by them runs from the first to the last (`tag = "t", content = "c"`).
+    pub(crate) fn tokens_of(&self, names: &[&str]) -> TokenStream {
+        self.keys
+            .iter()
+            .filter(|key| names.contains(&key.name.as_str()))
+            .map(|key| key.tokens.clone())
+            .collect()
+    }
+}
+
+/// Skips what is left of one argument, up to the next top-level comma, and returns it.
+fn skip_value(input: ParseStream<'_>) -> syn::Result<TokenStream> {
+    let mut skipped = TokenStream::new();
+    while !input.is_empty() && !input.peek(Token![,]) {
+        skipped.extend([input.parse::<TokenTree>()?]);
+    }
+    Ok(skipped)
 }
 
 /// Writes a path without the spaces that token printing puts in: `::aiosock`.
@@ -155,6 +216,45 @@ mod tests {
         assert!(
             errors[0].starts_with("`crate` must be a path"),
             "{errors:?}"
+        );
+    }
+
+    fn serde_keys(attrs: TokenStream) -> Vec<(String, String)> {
+        let item: syn::DeriveInput = syn::parse2(quote! { #attrs struct S; }).unwrap();
+        let serde = SerdeAttrs::from_attrs(&item.attrs);
+        serde
+            .keys
+            .iter()
+            .map(|key| (key.name.clone(), key.tokens.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn serde_keys_keep_their_tokens_in_order() {
+        assert_eq!(
+            serde_keys(quote! {
+                #[doc = "not serde"]
+                #[serde(tag = "t", rename(serialize = "a"), flatten)]
+                #[serde(crate = "x", skip_serializing_if = "Option::is_none",)]
+            }),
+            [
+                ("tag".to_owned(), "tag = \"t\"".to_owned()),
+                ("rename".to_owned(), "rename (serialize = \"a\")".to_owned()),
+                ("flatten".to_owned(), "flatten".to_owned()),
+                ("crate".to_owned(), "crate = \"x\"".to_owned()),
+                (
+                    "skip_serializing_if".to_owned(),
+                    "skip_serializing_if = \"Option::is_none\"".to_owned()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_serde_attributes_keep_the_keys_before_the_mistake() {
+        assert_eq!(
+            serde_keys(quote! { #[serde] #[serde = "x"] #[serde(untagged, "lit", flatten)] }),
+            [("untagged".to_owned(), "untagged".to_owned())]
         );
     }
 }

@@ -1,12 +1,13 @@
 //! The rules an input must follow, one function each, with the reason for the rule.
 //! Each records its errors in the [`Ctxt`] and returns, so that all are reported at once.
 
-use std::collections::HashMap;
+use std::fmt::Display;
 
 use proc_macro2::{TokenStream, TokenTree};
 use syn::{Data, DataEnum, DeriveInput, GenericParam};
 
 use crate::ast::Protocol;
+use crate::attr::SerdeAttrs;
 use crate::ctxt::Ctxt;
 
 /// Runs every rule on an enum.
@@ -15,6 +16,13 @@ pub(crate) fn check(cx: &Ctxt, protocol: &Protocol<'_>) {
     has_variants(cx, protocol);
     unique_method_names(cx, protocol);
     no_cfg_on_fields(cx, protocol);
+    externally_tagged(cx, protocol);
+    no_untagged_variants(cx, protocol);
+    no_other_variant(cx, protocol);
+    no_skipped_variants(cx, protocol);
+    no_flatten(cx, protocol);
+    no_skip_serializing_if(cx, protocol);
+    skips_on_both_sides(cx, protocol);
 }
 
 /// Only an enum can be a protocol: each variant is one kind of message, and a struct has
@@ -109,23 +117,19 @@ fn has_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
 
 /// Each variant gets a handler method `on_<snake_case>`, so two variants whose names
 /// differ only in case or underscores (`FooBar` and `Foo_Bar`) would need the same method.
-/// The error points at the second one and names the first.
+/// The error points at the later one and names the first (the IR found them).
 fn unique_method_names(cx: &Ctxt, protocol: &Protocol<'_>) {
-    let mut seen = HashMap::new();
     for variant in &protocol.variants {
-        let name = variant.method.to_string();
-        if let Some(first) = seen.get(&name) {
+        if let Some(first) = variant.method_taken_by {
             cx.error_spanned_by(
                 variant.ident,
                 format_args!(
                     "variant `{}` needs the handler method `{}`, which variant `{}` already has; rename one of them",
                     syn::ext::IdentExt::unraw(variant.ident),
-                    name,
-                    first,
+                    variant.method,
+                    syn::ext::IdentExt::unraw(first),
                 ),
             );
-        } else {
-            seen.insert(name, syn::ext::IdentExt::unraw(variant.ident));
         }
     }
 }
@@ -144,6 +148,153 @@ fn no_cfg_on_fields(cx: &Ctxt, protocol: &Protocol<'_>) {
                 }
             }
         }
+    }
+}
+
+// The serde rules. aiosock encodes a message with bincode through serde: positional (no
+// field or variant names are written, a variant is its index), no `deserialize_any`, and
+// sequences and maps must know their length up front. Serde attributes that need more
+// than that are rejected here, where the macro can see them: on the enum, its variants
+// and their fields. Without these rules they fail only at run time, when a message is
+// sent (an encode error) or received (a decode error, or a wrong value). Keys that are
+// not rejected are left alone; serde_derive reports the ones it does not know.
+
+/// `untagged`, `tag = "..."` (internally tagged) and `tag = "...", content = "..."`
+/// (adjacently tagged) on the enum: serde decodes these representations through
+/// `deserialize_any`, which needs a self-describing format. bincode has none, so every
+/// message would fail to decode. The default, externally tagged, sends the variant's index.
+fn externally_tagged(cx: &Ctxt, protocol: &Protocol<'_>) {
+    let serde = &protocol.serde;
+    reject(
+        cx,
+        serde,
+        "untagged",
+        "#[serde(untagged)] is not supported on a #[aiosock::protocol] enum: untagged enums need a self-describing format and aiosock encodes with bincode; remove it (each message is sent as its variant's index and fields)",
+    );
+    if serde.has("tag") {
+        if serde.has("content") {
+            cx.error_spanned_by(
+                serde.tokens_of(&["tag", "content"]),
+                "#[serde(tag = \"...\", content = \"...\")] is not supported on a #[aiosock::protocol] enum: adjacently tagged enums need a self-describing format and aiosock encodes with bincode; remove both (each message is sent as its variant's index and fields)",
+            );
+        } else {
+            cx.error_spanned_by(
+                serde.tokens_of(&["tag"]),
+                "#[serde(tag = \"...\")] is not supported on a #[aiosock::protocol] enum: internally tagged enums need a self-describing format and aiosock encodes with bincode; remove it (each message is sent as its variant's index and fields)",
+            );
+        }
+    }
+}
+
+/// `untagged` on a variant: serde decodes the whole enum by first trying the tagged
+/// variants and then the untagged ones, through `deserialize_any`, which bincode does not
+/// support, so every message of the enum would fail to decode, not only that variant's.
+fn no_untagged_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for variant in &protocol.variants {
+        reject(
+            cx,
+            &variant.serde,
+            "untagged",
+            "#[serde(untagged)] is not supported on a variant of a #[aiosock::protocol] enum: untagged variants need a self-describing format and aiosock encodes with bincode; remove it",
+        );
+    }
+}
+
+/// `other` on a variant catches a tag the enum does not know. bincode's tag is the
+/// variant's index: an unknown one would be caught, but its fields would be left unread,
+/// so the frame still fails to decode (with bytes left over). And the hello already
+/// refuses a peer whose enum has other variants, so `other` could never help.
+fn no_other_variant(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for variant in &protocol.variants {
+        reject(
+            cx,
+            &variant.serde,
+            "other",
+            "#[serde(other)] is not supported on a variant of a #[aiosock::protocol] enum: bincode sends a variant as its index, so an unknown variant's fields would be left unread, and the hello already refuses a peer whose enum differs; remove it",
+        );
+    }
+}
+
+/// `skip` or `skip_deserializing` on a variant: serde writes each variant's index among
+/// all variants, but reads it as an index among the variants it deserializes. Every
+/// variant after a skipped one would be received as the one after it (with the same
+/// field types, silently), or fail to decode.
+fn no_skipped_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for variant in &protocol.variants {
+        for key in ["skip", "skip_deserializing"] {
+            reject(
+                cx,
+                &variant.serde,
+                key,
+                format_args!(
+                    "#[serde({key})] is not supported on a variant of a #[aiosock::protocol] enum: serde reads the variants after a skipped one at the wrong index, so each would be received as the next one; remove the variant instead"
+                ),
+            );
+        }
+    }
+}
+
+/// `flatten` on a field: serde writes the enclosing fields as a map whose length it does
+/// not know up front, and bincode needs the length before the entries, so every message
+/// of that variant would fail to encode.
+fn no_flatten(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for field in protocol.variants.iter().flat_map(|v| &v.fields) {
+        reject(
+            cx,
+            &field.serde,
+            "flatten",
+            "#[serde(flatten)] is not supported on a field of a #[aiosock::protocol] enum: a flattened field is written as a map of unknown length, which bincode cannot encode; remove it and keep the field nested",
+        );
+    }
+}
+
+/// `skip_serializing_if` on a field that is otherwise written: bincode writes no field
+/// names, so the receiver cannot tell that a field was left out and reads the next
+/// field's bytes in its place. (With `skip` or `skip_serializing` the field is never
+/// written and the predicate does nothing; `skips_on_both_sides` checks those.)
+fn no_skip_serializing_if(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for field in protocol.variants.iter().flat_map(|v| &v.fields) {
+        let serde = &field.serde;
+        if serde.has("skip") || serde.has("skip_serializing") {
+            continue;
+        }
+        reject(
+            cx,
+            serde,
+            "skip_serializing_if",
+            "#[serde(skip_serializing_if = \"...\")] is not supported on a field of a #[aiosock::protocol] enum: bincode reads fields by position, so a field left out of some messages would shift the fields after it; remove it (an `Option` that is `None` takes one byte)",
+        );
+    }
+}
+
+/// `skip_serializing` without `skip_deserializing`, or the reverse: bincode reads fields
+/// by position, so a field written by the sender must be read by the receiver and the
+/// other way round, or every later field is read from the wrong bytes. `skip` leaves a
+/// field out on both sides (it is filled with its `Default` on receipt).
+fn skips_on_both_sides(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for field in protocol.variants.iter().flat_map(|v| &v.fields) {
+        let serde = &field.serde;
+        if serde.has("skip") {
+            continue;
+        }
+        match (serde.get("skip_serializing"), serde.get("skip_deserializing")) {
+            (Some(skip), None) => cx.error_spanned_by(
+                &skip.tokens,
+                "#[serde(skip_serializing)] without `skip_deserializing` is not supported on a field of a #[aiosock::protocol] enum: bincode reads fields by position, so the receiver would read the next field's bytes in its place; use #[serde(skip)] to leave the field out on both sides",
+            ),
+            (None, Some(skip)) => cx.error_spanned_by(
+                &skip.tokens,
+                "#[serde(skip_deserializing)] without `skip_serializing` is not supported on a field of a #[aiosock::protocol] enum: bincode reads fields by position, so the receiver would read this field's bytes as the next field; use #[serde(skip)] to leave the field out on both sides",
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// Records `msg` at the serde key `key` (and its value), if `serde` has it.
+fn reject(cx: &Ctxt, serde: &SerdeAttrs, key: &str, msg: impl Display) {
+    if let Some(found) = serde.get(key) {
+        cx.error_spanned_by(&found.tokens, msg);
     }
 }
 
@@ -265,6 +416,126 @@ mod tests {
             [
                 "#[cfg] on a field of a #[aiosock::protocol] enum is not supported; put it on the whole variant"
             ]
+        );
+    }
+
+    #[test]
+    fn serde_representations_that_need_deserialize_any_are_rejected() {
+        let untagged = errors(quote!(), quote! { #[serde(untagged)] enum E { A(u8) } });
+        assert_eq!(untagged.len(), 1, "{untagged:?}");
+        assert!(
+            untagged[0]
+                .starts_with("#[serde(untagged)] is not supported on a #[aiosock::protocol] enum")
+        );
+        let internal = errors(
+            quote!(),
+            quote! { #[serde(tag = "t")] enum E { A { x: u8 } } },
+        );
+        assert_eq!(internal.len(), 1, "{internal:?}");
+        assert!(internal[0].starts_with("#[serde(tag = \"...\")] is not supported"));
+        // The tag and content may be split over two attributes: one error still.
+        let adjacent = errors(
+            quote!(),
+            quote! { #[serde(tag = "t")] #[serde(rename_all = "lowercase", content = "c")] enum E { A(u8) } },
+        );
+        assert_eq!(adjacent.len(), 1, "{adjacent:?}");
+        assert!(
+            adjacent[0].starts_with("#[serde(tag = \"...\", content = \"...\")] is not supported")
+        );
+        let variant = errors(
+            quote!(),
+            quote! { enum E { A(u8), #[serde(untagged)] B(String) } },
+        );
+        assert_eq!(variant.len(), 1, "{variant:?}");
+        assert!(variant[0].starts_with("#[serde(untagged)] is not supported on a variant"));
+    }
+
+    #[test]
+    fn serde_variant_attributes_that_shift_or_catch_indices_are_rejected() {
+        let errors = errors(
+            quote!(),
+            quote! {
+                enum E {
+                    A(u8),
+                    #[serde(skip)] B,
+                    #[serde(rename = "c", skip_deserializing)] C(u8),
+                    // Only sending it fails (an encode error); the indices stay right.
+                    #[serde(skip_serializing)] D(u8),
+                    #[serde(other)] E,
+                }
+            },
+        );
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].starts_with("#[serde(other)] is not supported on a variant"));
+        assert!(errors[1].starts_with("#[serde(skip)] is not supported on a variant"));
+        assert!(
+            errors[2].starts_with("#[serde(skip_deserializing)] is not supported on a variant")
+        );
+    }
+
+    #[test]
+    fn serde_field_attributes_that_desynchronise_fields_are_rejected() {
+        let errors = errors(
+            quote!(),
+            quote! {
+                enum E {
+                    A {
+                        #[serde(flatten)] a: Inner,
+                        #[serde(skip_serializing_if = "Option::is_none")] b: Option<u8>,
+                        #[serde(skip_serializing)] c: u8,
+                        #[serde(skip_deserializing)] d: u8,
+                        #[serde(skip_serializing_if = "Option::is_none", skip_deserializing)] e: Option<u8>,
+                    },
+                    B(#[serde(skip_serializing)] u8, u8),
+                }
+            },
+        );
+        let starts: Vec<_> = errors
+            .iter()
+            .map(|e| e.split(" is not supported").next().unwrap())
+            .collect();
+        assert_eq!(
+            starts,
+            [
+                "#[serde(flatten)]",
+                "#[serde(skip_serializing_if = \"...\")]",
+                "#[serde(skip_serializing_if = \"...\")]",
+                "#[serde(skip_serializing)] without `skip_deserializing`",
+                "#[serde(skip_deserializing)] without `skip_serializing`",
+                "#[serde(skip_deserializing)] without `skip_serializing`",
+                "#[serde(skip_serializing)] without `skip_deserializing`",
+            ],
+            "{errors:#?}"
+        );
+    }
+
+    #[test]
+    fn serde_attributes_bincode_can_carry_are_allowed() {
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! {
+                    #[serde(rename_all = "snake_case", deny_unknown_fields, bound = "")]
+                    #[serde(expecting = "a message", crate = "x")]
+                    enum E {
+                        #[serde(rename = "a", alias = "aa")]
+                        A {
+                            #[serde(skip)] a: u8,
+                            #[serde(skip_serializing, skip_deserializing)] b: u8,
+                            #[serde(skip, skip_serializing_if = "is_zero")] c: u8,
+                            #[serde(default, rename(serialize = "x", deserialize = "y"))] d: u8,
+                            #[serde(with = "m")] e: u8,
+                            #[serde(serialize_with = "s", deserialize_with = "d")] f: u8,
+                        },
+                        #[serde(skip_serializing, borrow)]
+                        B(#[serde(default = "path::to::f")] u8),
+                        // Not serde's: left for serde_derive to report.
+                        #[serde(no_such_key = 1, also(nested, ones))]
+                        C(#[serde] u8, #[serde = "x"] u8),
+                    }
+                }
+            ),
+            Vec::<String>::new()
         );
     }
 

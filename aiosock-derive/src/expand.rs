@@ -2,14 +2,12 @@
 //! arguments and the item, checks them, and emits the output. A [`Generator`] has one
 //! method per emitted item.
 
-use std::collections::HashSet;
-
-use proc_macro2::{Ident, Literal, TokenStream, TokenTree};
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
-use syn::{Attribute, Data, DeriveInput, GenericArgument, LitStr, Meta, PathArguments, Type};
+use syn::{Attribute, Data, DeriveInput, GenericArgument, LitStr, PathArguments, Type};
 
 use crate::ast::{Protocol, Style, Variant};
-use crate::attr::{self, Args};
+use crate::attr::{self, Args, SerdeAttrs};
 use crate::check;
 use crate::ctxt::Ctxt;
 use crate::fingerprint;
@@ -29,7 +27,8 @@ pub(crate) fn protocol(args: TokenStream, input: TokenStream) -> TokenStream {
 /// With errors, the output is still as useful as it can be, so that the user's other
 /// code does not fail too (thiserror's `fallback.rs`): if the item is an enum without
 /// generics, the full expansion (a variant whose method name collides with an earlier
-/// one gets no method); otherwise the user's item unchanged.
+/// one gets no method); for an enum with generics, the user's item less its `#[serde]`
+/// attributes; otherwise the user's item unchanged.
 pub(crate) fn expand(args: TokenStream, input: TokenStream) -> (TokenStream, Option<syn::Error>) {
     let cx = Ctxt::new();
     let args = Args::parse(&cx, args);
@@ -47,10 +46,26 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> (TokenStream, Opt
     check::check(&cx, &protocol);
     let errors = cx.check().err();
     if errors.is_some() && !check::can_expand_anyway(&protocol) {
-        return (input, errors);
+        return (without_serde_attrs(derive_input), errors);
     }
     let output = Generator::new(&protocol, &args).into_token_stream();
     (output, errors)
+}
+
+/// The user's enum as written, less its `#[serde(...)]` attributes: nothing derives serde
+/// for it, so rustc would add a "cannot find attribute `serde`" error for each.
+fn without_serde_attrs(mut item: DeriveInput) -> TokenStream {
+    let not_serde = |attr: &Attribute| !attr.path().is_ident("serde");
+    item.attrs.retain(not_serde);
+    if let Data::Enum(data) = &mut item.data {
+        for variant in &mut data.variants {
+            variant.attrs.retain(not_serde);
+            for field in &mut variant.fields {
+                field.attrs.retain(not_serde);
+            }
+        }
+    }
+    item.into_token_stream()
 }
 
 /// Emits, for an enum `Foo`: the enum with the serde derives added, the trait
@@ -102,8 +117,10 @@ impl<'a> Generator<'a> {
         ];
         item.attrs.splice(0..0, added);
         if let Data::Enum(data) = &mut item.data {
-            for field in data.variants.iter_mut().flat_map(|v| v.fields.iter_mut()) {
-                if is_byte_vec(&field.ty) && !has_serde_with(&field.attrs) {
+            let fields = data.variants.iter_mut().flat_map(|v| v.fields.iter_mut());
+            let ir_fields = self.protocol.variants.iter().flat_map(|v| &v.fields);
+            for (field, ir_field) in fields.zip(ir_fields) {
+                if is_byte_vec(ir_field.ty) && !has_serde_with(&ir_field.serde) {
                     field.attrs.push(syn::parse_quote!(#[serde(with = #bytes)]));
                 }
             }
@@ -119,13 +136,12 @@ impl<'a> Generator<'a> {
         let doc = format!(
             " Handles the messages of `{name}`: one method per variant, called with the variant's fields."
         );
-        let mut seen = HashSet::new();
         let methods = self
             .protocol
             .variants
             .iter()
             // A colliding name has been reported; a second method would only add an error.
-            .filter(|variant| seen.insert(variant.method.to_string()))
+            .filter(|variant| variant.method_taken_by.is_none())
             .map(|variant| self.handler_method(variant));
         quote! {
             #[doc = #doc]
@@ -196,12 +212,11 @@ impl<'a> Generator<'a> {
         let private = &self.private;
         let ident = self.protocol.ident;
         let handler = &self.handler;
-        let mut seen = HashSet::new();
         let arms = self.protocol.variants.iter().map(|variant| {
             let cfgs = variant.cfgs();
             let variant_ident = variant.ident;
             let method = &variant.method;
-            if !seen.insert(method.to_string()) {
+            if variant.method_taken_by.is_some() {
                 // Its method name collides (already reported); the build fails anyway.
                 return quote! {
                     #(#cfgs)*
@@ -319,16 +334,10 @@ fn peel_groups(mut ty: &Type) -> &Type {
 }
 
 /// Whether the user already chose how to encode the field.
-fn has_serde_with(attrs: &[Attribute]) -> bool {
-    attrs.iter().any(|attr| match &attr.meta {
-        Meta::List(list) if list.path.is_ident("serde") => {
-            list.tokens.clone().into_iter().any(|token| {
-                matches!(token, TokenTree::Ident(ident)
-                    if ident == "with" || ident == "serialize_with" || ident == "deserialize_with")
-            })
-        }
-        _ => false,
-    })
+fn has_serde_with(serde: &SerdeAttrs) -> bool {
+    ["with", "serialize_with", "deserialize_with"]
+        .into_iter()
+        .any(|key| serde.has(key))
 }
 
 #[cfg(test)]
@@ -452,6 +461,22 @@ mod tests {
         let (out, errors) = expand(quote!(), input.clone());
         assert!(errors.is_some());
         assert_eq!(out.to_string(), input.to_string());
+    }
+
+    #[test]
+    fn generic_enum_falls_back_without_serde_attributes() {
+        let (out, errors) = expand(
+            quote!(),
+            quote! {
+                #[serde(untagged)] #[derive(Debug)]
+                enum E<T> { #[serde(other)] A(#[serde(flatten)] #[doc = "x"] T) }
+            },
+        );
+        assert!(errors.is_some());
+        assert_eq!(
+            out.to_string(),
+            quote! { #[derive(Debug)] enum E<T> { A(#[doc = "x"] T) } }.to_string()
+        );
     }
 
     #[test]

@@ -24,7 +24,11 @@ use crate::ast::Protocol;
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
 
-/// The fingerprint of `protocol`. Never 0, so that 0 can mean "none" on the wire.
+/// The fingerprint of `protocol`: the FNV-1a hash of [`canonical`], except that a hash of
+/// 0 becomes 1. The wire gives 0 no meaning (the hello carries the fingerprint as a plain
+/// `u64`, and the two ends only compare it for equality); the mapping only keeps the
+/// promise that `FINGERPRINT` is never 0, which the example on `aiosock::Protocol` and the
+/// ui pass case `all-variant-shapes` assert.
 pub(crate) fn fingerprint(protocol: &Protocol<'_>) -> u64 {
     let hash = fnv1a(canonical(protocol).as_bytes());
     if hash == 0 { 1 } else { hash }

@@ -5,9 +5,10 @@
 //! generates. The generated code names the runtime only through `aiosock::__private`, and
 //! the two crates are pinned to the same exact version.
 //!
-//! Layout, one phase per file: `attr` reads the macro's arguments, `ast` builds a
-//! borrowed view of the enum, `check` applies the rules and `ctxt` gathers every error
-//! they find, `expand` generates the output (with `case` for method names and
+//! Layout, one phase per file: `attr` reads the macro's arguments and the keys of the
+//! user's `#[serde]` attributes, `ast` builds a borrowed view of the enum, `check` applies
+//! the rules (among them, no serde attribute that bincode cannot carry) and `ctxt` gathers
+//! every error they find, `expand` generates the output (with `case` for method names and
 //! `fingerprint` for the protocol hash).
 
 mod ast;

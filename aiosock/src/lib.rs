@@ -216,7 +216,39 @@ pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
 ///
 /// The macro rejects, with an error at the offending tokens: anything but an enum, an enum
 /// without variants, generic parameters or lifetimes, two variants whose handler methods
-/// would have the same name, and unknown or repeated arguments.
+/// would have the same name, `#[cfg]` on a field, unknown or repeated arguments, and the
+/// serde attributes below. It reports every error it finds in one build.
+///
+/// # Serde attributes
+///
+/// A message is encoded with bincode through serde: by position (no field or variant
+/// names are written, a variant is sent as its index), without `deserialize_any`, and
+/// with sequences and maps whose length is known before their items. `#[serde(...)]`
+/// attributes on the enum, its variants and their fields go to serde's derive, except
+/// these, which bincode cannot carry and the macro rejects:
+///
+/// - `#[serde(untagged)]`, `#[serde(tag = "...")]` (internally tagged) and
+///   `#[serde(tag = "...", content = "...")]` (adjacently tagged) on the enum, and
+///   `#[serde(untagged)]` on a variant: serde decodes them through `deserialize_any`;
+/// - `#[serde(other)]` on a variant: an unknown variant index would be caught but its
+///   fields left unread (and the hello already refuses a peer whose enum differs);
+/// - `#[serde(skip)]` or `#[serde(skip_deserializing)]` on a variant: serde would read
+///   each later variant as the one after it;
+/// - `#[serde(flatten)]` on a field: it is written as a map of unknown length;
+/// - `#[serde(skip_serializing_if = "...")]`, and `#[serde(skip_serializing)]` or
+///   `#[serde(skip_deserializing)]` without the other, on a field: a field that one side
+///   writes and the other does not read shifts every field after it.
+///
+/// Everything else is passed on, for example `skip` on a field (left out on both sides
+/// and filled with its `Default` on receipt), `default`, `rename`, `rename_all`, `alias`,
+/// `with`, `serialize_with` with `deserialize_with`, and `bound`.
+///
+/// The macro sees only the enum's own tokens. The same attributes on a type used inside
+/// a field (a struct with a `#[serde(flatten)]` field, an untagged enum) cannot be seen
+/// and fail at run time: sending with [`SendError::Invalid`] holding
+/// [`InvalidMessage::Encode`], or receiving with [`Error::Decode`] or
+/// [`Error::TrailingBytes`] (which ends the connection). A field that only one side
+/// skips can even be misread without an error, when the shifted bytes happen to decode.
 pub use aiosock_derive::protocol;
 
 /// The README's examples, compiled as doc tests so that they cannot drift from the API.

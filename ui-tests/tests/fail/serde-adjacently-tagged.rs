@@ -1,0 +1,8 @@
+#[aiosock::protocol]
+#[serde(tag = "type", content = "data")]
+pub enum Command {
+    Square(u64),
+    Stop,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+#[aiosock::protocol]
+#[serde(tag = "type")]
+pub enum Command {
+    Greet { name: String },
+    Stop,
+}
+
+fn main() {}

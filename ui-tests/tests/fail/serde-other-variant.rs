@@ -1,0 +1,8 @@
+#[aiosock::protocol]
+pub enum Command {
+    Square(u64),
+    #[serde(other)]
+    Unknown,
+}
+
+fn main() {}
