@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use aiosock::wire::{decode_one, encode_one};
+use aiosock::__private::wire::{decode_one, encode_one};
 
 /// Writes a `Duration` as whole milliseconds. A real crate would name its own serde; this
 /// one has no serde dependency on purpose, so it borrows aiosock's hidden re-export.
