@@ -123,6 +123,12 @@ pub enum Error {
         reason: String,
     },
 
+    /// [`fork`](crate::fork) was called from inside a Tokio runtime: the child, a copy of
+    /// this thread, could not start the runtime it runs its closure on. Fork before
+    /// starting the runtime (or from outside it).
+    #[error("fork refused: called from inside a Tokio runtime; fork before starting the runtime")]
+    ForkInRuntime,
+
     /// [`fork`](crate::fork) was called in a process that has more than one thread.
     #[error(
         "fork refused: this process has {threads} threads, and forking a multi-threaded process is unsound"

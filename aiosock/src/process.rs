@@ -9,18 +9,23 @@
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
 use std::process::{Command, ExitStatus};
-use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::channel::Endpoint;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::channel::{Endpoint, linger};
 use crate::error::Error;
 use crate::{Protocol, sys};
 
 /// The environment variable through which [`spawn`] tells the child its end:
 /// `<descriptor>:<parent pid>`.
-pub const ENV_FD: &str = "AIOSOCK_FD";
-
-/// Whether this process already adopted its inherited end.
-static ADOPTED: AtomicBool = AtomicBool::new(false);
+///
+/// A program that links aiosock reads it before `main` (while it is still single-threaded):
+/// it checks the descriptor, makes it close-on-exec at once, so that no child the program
+/// starts before [`inherited`] inherits the connection, and removes the variable from the
+/// environment, so that neither such a child nor the program re-executing itself finds a
+/// stale number.
+pub const ENV_FD: &str = sys::ENV_FD;
 
 /// Starts `command` as a child process that inherits `end`, and closes this process's copy
 /// of it. The same as `ChildOptions::new().spawn(command, end)`; see
@@ -232,10 +237,15 @@ impl ChildOptions {
     ///
     /// In the parent, the child's `end` is closed and the [`Child`] returned.
     ///
+    /// Before forking, ends that are still writing out what they accepted after their
+    /// runtime shut down (see [`Config::linger`](crate::Config::linger)) finish doing so, so
+    /// that no aiosock thread runs.
+    ///
     /// # Errors
     ///
-    /// [`Error::ForkThreads`] if this process has more than one thread, [`Error::Io`] if the
-    /// fork fails. `end` is closed either way.
+    /// [`Error::ForkInRuntime`] when called from inside a Tokio runtime (the child could not
+    /// start its own), [`Error::ForkThreads`] if this process has more than one thread,
+    /// [`Error::Io`] if the fork fails. `end` is closed either way.
     pub fn fork<Out, In, F, Fut, E>(
         &self,
         end: Endpoint<Out, In>,
@@ -252,13 +262,19 @@ impl ChildOptions {
         // What is buffered now would be written twice, by the parent and by the child.
         let _ = std::io::stdout().flush();
         let _ = std::io::stderr().flush();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::ForkInRuntime);
+        }
         let parent = std::process::id();
+        linger::settle();
         match sys::fork_single_threaded()? {
-            sys::Fork::Parent(pid) => {
+            sys::Fork::Refused(threads) => Err(Error::ForkThreads { threads }),
+            sys::Fork::Parent(pid, pidfd) => {
                 drop(end);
                 Ok(Child {
                     pid,
                     inner: Inner::Forked(Forked {
+                        pidfd: Some(pidfd),
                         io: None,
                         status: None,
                         kill_on_drop: self.kill_on_drop,
@@ -268,6 +284,8 @@ impl ChildOptions {
             sys::Fork::Child => {
                 let code =
                     run_forked_child(end, child_main, self.die_with_parent.then_some(parent));
+                // `_exit` skips the exit hook: write out what the child accepted first.
+                linger::exit_flush();
                 let _ = std::io::stdout().flush();
                 let _ = std::io::stderr().flush();
                 sys::exit_now(code)
@@ -322,13 +340,15 @@ where
 /// Adopts the end that the parent passed with [`spawn`]: it sends `Out` and receives `In`
 /// (the parent's end has the two the other way round).
 ///
-/// Works without a runtime. Can succeed once per process.
+/// Works without a runtime. Can succeed once per process. The end is close-on-exec (it
+/// was made so before `main`, see [`ENV_FD`]).
 ///
 /// # Errors
 ///
-/// [`Error::Inherit`] when the process was not started by `spawn` (no [`ENV_FD`]), the
-/// variable is malformed or names another parent, the descriptor is not an open Unix
-/// stream socket, or the end was already adopted.
+/// [`Error::Inherit`] when the process was not started by `spawn` (no [`ENV_FD`] when it
+/// started), the variable is malformed or names another parent, the descriptor is not an
+/// open, inherited Unix stream socket (one that is close-on-exec was opened by this
+/// program, not passed by the parent), or the end was already adopted.
 ///
 /// # Examples
 ///
@@ -348,32 +368,7 @@ where
 /// assert!(matches!(err, aiosock::Error::Inherit { .. }));
 /// ```
 pub fn inherited<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Error> {
-    let fail = |reason: String| Error::Inherit { reason };
-    let value = std::env::var(ENV_FD).map_err(|_| {
-        fail(format!(
-            "{ENV_FD} is not set: this process was not started by aiosock::spawn"
-        ))
-    })?;
-    let (fd, parent) = value
-        .split_once(':')
-        .and_then(|(fd, pid)| Some((fd.parse::<i32>().ok()?, pid.parse::<u32>().ok()?)))
-        .ok_or_else(|| {
-            fail(format!(
-                "{ENV_FD}={value:?} is not `<descriptor>:<parent pid>`"
-            ))
-        })?;
-    if parent != std::os::unix::process::parent_id() {
-        return Err(fail(format!(
-            "{ENV_FD} was set for the children of process {parent}, not of this process's parent"
-        )));
-    }
-    if ADOPTED.swap(true, Ordering::SeqCst) {
-        return Err(fail("the inherited end was already adopted".into()));
-    }
-    let owned = sys::adopt_inherited(fd).map_err(|e| {
-        ADOPTED.store(false, Ordering::SeqCst);
-        fail(format!("descriptor {fd} is not usable: {e}"))
-    })?;
+    let owned = sys::take_inherited().map_err(|reason| Error::Inherit { reason })?;
     Ok(Endpoint::from_fd(owned))
 }
 
@@ -389,10 +384,31 @@ enum Inner {
 }
 
 struct Forked {
-    /// A pidfd registered with the runtime, made when first waited on.
-    io: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    /// The child's pidfd (signals go through it, never through the pid, which another
+    /// process may reuse once the child is reaped); moved into `io` when first waited on.
+    pidfd: Option<sys::Pidfd>,
+    /// The pidfd, registered with the runtime.
+    io: Option<AsyncFd<sys::Pidfd>>,
     status: Option<ExitStatus>,
     kill_on_drop: bool,
+}
+
+impl Forked {
+    fn pidfd(&self) -> Option<&sys::Pidfd> {
+        self.pidfd
+            .as_ref()
+            .or(self.io.as_ref().map(AsyncFd::get_ref))
+    }
+
+    /// Registers the pidfd with the current runtime, once.
+    fn registered(&mut self) -> Result<&AsyncFd<sys::Pidfd>, Error> {
+        if let Some(pidfd) = self.pidfd.take() {
+            self.io = Some(sys::register_owned(pidfd, Interest::READABLE)?);
+        }
+        self.io
+            .as_ref()
+            .ok_or_else(|| Error::Io(std::io::Error::other("the child's pidfd is gone")))
+    }
 }
 
 impl Child {
@@ -422,20 +438,12 @@ impl Child {
                 if let Some(status) = forked.status {
                     return Ok(status);
                 }
-                if forked.io.is_none() {
-                    forked.io = Some(sys::register_owned(
-                        sys::pidfd_open(pid)?,
-                        tokio::io::Interest::READABLE,
-                    )?);
-                }
-                let io = forked.io.as_ref().expect("just set");
                 loop {
-                    if let Some(status) = sys::try_reap(pid, false)? {
+                    if let Some(status) = sys::try_reap(pid)? {
                         forked.status = Some(status);
-                        forked.io = None;
                         return Ok(status);
                     }
-                    let mut ready = io.readable().await?;
+                    let mut ready = forked.registered()?.readable().await?;
                     ready.clear_ready();
                 }
             }
@@ -452,7 +460,7 @@ impl Child {
             Inner::Spawned(child) => Ok(child.try_wait()?),
             Inner::Forked(forked) => {
                 if forked.status.is_none() {
-                    forked.status = sys::try_reap(self.pid, false)?;
+                    forked.status = sys::try_reap(self.pid)?;
                 }
                 Ok(forked.status)
             }
@@ -469,7 +477,9 @@ impl Child {
         self.wait().await
     }
 
-    /// Sends `SIGKILL` without waiting. Does nothing once the child was reaped.
+    /// Sends `SIGKILL` without waiting. Does nothing once the child was reaped. A forked
+    /// child is signalled through its pidfd, so the signal can never reach another process
+    /// that reused its pid.
     ///
     /// # Errors
     ///
@@ -481,22 +491,63 @@ impl Child {
                 Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
                 other => Ok(other?),
             },
-            Inner::Forked(forked) if forked.status.is_none() => Ok(sys::kill(self.pid)?),
+            Inner::Forked(forked) if forked.status.is_none() => match forked.pidfd() {
+                Some(pidfd) => Ok(pidfd.kill()?),
+                None => Ok(()),
+            },
             Inner::Forked(_) => Ok(()),
         }
     }
 }
 
 impl Drop for Child {
+    /// Never blocks. With [`kill_on_drop`](ChildOptions::kill_on_drop), a forked child that
+    /// was not reaped is killed through its pidfd and reaped in the background (by a task
+    /// on the current runtime, or a short-lived thread outside one). Without it, a forked
+    /// child outlives the handle and is reaped in the background if a runtime is there to
+    /// wait for it.
     fn drop(&mut self) {
-        if let Inner::Forked(forked) = &mut self.inner {
-            if forked.status.is_some() || !forked.kill_on_drop {
-                return;
-            }
-            // Killed children die promptly; reap it so that no zombie stays behind.
-            if sys::kill(self.pid).is_ok() {
-                let _ = sys::try_reap(self.pid, true);
-            }
+        let Inner::Forked(forked) = &mut self.inner else {
+            return;
+        };
+        if forked.status.is_some() {
+            return;
+        }
+        if let Some(pidfd) = forked.pidfd().filter(|_| forked.kill_on_drop) {
+            let _ = pidfd.kill();
+        }
+        if matches!(sys::try_reap(self.pid), Ok(Some(_)) | Err(_)) {
+            return;
+        }
+        let pid = self.pid;
+        let pidfd = forked.pidfd.take();
+        let io = forked.io.take();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            tokio::spawn(async move {
+                let io = match (io, pidfd) {
+                    (Some(io), _) => io,
+                    (None, Some(pidfd)) => match sys::register_owned(pidfd, Interest::READABLE) {
+                        Ok(io) => io,
+                        Err(_) => return,
+                    },
+                    (None, None) => return,
+                };
+                while let Ok(None) = sys::try_reap(pid) {
+                    match io.readable().await {
+                        Ok(mut ready) => ready.clear_ready(),
+                        Err(_) => return,
+                    }
+                }
+            });
+        } else if forked.kill_on_drop {
+            // Killed children die promptly: a thread reaps it so that no zombie stays.
+            let _ = std::thread::Builder::new()
+                .name("aiosock-reap".into())
+                .spawn(move || {
+                    while let Ok(None) = sys::try_reap(pid) {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                });
         }
     }
 }

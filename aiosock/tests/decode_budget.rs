@@ -11,7 +11,10 @@
 //!
 //! The allocator counts per thread, so tests running beside each other do not disturb it.
 
-#![allow(clippy::vec_box, reason = "boxed elements are one of the shapes under test")]
+#![allow(
+    clippy::vec_box,
+    reason = "boxed elements are one of the shapes under test"
+)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, LinkedList, VecDeque};
 use std::sync::Arc;

@@ -79,6 +79,19 @@ pub enum Reply {
     },
 }
 
+/// How many messages the `burst` worker sends.
+pub const BURST: u64 = 20_000;
+
+/// The ways the `burst` worker ends its runtime after sending.
+pub const ENDINGS: [&str; 6] = [
+    "return",
+    "drop",
+    "shutdown-timeout",
+    "shutdown-background",
+    "exit",
+    "fork",
+];
+
 /// The seed the parent uses for its half of a soak (the worker gets another).
 pub const PARENT_SEED: u64 = 0x5eed_0001;
 
@@ -118,6 +131,10 @@ pub enum Stranger {
     /// Anything.
     Hello(String),
 }
+
+/// The exit code of the `reexec` worker when the re-executed image refused the stale
+/// descriptor number.
+pub const EXIT_REFUSED: i32 = 4;
 
 /// The exit code of the `mismatch` worker when its first `recv` gave `ProtocolMismatch`.
 pub const EXIT_MISMATCH: i32 = 3;

@@ -151,8 +151,8 @@ async fn a_child_blocked_in_recv_exits_when_its_parent_dies() {
     within("grandchild exit", until_gone(grandchild)).await;
 }
 
-#[tokio::test]
-async fn fork_refuses_in_a_multi_threaded_process() {
+#[test]
+fn fork_refuses_in_a_multi_threaded_process() {
     // The test harness runs this on a thread of its own: this process has several.
     let (_here, there) = aiosock::pair::<Request, Reply>().expect("pair");
     let err = aiosock::fork(there, |_end| async { Ok::<(), Error>(()) }).expect_err("refused");

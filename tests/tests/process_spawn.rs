@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use aiosock::Error;
 use aiosock_tests::guard;
-use aiosock_tests::workers::{EXIT_MISMATCH, Reply, Request, Stranger, start, worker};
+use aiosock_tests::workers::{
+    EXIT_MISMATCH, EXIT_REFUSED, Reply, Request, Stranger, start, worker,
+};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -245,14 +247,11 @@ async fn thirty_two_workers_each_exchange_ten_thousand_messages() {
 fn inherited_explains_a_missing_malformed_or_foreign_end() {
     let me = std::process::id();
     let cases: [(Option<String>, &str); 5] = [
-        (
-            None,
-            "is not set: this process was not started by aiosock::spawn",
-        ),
+        (None, "was not set when this program started"),
         (Some("seven".into()), "is not `<descriptor>:<parent pid>`"),
         (Some("5:1".into()), "was set for the children of process 1"),
         (Some(format!("0:{me}")), "one of stdin, stdout and stderr"),
-        (Some(format!("1000:{me}")), "descriptor 1000 is not usable"),
+        (Some(format!("1000:{me}")), "descriptor 1000 is not open"),
     ];
     for (value, expected) in cases {
         let mut cmd = worker(WORKER, "serve");
@@ -265,4 +264,46 @@ fn inherited_explains_a_missing_malformed_or_foreign_end() {
         assert_eq!(out.status.code(), Some(1), "{value:?}: {stderr}");
         assert!(stderr.contains(expected), "{value:?}: {stderr}");
     }
+}
+
+#[test]
+fn a_child_started_before_adoption_inherits_neither_the_end_nor_the_variable() {
+    // The `grandchild` worker runs a shell before it adopts its end; the shell lists its
+    // descriptors and environment. The worker exits 0 only if neither shows the end.
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let mut child = aiosock::spawn(worker(WORKER, "grandchild"), there).expect("spawn");
+        let (_tx, mut rx) = here.into_split();
+        assert_eq!(
+            guard("report", rx.recv()).await.expect("recv"),
+            Some(Reply::StreamDone)
+        );
+        let status = guard("exit", child.wait()).await.expect("wait");
+        assert!(status.success(), "the grandchild saw the end: {status}");
+    });
+}
+
+#[test]
+fn a_child_that_re_executes_itself_cannot_adopt_its_old_number_again() {
+    // The `reexec` worker adopts its end (close-on-exec from before `main`), then
+    // re-executes itself with `AIOSOCK_FD` naming the same number again. The new image must
+    // refuse it: the number is closed (or names something this program opened itself).
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async move {
+        let child = aiosock::spawn(worker(WORKER, "reexec"), there).expect("spawn");
+        let (_tx, mut rx) = here.into_split();
+        // The end closed when the first image exec'd: nothing more comes.
+        assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
+        let mut child = child;
+        let status = guard("exit", child.wait()).await.expect("wait");
+        assert_eq!(status.code(), Some(EXIT_REFUSED), "{status}");
+    });
 }

@@ -3,10 +3,9 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::Arc;
 
 use crate::Protocol;
-use crate::channel::driver::Shared;
+use crate::channel::shared::Shared;
 use crate::channel::{Config, Receiver, Sender};
 use crate::error::Error;
 use crate::protocol::ProtocolId;
@@ -135,12 +134,7 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
         let _ = sys::set_nonblocking(self.fd.as_fd());
         let sends = ProtocolId::of::<Out>();
         let expects = ProtocolId::of::<In>();
-        let shared = Arc::new(Shared::new(
-            self.fd,
-            self.config,
-            sends.clone(),
-            expects.clone(),
-        ));
+        let shared = Shared::new(self.fd, self.config, &sends, &expects);
         (
             Sender::new(shared.clone()),
             Receiver::new(shared, sends, expects),

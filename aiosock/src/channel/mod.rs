@@ -24,10 +24,13 @@
 //! mid-frame) and its sends fail with [`SendError::Closed`](crate::SendError::Closed).
 
 mod config;
-mod driver;
 mod endpoint;
+pub(crate) mod linger;
+mod reader;
 mod receiver;
 mod sender;
+mod shared;
+mod writer;
 
 pub use config::Config;
 pub use endpoint::{Endpoint, pair};

@@ -8,14 +8,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use crate::channel::driver::Shared;
+use crate::channel::reader::ReadBuf;
+use crate::channel::shared::Shared;
 use crate::error::{Error, Part, TryRecvError};
 use crate::protocol::ProtocolId;
 use crate::wire::{Decoded, Decoder};
 use crate::{Dispatch, Protocol, sys};
-
-/// Bytes read at once when nothing larger is needed.
-const READ_CHUNK: usize = 64 * 1024;
 
 type Observer<T> = Box<dyn FnMut(&T) + Send>;
 
@@ -25,8 +23,9 @@ type Observer<T> = Box<dyn FnMut(&T) + Send>;
 /// buffer kept in the receiver itself and decoded in place, so a cancelled
 /// [`recv`](Self::recv) loses nothing.
 ///
-/// Dropping the receiver shuts the receiving direction down: the peer's further sends fail
-/// with [`SendError::Closed`](crate::SendError::Closed).
+/// Dropping the receiver shuts the receiving direction down and discards what the peer sent
+/// and this end did not read: the peer's further sends fail with
+/// [`SendError::Closed`](crate::SendError::Closed), promptly even if its socket was full.
 ///
 /// # Examples
 ///
@@ -56,14 +55,8 @@ type Observer<T> = Box<dyn FnMut(&T) + Send>;
 /// ```
 pub struct Receiver<T> {
     shared: Arc<Shared>,
-    /// `buf[start..end]` holds bytes read and not yet decoded.
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-    /// Bytes needed in `buf[start..]` before decoding can go on.
-    need: usize,
+    buf: ReadBuf,
     decoder: Decoder,
-    eof: bool,
     /// An error or the end was returned: the stream is over, and nothing more is read.
     failed: bool,
     observer: Option<Observer<T>>,
@@ -75,12 +68,8 @@ impl<T: Protocol> Receiver<T> {
         let limits = shared.config.limits();
         Receiver {
             shared,
-            buf: Vec::new(),
-            start: 0,
-            end: 0,
-            need: 0,
+            buf: ReadBuf::default(),
             decoder: Decoder::new(sends, expects, limits),
-            eof: false,
             failed: false,
             observer: None,
             _msg: PhantomData,
@@ -114,25 +103,14 @@ impl<T: Protocol> Receiver<T> {
 
     /// Polls for the next message; the `poll` form of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Error>> {
-        if self.failed {
-            return Poll::Ready(Ok(None));
-        }
-        let result = loop {
-            match self.step() {
-                Ok(Some(msg)) => break Ok(Some(msg)),
-                Ok(None) if self.eof => break self.finish(),
-                Ok(None) => {}
-                Err(e) => break Err(e),
-            }
+        self.advance(|this| {
             // Reading from the socket spends the task's cooperative budget, as tokio's own
             // I/O does; decoding what is already buffered does not.
             let coop = ready!(tokio::task::coop::poll_proceed(cx));
-            match ready!(self.poll_fill(cx)) {
-                Ok(()) => coop.made_progress(),
-                Err(e) => break Err(Error::Io(e)),
-            }
-        };
-        Poll::Ready(self.settle(result))
+            let filled = ready!(this.poll_fill(cx));
+            coop.made_progress();
+            Poll::Ready(filled)
+        })
     }
 
     /// Receives a message that has already arrived, without waiting.
@@ -145,30 +123,15 @@ impl<T: Protocol> Receiver<T> {
     /// [`TryRecvError::Disconnected`] after the peer closed and everything was received, and
     /// [`TryRecvError::Failed`] for the errors of [`recv`](Self::recv).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        if self.failed {
-            return Err(TryRecvError::Disconnected);
-        }
-        let result = loop {
-            match self.step() {
-                Ok(Some(msg)) => break Ok(Some(msg)),
-                Ok(None) if self.eof => break self.finish(),
-                Ok(None) => {}
-                Err(e) => break Err(e),
-            }
-            self.reserve();
-            match sys::recv(self.shared.fd(), &mut self.buf[self.end..]) {
-                Ok(n) => self.filled(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(TryRecvError::Empty),
-                Err(e) => match self.read_error(e) {
-                    Ok(()) => {}
-                    Err(e) => break Err(Error::Io(e)),
-                },
-            }
-        };
-        match self.settle(result) {
-            Ok(Some(msg)) => Ok(msg),
-            Ok(None) => Err(TryRecvError::Disconnected),
-            Err(e) => Err(TryRecvError::Failed(e)),
+        let step = self.advance(|this| match this.buf.fill_from(this.shared.fd()) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Poll::Pending,
+            other => Poll::Ready(other.map(drop)),
+        });
+        match step {
+            Poll::Pending => Err(TryRecvError::Empty),
+            Poll::Ready(Ok(Some(msg))) => Ok(msg),
+            Poll::Ready(Ok(None)) => Err(TryRecvError::Disconnected),
+            Poll::Ready(Err(e)) => Err(TryRecvError::Failed(e)),
         }
     }
 
@@ -291,43 +254,55 @@ impl<T: Protocol> Receiver<T> {
         Ok(handler)
     }
 
+    /// The one step behind [`recv`](Self::recv) and [`try_recv`](Self::try_recv): decodes
+    /// what is buffered, and reads more with `fill` while a whole message is missing.
+    /// `Pending` only when `fill` is.
+    fn advance(
+        &mut self,
+        mut fill: impl FnMut(&mut Self) -> Poll<io::Result<()>>,
+    ) -> Poll<Result<Option<T>, Error>> {
+        if self.failed {
+            return Poll::Ready(Ok(None));
+        }
+        let result = loop {
+            match self.decode_buffered() {
+                Ok(Some(msg)) => break Ok(Some(msg)),
+                Ok(None) if self.buf.eof => break self.finish(),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+            if let Err(e) = ready!(fill(self)) {
+                break Err(Error::Io(e));
+            }
+        };
+        Poll::Ready(self.settle(result))
+    }
+
     /// Decodes the next message from the buffer: `Ok(None)` when more bytes are needed.
-    fn step(&mut self) -> Result<Option<T>, Error> {
+    fn decode_buffered(&mut self) -> Result<Option<T>, Error> {
         loop {
-            match self.decoder.decode(&self.buf[self.start..self.end])? {
+            match self.decoder.decode(self.buf.pending())? {
                 Decoded::Message { msg, used } => {
-                    self.consume(used);
+                    self.buf.consume(used);
                     if let Some(observer) = &mut self.observer {
                         observer(&msg);
                     }
                     return Ok(Some(msg));
                 }
-                Decoded::Hello { used } => self.consume(used),
+                Decoded::Hello { used } => self.buf.consume(used),
                 Decoded::Need(need) => {
-                    self.need = need;
+                    self.buf.need(need);
                     return Ok(None);
                 }
             }
         }
     }
 
-    fn consume(&mut self, n: usize) {
-        self.start += n;
-        self.need = 0;
-        if self.start == self.end {
-            self.start = 0;
-            self.end = 0;
-            // Keep a large buffer while large frames keep coming; give it back after a
-            // small one.
-            if self.buf.len() > 4 * READ_CHUNK && n < self.buf.len() / 8 {
-                self.buf = Vec::new();
-            }
-        }
-    }
-
     /// What end-of-file means here: a clean close between frames, or a truncation.
     fn finish(&mut self) -> Result<Option<T>, Error> {
-        if self.start == self.end {
+        // The peer closed its sending side; ask whether it can still receive ours.
+        self.shared.probe_peer();
+        if self.buf.pending().is_empty() {
             Ok(None)
         } else if self.decoder.awaiting_hello() {
             Err(Error::Truncated { what: Part::Hello })
@@ -343,9 +318,7 @@ impl<T: Protocol> Receiver<T> {
                 // Nothing after a bad frame can be trusted: stop receiving for good, so the
                 // peer's further sends fail instead of piling up here.
                 self.failed = true;
-                self.buf = Vec::new();
-                self.start = 0;
-                self.end = 0;
+                self.buf.clear();
                 sys::shutdown_read(self.shared.fd());
             }
             Ok(None) => self.failed = true,
@@ -354,84 +327,43 @@ impl<T: Protocol> Receiver<T> {
         result
     }
 
-    /// Makes room after `end` for what the next step needs. The buffer grows with the
-    /// bytes that actually arrive (doubling), not with what a header announces.
-    fn reserve(&mut self) {
-        if self.start > 0 && self.buf.len() - self.end < READ_CHUNK / 2 {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-        }
-        let goal = (self.start + self.need).max(self.end + 1);
-        // Grow towards the goal by doubling, and always leave room for a useful read.
-        let want = goal
-            .min((2 * self.end).max(READ_CHUNK))
-            .max(self.end + READ_CHUNK / 16);
-        if self.buf.len() < want {
-            self.buf.resize(want.max(READ_CHUNK), 0);
-        }
-    }
-
-    fn filled(&mut self, n: usize) {
-        if n == 0 {
-            self.eof = true;
-            self.shared.peer_gone();
-        } else {
-            self.end += n;
-        }
-    }
-
-    /// A reset peer is a close: what it sent before was all received.
-    fn read_error(&mut self, e: io::Error) -> io::Result<()> {
-        if e.kind() == io::ErrorKind::ConnectionReset {
-            self.filled(0);
-            Ok(())
-        } else {
-            Err(e)
-        }
-    }
-
-    /// Reads more bytes from the socket, waiting for it.
+    /// Reads more bytes from the socket, waiting for it. Readiness is cleared only when a
+    /// read finds the socket empty (`EAGAIN`): a short read does not prove it drained (the
+    /// kernel ends a read where a segment with ancillary data starts).
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.reserve();
         let io = self.shared.attach()?;
-        let read = loop {
+        loop {
             let mut ready = match io.poll_read_ready(cx) {
                 Poll::Ready(ready) => ready?,
                 Poll::Pending => {
-                    // This task is about to wait: the next send may write at once again.
-                    self.shared.end_of_burst();
+                    // This task is about to wait: the next send may write at once again,
+                    // and an empty buffer need not stay large.
+                    self.shared.reader_waiting();
+                    self.buf.idle();
                     return Poll::Pending;
                 }
             };
-            let space = self.buf.len() - self.end;
-            match ready.try_io(|fd| sys::recv(fd.get_ref().as_fd(), &mut self.buf[self.end..])) {
-                Ok(read) => {
-                    // A read that did not fill the space drained the socket (epoll is edge
-                    // triggered): forget the readiness now rather than learn it from one more
-                    // `recv` that fails with `EAGAIN`. Readiness that arrived meanwhile is
-                    // kept (the guard only clears the event it saw).
-                    if matches!(read, Ok(n) if n > 0 && n < space) {
-                        ready.clear_ready();
-                    }
-                    break read;
-                }
+            match ready.try_io(|fd| self.buf.fill_from(fd.get_ref().as_fd())) {
+                Ok(read) => return Poll::Ready(read.map(drop)),
                 Err(_would_block) => continue,
             }
-        };
-        Poll::Ready(match read {
-            Ok(n) => {
-                self.filled(n);
-                Ok(())
-            }
-            Err(e) => self.read_error(e),
-        })
+        }
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
+        // Shut the direction down and discard what the peer sent and we did not read:
+        // the room this makes wakes a peer whose socket was full, and its next write
+        // fails with EPIPE instead of waiting forever for a reader that is gone.
         sys::shutdown_read(self.shared.fd());
+        let mut scratch = [0u8; 16 * 1024];
+        for _ in 0..4096 {
+            match sys::recv(self.shared.fd(), &mut scratch) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
     }
 }
 
@@ -439,8 +371,9 @@ impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Receiver")
             .field("fd", &self.shared.fd())
-            .field("buffered", &(self.end - self.start))
-            .field("eof", &self.eof)
+            .field("buffered", &self.buf.pending().len())
+            .field("buffer_capacity", &self.buf.capacity())
+            .field("eof", &self.buf.eof)
             .finish_non_exhaustive()
     }
 }

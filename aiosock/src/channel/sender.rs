@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use crate::Protocol;
-use crate::channel::driver::{Refused, Shared};
-use crate::error::{SendError, TrySendError};
+use crate::channel::shared::{self, Refused, Shared};
+use crate::error::{InvalidMessage, SendError, TrySendError};
 
 type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 
@@ -16,12 +16,13 @@ type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 /// ordered stream.
 ///
 /// Made by [`Endpoint::into_split`](crate::Endpoint::into_split). Messages are encoded
-/// into the end's bounded outgoing buffer and written by the end's writer task; see the
-/// [crate docs](crate#delivery-and-backpressure) for what "accepted" promises.
+/// (outside any lock) and queued whole in the end's bounded outgoing buffer, and written
+/// by the end's writer task; see the [crate docs](crate#delivery-and-backpressure) for what
+/// "accepted" promises.
 ///
-/// Dropping the last clone lets the writer send everything queued and then end the
-/// direction: the peer's [`recv`](crate::Receiver::recv) returns `Ok(None)` after the last
-/// message.
+/// Dropping the last clone ends the direction after everything queued: at once if the
+/// socket takes what is left, else once the writer has written it. The peer's
+/// [`recv`](crate::Receiver::recv) returns `Ok(None)` after the last message.
 ///
 /// # Examples
 ///
@@ -86,17 +87,22 @@ impl<T: Protocol> Sender<T> {
     /// When first used outside a Tokio runtime with I/O enabled.
     #[track_caller]
     pub fn send(&self, msg: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
-        let attached = self.shared.attach();
+        let attached = self.shared.attach().is_ok();
         async move {
-            if attached.is_err() {
-                self.shared.fail();
+            if !attached || self.shared.known_closed() {
                 return Err(SendError::Closed(msg));
             }
+            let mut frame = match self.encode(&msg) {
+                Ok(frame) => frame,
+                Err(why) => return Err(SendError::Invalid(msg, why)),
+            };
             loop {
-                match self.shared.push(&msg, true) {
-                    Ok(()) => return Ok(()),
+                match self.shared.push(&mut frame, true) {
+                    Ok(()) => {
+                        shared::recycle(frame);
+                        return Ok(());
+                    }
                     Err(Refused::Closed) => return Err(SendError::Closed(msg)),
-                    Err(Refused::Invalid(why)) => return Err(SendError::Invalid(msg, why)),
                     Err(Refused::Full) => {}
                 }
                 if self.shared.ready().await.is_err() {
@@ -130,11 +136,19 @@ impl<T: Protocol> Sender<T> {
     /// ```
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.shared.attach_if_in_runtime();
-        match self.shared.push(&msg, true) {
+        if self.shared.known_closed() {
+            return Err(TrySendError::Closed(msg));
+        }
+        let mut frame = match self.encode(&msg) {
+            Ok(frame) => frame,
+            Err(why) => return Err(TrySendError::Invalid(msg, why)),
+        };
+        let pushed = self.shared.push(&mut frame, true);
+        shared::recycle(frame);
+        match pushed {
             Ok(()) => Ok(()),
             Err(Refused::Full) => Err(TrySendError::Full(msg)),
             Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
-            Err(Refused::Invalid(why)) => Err(TrySendError::Invalid(msg, why)),
         }
     }
 
@@ -157,11 +171,8 @@ impl<T: Protocol> Sender<T> {
     /// When first used outside a Tokio runtime with I/O enabled.
     #[track_caller]
     pub fn ready(&self) -> impl Future<Output = Result<(), SendError<()>>> + Send + '_ {
-        let attached = self.shared.attach().is_ok();
+        let _ = self.shared.attach();
         async move {
-            if !attached {
-                self.shared.fail();
-            }
             self.shared
                 .ready()
                 .await
@@ -185,11 +196,8 @@ impl<T: Protocol> Sender<T> {
     /// When first used outside a Tokio runtime with I/O enabled.
     #[track_caller]
     pub fn flush(&self) -> impl Future<Output = Result<(), SendError<()>>> + Send + '_ {
-        let attached = self.shared.attach().is_ok();
+        let _ = self.shared.attach();
         async move {
-            if !attached {
-                self.shared.fail();
-            }
             self.shared
                 .flush()
                 .await
@@ -212,19 +220,19 @@ impl<T: Protocol> Sender<T> {
     /// When first used outside a Tokio runtime with I/O enabled.
     #[track_caller]
     pub fn closed(&self) -> impl Future<Output = ()> + Send + '_ {
-        let attached = self.shared.attach().is_ok();
-        async move {
-            if !attached {
-                self.shared.fail();
-            }
-            self.shared.closed().await;
-        }
+        let _ = self.shared.attach();
+        async move { self.shared.closed().await }
     }
 
     /// Whether the peer can no longer receive; see [`closed`](Self::closed). Asks the
     /// kernel (one system call) unless that is already known.
     pub fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        self.shared.probe_peer()
+    }
+
+    /// Encodes `msg` as one frame, outside any lock.
+    fn encode(&self, msg: &T) -> Result<Vec<u8>, InvalidMessage> {
+        shared::encode(msg, self.shared.config.max_frame_len())
     }
 
     fn poll_pending(
@@ -261,7 +269,7 @@ impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Sender")
             .field("fd", &self.shared.fd())
-            .field("closed", &self.shared.is_closed())
+            .field("closed", &self.shared.known_closed())
             .finish_non_exhaustive()
     }
 }
@@ -275,19 +283,22 @@ impl<T: Protocol> futures_sink::Sink<T> for Sender<T> {
     type Error = SendError<Option<T>>;
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if self.shared.attach().is_err() {
-            self.shared.fail();
-        }
+        let _ = self.shared.attach();
         self.poll_pending(cx, |shared| Box::pin(async move { shared.ready().await }))
     }
 
     fn start_send(self: Pin<&mut Self>, msg: T) -> Result<(), Self::Error> {
         // `poll_ready` returned Ok, so the buffer had room; if a clone filled it since,
         // the frame still goes in (the capacity is then exceeded by this one message).
-        match self.shared.push(&msg, false) {
+        let mut frame = match self.encode(&msg) {
+            Ok(frame) => frame,
+            Err(why) => return Err(SendError::Invalid(Some(msg), why)),
+        };
+        let pushed = self.shared.push(&mut frame, false);
+        shared::recycle(frame);
+        match pushed {
             Ok(()) => Ok(()),
             Err(Refused::Full | Refused::Closed) => Err(SendError::Closed(Some(msg))),
-            Err(Refused::Invalid(why)) => Err(SendError::Invalid(Some(msg), why)),
         }
     }
 

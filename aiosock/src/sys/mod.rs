@@ -1,15 +1,37 @@
 //! The OS layer: the only module with raw descriptors and `unsafe`.
 //!
-//! Everything above it works with `OwnedFd`/`BorrowedFd` and the safe functions here.
-//! Every descriptor made here is close-on-exec (`SOCK_CLOEXEC`), non-blocking, and every
-//! write uses `MSG_NOSIGNAL`, so a closed peer is an `EPIPE` error, never a `SIGPIPE`.
+//! Everything above it works with `OwnedFd`/`BorrowedFd` and the safe functions here, and
+//! gets `io::Error`s back. Every descriptor made here is close-on-exec (`SOCK_CLOEXEC`),
+//! non-blocking, and every write uses `MSG_NOSIGNAL`, so a closed peer is an `EPIPE` error,
+//! never a `SIGPIPE`.
+//!
+//! One file a concern:
+//!
+//! - [`socket`]: socket pairs and their I/O (send, receive into spare capacity, shutdown,
+//!   probes, blocking waits where no runtime is left);
+//! - [`reactor`]: registration with the Tokio reactor;
+//! - [`registry`]: the process-wide registry of live sockets, which a forked child lets go of;
+//! - [`process`]: fork, exit, the parent-death signal, pidfds, the inherited descriptor and
+//!   the exit hook;
+//! - [`alloc`]: a counting allocator for the tests and the fuzz harness.
+//!
+//! Linux only: pidfds, `PR_SET_PDEATHSIG`, `/proc` and `.init_array` are Linux features.
 
 #![allow(unsafe_code)]
 
-#[cfg(unix)]
-mod unix;
-
-#[cfg(unix)]
-pub(crate) use unix::*;
-
 pub(crate) mod alloc;
+mod process;
+mod reactor;
+mod registry;
+mod socket;
+
+pub(crate) use process::{
+    ENV_FD, Fork, Pidfd, at_exit, die_with_parent, die_with_parent_in_child, exit_now,
+    fork_single_threaded, inherit_in_child, take_inherited, try_reap,
+};
+pub(crate) use reactor::{SharedFd, register, register_owned};
+pub(crate) use registry::{Socket, release_other_sockets};
+pub(crate) use socket::{
+    peer_can_receive, poll_writable, recv, recv_spare, send, set_nonblocking, shutdown_read,
+    shutdown_write, socketpair,
+};

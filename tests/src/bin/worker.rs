@@ -11,14 +11,22 @@
 //! - `middle-pdeathsig`: spawns a `sleep` worker that should die with it (`die_with_parent`),
 //!   prints its pid, then waits to be killed;
 //! - `sleep`: adopts its end and sleeps, never reading it;
-//! - `fork`: checks `aiosock::fork` from this single-threaded process, exits 0 if it works.
+//! - `fork`: checks that `aiosock::fork` refuses inside a runtime and works from this
+//!   single-threaded process outside one; exits 0 if both hold;
+//! - `grandchild`: runs a shell before adopting its end, and fails if the shell inherited
+//!   the end or saw `AIOSOCK_FD`; else sends `StreamDone`;
+//! - `reexec`: adopts its end, then re-executes itself as `reexec-adopt` with
+//!   `AIOSOCK_FD` naming the same number, which must be refused (exit `EXIT_REFUSED`);
+//! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
+//!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
+//!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
 
 use std::error::Error;
 use std::time::Duration;
 
 use aiosock_tests::workers::{
-    EXIT_MISMATCH, PARENT_SEED, Reply, Request, RequestHandler, Stranger, open_fds, peak_rss_kib,
-    soak_data,
+    BURST, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply, Request, RequestHandler, Stranger,
+    open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -40,6 +48,13 @@ fn main() {
         "middle-pdeathsig" => middle_pdeathsig(),
         "sleep" => sleep(),
         "fork" => fork_check(),
+        "grandchild" => grandchild(),
+        "reexec" => reexec(),
+        "reexec-adopt" => reexec_adopt(),
+        "burst" => burst(
+            &std::env::args().nth(2).unwrap_or_default(),
+            &std::env::args().nth(3).unwrap_or_default(),
+        ),
         other => Err(format!("unknown worker mode {other:?}").into()),
     };
     if let Err(e) = result {
@@ -247,6 +262,15 @@ fn sleep() -> Result<(), BoxError> {
 }
 
 fn fork_check() -> Result<(), BoxError> {
+    // From inside a current-thread runtime the process has one thread, but the child could
+    // not start a runtime of its own: refused in the parent.
+    let (_unused, end) = aiosock::pair::<Request, Reply>()?;
+    let inside = runtime()?.block_on(async {
+        aiosock::fork(end, |_end| async { Ok::<(), String>(()) }).map(|child| child.id())
+    });
+    if !matches!(inside, Err(aiosock::Error::ForkInRuntime)) {
+        return Err(format!("fork inside a runtime gave {inside:?}").into());
+    }
     // A second pair, made before the fork: the child must let go of both its ends.
     let (other_here, other_there) = aiosock::pair::<Request, Reply>()?;
     let (here, there) = aiosock::pair::<Request, Reply>()?;
@@ -288,4 +312,116 @@ fn fork_check() -> Result<(), BoxError> {
         println!("forked child {pid} worked and exited with {status}");
         Ok(())
     })
+}
+
+/// Sends the burst on `end` in a runtime of `flavor`; returns the runtime.
+fn send_burst(
+    flavor: &str,
+    tx: &aiosock::Sender<Reply>,
+) -> Result<tokio::runtime::Runtime, BoxError> {
+    let rt = match flavor {
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        "multi" => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?,
+        other => return Err(format!("unknown runtime flavor {other:?}").into()),
+    };
+    rt.block_on(async {
+        for i in 0..BURST {
+            tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    Ok(rt)
+}
+
+/// Sends a burst, then ends the runtime as `ending` says.
+fn burst(ending: &str, flavor: &str) -> Result<(), BoxError> {
+    if ending == "fork" {
+        // The forked child gets the inherited end, sends the burst and returns; `fork`
+        // runs its closure on a current-thread runtime.
+        let end = aiosock::inherited::<Reply, Request>()?;
+        let mut child = aiosock::fork(end, |end| async move {
+            let (tx, _rx) = end.into_split();
+            for i in 0..BURST {
+                tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        })?;
+        let status = runtime()?.block_on(child.wait())?;
+        return if status.success() {
+            Ok(())
+        } else {
+            Err(format!("forked child exited with {status}").into())
+        };
+    }
+    let (tx, _rx) = aiosock::inherited::<Reply, Request>()?.into_split();
+    let rt = send_burst(flavor, &tx)?;
+    match ending {
+        // `block_on` returned; the runtime and the sender go out of scope at the end.
+        "return" => {}
+        // The runtime is dropped while the sender lives on.
+        "drop" => drop(rt),
+        "shutdown-timeout" => rt.shutdown_timeout(Duration::from_millis(100)),
+        "shutdown-background" => rt.shutdown_background(),
+        // The process exits at once, with the runtime and the sender alive.
+        "exit" => std::process::exit(0),
+        other => return Err(format!("unknown ending {other:?}").into()),
+    }
+    Ok(())
+}
+
+/// Runs a shell before adopting the end: it must see neither the end nor the variable.
+fn grandchild() -> Result<(), BoxError> {
+    let out = std::process::Command::new("/bin/sh")
+        .args(["-c", "ls /proc/self/fd; echo \"var=${AIOSOCK_FD:-unset}\""])
+        .output()?;
+    let listing = String::from_utf8(out.stdout)?;
+    let end = aiosock::inherited::<Reply, Request>()?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&end)).to_string();
+    if listing.lines().any(|line| line.trim() == fd) {
+        return Err(format!("the shell inherited descriptor {fd}: {listing}").into());
+    }
+    if !listing.contains("var=unset") {
+        return Err(format!("the shell saw AIOSOCK_FD: {listing}").into());
+    }
+    let (tx, _rx) = end.into_split();
+    runtime()?.block_on(async move {
+        tx.send(Reply::StreamDone)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
+/// Adopts the end, then re-executes itself naming the same descriptor number again.
+fn reexec() -> Result<(), BoxError> {
+    use std::os::unix::process::CommandExt;
+    let end = aiosock::inherited::<Reply, Request>()?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&end));
+    let parent = std::os::unix::process::parent_id();
+    let err = std::process::Command::new(std::env::current_exe()?)
+        .arg("reexec-adopt")
+        .env(aiosock::ENV_FD, format!("{fd}:{parent}"))
+        .exec();
+    Err(format!("exec failed: {err}").into())
+}
+
+/// The re-executed image: opens sockets of its own first (one of them likely gets the
+/// stale number, which exec closed), then adopting the stale number must fail.
+fn reexec_adopt() -> Result<(), BoxError> {
+    let _own = (0..4)
+        .map(|_| aiosock::pair::<Request, Reply>())
+        .collect::<Result<Vec<_>, _>>()?;
+    match aiosock::inherited::<Reply, Request>() {
+        Err(aiosock::Error::Inherit { reason }) => {
+            eprintln!("refused as it should be: {reason}");
+            std::process::exit(EXIT_REFUSED)
+        }
+        Err(e) => Err(format!("unexpected error {e}").into()),
+        Ok(_) => Err("adopted a stale descriptor".into()),
+    }
 }

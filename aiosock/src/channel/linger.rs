@@ -1,0 +1,200 @@
+//! Lingering: writing out what `send` accepted once an end's writer task is gone (its
+//! runtime shut down, or no runtime ever ran it), and when the process exits.
+//!
+//! - An end whose writer is gone is *handed off*: it takes no more sends, and what it still
+//!   holds is written at once if the socket takes it, else by one background thread that
+//!   waits for all such ends together (one `poll` over their sockets). Each end lingers
+//!   until its bytes are written, its peer is gone, or its [`Config::linger`] deadline
+//!   passes; then its direction is shut down. Dropping a runtime never blocks for this.
+//! - When the process exits through `exit` (returning from `main`, `std::process::exit`),
+//!   an exit hook hands off every live end that still holds bytes, and waits until all
+//!   lingering ends are done: at most until the latest deadline, not the sum of them.
+//!   A forked child does the same before it ends.
+//!
+//! [`Config::linger`]: crate::Config::linger
+
+use std::os::fd::BorrowedFd;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::channel::shared::{Flow, Shared, Writer};
+use crate::sys;
+
+/// Every live end, for the exit hook.
+static ENDS: Mutex<Ends> = Mutex::new(Ends {
+    all: Vec::new(),
+    prune_at: 64,
+});
+
+struct Ends {
+    all: Vec<Weak<Shared>>,
+    /// Dead entries are dropped when the list reaches this length.
+    prune_at: usize,
+}
+
+/// Ends handed off and not done yet, with their deadlines.
+static LINGERING: Mutex<Lingering> = Mutex::new(Lingering {
+    ends: Vec::new(),
+    threads: Vec::new(),
+    thread_running: false,
+});
+
+/// Signalled when the lingering list empties.
+static DONE: Condvar = Condvar::new();
+
+struct Lingering {
+    ends: Vec<(Arc<Shared>, Instant)>,
+    /// Background threads started so far (joined by [`settle`]).
+    threads: Vec<JoinHandle<()>>,
+    thread_running: bool,
+}
+
+fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The longest a lingering thread sleeps in `poll` before it looks at the list again.
+const POLL_AT_MOST: Duration = Duration::from_millis(100);
+
+/// Records a new end, and installs the exit hook the first time.
+pub(crate) fn register(shared: &Arc<Shared>) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        // Without the hook, exiting loses what the kernel has not taken yet, as before.
+        let _ = sys::at_exit(exit_hook);
+    });
+    let mut ends = lock(&ENDS);
+    if ends.all.len() >= ends.prune_at {
+        ends.all.retain(|end| end.strong_count() > 0);
+        ends.prune_at = (2 * ends.all.len()).max(64);
+    }
+    ends.all.push(Arc::downgrade(shared));
+}
+
+/// The end's writer is gone: it takes no more sends, and its bytes are written (at once
+/// if the socket takes them, else by the lingering thread), then its direction shut down.
+pub(crate) fn hand_off(shared: Arc<Shared>) {
+    {
+        let mut out = shared.out();
+        out.closed = true;
+        out.writer = Writer::Gone;
+    }
+    shared.events.notify_waiters();
+    match try_finish(&shared) {
+        Some(()) => {}
+        None => {
+            let deadline = Instant::now() + shared.config.linger();
+            let mut lingering = lock(&LINGERING);
+            lingering.ends.push((shared, deadline));
+            if !lingering.thread_running {
+                lingering.thread_running = true;
+                lingering.threads.retain(|t| !t.is_finished());
+                let spawned = std::thread::Builder::new()
+                    .name("aiosock-linger".into())
+                    .spawn(|| drive(true));
+                match spawned {
+                    Ok(thread) => lingering.threads.push(thread),
+                    // No thread: the ends wait for the exit hook (or `settle`).
+                    Err(_) => lingering.thread_running = false,
+                }
+            }
+        }
+    }
+}
+
+/// Writes what the end holds without blocking; `Some` if it is done (everything written,
+/// or the peer gone), after ending its direction.
+fn try_finish(shared: &Shared) -> Option<()> {
+    let flow = {
+        let mut batch = shared.batch();
+        shared.write_now(&mut batch)
+    };
+    match flow {
+        Ok(Flow::Full) => None,
+        Ok(Flow::Drained) | Err(_) => {
+            sys::shutdown_write(shared.fd());
+            shared.events.notify_waiters();
+            Some(())
+        }
+    }
+}
+
+/// Writes out every lingering end, waiting on all their sockets at once, until none is
+/// left. On the lingering thread (`background`), marks the thread gone at the end.
+fn drive(background: bool) {
+    loop {
+        let ends: Vec<(Arc<Shared>, Instant)> = lock(&LINGERING).ends.clone();
+        let now = Instant::now();
+        let mut done = Vec::new();
+        for (end, deadline) in &ends {
+            if try_finish(end).is_some() {
+                done.push(end.clone());
+            } else if now >= *deadline {
+                // The peer did not read in time: give up on what is left, end the direction.
+                sys::shutdown_write(end.fd());
+                done.push(end.clone());
+            }
+        }
+        let mut lingering = lock(&LINGERING);
+        lingering
+            .ends
+            .retain(|(end, _)| !done.iter().any(|d| Arc::ptr_eq(d, end)));
+        if lingering.ends.is_empty() {
+            if background {
+                lingering.thread_running = false;
+            }
+            DONE.notify_all();
+            return;
+        }
+        let waiting: Vec<(Arc<Shared>, Instant)> = lingering.ends.clone();
+        drop(lingering);
+        let next = waiting.iter().map(|(_, d)| *d).min().unwrap_or(now);
+        let timeout = next
+            .saturating_duration_since(Instant::now())
+            .min(POLL_AT_MOST);
+        let fds: Vec<BorrowedFd<'_>> = waiting.iter().map(|(end, _)| end.fd()).collect();
+        let _ = sys::poll_writable(&fds, timeout);
+    }
+}
+
+/// Writes out every lingering end on this thread, then waits for the lingering threads to
+/// exit: afterwards the process has no aiosock thread of its own. `fork` calls it.
+pub(crate) fn settle() {
+    drive(false);
+    let threads = std::mem::take(&mut lock(&LINGERING).threads);
+    for thread in threads {
+        let _ = thread.join();
+    }
+}
+
+/// Hands off every live end that still holds bytes, then writes them all out (at most
+/// until the latest linger deadline). Run when the process exits, and by a forked child
+/// before it ends.
+pub(crate) fn exit_flush() {
+    let ends: Vec<Arc<Shared>> = lock(&ENDS).all.iter().filter_map(Weak::upgrade).collect();
+    for end in ends {
+        let pending = {
+            let batch = end.batch();
+            !batch.is_done() || !end.out().buf.is_empty()
+        };
+        if pending && !matches!(end.out().writer, Writer::Gone) {
+            hand_off(end);
+        }
+    }
+    drive(false);
+    // A lingering thread may still be finishing an end it took before we looked.
+    let mut lingering = lock(&LINGERING);
+    while lingering.thread_running && !lingering.ends.is_empty() {
+        lingering = DONE
+            .wait_timeout(lingering, POLL_AT_MOST)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Runs at process exit (registered with `atexit`).
+extern "C" fn exit_hook() {
+    // Nothing may unwind into the C runtime.
+    let _ = std::panic::catch_unwind(exit_flush);
+}

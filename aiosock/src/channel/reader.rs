@@ -1,0 +1,107 @@
+//! The read buffer of a receiver: bytes read from the socket and not yet decoded, kept in
+//! the receiver itself so that a cancelled `recv` loses nothing.
+
+use std::io;
+use std::os::fd::BorrowedFd;
+
+use crate::sys;
+
+/// Bytes read at once when nothing larger is needed.
+pub(crate) const READ_CHUNK: usize = 64 * 1024;
+
+/// A buffer above this capacity is given back when the receiver goes idle with nothing
+/// buffered.
+const KEEP_WHEN_IDLE: usize = 4 * READ_CHUNK;
+
+/// `buf[start..]` holds bytes read and not yet decoded.
+#[derive(Debug, Default)]
+pub(crate) struct ReadBuf {
+    buf: Vec<u8>,
+    start: usize,
+    /// Bytes needed in `buf[start..]` before decoding can go on.
+    need: usize,
+    /// The peer's end of the stream was read.
+    pub(crate) eof: bool,
+}
+
+impl ReadBuf {
+    /// The bytes not decoded yet.
+    pub(crate) fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The first `n` pending bytes were decoded.
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.start += n;
+        self.need = 0;
+        if self.start == self.buf.len() {
+            self.start = 0;
+            self.buf.clear();
+        }
+    }
+
+    /// Decoding needs at least `n` pending bytes.
+    pub(crate) fn need(&mut self, n: usize) {
+        self.need = n;
+    }
+
+    /// The capacity of the buffer, for `Debug`.
+    pub(crate) fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Drops everything, for good.
+    pub(crate) fn clear(&mut self) {
+        *self = ReadBuf {
+            eof: self.eof,
+            ..ReadBuf::default()
+        };
+    }
+
+    /// Makes room for the next read. The buffer grows with the bytes that actually arrive
+    /// (doubling towards what the next step needs), not with what a header announces, and
+    /// nothing is zero-filled.
+    fn reserve(&mut self) {
+        let spare = self.buf.capacity() - self.buf.len();
+        if self.start > 0 && spare < READ_CHUNK / 2 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        let goal = (self.start + self.need).max(len + 1);
+        let want = goal
+            .min((2 * len).max(READ_CHUNK))
+            .max(len + READ_CHUNK / 16)
+            .max(READ_CHUNK);
+        if self.buf.capacity() < want {
+            self.buf.reserve_exact(want - len);
+        }
+    }
+
+    /// Reads what the socket holds into the buffer, once, without blocking: `Ok(0)` at
+    /// the end of the stream (also after a reset: what the peer sent was all received).
+    pub(crate) fn fill_from(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+        self.reserve();
+        match sys::recv_spare(fd, &mut self.buf) {
+            Ok(0) => {
+                self.eof = true;
+                Ok(0)
+            }
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                self.eof = true;
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The receiver is about to wait: if nothing is buffered, give a large buffer back
+    /// (one maximum-size frame must not pin its memory while the end is idle).
+    pub(crate) fn idle(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() > KEEP_WHEN_IDLE {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+}

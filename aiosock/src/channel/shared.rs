@@ -1,0 +1,504 @@
+//! The state one end shares between its [`Sender`](super::Sender) clones, its
+//! [`Receiver`](super::Receiver), its writer task and the linger: the socket and its
+//! registration with the runtime, the outgoing queue, and the close state.
+//!
+//! Outgoing bytes live in two places, each under its own lock:
+//!
+//! - the **queue** ([`Outgoing::buf`]): whole frames that `send` accepted. Senders encode a
+//!   message outside any lock, then append its frame here under the `out` lock, so frames
+//!   from clones never interleave and a slow `Serialize` holds nobody up;
+//! - the **batch** ([`Batch`]): the bytes being handed to the kernel, in order. Whoever
+//!   writes (the sending task for the first frame of a burst, the writer task, the linger
+//!   at shutdown, the exit hook) takes the `batch` lock, and when the batch is done swaps
+//!   the whole queue in ([`Shared::write_now`]). One writer at a time, always in order.
+//!
+//! Lock order: `batch`, then `out`. A sender holding `out` only ever *tries* `batch`.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
+
+use serde::Serialize;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+use crate::channel::{Config, linger, writer};
+use crate::error::InvalidMessage;
+use crate::protocol::ProtocolId;
+use crate::sys::{self, SharedFd, Socket};
+use crate::wire;
+
+/// Why a frame was not queued.
+pub(crate) enum Refused {
+    Full,
+    Closed,
+}
+
+/// A frame above this size is moved into an empty queue instead of copied.
+const MOVE_FRAMES_FROM: usize = 64 * 1024;
+
+/// Who writes the queue out.
+#[derive(Debug)]
+pub(crate) enum Writer {
+    /// No runtime has been attached yet.
+    NotStarted,
+    /// The writer task is busy or scheduled, or a sending task writes inline.
+    Running,
+    /// The writer task is parked until there is something to do.
+    Idle(Waker),
+    /// The writer task is gone: finished, or handed to the linger.
+    Gone,
+}
+
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Whole frames accepted and not yet taken into the batch.
+    pub(crate) buf: Vec<u8>,
+    /// No more sends are accepted: the peer cannot receive, the runtime went away, or
+    /// the process is exiting.
+    pub(crate) closed: bool,
+    /// Live `Sender` clones.
+    pub(crate) senders: usize,
+    pub(crate) writer: Writer,
+    /// Bytes ever queued, and bytes ever handed to the kernel (for `flush`).
+    pub(crate) queued: u64,
+    pub(crate) written: u64,
+    /// A send already wrote inline since the writer task last went idle or the receiver
+    /// last waited: later sends leave the writing to the writer task, so that a burst
+    /// goes out in batches.
+    pub(crate) inline_spent: bool,
+    /// The batch may hold bytes (an inline write left some): the writer task must write
+    /// before it parks again.
+    pub(crate) kick: bool,
+}
+
+/// The bytes being handed to the kernel: `bytes[sent..]` are still to go.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    bytes: Vec<u8>,
+    sent: usize,
+}
+
+impl Batch {
+    /// Whether every byte taken was handed to the kernel.
+    pub(crate) fn is_done(&self) -> bool {
+        self.sent == self.bytes.len()
+    }
+}
+
+/// What [`Shared::write_now`] left.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    /// Everything queued is in the kernel.
+    Drained,
+    /// The socket is full; bytes wait in the batch or the queue.
+    Full,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    socket: Arc<Socket>,
+    io: OnceLock<AsyncFd<SharedFd>>,
+    /// A duplicate of the socket registered for write readiness, so that
+    /// [`closed`](Self::closed) can wake on the socket's events (the peer reading, shutting
+    /// down or closing). Made the first time `closed` waits; `None` if it could not be.
+    watch: OnceLock<Option<AsyncFd<Socket>>>,
+    attach_lock: Mutex<()>,
+    batch: Mutex<Batch>,
+    out: Mutex<Outgoing>,
+    /// Signalled whenever space frees up, bytes are written, or the end closes.
+    pub(crate) events: Notify,
+    pub(crate) config: Config,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        socket: Socket,
+        config: Config,
+        sends: &ProtocolId,
+        expects: &ProtocolId,
+    ) -> Arc<Shared> {
+        let mut buf = Vec::with_capacity(config.capacity().min(64 * 1024));
+        wire::encode_hello(
+            &mut buf,
+            (sends.name(), sends.fingerprint()),
+            (expects.name(), expects.fingerprint()),
+        );
+        let queued = buf.len() as u64;
+        let shared = Arc::new(Shared {
+            socket: Arc::new(socket),
+            io: OnceLock::new(),
+            watch: OnceLock::new(),
+            attach_lock: Mutex::new(()),
+            batch: Mutex::new(Batch::default()),
+            out: Mutex::new(Outgoing {
+                buf,
+                closed: false,
+                senders: 1,
+                writer: Writer::NotStarted,
+                queued,
+                written: 0,
+                inline_spent: false,
+                kick: false,
+            }),
+            events: Notify::new(),
+            config,
+        });
+        linger::register(&shared);
+        shared
+    }
+
+    pub(crate) fn out(&self) -> MutexGuard<'_, Outgoing> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the channel, so poisoning is ignored.
+        self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn batch(&self) -> MutexGuard<'_, Batch> {
+        self.batch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.socket.as_fd()
+    }
+
+    pub(crate) fn socket(&self) -> &Arc<Socket> {
+        &self.socket
+    }
+
+    /// Registers the socket with the current runtime's reactor and starts the writer task,
+    /// the first time it is called. On failure the end is closed for sending.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with I/O enabled.
+    #[track_caller]
+    pub(crate) fn attach(self: &Arc<Self>) -> io::Result<&AsyncFd<SharedFd>> {
+        if let Some(io) = self.io.get() {
+            return Ok(io);
+        }
+        let _guard = self.attach_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(io) = self.io.get() {
+            return Ok(io);
+        }
+        let io = match sys::register(self.socket.clone()) {
+            Ok(io) => self.io.get_or_init(|| io),
+            Err(e) => {
+                self.close_for_sending();
+                return Err(e);
+            }
+        };
+        let start = {
+            let mut out = self.out();
+            if matches!(out.writer, Writer::NotStarted) {
+                out.writer = Writer::Running;
+                true
+            } else {
+                false
+            }
+        };
+        if start {
+            writer::spawn(self.clone());
+        }
+        Ok(io)
+    }
+
+    /// Like [`attach`](Self::attach), but only inside a runtime; `None` outside one.
+    pub(crate) fn attach_if_in_runtime(self: &Arc<Self>) -> Option<&AsyncFd<SharedFd>> {
+        if self.io.get().is_none() && tokio::runtime::Handle::try_current().is_err() {
+            return None;
+        }
+        self.attach().ok()
+    }
+
+    /// No more sends: they fail with `Closed` from now on, and waiters learn it.
+    pub(crate) fn close_for_sending(&self) {
+        self.out().closed = true;
+        self.events.notify_waiters();
+    }
+
+    /// Queues the frame `frame` (made by [`encode`]) unless the end is closed or, with
+    /// `bounded`, the queue is at capacity. On success `frame` is left empty.
+    pub(crate) fn push(&self, frame: &mut Vec<u8>, bounded: bool) -> Result<(), Refused> {
+        let mut out = self.out();
+        if out.closed {
+            return Err(Refused::Closed);
+        }
+        if bounded && out.buf.len() >= self.config.capacity() {
+            return Err(Refused::Full);
+        }
+        out.queued += frame.len() as u64;
+        if out.buf.is_empty() && frame.len() >= MOVE_FRAMES_FROM {
+            std::mem::swap(&mut out.buf, frame);
+        } else {
+            out.buf.extend_from_slice(frame);
+        }
+        frame.clear();
+        let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
+            Writer::Idle(waker) if !out.inline_spent => {
+                // The writer is idle, so this frame is all that is queued: write it now,
+                // without waiting for the writer task to be scheduled (a round trip's
+                // latency). Only once per burst: the writer task batches the rest.
+                out.inline_spent = true;
+                drop(out);
+                self.write_inline(waker);
+                return Ok(());
+            }
+            Writer::Idle(waker) => Some(waker),
+            other => {
+                out.writer = other;
+                None
+            }
+        };
+        drop(out);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Writes what is queued from the sending task, then gives the writer back its waker,
+    /// or wakes it if anything is left.
+    fn write_inline(&self, waker: Waker) {
+        let drained = match self.batch.try_lock() {
+            Ok(mut batch) => matches!(self.write_now(&mut batch), Ok(Flow::Drained)),
+            // Someone else is writing (the linger or the exit hook): leave it to them.
+            Err(_) => false,
+        };
+        let mut out = self.out();
+        if drained && out.buf.is_empty() && matches!(out.writer, Writer::Running) {
+            out.writer = Writer::Idle(waker);
+        } else {
+            out.kick = true;
+            drop(out);
+            waker.wake();
+        }
+    }
+
+    /// Hands queued bytes to the kernel without blocking, in order, until everything is
+    /// written or the socket is full. Bytes the kernel took are counted as written.
+    pub(crate) fn write_now(&self, batch: &mut Batch) -> io::Result<Flow> {
+        loop {
+            if batch.is_done() {
+                let cap = self.config.capacity();
+                let last = batch.bytes.len();
+                batch.bytes.clear();
+                batch.sent = 0;
+                // Keep a large batch buffer while large batches keep coming.
+                if batch.bytes.capacity() > 4 * cap && last < batch.bytes.capacity() / 8 {
+                    batch.bytes.shrink_to(cap);
+                }
+                let mut out = self.out();
+                if out.buf.is_empty() {
+                    return Ok(Flow::Drained);
+                }
+                std::mem::swap(&mut out.buf, &mut batch.bytes);
+                drop(out);
+                // Room in the queue: senders waiting for it may go on.
+                self.events.notify_waiters();
+            }
+            match sys::send(self.fd(), &batch.bytes[batch.sent..]) {
+                Ok(n) => {
+                    batch.sent += n;
+                    self.out().written += n as u64;
+                    self.events.notify_waiters();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Full),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The task that receives on this end is about to wait: the next send may write inline.
+    pub(crate) fn reader_waiting(&self) {
+        self.out().inline_spent = false;
+    }
+
+    /// Waits until `done` holds for the outgoing state, re-checking on every event.
+    async fn wait_until<R>(&self, mut done: impl FnMut(&Outgoing) -> Option<R>) -> R {
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = done(&self.out()) {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    /// Waits for space in the queue; `Err` once closed.
+    pub(crate) async fn ready(&self) -> Result<(), ()> {
+        let cap = self.config.capacity();
+        self.wait_until(|out| match () {
+            () if out.closed => Some(Err(())),
+            () if out.buf.len() < cap => Some(Ok(())),
+            () => None,
+        })
+        .await
+    }
+
+    /// Waits until everything queued so far is in the kernel; `Err` if closed first.
+    pub(crate) async fn flush(&self) -> Result<(), ()> {
+        let target = self.out().queued;
+        self.wait_until(|out| match () {
+            () if out.written >= target => Some(Ok(())),
+            () if out.closed => Some(Err(())),
+            () => None,
+        })
+        .await
+    }
+
+    /// Completes once the peer can no longer receive: a write failed, or the socket says
+    /// so (probed now and on each of its events).
+    pub(crate) async fn closed(&self) {
+        let watch = self
+            .watch
+            .get_or_init(|| {
+                let dup = self.socket.try_clone().ok()?;
+                sys::register_owned(dup, tokio::io::Interest::WRITABLE).ok()
+            })
+            .as_ref();
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.probe_peer() {
+                return;
+            }
+            match watch {
+                Some(watch) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        ready = watch.writable() => match ready {
+                            // Wait for the socket's next event before probing again.
+                            Ok(mut ready) => ready.clear_ready(),
+                            Err(_) => notified.await,
+                        },
+                    }
+                }
+                // No descriptor to watch with (out of descriptors): probe now and then.
+                None => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = writer::pause() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the end is known to be closed for sending. Asks nothing, changes nothing.
+    pub(crate) fn known_closed(&self) -> bool {
+        self.out().closed
+    }
+
+    /// Asks the kernel whether the peer can still receive (a zero-length send), unless it
+    /// is already known that it cannot; if it cannot, closes the end for sending. Returns
+    /// whether the end is closed.
+    pub(crate) fn probe_peer(&self) -> bool {
+        if self.known_closed() {
+            return true;
+        }
+        if !sys::peer_can_receive(self.fd()) && self.out().senders > 0 {
+            self.close_for_sending();
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn add_sender(&self) {
+        self.out().senders += 1;
+    }
+
+    /// Drops one sender. The last one ends the direction: at once if everything queued
+    /// can be written now (the peer sees the end without waiting for a task to run), else
+    /// once the writer task (or, with no runtime, the linger) has written everything.
+    pub(crate) fn remove_sender(self: &Arc<Self>) {
+        let mut out = self.out();
+        out.senders -= 1;
+        if out.senders > 0 {
+            return;
+        }
+        let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
+            Writer::NotStarted => {
+                // No runtime ever ran this end: the linger writes what was queued (at
+                // least the hello), at once if the socket takes it.
+                out.writer = Writer::Gone;
+                drop(out);
+                linger::hand_off(self.clone());
+                return;
+            }
+            Writer::Gone => {
+                out.writer = Writer::Gone;
+                return;
+            }
+            Writer::Idle(waker) => Some(waker),
+            Writer::Running => None,
+        };
+        drop(out);
+        // Unless a writer is busy right now (then it finishes the job), write what is left
+        // and end the direction.
+        let drained = match self.batch.try_lock() {
+            Ok(mut batch) => matches!(self.write_now(&mut batch), Ok(Flow::Drained)),
+            Err(_) => false,
+        };
+        if drained {
+            sys::shutdown_write(self.fd());
+        } else {
+            self.out().kick = true;
+        }
+        // The writer task sees that no sender is left, finishes and ends.
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// In the writer task: takes the queue's frames for writing, or parks the task until
+    /// there are some. `Ready(false)` once no sender is left and everything is written, or
+    /// the end closed.
+    pub(crate) fn poll_more(&self, cx: &mut Context<'_>) -> Poll<bool> {
+        let mut out = self.out();
+        if out.closed {
+            Poll::Ready(false)
+        } else if out.kick || !out.buf.is_empty() {
+            out.kick = false;
+            out.writer = Writer::Running;
+            Poll::Ready(true)
+        } else if out.senders == 0 {
+            Poll::Ready(false)
+        } else {
+            out.writer = Writer::Idle(cx.waker().clone());
+            out.inline_spent = false;
+            Poll::Pending
+        }
+    }
+}
+
+/// Encodes `msg` as one frame of at most `max` payload bytes, outside any lock, into a
+/// buffer reused per thread. A `Serialize` that panics leaves nothing behind, and one that
+/// sends on the same end (re-entrantly) gets a fresh buffer.
+pub(crate) fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, InvalidMessage> {
+    let mut frame = SCRATCH.take();
+    frame.clear();
+    match wire::encode_frame(&mut frame, msg, max) {
+        Ok(()) => Ok(frame),
+        Err(e) => {
+            recycle(frame);
+            Err(e)
+        }
+    }
+}
+
+/// Gives an encoding buffer back to this thread for the next [`encode`].
+pub(crate) fn recycle(mut frame: Vec<u8>) {
+    if frame.capacity() <= MOVE_FRAMES_FROM {
+        frame.clear();
+        SCRATCH.set(frame);
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}

@@ -1,0 +1,135 @@
+//! The writer task: one per end, on the runtime the end attached to. It hands everything
+//! queued to the kernel in as few system calls as it can (group commit), waits for room
+//! when the socket is full, and ends the direction once no sender is left.
+//!
+//! The task's state is built before it is spawned, so that a runtime that shuts down
+//! before the task first runs still drops it, and dropping it unfinished hands the end to
+//! the [linger](super::linger), which writes what `send` accepted.
+
+use std::io;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use crate::channel::linger;
+use crate::channel::shared::{Flow, Shared, Writer};
+use crate::sys::{self, Socket};
+
+/// How long a writer that cannot register a waiter polls the socket at a time, and how
+/// often `closed` probes without a watcher.
+const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Starts the writer task of `shared` on the current runtime.
+pub(crate) fn spawn(shared: Arc<Shared>) {
+    let task = WriterTask {
+        shared,
+        waiter: None,
+        finished: false,
+    };
+    // `task` is moved into the future now: dropping the future, even unpolled, drops it.
+    tokio::spawn(async move {
+        let mut task = task;
+        task.run().await;
+    });
+}
+
+/// The writer task's state; dropping it unfinished (runtime shutdown) hands the end to
+/// the linger.
+struct WriterTask {
+    shared: Arc<Shared>,
+    /// A duplicate of the socket registered for write readiness while the socket is full.
+    waiter: Option<AsyncFd<Socket>>,
+    finished: bool,
+}
+
+impl WriterTask {
+    async fn run(&mut self) {
+        loop {
+            // Write everything queued, waiting for room whenever the socket is full. This
+            // also finishes a batch that an inline write in a sending task left behind.
+            loop {
+                let flow = {
+                    let mut batch = self.shared.batch();
+                    self.shared.write_now(&mut batch)
+                };
+                match flow {
+                    Ok(Flow::Drained) => break,
+                    Ok(Flow::Full) if self.wait_writable().await.is_ok() => {}
+                    // The peer is gone (or the socket failed): nothing more can be sent.
+                    Ok(Flow::Full) | Err(_) => {
+                        self.shared.close_for_sending();
+                        break;
+                    }
+                }
+            }
+            // Done with this burst: stop watching write readiness (no wake-ups each time
+            // the peer reads), and park until there is more.
+            self.waiter = None;
+            let more = std::future::poll_fn(|cx| self.shared.poll_more(cx)).await;
+            if !more {
+                break;
+            }
+        }
+        let taken_over = {
+            let mut out = self.shared.out();
+            let taken_over = matches!(out.writer, Writer::Gone);
+            out.writer = Writer::Gone;
+            taken_over
+        };
+        // Unless the linger (at exit) took the end over and is still writing it, everything
+        // is written or cannot be: end the direction.
+        if !taken_over {
+            sys::shutdown_write(self.shared.fd());
+        }
+        self.finished = true;
+        self.shared.events.notify_waiters();
+    }
+
+    /// Waits until the socket has room. Registers a duplicate of the socket for write
+    /// readiness the first time; if the process is out of descriptors (or the reactor
+    /// refuses), polls the socket from the blocking pool instead, so that no accepted
+    /// message waits on a resource that can run out.
+    async fn wait_writable(&mut self) -> io::Result<()> {
+        if self.waiter.is_none() {
+            self.waiter = self
+                .shared
+                .socket()
+                .try_clone()
+                .and_then(|dup| sys::register_owned(dup, Interest::WRITABLE))
+                .ok();
+        }
+        match &self.waiter {
+            Some(waiter) => {
+                waiter.writable().await?.clear_ready();
+                Ok(())
+            }
+            None => {
+                let socket = self.shared.socket().clone();
+                tokio::task::spawn_blocking(move || {
+                    sys::poll_writable(&[socket.as_fd()], POLL_INTERVAL)
+                })
+                .await
+                .map_err(io::Error::other)?
+            }
+        }
+    }
+}
+
+impl Drop for WriterTask {
+    fn drop(&mut self) {
+        if !self.finished {
+            // The runtime is shutting down under a live writer (maybe before it ever ran):
+            // the linger writes what `send` accepted, then ends the direction.
+            linger::hand_off(self.shared.clone());
+        }
+    }
+}
+
+/// A pause between probes where nothing better can be waited on: from the blocking pool,
+/// so that it needs no timer in the runtime.
+pub(crate) async fn pause() {
+    let _ = tokio::task::spawn_blocking(|| std::thread::sleep(POLL_INTERVAL)).await;
+}

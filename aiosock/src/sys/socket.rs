@@ -1,0 +1,191 @@
+//! Socket pairs and their I/O.
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockType};
+
+pub(super) fn io_err(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// A connected pair of Unix stream sockets, both close-on-exec and non-blocking.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )
+    .map_err(io_err)
+}
+
+/// One non-blocking `send` that never raises `SIGPIPE`.
+pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match nix::sys::socket::send(
+            fd.as_raw_fd(),
+            buf,
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io_err),
+        }
+    }
+}
+
+/// One non-blocking `recv` into `buf`.
+pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::sys::socket::recv(fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io_err),
+        }
+    }
+}
+
+/// One non-blocking `recv` into the spare capacity of `buf`, which grows by the bytes
+/// received. Nothing is zero-filled first, so a large buffer costs only what arrives.
+pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+    loop {
+        // SAFETY: `recv` writes at most `spare.len()` bytes into the memory it is given,
+        // which is the vector's own allocation past its length; it never reads it, so
+        // uninitialised bytes are fine.
+        let r = unsafe {
+            nix::libc::recv(
+                fd.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                spare.len(),
+                nix::libc::MSG_DONTWAIT,
+            )
+        };
+        if r >= 0 {
+            let n = r as usize;
+            // SAFETY: the kernel initialised the first `n` bytes of the spare capacity
+            // (`n <= spare.len()`), so the vector may include them.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Shuts down the sending direction: the peer reads end-of-file after what was sent.
+pub(crate) fn shutdown_write(fd: BorrowedFd<'_>) {
+    // Errors (ENOTCONN once the peer is gone) leave nothing to do.
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), Shutdown::Write);
+}
+
+/// Shuts down the receiving direction: the peer's further sends fail with `EPIPE`.
+pub(crate) fn shutdown_read(fd: BorrowedFd<'_>) {
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), Shutdown::Read);
+}
+
+/// Whether the peer can still receive: a zero-length send fails with `EPIPE` once the
+/// peer closed its socket or shut its receiving direction down (and once this side shut
+/// its sending direction down). Sends no bytes.
+pub(crate) fn peer_can_receive(fd: BorrowedFd<'_>) -> bool {
+    match send(fd, &[]) {
+        Ok(_) => true,
+        Err(e) => !matches!(
+            e.raw_os_error().map(Errno::from_raw),
+            Some(Errno::EPIPE | Errno::ECONNRESET | Errno::ENOTCONN)
+        ),
+    }
+}
+
+/// Waits with `poll` until `fd` is writable (or hung up), at most `timeout`. Used where
+/// no runtime can wait: lingering at shutdown, and a writer that cannot register a waiter.
+pub(crate) fn poll_writable(fds: &[BorrowedFd<'_>], timeout: Duration) -> io::Result<()> {
+    let ms = u16::try_from(timeout.as_millis().max(1)).unwrap_or(u16::MAX);
+    let mut polled: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLOUT))
+        .collect();
+    match poll(&mut polled, PollTimeout::from(ms)) {
+        Ok(_) | Err(Errno::EINTR) => Ok(()),
+        Err(e) => Err(io_err(e)),
+    }
+}
+
+/// Makes `fd` non-blocking.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(io_err)?;
+    let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(io_err)?;
+    Ok(())
+}
+
+/// Whether `fd` is a Unix stream socket.
+pub(super) fn is_unix_stream(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::socket::{UnixAddr, getsockname, getsockopt, sockopt};
+    let stream = getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);
+    stream && getsockname::<UnixAddr>(fd.as_raw_fd()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::AsFd;
+
+    use nix::fcntl::FdFlag;
+
+    use super::*;
+
+    #[test]
+    fn a_zero_length_send_tells_whether_the_peer_can_receive() {
+        let (a, b) = socketpair().expect("socketpair");
+        assert!(peer_can_receive(a.as_fd()));
+        shutdown_read(b.as_fd());
+        assert!(!peer_can_receive(a.as_fd()));
+        let (c, d) = socketpair().expect("socketpair");
+        drop(d);
+        assert!(!peer_can_receive(c.as_fd()));
+    }
+
+    #[test]
+    fn sockets_are_close_on_exec_and_non_blocking() {
+        let (a, _b) = socketpair().expect("socketpair");
+        let fd_flags = FdFlag::from_bits_retain(fcntl(&a, FcntlArg::F_GETFD).expect("getfd"));
+        assert!(fd_flags.contains(FdFlag::FD_CLOEXEC));
+        let fl = OFlag::from_bits_retain(fcntl(&a, FcntlArg::F_GETFL).expect("getfl"));
+        assert!(fl.contains(OFlag::O_NONBLOCK));
+    }
+
+    #[test]
+    fn recv_spare_appends_what_arrives_and_says_would_block_when_drained() {
+        let (a, b) = socketpair().expect("socketpair");
+        send(a.as_fd(), b"hello").expect("send");
+        let mut buf = Vec::with_capacity(3);
+        buf.push(b'>');
+        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("recv"), 2);
+        assert_eq!(buf, b">he");
+        buf.reserve(16);
+        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("recv"), 3);
+        assert_eq!(buf, b">hello");
+        let err = recv_spare(b.as_fd(), &mut buf).expect_err("drained");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        drop(a);
+        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("eof"), 0);
+    }
+
+    #[test]
+    fn after_shutting_down_reads_queued_bytes_can_still_be_drained() {
+        // Receiver::drop relies on this: the peer's blocked writer gets room, then EPIPE.
+        let (a, b) = socketpair().expect("socketpair");
+        send(a.as_fd(), b"queued").expect("send");
+        shutdown_read(b.as_fd());
+        let mut buf = [0u8; 16];
+        let n = recv(b.as_fd(), &mut buf).expect("drain");
+        assert_eq!(&buf[..n], b"queued");
+        assert!(!peer_can_receive(a.as_fd()));
+    }
+}

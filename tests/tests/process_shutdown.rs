@@ -1,0 +1,55 @@
+//! Every message `send` accepted reaches a live peer, however the sender's runtime or
+//! process ends: `block_on` returning, the runtime dropped, `shutdown_timeout`,
+//! `shutdown_background`, `std::process::exit`, and a forked child's closure returning.
+//! Each case runs in a real worker process, on a current-thread and a multi-thread runtime.
+
+use aiosock_tests::guard;
+use aiosock_tests::workers::{BURST, Reply, Request, worker};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_worker");
+
+/// Runs the `burst` worker with `ending` and `flavor` and counts what arrives.
+async fn every_message_arrives(ending: &str, flavor: &str) {
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let mut cmd = worker(WORKER, "burst");
+    cmd.args([ending, flavor]);
+    let mut child = aiosock::spawn(cmd, there).expect("spawn");
+    let (_tx, mut rx) = here.into_split();
+    let mut next = 0;
+    while let Some(reply) = guard("recv", rx.recv())
+        .await
+        .unwrap_or_else(|e| panic!("{ending}/{flavor}: after {next} messages: {e}"))
+    {
+        assert_eq!(reply, Reply::Item(next), "{ending}/{flavor}");
+        next += 1;
+    }
+    assert_eq!(next, BURST, "{ending}/{flavor}: messages lost");
+    let status = guard("wait", child.wait()).await.expect("wait");
+    assert!(
+        status.success(),
+        "{ending}/{flavor}: worker exited with {status}"
+    );
+}
+
+macro_rules! cases {
+    ($($name:ident: $ending:literal, $flavor:literal;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            every_message_arrives($ending, $flavor).await;
+        }
+    )*};
+}
+
+cases! {
+    block_on_returning_current_thread: "return", "current";
+    block_on_returning_multi_thread: "return", "multi";
+    runtime_dropped_current_thread: "drop", "current";
+    runtime_dropped_multi_thread: "drop", "multi";
+    shutdown_timeout_current_thread: "shutdown-timeout", "current";
+    shutdown_timeout_multi_thread: "shutdown-timeout", "multi";
+    shutdown_background_current_thread: "shutdown-background", "current";
+    shutdown_background_multi_thread: "shutdown-background", "multi";
+    process_exit_current_thread: "exit", "current";
+    process_exit_multi_thread: "exit", "multi";
+    forked_child_returning: "fork", "current";
+}
