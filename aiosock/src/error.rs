@@ -159,14 +159,47 @@ impl fmt::Display for Part {
 }
 
 /// Why bincode could not decode a payload; `source()` has bincode's own error.
+///
+/// When the cause is a serde shape that bincode cannot carry (a type inside a field that
+/// needs a self-describing format), the message says so and what to do.
 #[derive(Debug, thiserror::Error)]
-#[error("bincode could not decode the payload")]
+#[error("bincode could not decode the payload{}", decode_hint(.0))]
 pub struct DecodeError(#[source] pub(crate) bincode::error::DecodeError);
 
 /// Why serde could not encode a message; `source()` has bincode's own error.
+///
+/// When the cause is a serde shape that bincode cannot carry (a sequence or map whose
+/// length is not known up front), the message says so and what to do.
 #[derive(Debug, thiserror::Error)]
-#[error("bincode could not encode the message")]
+#[error("bincode could not encode the message{}", encode_hint(.0))]
 pub struct EncodeError(#[source] pub(crate) bincode::error::EncodeError);
+
+fn encode_hint(e: &bincode::error::EncodeError) -> &'static str {
+    match e {
+        bincode::error::EncodeError::Serde(bincode::serde::EncodeError::SequenceMustHaveLength) => {
+            ": a sequence or map had no length up front, which aiosock's encoding needs; a type \
+             inside the message probably uses serde's `flatten` or `skip_serializing_if` (or \
+             serializes a sequence of unknown length): remove the attribute, or give the field a \
+             plain struct or map type (see the serde section of the `protocol` docs)"
+        }
+        _ => "",
+    }
+}
+
+fn decode_hint(e: &bincode::error::DecodeError) -> &'static str {
+    match e {
+        bincode::error::DecodeError::Serde(
+            bincode::serde::DecodeError::AnyNotSupported
+            | bincode::serde::DecodeError::IdentifierNotSupported
+            | bincode::serde::DecodeError::IgnoredAnyNotSupported,
+        ) => {
+            ": a type inside the message needs a self-describing format, which aiosock's \
+             encoding is not; it probably uses serde's `untagged`, `tag` or `flatten`: remove \
+             the attribute (see the serde section of the `protocol` docs)"
+        }
+        _ => "",
+    }
+}
 
 /// Why a message cannot be sent at all, whatever the peer does.
 #[derive(Debug, thiserror::Error)]

@@ -82,6 +82,15 @@ pub enum Reply {
 /// How many messages the `burst` worker sends.
 pub const BURST: u64 = 20_000;
 
+/// Message `i` of the `emfile` worker: 512 bytes each, 10 MB in all, so that the socket
+/// fills up many times.
+pub fn emfile_reply(i: u64) -> Reply {
+    Reply::Echo {
+        id: i,
+        data: vec![i as u8; 512],
+    }
+}
+
 /// The ways the `burst` worker ends its runtime after sending.
 pub const ENDINGS: [&str; 6] = [
     "return",

@@ -331,3 +331,27 @@ async fn waits_on_a_full_buffer_end_when_the_peer_goes_away() {
     guard("closed", tx.closed()).await;
     assert!(tx.is_closed());
 }
+
+#[tokio::test]
+async fn a_send_blocked_on_a_full_socket_fails_once_the_peer_drops_only_its_receiver() {
+    // Both ends keep their `Sender`; the peer drops only its `Receiver` while this end's
+    // socket and buffer are full. The peer's shutdown raises no event here, so the
+    // receiver discards what it will never read: the room wakes this end's writer, whose
+    // next write fails, and the blocked `send` returns `Closed`.
+    let (tx, _rx, peer) = stalled();
+    let (_peer_tx, peer_rx) = peer.into_split();
+    fill(&tx).await;
+    let blocked = tokio::spawn({
+        let tx = tx.clone();
+        async move { tx.send(blob(u64::MAX, MSG)).await }
+    });
+    tokio::time::sleep(STALL).await;
+    assert!(!blocked.is_finished(), "the buffer is full: send waits");
+    drop(peer_rx);
+    let result = guard("the blocked send", blocked).await.expect("task");
+    assert!(
+        matches!(result, Err(SendError::Closed(_))),
+        "expected Closed, got {result:?}"
+    );
+    assert!(tx.is_closed());
+}

@@ -250,3 +250,40 @@ async fn order_holds_on_a_current_thread_runtime() {
     let ((), counts) = guard("send and recv", async { tokio::join!(send, recv) }).await;
     assert_eq!(counts.get(&0), Some(&N));
 }
+
+#[test]
+fn the_peer_sees_the_close_at_once_when_nothing_is_left_to_write() {
+    // On a current-thread runtime nothing else runs until this task yields: the writer
+    // task has not run when the last sender is dropped. The drop writes what is queued and
+    // ends the direction itself, so `try_recv` sees the message, then `Disconnected`, as
+    // with tokio's mpsc and ipc-channel.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let ((tx, _rx), (_peer_tx, mut peer_rx)) = split_pair::<Traffic>();
+        tx.send(Traffic::Num(1)).await.expect("send");
+        drop(tx);
+        assert_eq!(peer_rx.try_recv().expect("the message"), Traffic::Num(1));
+        assert!(
+            matches!(peer_rx.try_recv(), Err(aiosock::TryRecvError::Disconnected)),
+            "the close is seen without waiting for a task"
+        );
+    });
+}
+
+#[tokio::test]
+async fn an_idle_receiver_gives_a_large_buffer_back() {
+    let ((tx, _rx), (_peer_tx, mut peer_rx)) = split_pair::<Traffic>();
+    tx.send(Traffic::Blob(vec![7; 8 << 20]))
+        .await
+        .expect("send");
+    let got = guard("recv", peer_rx.recv()).await.expect("recv");
+    assert!(matches!(got, Some(Traffic::Blob(b)) if b.len() == 8 << 20));
+    // Nothing more comes: the receiver waits, and lets its 8 MiB buffer go.
+    let idle = tokio::time::timeout(std::time::Duration::from_millis(50), peer_rx.recv()).await;
+    assert!(idle.is_err(), "nothing more was sent");
+    let debug = format!("{peer_rx:?}");
+    assert!(debug.contains("buffer_capacity: 0"), "{debug}");
+}

@@ -291,3 +291,33 @@ async fn a_claim_of_2_to_the_60_zero_sized_elements_fails_promptly() {
     );
     assert!(matches!(rx.recv().await, Ok(None)), "the stream is over");
 }
+
+#[tokio::test]
+async fn a_frame_after_a_segment_that_carried_descriptors_is_not_stranded() {
+    // The kernel ends a read after a segment that carries descriptors, so the first read
+    // returns less than there is. Readiness must not be forgotten on such a short read:
+    // the second frame is already there and no further event will announce it.
+    let (_tx, mut rx, mut peer) = raw_pair();
+    write_raw(&mut peer, &hello::<Raw, Raw>());
+    let file = std::fs::File::open("/dev/null").expect("open");
+    let fds = [file.as_raw_fd()];
+    let first = frame(&[1, 41]);
+    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
+    nix::sys::socket::sendmsg::<()>(
+        peer.as_fd().as_raw_fd(),
+        &[IoSlice::new(&first)],
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .expect("sendmsg");
+    write_raw(&mut peer, &frame(&[1, 42]));
+    assert_eq!(
+        guard("first", rx.recv()).await.expect("recv"),
+        Some(Raw::Num(41))
+    );
+    assert_eq!(
+        guard("second", rx.recv()).await.expect("recv"),
+        Some(Raw::Num(42))
+    );
+}

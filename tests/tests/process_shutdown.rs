@@ -2,9 +2,10 @@
 //! process ends: `block_on` returning, the runtime dropped, `shutdown_timeout`,
 //! `shutdown_background`, `std::process::exit`, and a forked child's closure returning.
 //! Each case runs in a real worker process, on a current-thread and a multi-thread runtime.
+//! And a worker that has used up its descriptors still delivers everything.
 
 use aiosock_tests::guard;
-use aiosock_tests::workers::{BURST, Reply, Request, worker};
+use aiosock_tests::workers::{BURST, Reply, Request, emfile_reply, worker};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -52,4 +53,26 @@ cases! {
     process_exit_current_thread: "exit", "current";
     process_exit_multi_thread: "exit", "multi";
     forked_child_returning: "fork", "current";
+}
+
+#[tokio::test]
+async fn a_worker_out_of_descriptors_still_delivers_every_message() {
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let mut child = aiosock::spawn(worker(WORKER, "emfile"), there).expect("spawn");
+    let (_tx, mut rx) = here.into_split();
+    let mut next = 0;
+    while let Some(reply) = guard("recv", rx.recv())
+        .await
+        .unwrap_or_else(|e| panic!("after {next} messages: {e}"))
+    {
+        assert_eq!(reply, emfile_reply(next));
+        next += 1;
+        // Read slowly now and then, so that the worker's socket fills up again and again.
+        if next % 2000 == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(next, BURST, "messages lost");
+    let status = guard("wait", child.wait()).await.expect("wait");
+    assert!(status.success(), "worker exited with {status}");
 }

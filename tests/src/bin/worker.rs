@@ -13,6 +13,8 @@
 //! - `sleep`: adopts its end and sleeps, never reading it;
 //! - `fork`: checks that `aiosock::fork` refuses inside a runtime and works from this
 //!   single-threaded process outside one; exits 0 if both hold;
+//! - `emfile`: uses up every descriptor it may open, then sends `emfile_reply(0..BURST)` to
+//!   a parent that reads slowly (so the socket fills again and again), and exits;
 //! - `grandchild`: runs a shell before adopting its end, and fails if the shell inherited
 //!   the end or saw `AIOSOCK_FD`; else sends `StreamDone`;
 //! - `reexec`: adopts its end, then re-executes itself as `reexec-adopt` with
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use aiosock_tests::workers::{
     BURST, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply, Request, RequestHandler, Stranger,
-    open_fds, peak_rss_kib, soak_data,
+    emfile_reply, open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -49,6 +51,7 @@ fn main() {
         "sleep" => sleep(),
         "fork" => fork_check(),
         "grandchild" => grandchild(),
+        "emfile" => emfile(),
         "reexec" => reexec(),
         "reexec-adopt" => reexec_adopt(),
         "burst" => burst(
@@ -424,4 +427,39 @@ fn reexec_adopt() -> Result<(), BoxError> {
         Err(e) => Err(format!("unexpected error {e}").into()),
         Ok(_) => Err("adopted a stale descriptor".into()),
     }
+}
+
+/// Sends a burst while the process has no descriptor left to open: waiting for room in the
+/// socket must not need one.
+fn emfile() -> Result<(), BoxError> {
+    let (tx, _rx) = aiosock::inherited::<Reply, Request>()?.into_split();
+    let rt = runtime()?;
+    // Attach (the runtime's own descriptors and the registration) before running out.
+    rt.block_on(async { tx.send(emfile_reply(0)).await.map_err(|e| e.to_string()) })?;
+    let mut hold = Vec::new();
+    loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(file) => hold.push(file),
+            // EMFILE: the per-process limit is reached.
+            Err(e) if e.raw_os_error() == Some(24) => break,
+            Err(e) => return Err(e.into()),
+        }
+        if hold.len() > 1 << 20 {
+            return Err("no descriptor limit".into());
+        }
+    }
+    if std::fs::File::open("/dev/null").is_ok() {
+        return Err("a descriptor was still free".into());
+    }
+    rt.block_on(async {
+        for i in 1..BURST {
+            tx.send(emfile_reply(i)).await.map_err(|e| e.to_string())?;
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    drop(rt);
+    drop(tx);
+    // Leave with every descriptor still in use: the exit hook writes what is left.
+    std::mem::forget(hold);
+    Ok(())
 }
