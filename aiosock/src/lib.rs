@@ -60,24 +60,119 @@
 //!
 //! # Delivery and backpressure
 //!
-//! [`Sender::send`] returns once the message is *accepted*: encoded as one frame into the
-//! end's bounded outgoing buffer. The first message after the end was idle is written to
-//! the socket at once, by the sending task (lowest latency for request and reply); while
-//! more keep coming, a writer task per end hands everything queued to the kernel in as few
-//! system calls as it can (a burst of small messages costs about one system call per
-//! buffer's worth). An accepted message is delivered as long as
-//! the peer lives and keeps reading: if the peer dies, messages it had not read yet are
-//! lost with it, and the next sends fail with [`SendError::Closed`], handing the message
-//! back. [`Sender::flush`] waits until every accepted message is in the kernel.
+//! [`Sender::send`] returns once the message is *accepted*: encoded (outside any lock) and
+//! queued as one whole frame in the end's bounded outgoing buffer. The first message after
+//! the end was idle is written to the socket at once, by the sending task (lowest latency
+//! for request and reply); while more keep coming, a writer task per end hands everything
+//! queued to the kernel in as few system calls as it can (a burst of small messages costs
+//! about one system call per buffer's worth). [`Sender::flush`] waits until every accepted
+//! message is in the kernel.
 //!
-//! If the runtime an end is attached to shuts down (for example `#[tokio::main]`
-//! returning) while accepted messages are still queued, the end writes them out before
-//! the runtime finishes, blocking up to [`Config::linger`] (5 s by default) if the peer is
-//! slow to read. Calling `std::process::exit` skips that: flush first.
+//! An accepted message is delivered as long as the peer lives and reads, however this end's
+//! runtime or process ends:
+//!
+//! - **The runtime shuts down** (`#[tokio::main]` or `block_on` returning and the runtime
+//!   dropped, `shutdown_timeout`, `shutdown_background`), even before the end's writer task
+//!   first ran: what the end still holds is written by aiosock's lingering thread, for all
+//!   such ends at once, without blocking the shutdown. Each end lingers until its bytes are
+//!   written, its peer is gone, or its [`Config::linger`] (5 s by default) passes; then its
+//!   sending direction is shut down. The end takes no more sends ([`SendError::Closed`]).
+//! - **The process exits through `exit`** (returning from `main`, `std::process::exit`):
+//!   an exit hook first writes out every end's accepted messages, waiting at most until the
+//!   latest linger deadline of the ends still writing (one deadline, not one per end). A
+//!   child started by [`fork`] does the same before it ends.
+//! - **What loses them**: this process killed (`kill -9`), `abort`, `_exit`; and the peer
+//!   dying: messages it had not read yet are lost with it, and the next sends fail with
+//!   [`SendError::Closed`], handing the message back.
+//!
+//! A program that must exit *now* sets [`Config::set_linger`] to zero on its ends (the exit
+//! then writes only what the kernel takes at once), or leaves with `std::process::abort`,
+//! which skips the hook.
 //!
 //! The buffer is bounded in bytes ([`Config::capacity`]): `send` waits while it is full,
 //! [`Sender::try_send`] fails with [`TrySendError::Full`], and [`Sender::ready`] waits
 //! for room (the Python original's write callback).
+//!
+//! # Close
+//!
+//! - Dropping the last [`Sender`] of an end ends its sending direction after everything
+//!   accepted: inside the drop itself when the socket takes what is left (so the peer's
+//!   [`Receiver::try_recv`] returns [`TryRecvError::Disconnected`] right after the last
+//!   message, as with tokio's `mpsc` and ipc-channel), otherwise as soon as the writer task
+//!   (or the linger) has written it. The peer's [`Receiver::recv`] returns `Ok(None)` after
+//!   the last message.
+//! - Dropping a [`Receiver`] shuts its receiving direction down and discards what the peer
+//!   sent and this end did not read: the peer's sends fail with [`SendError::Closed`]
+//!   promptly, even if they were waiting on a full socket. [`Receiver::close`] shuts the
+//!   direction down but keeps what already arrived for `recv`.
+//! - A peer that exits or is killed closes both directions at once: `recv` returns
+//!   `Ok(None)` (or [`Error::Truncated`] if it died mid-frame), sends fail with
+//!   [`SendError::Closed`], and [`Sender::closed`] completes.
+//!
+//! # Waiting on many receivers
+//!
+//! ipc-channel has a receiver set; with aiosock, the Tokio idioms do the job. For a few
+//! receivers known up front, `tokio::select!` over their `recv()` (which is cancel safe).
+//! For any number of them, one task per receiver forwards into a `tokio::sync::mpsc`
+//! channel, tagging each message with where it came from, and reports when its peer
+//! closed:
+//!
+//! ```
+//! #[aiosock::protocol]
+//! #[derive(Debug, PartialEq)]
+//! enum Report {
+//!     Done(u32),
+//! }
+//!
+//! enum Event {
+//!     Message(usize, Report),
+//!     Closed(usize),
+//!     Failed(usize, aiosock::Error),
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (events_tx, mut events) = tokio::sync::mpsc::channel(64);
+//! let mut workers = Vec::new();
+//! for id in 0..3 {
+//!     let (here, there) = aiosock::pair::<Report, Report>()?;
+//!     let (_, mut rx) = here.into_split();
+//!     let events = events_tx.clone();
+//!     tokio::spawn(async move {
+//!         loop {
+//!             let event = match rx.recv().await {
+//!                 Ok(Some(msg)) => Event::Message(id, msg),
+//!                 Ok(None) => Event::Closed(id),
+//!                 Err(e) => Event::Failed(id, e),
+//!             };
+//!             let last = !matches!(event, Event::Message(..));
+//!             if events.send(event).await.is_err() || last {
+//!                 return;
+//!             }
+//!         }
+//!     });
+//!     workers.push(there); // in a real program: each end goes to a worker process
+//! }
+//! drop(events_tx);
+//! for (id, end) in workers.into_iter().enumerate() {
+//!     let (tx, _) = end.into_split();
+//!     tx.send(Report::Done(id as u32 * 10)).await?;
+//! } // each worker's sender is dropped here: its peer sees the close
+//! let (mut got, mut closed) = (Vec::new(), Vec::new());
+//! while let Some(event) = events.recv().await {
+//!     match event {
+//!         Event::Message(id, Report::Done(n)) => got.push((id, n)),
+//!         Event::Closed(id) => closed.push(id),
+//!         Event::Failed(id, e) => panic!("worker {id}: {e}"),
+//!     }
+//! }
+//! got.sort();
+//! closed.sort();
+//! assert_eq!(got, [(0, 0), (1, 10), (2, 20)]);
+//! assert_eq!(closed, [0, 1, 2]);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! # Runtimes
 //!
@@ -125,7 +220,7 @@
 //! elements arrive, each already paid for. So decoding a frame of `n` bytes does at most
 //! `16 n + 4096` steps of work and allocates at most 16 bytes per unit spent (a linked
 //! list of zero-sized elements; vectors, strings and hash maps stay under 4): at the
-//! defaults, at most `256 n + 64 KiB`. `aiosock/tests/decode_budget.rs` checks both bounds
+//! defaults, at most `256 n + 64 KiB`. `tests/tests/decode_budget.rs` checks both bounds
 //! with a counting allocator over a corpus of shapes and hostile payloads, and the fuzz
 //! target `decode_budget` hunts for inputs that break them.
 //!
@@ -163,6 +258,9 @@ pub use crate::error::{
     DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError, TrySendError,
 };
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("aiosock supports Linux only: it relies on pidfds, PR_SET_PDEATHSIG and /proc");
 pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
 
 /// Turns a message enum into an aiosock protocol.

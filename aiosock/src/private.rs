@@ -12,7 +12,7 @@ pub use crate::sys::alloc::{CountingAlloc, peak_of};
 /// decode-budget tests. Not public API.
 pub mod wire {
     use crate::error::{Error, InvalidMessage};
-    use crate::wire::{self, FrameHeader, Limits};
+    use crate::wire::{self, Limits};
 
     /// Length of a frame header.
     pub const HEADER_LEN: usize = wire::HEADER_LEN;
@@ -43,14 +43,10 @@ pub mod wire {
         buf: &[u8],
         max: usize,
     ) -> Result<Option<(T, usize)>, Error> {
-        let Some(header) = FrameHeader::decode(buf, max)? else {
-            return Ok(None);
-        };
-        let Some(payload) = buf.get(wire::HEADER_LEN..header.frame_len()) else {
-            return Ok(None);
-        };
-        let msg = wire::decode_payload(payload, wire::DEFAULT_DECODE_BUDGET)?;
-        Ok(Some((msg, header.frame_len())))
+        match wire::Decoder::frames_only(Limits::new(max)).decode(buf)? {
+            wire::Decoded::Message { msg, used } => Ok(Some((msg, used))),
+            wire::Decoded::Hello { .. } | wire::Decoded::Need(_) => Ok(None),
+        }
     }
 
     /// Decodes one whole payload at `per_byte` units of budget per byte, exactly as a

@@ -127,8 +127,13 @@ impl Config {
         self.decode_budget
     }
 
-    /// Sets how long the end may block, when the runtime it is attached to shuts down, to
-    /// hand messages that `send` already accepted to the kernel (as `SO_LINGER` does).
+    /// Sets how long the end keeps trying to hand messages that `send` already accepted to
+    /// the kernel once its runtime shut down, or the process exits (as `SO_LINGER` does).
+    ///
+    /// Shutting a runtime down never waits for this: aiosock's lingering thread writes for
+    /// all such ends at once, and stops early for an end whose bytes are all written or
+    /// whose peer is gone. Only the process's exit waits, at most until the latest deadline.
+    /// Zero writes what the kernel takes at once and gives up on the rest.
     pub fn set_linger(&mut self, linger: Duration) -> &mut Config {
         self.linger = linger;
         self

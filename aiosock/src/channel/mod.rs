@@ -3,8 +3,9 @@
 //! # Order
 //!
 //! Messages from one sender arrive in the order they were sent. Clones of a sender feed
-//! one stream: each message is encoded as one whole frame under a lock, so frames from
-//! concurrent clones never interleave, and each clone's messages keep their order.
+//! one stream: each message is encoded into a frame of its own, then appended whole to the
+//! queue under a lock, so frames from concurrent clones never interleave, and each clone's
+//! messages keep their order.
 //!
 //! # Backpressure and memory
 //!
@@ -17,11 +18,16 @@
 //!
 //! # Close
 //!
-//! Dropping every [`Sender`] of an end lets its writer send what is queued and then shut
-//! the direction down; the peer's [`Receiver::recv`] returns `Ok(None)` after the last
-//! message. A peer that exits or is killed closes both directions at once: the survivor's
-//! `recv` returns `Ok(None)` (or [`Error::Truncated`](crate::Error::Truncated) if it died
-//! mid-frame) and its sends fail with [`SendError::Closed`](crate::SendError::Closed).
+//! See the crate docs' "Close" section: the last `Sender` ends the direction after what it
+//! accepted (at once when the socket takes it), a dropped `Receiver` discards what it will
+//! never read so that the peer's sends fail promptly, and a dead peer closes both ways.
+//!
+//! # Files
+//!
+//! `sender.rs` and `receiver.rs` are thin typed faces over `shared.rs` (the socket, its
+//! registration, the outgoing queue and the close state); `writer.rs` is the writer task,
+//! `linger.rs` writes out ends whose writer is gone and does the exit flush, `reader.rs` is
+//! the receiver's buffer.
 
 mod config;
 mod endpoint;

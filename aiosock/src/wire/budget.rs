@@ -19,7 +19,7 @@
 //! not trusted to reserve memory up front); they grow by doubling as elements arrive, each
 //! already paid for. The memory decoding allocates therefore stays under a small multiple
 //! of the units spent, [`MEMORY_PER_UNIT`], checked with a counting allocator over a corpus
-//! of shapes and hostile payloads in `aiosock/tests/decode_budget.rs`.
+//! of shapes and hostile payloads in `tests/tests/decode_budget.rs`.
 //!
 //! Nesting is limited separately ([`MAX_DEPTH`]): every sequence, map, enum, option and
 //! newtype opens one level, so recursive types cannot overflow the stack.

@@ -33,6 +33,14 @@ impl Decoder {
         }
     }
 
+    /// A decoder of frames alone, for a buffer that starts after the hello.
+    pub(crate) fn frames_only(limits: Limits) -> Decoder {
+        Decoder {
+            hello: None,
+            limits,
+        }
+    }
+
     /// Whether the peer's hello is still to come.
     pub(crate) fn awaiting_hello(&self) -> bool {
         self.hello.is_some()

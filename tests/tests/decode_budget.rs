@@ -17,7 +17,6 @@
 )]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, LinkedList, VecDeque};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aiosock::__private::peak_of;
@@ -25,6 +24,7 @@ use aiosock::__private::wire::{
     ALLOWANCE, ERROR_SLACK, HEADER_LEN, MEMORY_PER_UNIT, decode_payload_spending,
 };
 use aiosock::Error;
+use aiosock_tests::Rng;
 
 #[global_allocator]
 static ALLOCATOR: aiosock::__private::CountingAlloc = aiosock::__private::CountingAlloc;
@@ -89,7 +89,6 @@ enum Shapes {
     Lists(LinkedList<()>),
     Deque(VecDeque<Option<u128>>),
     Singletons(Vec<BTreeMap<u8, Big>>),
-    Shared(Vec<Arc<u64>>),
     Mix {
         id: u64,
         name: String,
@@ -100,27 +99,19 @@ enum Shapes {
 }
 
 /// Variants in declaration order (their index on the wire).
-const VARIANTS: u8 = 26;
+const VARIANTS: u8 = 25;
 
 // ---------------------------------------------------------------------------------------
 // Payloads.
 
-/// SplitMix64.
-struct Rng(u64);
+/// Random choices for the shapes, on the tests' SplitMix64.
+trait Pick {
+    fn len(&mut self, max: u64) -> usize;
+    fn text(&mut self, max: u64) -> String;
+    fn big(&mut self) -> Big;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-
+impl Pick for Rng {
     fn len(&mut self, max: u64) -> usize {
         usize::try_from(self.below(max + 1)).unwrap_or(0)
     }
@@ -155,7 +146,7 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
             0 => None,
             1 => Some(None),
             2 => Some(Some(None)),
-            _ => Some(Some(Some(rng.next()))),
+            _ => Some(Some(Some(rng.next_u64()))),
         }),
         1 => Shapes::NoneOfBig(
             (0..rng.len(n))
@@ -166,10 +157,19 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
         3 => Shapes::UnitSet((0..rng.len(1)).map(|_| ()).collect()),
         4 => Shapes::UnitHashSet((0..rng.len(1)).map(|_| ()).collect()),
         5 => Shapes::Markers(vec![Marker; rng.len(n)]),
-        6 => Shapes::UnitMap((0..rng.len(n)).map(|_| (rng.next() as u32, ())).collect()),
+        6 => Shapes::UnitMap(
+            (0..rng.len(n))
+                .map(|_| (rng.next_u64() as u32, ()))
+                .collect(),
+        ),
         7 => Shapes::BigMap(
             (0..rng.len(n / 4))
-                .map(|_| (rng.next() as u32, rng.below(2).eq(&0).then(|| rng.big())))
+                .map(|_| {
+                    (
+                        rng.next_u64() as u32,
+                        rng.below(2).eq(&0).then(|| rng.big()),
+                    )
+                })
                 .collect(),
         ),
         8 => Shapes::Strings((0..rng.len(n)).map(|_| rng.text(5)).collect()),
@@ -184,7 +184,7 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
             (0..rng.len(n))
                 .map(|_| {
                     let s = rng.below(2).eq(&0).then(|| rng.text(4));
-                    (rng.below(256) as u8, rng.next() >> rng.below(64), s)
+                    (rng.below(256) as u8, rng.next_u64() >> rng.below(64), s)
                 })
                 .collect(),
         ),
@@ -197,11 +197,15 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
         ),
         16 => Shapes::Wide(
             (0..rng.len(n))
-                .map(|_| i128::from(rng.next() as i64))
+                .map(|_| i128::from(rng.next_u64() as i64))
                 .collect(),
         ),
-        17 => Shapes::Hash((0..rng.len(n)).map(|_| (rng.next(), rng.text(3))).collect()),
-        18 => Shapes::Set((0..rng.len(n)).map(|_| rng.next() >> 40).collect()),
+        17 => Shapes::Hash(
+            (0..rng.len(n))
+                .map(|_| (rng.next_u64(), rng.text(3)))
+                .collect(),
+        ),
+        18 => Shapes::Set((0..rng.len(n)).map(|_| rng.next_u64() >> 40).collect()),
         19 => Shapes::Nested(
             (0..rng.len(n / 4))
                 .map(|_| {
@@ -219,7 +223,7 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
         21 => Shapes::Lists((0..rng.len(n)).map(|_| ()).collect()),
         22 => Shapes::Deque(
             (0..rng.len(n))
-                .map(|_| rng.below(2).eq(&0).then(|| u128::from(rng.next())))
+                .map(|_| rng.below(2).eq(&0).then(|| u128::from(rng.next_u64())))
                 .collect(),
         ),
         23 => Shapes::Singletons(
@@ -227,9 +231,8 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
                 .map(|_| [(rng.below(256) as u8, rng.big())].into_iter().collect())
                 .collect(),
         ),
-        24 => Shapes::Shared((0..rng.len(n)).map(|_| Arc::new(rng.next())).collect()),
         _ => Shapes::Mix {
-            id: rng.next(),
+            id: rng.next_u64(),
             name: rng.text(20),
             tags: (0..rng.len(4)).map(|_| rng.text(6)).collect(),
             data: rng.text(30).into_bytes(),
@@ -290,7 +293,7 @@ fn mutate(rng: &mut Rng, payload: &[u8]) -> Vec<u8> {
         match rng.below(5) {
             0 if !p.is_empty() => {
                 let i = at.min(p.len() - 1);
-                p[i] ^= rng.next() as u8;
+                p[i] ^= rng.next_u64() as u8;
             }
             1 => {
                 let claim = varint(1 << rng.below(62));
@@ -356,7 +359,7 @@ fn check(payload: &[u8], per_byte: usize, stats: &mut Stats) {
 
 #[test]
 fn valid_messages_of_every_shape_decode_within_the_bound() {
-    let mut rng = Rng(1);
+    let mut rng = Rng::new(1);
     let mut stats = Stats::default();
     for i in 0..3000 {
         let msg = shape(&mut rng, [4, 40, 400][i % 3]);
@@ -377,7 +380,7 @@ fn valid_messages_of_every_shape_decode_within_the_bound() {
 
 #[test]
 fn mutated_messages_stay_within_the_bound() {
-    let mut rng = Rng(2);
+    let mut rng = Rng::new(2);
     let mut stats = Stats::default();
     for i in 0..6000 {
         let msg = shape(&mut rng, [4, 40, 400][i % 3]);
@@ -391,10 +394,10 @@ fn mutated_messages_stay_within_the_bound() {
 
 #[test]
 fn random_bytes_stay_within_the_bound() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     let mut stats = Stats::default();
     for _ in 0..6000 {
-        let mut payload: Vec<u8> = (0..rng.len(200)).map(|_| rng.next() as u8).collect();
+        let mut payload: Vec<u8> = (0..rng.len(200)).map(|_| rng.next_u64() as u8).collect();
         if let Some(first) = payload.first_mut() {
             *first %= VARIANTS;
         }
