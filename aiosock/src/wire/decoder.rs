@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 
 use super::{FrameHeader, HEADER_LEN, Limits, PeerHello, decode_payload};
 use crate::error::{Error, Part};
-use crate::protocol::ProtocolId;
+use crate::protocol::{Protocol, ProtocolId};
 
 /// What the decoder made of the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,7 +76,7 @@ impl Decoder {
 /// Runs the decoder over `bytes` as a receiver of `T` expecting the peer to send `T` and
 /// expect `T` would, delivering them in chunks of `chunk` bytes (at least 1). Returns the
 /// messages decoded, and the error that ended the stream if any. For fuzzing and tests.
-pub(crate) fn decode_stream<T: crate::Protocol>(
+pub(crate) fn decode_stream<T: Protocol>(
     bytes: &[u8],
     chunk: usize,
     limits: Limits,
@@ -139,7 +139,7 @@ mod tests {
     }
 
     /// The hello of a side that sends and expects `P`.
-    fn hello_of<P: crate::Protocol>() -> Vec<u8> {
+    fn hello_of<P: Protocol>() -> Vec<u8> {
         let mut out = Vec::new();
         let id = ProtocolId::of::<P>();
         let named = (id.name(), id.fingerprint());
