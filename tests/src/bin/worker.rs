@@ -274,6 +274,28 @@ fn fork_check() -> Result<(), BoxError> {
     if !matches!(inside, Err(aiosock::Error::ForkInRuntime)) {
         return Err(format!("fork inside a runtime gave {inside:?}").into());
     }
+    // A child that would sleep for a minute, killed and reaped when its handle is dropped:
+    // the drop must not block, and no zombie may stay behind.
+    let (_sleeper_here, sleeper_there) = aiosock::pair::<Request, Reply>()?;
+    let sleeper = aiosock::ChildOptions::new()
+        .kill_on_drop(true)
+        .fork(sleeper_there, |_end| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<(), String>(())
+        })?;
+    let sleeper_pid = sleeper.id();
+    runtime()?.block_on(async move {
+        drop(sleeper);
+        // Reaped, not only dead: its /proc entry goes away (a zombie keeps one).
+        let proc_entry = format!("/proc/{sleeper_pid}");
+        let reaped = tokio::time::timeout(Duration::from_secs(30), async {
+            while std::path::Path::new(&proc_entry).exists() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        reaped.map_err(|_| format!("the dropped child {sleeper_pid} was not killed and reaped"))
+    })?;
     // A second pair, made before the fork: the child must let go of both its ends.
     let (other_here, other_there) = aiosock::pair::<Request, Reply>()?;
     let (here, there) = aiosock::pair::<Request, Reply>()?;
