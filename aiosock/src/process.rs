@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd};
-use std::process::{Command, ExitStatus};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, Command, ExitStatus};
 
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -35,9 +35,8 @@ pub const ENV_FD: &str = sys::ENV_FD;
 ///
 /// [`Error::Io`] if the program cannot be started; `end` is closed either way.
 ///
-/// # Panics
-///
-/// Outside a Tokio runtime (the [`Child`] is reaped by the runtime's signal driver).
+/// Works outside a runtime too (a `main` that starts its workers before its runtime, a
+/// plain `#[test]`).
 ///
 /// # Examples
 ///
@@ -65,7 +64,6 @@ pub const ENV_FD: &str = sys::ENV_FD;
 /// # Ok(())
 /// # }
 /// ```
-#[track_caller]
 pub fn spawn<Out, In>(command: Command, end: Endpoint<Out, In>) -> Result<Child, Error>
 where
     Out: Protocol,
@@ -191,10 +189,9 @@ impl ChildOptions {
     ///
     /// [`Error::Io`] if the program cannot be started; `end` is closed either way.
     ///
-    /// # Panics
-    ///
-    /// Outside a Tokio runtime (the [`Child`] is reaped by the runtime's signal driver).
-    #[track_caller]
+    /// Works outside a runtime too. The pipes the `Command` asked for (`Stdio::piped()`)
+    /// are kept for [`Child::take_stdin`], [`Child::take_stdout`] and
+    /// [`Child::take_stderr`].
     pub fn spawn<Out, In>(&self, command: Command, end: Endpoint<Out, In>) -> Result<Child, Error>
     where
         Out: Protocol,
@@ -208,15 +205,24 @@ impl ChildOptions {
         if self.die_with_parent {
             sys::die_with_parent_in_child(&mut command);
         }
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(self.kill_on_drop);
-        let child = command.spawn()?;
+        let mut child = command.spawn()?;
         drop(fd);
-        let pid = child.id().unwrap_or(0);
-        Ok(Child {
-            pid,
-            inner: Inner::Spawned(child),
-        })
+        let pid = child.id();
+        // Nothing reaps the child but this handle, so the pid still names it.
+        let pidfd = match sys::Pidfd::open(pid) {
+            Ok(pidfd) => pidfd,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(e.into());
+            }
+        };
+        let stdio = Stdio {
+            stdin: child.stdin.take(),
+            stdout: child.stdout.take(),
+            stderr: child.stderr.take(),
+        };
+        Ok(Child::new(pid, pidfd, self.kill_on_drop, stdio))
     }
 
     /// Forks this process; the child runs `child_main(end)` on a runtime of its own and
@@ -271,15 +277,7 @@ impl ChildOptions {
             sys::Fork::Refused(threads) => Err(Error::ForkThreads { threads }),
             sys::Fork::Parent(pid, pidfd) => {
                 drop(end);
-                Ok(Child {
-                    pid,
-                    inner: Inner::Forked(Forked {
-                        pidfd: Some(pidfd),
-                        io: None,
-                        status: None,
-                        kill_on_drop: self.kill_on_drop,
-                    }),
-                })
+                Ok(Child::new(pid, pidfd, self.kill_on_drop, Stdio::default()))
             }
             sys::Fork::Child => {
                 let code =
@@ -373,27 +371,88 @@ pub fn inherited<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Err
 }
 
 /// A child process started by [`spawn`] or [`fork`].
+///
+/// It works without a runtime: [`try_wait`](Self::try_wait), [`start_kill`](Self::start_kill)
+/// and the pipes need none; [`wait`](Self::wait) needs one to wait in. The child is watched
+/// and signalled through a pidfd, so a signal can never reach another process that reused
+/// its pid.
 pub struct Child {
     pid: u32,
-    inner: Inner,
-}
-
-enum Inner {
-    Spawned(tokio::process::Child),
-    Forked(Forked),
-}
-
-struct Forked {
-    /// The child's pidfd (signals go through it, never through the pid, which another
-    /// process may reuse once the child is reaped); moved into `io` when first waited on.
+    /// The child's pidfd; moved into `io` when first waited on.
     pidfd: Option<sys::Pidfd>,
     /// The pidfd, registered with the runtime.
     io: Option<AsyncFd<sys::Pidfd>>,
     status: Option<ExitStatus>,
     kill_on_drop: bool,
+    stdio: Stdio,
 }
 
-impl Forked {
+/// The pipes a spawned child was given (what its `Command` asked for with `Stdio::piped`).
+#[derive(Debug, Default)]
+struct Stdio {
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
+}
+
+impl Child {
+    fn new(pid: u32, pidfd: sys::Pidfd, kill_on_drop: bool, stdio: Stdio) -> Child {
+        Child {
+            pid,
+            pidfd: Some(pidfd),
+            io: None,
+            status: None,
+            kill_on_drop,
+            stdio,
+        }
+    }
+
+    /// The child's process id.
+    pub fn id(&self) -> u32 {
+        self.pid
+    }
+
+    /// Takes the writing end of the child's stdin, if its `Command` had
+    /// `stdin(Stdio::piped())`. `None` for a forked child, or once taken.
+    ///
+    /// It is a blocking `std` pipe; for async I/O wrap it with
+    /// `tokio::process::ChildStdin::from_std` inside a runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[aiosock::protocol] enum Job { Run }
+    /// # #[aiosock::protocol] enum Done { Ok }
+    /// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use tokio::io::AsyncBufReadExt;
+    ///
+    /// let (here, there) = aiosock::pair::<Job, Done>()?;
+    /// let mut cmd = std::process::Command::new("./worker");
+    /// cmd.stdout(std::process::Stdio::piped());
+    /// let mut child = aiosock::spawn(cmd, there)?;
+    /// let stdout = tokio::process::ChildStdout::from_std(child.take_stdout().unwrap())?;
+    /// let mut lines = tokio::io::BufReader::new(stdout).lines();
+    /// while let Some(line) = lines.next_line().await? {
+    ///     println!("worker says: {line}");
+    /// }
+    /// # drop(here); Ok(()) }
+    /// ```
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdio.stdin.take()
+    }
+
+    /// Takes the reading end of the child's stdout, if its `Command` had
+    /// `stdout(Stdio::piped())`; see [`take_stdin`](Self::take_stdin).
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdio.stdout.take()
+    }
+
+    /// Takes the reading end of the child's stderr, if its `Command` had
+    /// `stderr(Stdio::piped())`; see [`take_stdin`](Self::take_stdin).
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stdio.stderr.take()
+    }
+
     fn pidfd(&self) -> Option<&sys::Pidfd> {
         self.pidfd
             .as_ref()
@@ -408,13 +467,6 @@ impl Forked {
         self.io
             .as_ref()
             .ok_or_else(|| Error::Io(std::io::Error::other("the child's pidfd is gone")))
-    }
-}
-
-impl Child {
-    /// The child's process id.
-    pub fn id(&self) -> u32 {
-        self.pid
     }
 
     /// Waits for the child to exit and reaps it. Returns the same status when called again.
@@ -431,22 +483,12 @@ impl Child {
     ///
     /// Outside a Tokio runtime with I/O enabled.
     pub async fn wait(&mut self) -> Result<ExitStatus, Error> {
-        let pid = self.pid;
-        match &mut self.inner {
-            Inner::Spawned(child) => Ok(child.wait().await?),
-            Inner::Forked(forked) => {
-                if let Some(status) = forked.status {
-                    return Ok(status);
-                }
-                loop {
-                    if let Some(status) = sys::try_reap(pid)? {
-                        forked.status = Some(status);
-                        return Ok(status);
-                    }
-                    let mut ready = forked.registered()?.readable().await?;
-                    ready.clear_ready();
-                }
+        loop {
+            if let Some(status) = self.try_wait()? {
+                return Ok(status);
             }
+            let mut ready = self.registered()?.readable().await?;
+            ready.clear_ready();
         }
     }
 
@@ -456,15 +498,10 @@ impl Child {
     ///
     /// [`Error::Io`] if the check fails.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
-        match &mut self.inner {
-            Inner::Spawned(child) => Ok(child.try_wait()?),
-            Inner::Forked(forked) => {
-                if forked.status.is_none() {
-                    forked.status = sys::try_reap(self.pid)?;
-                }
-                Ok(forked.status)
-            }
+        if self.status.is_none() {
+            self.status = sys::try_reap(self.pid)?;
         }
+        Ok(self.status)
     }
 
     /// Sends `SIGKILL` and waits for the child to exit.
@@ -477,51 +514,39 @@ impl Child {
         self.wait().await
     }
 
-    /// Sends `SIGKILL` without waiting. Does nothing once the child was reaped. A forked
-    /// child is signalled through its pidfd, so the signal can never reach another process
-    /// that reused its pid.
+    /// Sends `SIGKILL` without waiting, through the child's pidfd. Does nothing once the
+    /// child was reaped.
     ///
     /// # Errors
     ///
     /// [`Error::Io`] if the signal cannot be sent.
     pub fn start_kill(&mut self) -> Result<(), Error> {
-        match &mut self.inner {
-            Inner::Spawned(child) => match child.start_kill() {
-                // Already reaped: nothing to kill.
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
-                other => Ok(other?),
-            },
-            Inner::Forked(forked) if forked.status.is_none() => match forked.pidfd() {
-                Some(pidfd) => Ok(pidfd.kill()?),
-                None => Ok(()),
-            },
-            Inner::Forked(_) => Ok(()),
+        match (self.status, self.pidfd()) {
+            (None, Some(pidfd)) => Ok(pidfd.kill()?),
+            _ => Ok(()),
         }
     }
 }
 
 impl Drop for Child {
-    /// Never blocks. With [`kill_on_drop`](ChildOptions::kill_on_drop), a forked child that
-    /// was not reaped is killed through its pidfd and reaped in the background (by a task
-    /// on the current runtime, or a short-lived thread outside one). Without it, a forked
-    /// child outlives the handle and is reaped in the background if a runtime is there to
-    /// wait for it.
+    /// Never blocks. With [`kill_on_drop`](ChildOptions::kill_on_drop), a child that was not
+    /// reaped is killed through its pidfd. A child not reaped yet is reaped in the
+    /// background once it exits: by a task on the current runtime, or (after a kill,
+    /// outside a runtime) by a short-lived thread. A child that outlives its handle outside
+    /// any runtime stays a zombie after it exits, until this process ends.
     fn drop(&mut self) {
-        let Inner::Forked(forked) = &mut self.inner else {
-            return;
-        };
-        if forked.status.is_some() {
+        if self.status.is_some() {
             return;
         }
-        if let Some(pidfd) = forked.pidfd().filter(|_| forked.kill_on_drop) {
+        if let Some(pidfd) = self.pidfd().filter(|_| self.kill_on_drop) {
             let _ = pidfd.kill();
         }
         if matches!(sys::try_reap(self.pid), Ok(Some(_)) | Err(_)) {
             return;
         }
         let pid = self.pid;
-        let pidfd = forked.pidfd.take();
-        let io = forked.io.take();
+        let pidfd = self.pidfd.take();
+        let io = self.io.take();
         if tokio::runtime::Handle::try_current().is_ok() {
             tokio::spawn(async move {
                 let io = match (io, pidfd) {
@@ -539,7 +564,7 @@ impl Drop for Child {
                     }
                 }
             });
-        } else if forked.kill_on_drop {
+        } else if self.kill_on_drop {
             // Killed children die promptly: a thread reaps it so that no zombie stays.
             let _ = std::thread::Builder::new()
                 .name("aiosock-reap".into())
@@ -554,13 +579,9 @@ impl Drop for Child {
 
 impl fmt::Debug for Child {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.inner {
-            Inner::Spawned(_) => "spawned",
-            Inner::Forked(_) => "forked",
-        };
         f.debug_struct("Child")
             .field("pid", &self.pid)
-            .field("kind", &kind)
-            .finish()
+            .field("status", &self.status)
+            .finish_non_exhaustive()
     }
 }

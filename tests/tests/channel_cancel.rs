@@ -17,9 +17,11 @@ async fn recv_in_select_with_a_losing_branch_loses_nothing() {
         let mut rng = Rng::new(1);
         for seq in 0..N {
             tx.send(text(seq)).await.expect("send");
+            // Pause now and then, so that the receiver catches up and its `recv` waits (and
+            // loses to the other branches) rather than always finding a backlog.
             match rng.below(2_000) {
-                0 => tokio::time::sleep(Duration::from_millis(1)).await,
-                1..=20 => tokio::task::yield_now().await,
+                0..=9 => tokio::time::sleep(Duration::from_millis(1)).await,
+                10..=30 => tokio::task::yield_now().await,
                 _ => {}
             }
         }

@@ -307,3 +307,35 @@ fn a_child_that_re_executes_itself_cannot_adopt_its_old_number_again() {
         assert_eq!(status.code(), Some(EXIT_REFUSED), "{status}");
     });
 }
+
+#[test]
+fn spawn_works_before_any_runtime_and_hands_over_the_childs_pipes() {
+    // A plain test: no runtime exists while the worker is started and its output read.
+    use std::io::Read;
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let mut cmd = worker(WORKER, "print-fds");
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = aiosock::spawn(cmd, there).expect("spawn outside a runtime");
+    let mut out = String::new();
+    child
+        .take_stdout()
+        .expect("the piped stdout")
+        .read_to_string(&mut out)
+        .expect("read the worker's stdout");
+    assert!(child.take_stdout().is_none(), "taken once");
+    // `print-fds` lists its descriptors: stdio and the inherited end, a socket.
+    assert!(out.contains("socket:["), "{out}");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < aiosock_tests::HANG,
+            "the worker did not exit"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert!(status.success(), "{status}");
+    drop(here);
+}

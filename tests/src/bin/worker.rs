@@ -277,12 +277,13 @@ fn fork_check() -> Result<(), BoxError> {
     // A child that would sleep for a minute, killed and reaped when its handle is dropped:
     // the drop must not block, and no zombie may stay behind.
     let (_sleeper_here, sleeper_there) = aiosock::pair::<Request, Reply>()?;
-    let sleeper = aiosock::ChildOptions::new()
-        .kill_on_drop(true)
-        .fork(sleeper_there, |_end| async {
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<(), String>(())
-        })?;
+    let sleeper =
+        aiosock::ChildOptions::new()
+            .kill_on_drop(true)
+            .fork(sleeper_there, |_end| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Ok::<(), String>(())
+            })?;
     let sleeper_pid = sleeper.id();
     runtime()?.block_on(async move {
         drop(sleeper);
