@@ -4,6 +4,7 @@
 //! cargo run --release -p aiosock-benches -- all          # everything, 10 repetitions
 //! cargo run --release -p aiosock-benches -- --quick all  # smoke test, under a minute
 //! cargo run --release -p aiosock-benches -- small rtt --reps 5 --systems aiosock,raw-buffered
+//! cargo run --release -p aiosock-benches -- all --write-readme README.md  # regenerates the README's table
 //! ```
 //!
 //! Workloads (each run with a parent and a child process, the child being this binary
@@ -20,14 +21,21 @@
 //! received message is checked for order and content; a failed run is reported, not
 //! averaged. Ratios are to `raw-buffered` in the same repetition: for throughput below 1
 //! is slower, for latency and memory above 1 is worse.
+//!
+//! `--write-readme FILE` puts the printed report into `FILE` between the marker lines
+//! `<!-- bench-table:start -->` and `<!-- bench-table:end -->`, after a line giving the
+//! date, the machine, the commit and the command (see `readme.rs`). The README's numbers
+//! come from there only.
 
 mod msg;
 mod process;
+mod readme;
 mod report;
 mod systems;
 mod wire;
 mod workload;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -45,11 +53,14 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const RUN_GRACE: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
-usage: aiosock-benches [--reps N] [--quick] [--systems NAME,...] WORKLOAD...
+usage: aiosock-benches [--reps N] [--quick] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel
-  --reps N    repetitions of each run (default 10; 3 with --quick)
-  --quick     fewer messages and 3 repetitions: a smoke test";
+  --reps N              repetitions of each run (default 10; 3 with --quick)
+  --quick               fewer messages and 3 repetitions: a smoke test
+  --write-readme FILE   after the run, put the report between FILE's lines
+                        <!-- bench-table:start --> and <!-- bench-table:end -->,
+                        after a line with the date, machine, commit and command";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,7 +70,7 @@ fn main() -> ExitCode {
         _ => {}
     }
     match Options::parse(&args) {
-        Ok(Some(options)) => parent_main(&options),
+        Ok(Some(options)) => parent_main(&options, &args),
         Ok(None) => {
             println!("{USAGE}");
             ExitCode::SUCCESS
@@ -79,6 +90,7 @@ struct Options {
     workloads: Vec<Workload>,
     wire: bool,
     systems: Vec<&'static dyn System>,
+    write_readme: Option<PathBuf>,
 }
 
 impl Options {
@@ -89,6 +101,7 @@ impl Options {
         let mut workloads = Vec::new();
         let mut wire = false;
         let mut systems = systems::all().to_vec();
+        let mut write_readme = None;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -107,6 +120,10 @@ impl Options {
                         .split(',')
                         .map(|n| systems::by_name(n).ok_or(format!("unknown system {n:?}")))
                         .collect::<Result<_, _>>()?;
+                }
+                "--write-readme" => {
+                    let file = args.next().ok_or("--write-readme needs a file")?;
+                    write_readme = Some(PathBuf::from(file));
                 }
                 "all" => {
                     workloads.extend(Workload::ALL);
@@ -132,12 +149,34 @@ impl Options {
             workloads,
             wire,
             systems,
+            write_readme,
         }))
     }
 }
 
-fn parent_main(options: &Options) -> ExitCode {
+fn parent_main(options: &Options, args: &[String]) -> ExitCode {
     let started = Instant::now();
+    // Check the README before measuring for minutes, not after; note the commit and the
+    // date as the run starts.
+    let provenance = match &options.write_readme {
+        None => None,
+        Some(_) if cfg!(debug_assertions) => {
+            eprintln!(
+                "aiosock-benches: --write-readme needs a release build (cargo run --release)"
+            );
+            return ExitCode::from(2);
+        }
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(BoxError::from)
+            .and_then(|text| Ok(readme::splice(&text, "")?))
+        {
+            Ok(_) => Some(readme::Provenance::gather(readme_dir(path), args)),
+            Err(e) => {
+                eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     let sizes = if options.quick {
         Sizes::quick()
     } else {
@@ -213,30 +252,58 @@ fn parent_main(options: &Options) -> ExitCode {
     }
     let names: Vec<&'static str> = options.systems.iter().map(|s| s.name()).collect();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "aiosock-benches: {} repetitions{}, {cpus} CPUs",
+    let mut out = format!(
+        "aiosock-benches: {} repetitions{}, {cpus} CPUs\n",
         options.reps,
         if options.quick { " (quick)" } else { "" }
     );
     if !records.is_empty() {
-        println!(
-            "×raw: median over repetitions of value ÷ {}'s value in the same repetition",
+        out += &format!(
+            "×raw: median over repetitions of value ÷ {}'s value in the same repetition\n",
             systems::BASELINE
         );
-        println!("stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n");
-        print!("{}", report::table(&records, &na, &names));
+        out += "stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n\n";
+        out += &report::table(&records, &na, &names);
     }
     if let Some(wire_table) = wire_table {
-        println!(
-            "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process"
-        );
-        print!("{wire_table}");
+        out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";
+        out += &wire_table;
     }
-    println!("\ntotal time: {:.0} s", started.elapsed().as_secs_f64());
-    if records.iter().any(|r| r.result.is_err()) {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
+    out += &format!("\ntotal time: {:.0} s\n", started.elapsed().as_secs_f64());
+    print!("{out}");
+    let failed = records.iter().filter(|r| r.result.is_err()).count();
+    if failed > 0 {
+        if let Some(path) = &options.write_readme {
+            eprintln!(
+                "aiosock-benches: {} not written: {failed} runs failed",
+                path.display()
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+    if let (Some(path), Some(provenance)) = (&options.write_readme, &provenance) {
+        if let Err(e) = write_readme(path, provenance, &out) {
+            eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        eprintln!("aiosock-benches: wrote the report into {}", path.display());
+    }
+    ExitCode::SUCCESS
+}
+
+/// Splices the printed report `out`, under its provenance line, into the README at `path`.
+fn write_readme(path: &Path, provenance: &readme::Provenance, out: &str) -> Result<(), BoxError> {
+    let text = std::fs::read_to_string(path)?;
+    let spliced = readme::splice(&text, &readme::block(provenance, out))?;
+    std::fs::write(path, spliced)?;
+    Ok(())
+}
+
+/// The directory of the README, whose git commit the provenance line names.
+fn readme_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
     }
 }
 

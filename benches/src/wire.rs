@@ -1,9 +1,11 @@
 //! `wire`: aiosock's frame encode/decode path alone, in one process, no I/O.
 //!
-//! Calls the functions a `Sender` and a `Receiver` run per message (through
-//! `aiosock::wire`'s hidden benchmark hooks), on the same [`Msg`] values the cross-process
-//! runs send: encoding appends a frame to a reused `Vec`, as aiosock encodes into its
-//! outgoing buffer; decoding checks the header and allocates what the message owns.
+//! Calls the functions a `Sender` and a `Receiver` run per message (through the hidden
+//! hooks `aiosock::__private::wire::{encode_one, decode_one}`), on the same [`Msg`] values
+//! the cross-process runs send: encoding appends a frame to a reused `Vec`; decoding checks
+//! the header and allocates what the message owns. This is the workspace's only wire
+//! microbenchmark: `cargo run --release -p aiosock-benches -- wire`, and part of `all`, so
+//! its table lands in the README with the rest.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
