@@ -9,8 +9,8 @@ use crate::sys;
 /// Bytes read at once when nothing larger is needed.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
 
-/// A buffer above this capacity is given back when the receiver goes idle with nothing
-/// buffered.
+/// A buffer above this capacity is given back to the kernel when the receiver goes idle
+/// with nothing buffered, and dropped after a frame much smaller than it.
 const KEEP_WHEN_IDLE: usize = 4 * READ_CHUNK;
 
 /// `buf[start..]` holds bytes read and not yet decoded.
@@ -22,6 +22,8 @@ pub(crate) struct ReadBuf {
     need: usize,
     /// The peer's end of the stream was read.
     pub(crate) eof: bool,
+    /// The buffer's pages were given back to the kernel since the last read.
+    advised: bool,
 }
 
 impl ReadBuf {
@@ -37,6 +39,10 @@ impl ReadBuf {
         if self.start == self.buf.len() {
             self.start = 0;
             self.buf.clear();
+            // Keep a large buffer while large frames keep coming; drop it after a small one.
+            if self.buf.capacity() > KEEP_WHEN_IDLE && n < self.buf.capacity() / 8 {
+                self.buf = Vec::new();
+            }
         }
     }
 
@@ -78,30 +84,38 @@ impl ReadBuf {
         }
     }
 
-    /// Reads what the socket holds into the buffer, once, without blocking: `Ok(0)` at
-    /// the end of the stream (also after a reset: what the peer sent was all received).
-    pub(crate) fn fill_from(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
+    /// Reads what the socket holds into the buffer, once, without blocking. Returns
+    /// whether the read proved the socket drained. At the end of the stream (also after a
+    /// reset: what the peer sent was all received) `eof` is set.
+    pub(crate) fn fill_from(&mut self, fd: BorrowedFd<'_>) -> io::Result<bool> {
         self.reserve();
         match sys::recv_spare(fd, &mut self.buf) {
-            Ok(0) => {
+            Ok(got) if got.len == 0 => {
                 self.eof = true;
-                Ok(0)
+                Ok(false)
             }
-            Ok(n) => Ok(n),
+            Ok(got) => {
+                self.advised = false;
+                Ok(got.drained())
+            }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 self.eof = true;
-                Ok(0)
+                Ok(false)
             }
             Err(e) => Err(e),
         }
     }
 
-    /// The receiver is about to wait: if nothing is buffered, give a large buffer back
-    /// (one maximum-size frame must not pin its memory while the end is idle).
+    /// The receiver is about to wait: if nothing is buffered, a large buffer's memory is
+    /// given back to the kernel (one maximum-size frame must not pin its memory while the
+    /// end is idle). The allocation itself stays, so a stream of large frames reuses it
+    /// without page faults as long as the system has memory to spare (`MADV_FREE`).
     pub(crate) fn idle(&mut self) {
-        if self.start == self.buf.len() && self.buf.capacity() > KEEP_WHEN_IDLE {
-            self.buf = Vec::new();
+        if self.start == self.buf.len() && self.buf.capacity() > KEEP_WHEN_IDLE && !self.advised {
+            self.buf.clear();
             self.start = 0;
+            sys::advise_free(&mut self.buf);
+            self.advised = true;
         }
     }
 }

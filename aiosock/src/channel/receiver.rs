@@ -327,9 +327,11 @@ impl<T: Protocol> Receiver<T> {
         result
     }
 
-    /// Reads more bytes from the socket, waiting for it. Readiness is cleared only when a
-    /// read finds the socket empty (`EAGAIN`): a short read does not prove it drained (the
-    /// kernel ends a read where a segment with ancillary data starts).
+    /// Reads more bytes from the socket, waiting for it. Readiness is cleared when a read
+    /// finds the socket empty (`EAGAIN`), or proves it drained: it stopped short of its
+    /// space without ancillary data. A short read that ended at a segment with descriptors
+    /// proves nothing (the kernel ends a read after such a segment), so the next poll
+    /// reads again.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let io = self.shared.attach()?;
         loop {
@@ -344,7 +346,15 @@ impl<T: Protocol> Receiver<T> {
                 }
             };
             match ready.try_io(|fd| self.buf.fill_from(fd.get_ref().as_fd())) {
-                Ok(read) => return Poll::Ready(read.map(drop)),
+                Ok(Ok(drained)) => {
+                    if drained {
+                        // Saves the `recv` that would only say `EAGAIN`. Readiness that
+                        // arrived meanwhile is kept (the guard clears only what it saw).
+                        ready.clear_ready();
+                    }
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => continue,
             }
         }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use crate::Protocol;
-use crate::channel::shared::{self, Refused, Shared};
-use crate::error::{InvalidMessage, SendError, TrySendError};
+use crate::channel::shared::{Offer, Refused, Shared};
+use crate::error::{SendError, TrySendError};
 
 type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 
@@ -89,24 +89,23 @@ impl<T: Protocol> Sender<T> {
     pub fn send(&self, msg: T) -> impl Future<Output = Result<(), SendError<T>>> + Send + '_ {
         let attached = self.shared.attach().is_ok();
         async move {
-            if !attached || self.shared.known_closed() {
+            if !attached {
                 return Err(SendError::Closed(msg));
             }
-            let mut frame = match self.encode(&msg) {
-                Ok(frame) => frame,
+            let mut frame = match self.shared.offer(&msg, true) {
+                Ok(Offer::Queued) => return Ok(()),
+                Ok(Offer::Closed) => return Err(SendError::Closed(msg)),
+                Ok(Offer::Full(frame)) => frame,
                 Err(why) => return Err(SendError::Invalid(msg, why)),
             };
             loop {
-                match self.shared.push(&mut frame, true) {
-                    Ok(()) => {
-                        shared::recycle(frame);
-                        return Ok(());
-                    }
-                    Err(Refused::Closed) => return Err(SendError::Closed(msg)),
-                    Err(Refused::Full) => {}
-                }
                 if self.shared.ready().await.is_err() {
                     return Err(SendError::Closed(msg));
+                }
+                match self.shared.push(&mut frame, true) {
+                    Ok(()) => return Ok(()),
+                    Err(Refused::Closed) => return Err(SendError::Closed(msg)),
+                    Err(Refused::Full) => {}
                 }
             }
         }
@@ -136,19 +135,11 @@ impl<T: Protocol> Sender<T> {
     /// ```
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.shared.attach_if_in_runtime();
-        if self.shared.known_closed() {
-            return Err(TrySendError::Closed(msg));
-        }
-        let mut frame = match self.encode(&msg) {
-            Ok(frame) => frame,
-            Err(why) => return Err(TrySendError::Invalid(msg, why)),
-        };
-        let pushed = self.shared.push(&mut frame, true);
-        shared::recycle(frame);
-        match pushed {
-            Ok(()) => Ok(()),
-            Err(Refused::Full) => Err(TrySendError::Full(msg)),
-            Err(Refused::Closed) => Err(TrySendError::Closed(msg)),
+        match self.shared.offer(&msg, true) {
+            Ok(Offer::Queued) => Ok(()),
+            Ok(Offer::Full(_)) => Err(TrySendError::Full(msg)),
+            Ok(Offer::Closed) => Err(TrySendError::Closed(msg)),
+            Err(why) => Err(TrySendError::Invalid(msg, why)),
         }
     }
 
@@ -230,11 +221,6 @@ impl<T: Protocol> Sender<T> {
         self.shared.probe_peer()
     }
 
-    /// Encodes `msg` as one frame, outside any lock.
-    fn encode(&self, msg: &T) -> Result<Vec<u8>, InvalidMessage> {
-        shared::encode(msg, self.shared.config.max_frame_len())
-    }
-
     fn poll_pending(
         &mut self,
         cx: &mut Context<'_>,
@@ -290,15 +276,10 @@ impl<T: Protocol> futures_sink::Sink<T> for Sender<T> {
     fn start_send(self: Pin<&mut Self>, msg: T) -> Result<(), Self::Error> {
         // `poll_ready` returned Ok, so the buffer had room; if a clone filled it since,
         // the frame still goes in (the capacity is then exceeded by this one message).
-        let mut frame = match self.encode(&msg) {
-            Ok(frame) => frame,
-            Err(why) => return Err(SendError::Invalid(Some(msg), why)),
-        };
-        let pushed = self.shared.push(&mut frame, false);
-        shared::recycle(frame);
-        match pushed {
-            Ok(()) => Ok(()),
-            Err(Refused::Full | Refused::Closed) => Err(SendError::Closed(Some(msg))),
+        match self.shared.offer(&msg, false) {
+            Ok(Offer::Queued) => Ok(()),
+            Ok(Offer::Full(_) | Offer::Closed) => Err(SendError::Closed(Some(msg))),
+            Err(why) => Err(SendError::Invalid(Some(msg), why)),
         }
     }
 

@@ -476,29 +476,50 @@ impl Shared {
     }
 }
 
-/// Encodes `msg` as one frame of at most `max` payload bytes, outside any lock, into a
-/// buffer reused per thread. A `Serialize` that panics leaves nothing behind, and one that
-/// sends on the same end (re-entrantly) gets a fresh buffer.
-pub(crate) fn encode<T: Serialize>(msg: &T, max: usize) -> Result<Vec<u8>, InvalidMessage> {
-    let mut frame = SCRATCH.take();
-    frame.clear();
-    match wire::encode_frame(&mut frame, msg, max) {
-        Ok(()) => Ok(frame),
-        Err(e) => {
-            recycle(frame);
-            Err(e)
-        }
-    }
+/// What became of a message offered to the queue.
+pub(crate) enum Offer {
+    /// Queued: accepted.
+    Queued,
+    /// The queue is at capacity; the encoded frame comes back, to be pushed later.
+    Full(Vec<u8>),
+    /// The end is closed for sending.
+    Closed,
 }
 
-/// Gives an encoding buffer back to this thread for the next [`encode`].
-pub(crate) fn recycle(mut frame: Vec<u8>) {
-    if frame.capacity() <= MOVE_FRAMES_FROM {
-        frame.clear();
-        SCRATCH.set(frame);
+impl Shared {
+    /// Encodes `msg` as one frame, outside any lock, into a buffer this thread reuses, and
+    /// pushes it (see [`push`](Self::push)). A `Serialize` that panics leaves nothing
+    /// behind, and one that sends on the same end (re-entrantly) encodes into a fresh
+    /// buffer of its own.
+    pub(crate) fn offer<T: Serialize>(
+        &self,
+        msg: &T,
+        bounded: bool,
+    ) -> Result<Offer, InvalidMessage> {
+        SCRATCH.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut reused = cell.try_borrow_mut();
+            let frame: &mut Vec<u8> = match &mut reused {
+                Ok(buf) => buf,
+                Err(_) => &mut fresh,
+            };
+            frame.clear();
+            wire::encode_frame(frame, msg, self.config.max_frame_len())?;
+            let offer = match self.push(frame, bounded) {
+                Ok(()) => Offer::Queued,
+                Err(Refused::Full) => Offer::Full(std::mem::take(frame)),
+                Err(Refused::Closed) => Offer::Closed,
+            };
+            if frame.capacity() > MOVE_FRAMES_FROM {
+                // Do not keep a large message's memory for the thread's next small one.
+                *frame = Vec::new();
+            }
+            Ok(offer)
+        })
     }
 }
 
 thread_local! {
-    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+    /// The buffer messages are encoded into before they are queued.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }

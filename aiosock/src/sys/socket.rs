@@ -49,32 +49,92 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// One non-blocking `recv` into the spare capacity of `buf`, which grows by the bytes
+/// What one [`recv_spare`] read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Received {
+    /// Bytes read; 0 at the end of the stream.
+    pub(crate) len: usize,
+    /// The read filled the space it was given.
+    pub(crate) full: bool,
+    /// The bytes came with ancillary data (descriptors), which was discarded: the kernel
+    /// ends a read after such a segment, so a short read does not mean the socket drained.
+    pub(crate) ancillary: bool,
+}
+
+impl Received {
+    /// Whether this read proves the socket empty: it stopped short of the space it had,
+    /// not at a segment boundary that ancillary data made.
+    pub(crate) fn drained(&self) -> bool {
+        self.len > 0 && !self.full && !self.ancillary
+    }
+}
+
+/// One non-blocking `recvmsg` into the spare capacity of `buf`, which grows by the bytes
 /// received. Nothing is zero-filled first, so a large buffer costs only what arrives.
-pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<usize> {
+/// Descriptors the peer attached are discarded by the kernel (no control buffer is given:
+/// it closes them and reports `MSG_CTRUNC`).
+pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Received> {
     let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
+    let mut iov = nix::libc::iovec {
+        iov_base: spare.as_mut_ptr().cast(),
+        iov_len: spare.len(),
+    };
+    let space = spare.len();
     loop {
-        // SAFETY: `recv` writes at most `spare.len()` bytes into the memory it is given,
-        // which is the vector's own allocation past its length; it never reads it, so
-        // uninitialised bytes are fine.
+        // SAFETY: a zeroed `msghdr` is a valid empty header (null name and control, no
+        // flags); it is then pointed at one iovec that lives until the call returns.
+        let mut msg: nix::libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        // SAFETY: `recvmsg` writes at most `iov_len` bytes into the vector's own allocation
+        // past its length (never reading it, so uninitialised bytes are fine), and writes
+        // only `msg_flags` into the header, which is valid for the call.
         let r = unsafe {
-            nix::libc::recv(
+            nix::libc::recvmsg(
                 fd.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                spare.len(),
-                nix::libc::MSG_DONTWAIT,
+                &mut msg,
+                nix::libc::MSG_DONTWAIT | nix::libc::MSG_CMSG_CLOEXEC,
             )
         };
         if r >= 0 {
-            let n = r as usize;
-            // SAFETY: the kernel initialised the first `n` bytes of the spare capacity
-            // (`n <= spare.len()`), so the vector may include them.
-            unsafe { buf.set_len(buf.len() + n) };
-            return Ok(n);
+            let len = r as usize;
+            // SAFETY: the kernel initialised the first `len` bytes of the spare capacity
+            // (`len <= space`), so the vector may include them.
+            unsafe { buf.set_len(buf.len() + len) };
+            return Ok(Received {
+                len,
+                full: len == space,
+                ancillary: msg.msg_flags & nix::libc::MSG_CTRUNC != 0,
+            });
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
             return Err(e);
+        }
+    }
+}
+
+/// Tells the kernel that the memory behind `buf`'s spare capacity is not needed
+/// (`MADV_FREE` on the whole pages inside it): under memory pressure the kernel takes the
+/// pages back; otherwise they stay, and reusing them costs nothing. Their contents become
+/// unspecified, which is fine for bytes no one has read.
+pub(crate) fn advise_free(buf: &mut Vec<u8>) {
+    let page = 4096usize;
+    let spare = buf.spare_capacity_mut();
+    let start = spare.as_mut_ptr() as usize;
+    let end = start + spare.len();
+    let first = start.next_multiple_of(page);
+    let last = end - end % page;
+    if last > first {
+        // SAFETY: `[first, last)` lies inside the vector's own allocation, past its length
+        // (page-aligned inward, so nothing outside the allocation is touched); no one
+        // reads those bytes before writing them, so their contents may change.
+        unsafe {
+            nix::libc::madvise(
+                first as *mut nix::libc::c_void,
+                last - first,
+                nix::libc::MADV_FREE,
+            );
         }
     }
 }
@@ -166,15 +226,43 @@ mod tests {
         send(a.as_fd(), b"hello").expect("send");
         let mut buf = Vec::with_capacity(3);
         buf.push(b'>');
-        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("recv"), 2);
+        let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
+        assert_eq!((got.len, got.full, got.drained()), (2, true, false));
         assert_eq!(buf, b">he");
         buf.reserve(16);
-        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("recv"), 3);
+        let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
+        assert_eq!((got.len, got.full, got.drained()), (3, false, true));
         assert_eq!(buf, b">hello");
         let err = recv_spare(b.as_fd(), &mut buf).expect_err("drained");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
         drop(a);
-        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("eof"), 0);
+        assert_eq!(recv_spare(b.as_fd(), &mut buf).expect("eof").len, 0);
+    }
+
+    #[test]
+    fn a_read_that_ends_at_a_segment_with_descriptors_is_not_taken_for_drained() {
+        use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+        use std::io::IoSlice;
+        let (a, b) = socketpair().expect("socketpair");
+        let file = std::fs::File::open("/dev/null").expect("open");
+        let fds = [file.as_raw_fd()];
+        sendmsg::<()>(
+            a.as_raw_fd(),
+            &[IoSlice::new(b"first")],
+            &[ControlMessage::ScmRights(&fds)],
+            MsgFlags::empty(),
+            None,
+        )
+        .expect("sendmsg");
+        send(a.as_fd(), b"second").expect("send");
+        let mut buf = Vec::with_capacity(64);
+        let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
+        // The kernel stops after the segment that carried descriptors (and closes them).
+        assert_eq!(buf, b"first");
+        assert!(got.ancillary && !got.drained(), "{got:?}");
+        let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
+        assert_eq!(buf, b"firstsecond");
+        assert!(got.drained(), "{got:?}");
     }
 
     #[test]

@@ -98,21 +98,23 @@ impl Budget {
         self.exceeded.get()
     }
 
-    /// Spends `units`, or fails (for good) if fewer are left.
+    /// Spends `units`, or fails if fewer are left. After a failure nothing is left, so
+    /// every later charge of a unit or more fails too.
+    #[inline]
     fn charge<E: de::Error>(&self, units: usize) -> Result<(), E> {
         match self.left.get().checked_sub(units) {
-            Some(left) if self.exceeded.get().is_none() => {
+            Some(left) => {
                 self.left.set(left);
                 Ok(())
             }
-            _ => {
-                self.left.set(0);
-                Err(self.fail(Exceeded::Budget))
-            }
+            None => Err(self.fail(Exceeded::Budget)),
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn fail<E: de::Error>(&self, why: Exceeded) -> E {
+        self.left.set(0);
         if self.exceeded.get().is_none() {
             self.exceeded.set(Some(why));
         }
