@@ -39,6 +39,7 @@ pub mod wire {
     /// Decodes the frame at the start of `buf` (no hello) with the default decode budget,
     /// exactly as a `Receiver` does: the message and the bytes it took, or `None` if `buf`
     /// holds less than a frame.
+    #[inline]
     pub fn decode_one<T: crate::Protocol>(
         buf: &[u8],
         max: usize,

@@ -145,6 +145,7 @@ impl<'b, T> Budgeted<'b, T> {
 impl<'de, T: de::Deserialize<'de>> DeserializeSeed<'de> for Budgeted<'_, T> {
     type Value = T;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<T, D::Error> {
         // The message itself is returned by value: its slot is its own size.
         T::deserialize(Guarded {
@@ -170,6 +171,7 @@ struct Place<'b> {
 impl<'b> Place<'b> {
     /// Charges one value of type `V` decoded here: one unit, plus its size if it does not
     /// fit its slot (then it lives behind a pointer, allocated on its own).
+    #[inline]
     fn charge_value<V, E: de::Error>(&self) -> Result<(), E> {
         let size = size_of::<V>();
         let boxed = if size > self.slot { size } else { 0 };
@@ -178,6 +180,7 @@ impl<'b> Place<'b> {
 
     /// The place of what a value of type `V` decoded here contains: one level deeper, with
     /// `V`'s own size as the slot.
+    #[inline]
     fn inside<V, E: de::Error>(&self) -> Result<Place<'b>, E> {
         if self.depth >= MAX_DEPTH {
             return Err(self.budget.fail(Exceeded::Depth));
@@ -206,6 +209,7 @@ struct Guarded<'b, D> {
 
 impl<'b, D> Guarded<'b, D> {
     /// Charges the value `V` and wraps its visitor.
+    #[inline]
     fn visitor<'de, V: Visitor<'de>>(
         &self,
         inner: V,
@@ -244,26 +248,31 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         deserialize_identifier deserialize_ignored_any
     }
 
+    #[inline]
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         let visitor = self.visitor(visitor, Layout::Collection)?;
         self.inner.deserialize_seq(visitor)
     }
 
+    #[inline]
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         let visitor = self.visitor(visitor, Layout::Collection)?;
         self.inner.deserialize_map(visitor)
     }
 
+    #[inline]
     fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         let visitor = self.visitor(visitor, Layout::InPlace)?;
         self.inner.deserialize_str(visitor)
     }
 
+    #[inline]
     fn deserialize_byte_buf<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
         let visitor = self.visitor(visitor, Layout::InPlace)?;
         self.inner.deserialize_bytes(visitor)
     }
 
+    #[inline]
     fn deserialize_unit_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -273,6 +282,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_unit_struct(name, visitor)
     }
 
+    #[inline]
     fn deserialize_newtype_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -282,6 +292,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_newtype_struct(name, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple<V: Visitor<'de>>(
         self,
         len: usize,
@@ -291,6 +302,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_tuple(len, visitor)
     }
 
+    #[inline]
     fn deserialize_tuple_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -301,6 +313,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_tuple_struct(name, len, visitor)
     }
 
+    #[inline]
     fn deserialize_struct<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -311,6 +324,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_struct(name, fields, visitor)
     }
 
+    #[inline]
     fn deserialize_enum<V: Visitor<'de>>(
         self,
         name: &'static str,
@@ -321,6 +335,7 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for Guarded<'_, D> {
         self.inner.deserialize_enum(name, variants, visitor)
     }
 
+    #[inline]
     fn is_human_readable(&self) -> bool {
         self.inner.is_human_readable()
     }
@@ -336,11 +351,13 @@ struct GuardedVisitor<'b, V> {
 
 impl<'b, 'de, V: Visitor<'de>> GuardedVisitor<'b, V> {
     /// The place of what this visitor's value contains.
+    #[inline]
     fn inside<E: de::Error>(&self) -> Result<Place<'b>, E> {
         self.at.inside::<V::Value, E>()
     }
 
     /// Charges the bytes of a string or byte string, which the visitor is about to copy.
+    #[inline]
     fn copy<E: de::Error>(&self, len: usize) -> Result<(), E> {
         self.at.budget.charge(len)
     }
@@ -368,6 +385,7 @@ macro_rules! forward_copy {
 impl<'de, V: Visitor<'de>> Visitor<'de> for GuardedVisitor<'_, V> {
     type Value = V::Value;
 
+    #[inline]
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.inner.expecting(f)
     }
@@ -383,24 +401,29 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for GuardedVisitor<'_, V> {
         visit_bytes(&[u8]) visit_borrowed_bytes(&'de [u8]) visit_byte_buf(Vec<u8>)
     }
 
+    #[inline]
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
         self.inner.visit_none()
     }
 
+    #[inline]
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         self.inner.visit_unit()
     }
 
+    #[inline]
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let at = self.inside()?;
         self.inner.visit_some(Guarded { inner: d, at })
     }
 
+    #[inline]
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         let at = self.inside()?;
         self.inner.visit_newtype_struct(Guarded { inner: d, at })
     }
 
+    #[inline]
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
         let at = self.inside()?;
         self.inner.visit_seq(Nested {
@@ -410,6 +433,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for GuardedVisitor<'_, V> {
         })
     }
 
+    #[inline]
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
         let at = self.inside()?;
         self.inner.visit_map(Nested {
@@ -419,6 +443,7 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for GuardedVisitor<'_, V> {
         })
     }
 
+    #[inline]
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
         let at = self.inside()?;
         self.inner.visit_enum(Nested {
@@ -448,6 +473,7 @@ struct GuardedSeed<'b, S> {
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for GuardedSeed<'_, S> {
     type Value = S::Value;
 
+    #[inline]
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
         let size = size_of::<S::Value>();
         if self.layout == Layout::Collection {
@@ -464,6 +490,7 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for GuardedSeed<'_, S> {
 }
 
 impl<'b, A> Nested<'b, A> {
+    #[inline]
     fn seed<S>(&self, inner: S) -> GuardedSeed<'b, S> {
         GuardedSeed {
             inner,
@@ -476,6 +503,7 @@ impl<'b, A> Nested<'b, A> {
 impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Nested<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn next_element_seed<S: DeserializeSeed<'de>>(
         &mut self,
         seed: S,
@@ -484,6 +512,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Nested<'_, A> {
         self.inner.next_element_seed(seed)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         // The length is the peer's claim: reserving for it up front would allocate before
         // the elements are paid for. Collections grow as elements arrive instead.
@@ -494,6 +523,7 @@ impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for Nested<'_, A> {
 impl<'de, A: MapAccess<'de>> MapAccess<'de> for Nested<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn next_key_seed<K: DeserializeSeed<'de>>(
         &mut self,
         seed: K,
@@ -502,11 +532,13 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for Nested<'_, A> {
         self.inner.next_key_seed(seed)
     }
 
+    #[inline]
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
         let seed = self.seed(seed);
         self.inner.next_value_seed(seed)
     }
 
+    #[inline]
     fn size_hint(&self) -> Option<usize> {
         // As for sequences: nothing is reserved on the peer's word.
         None
@@ -517,12 +549,14 @@ impl<'b, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Nested<'b, A> {
     type Error = A::Error;
     type Variant = Nested<'b, A::Variant>;
 
+    #[inline]
     fn variant_seed<S: DeserializeSeed<'de>>(
         self,
         seed: S,
     ) -> Result<(S::Value, Self::Variant), A::Error> {
         let (at, layout) = (self.at, self.layout);
-        let seed = self.seed(seed);
+        // The variant's index is part of the enum step, already paid for: bincode decodes
+        // it as one integer, into the seed's identifier, which allocates nothing.
         let (value, variant) = self.inner.variant_seed(seed)?;
         let variant = Nested {
             inner: variant,
@@ -536,10 +570,12 @@ impl<'b, 'de, A: EnumAccess<'de>> EnumAccess<'de> for Nested<'b, A> {
 impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Nested<'_, A> {
     type Error = A::Error;
 
+    #[inline]
     fn unit_variant(self) -> Result<(), A::Error> {
         self.inner.unit_variant()
     }
 
+    #[inline]
     fn newtype_variant_seed<S: DeserializeSeed<'de>>(self, seed: S) -> Result<S::Value, A::Error> {
         // The field lives inside the enum: its slot is the enum's size.
         let seed = GuardedSeed {
@@ -550,11 +586,13 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Nested<'_, A> {
         self.inner.newtype_variant_seed(seed)
     }
 
+    #[inline]
     fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, A::Error> {
         let visitor = self.visitor(visitor)?;
         self.inner.tuple_variant(len, visitor)
     }
 
+    #[inline]
     fn struct_variant<V: Visitor<'de>>(
         self,
         fields: &'static [&'static str],
@@ -567,6 +605,7 @@ impl<'de, A: VariantAccess<'de>> VariantAccess<'de> for Nested<'_, A> {
 
 impl<'b, A> Nested<'b, A> {
     /// The visitor of a tuple or struct variant's fields: one unit, the fields in place.
+    #[inline]
     fn visitor<'de, V: Visitor<'de>, E: de::Error>(
         &self,
         inner: V,

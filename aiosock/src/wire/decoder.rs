@@ -41,6 +41,22 @@ impl Decoder {
         }
     }
 
+    /// Decodes and checks the peer's hello: the bytes it took, or `None` while incomplete.
+    #[cold]
+    fn decode_hello(&mut self, buf: &[u8]) -> Result<Option<usize>, Error> {
+        let Some((sends, expects)) = &self.hello else {
+            return Ok(Some(0));
+        };
+        match PeerHello::decode(buf)? {
+            None => Ok(None),
+            Some((peer, used)) => {
+                peer.check(sends.clone(), expects.clone())?;
+                self.hello = None;
+                Ok(Some(used))
+            }
+        }
+    }
+
     /// Whether the peer's hello is still to come.
     pub(crate) fn awaiting_hello(&self) -> bool {
         self.hello.is_some()
@@ -48,16 +64,13 @@ impl Decoder {
 
     /// Decodes what starts `buf`. Never allocates more than the checks in
     /// [`FrameHeader::decode`] and [`decode_payload`] allow.
+    #[inline]
     pub(crate) fn decode<T: DeserializeOwned>(&mut self, buf: &[u8]) -> Result<Decoded<T>, Error> {
-        if let Some((sends, expects)) = &self.hello {
-            return match PeerHello::decode(buf)? {
-                None => Ok(Decoded::Need(buf.len() + 1)),
-                Some((peer, used)) => {
-                    peer.check(sends.clone(), expects.clone())?;
-                    self.hello = None;
-                    Ok(Decoded::Hello { used })
-                }
-            };
+        if self.hello.is_some() {
+            return self.decode_hello(buf).map(|used| match used {
+                None => Decoded::Need(buf.len() + 1),
+                Some(used) => Decoded::Hello { used },
+            });
         }
         let Some(header) = FrameHeader::decode(buf, self.limits.max_frame_len)? else {
             return Ok(Decoded::Need(HEADER_LEN));

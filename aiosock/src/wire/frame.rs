@@ -85,11 +85,16 @@ pub(crate) fn encode_frame<T: Serialize>(
 /// [`MAX_DEPTH`](super::budget::MAX_DEPTH) levels fails with [`Error::TooDeep`] (no stack
 /// overflow). Strings and byte buffers are decoded borrowed, so a claimed length is checked
 /// against the payload before anything is allocated.
+#[inline]
 pub(crate) fn decode_payload<T: DeserializeOwned>(
     payload: &[u8],
     per_byte: usize,
 ) -> Result<T, Error> {
-    decode_payload_spending(payload, per_byte).0
+    let units = units_for(payload.len(), per_byte);
+    let budget = Budget::new(units);
+    let decoded =
+        bincode::serde::seed_decode_from_slice(Budgeted::<T>::new(&budget), payload, CONFIG);
+    checked(payload.len(), units, &budget, decoded)
 }
 
 /// [`decode_payload`], also returning the budget units spent.
@@ -107,6 +112,7 @@ pub(crate) fn decode_payload_spending<T: DeserializeOwned>(
     )
 }
 
+#[inline]
 fn checked<T>(
     len: usize,
     units: usize,
@@ -114,12 +120,16 @@ fn checked<T>(
     decoded: Result<(T, usize), bincode::error::DecodeError>,
 ) -> Result<T, Error> {
     // A limit of ours that was hit decides the error, even if a visitor swallowed it.
-    match (budget.exceeded(), decoded) {
-        (Some(Exceeded::Budget), _) => Err(Error::OverBudget { len, budget: units }),
-        (Some(Exceeded::Depth), _) => Err(Error::TooDeep { max: MAX_DEPTH }),
-        (None, Err(source)) => Err(Error::Decode(DecodeError(source))),
-        (None, Ok((_, used))) if used != len => Err(Error::TrailingBytes { len, used }),
-        (None, Ok((msg, _))) => Ok(msg),
+    if let Some(why) = budget.exceeded() {
+        return Err(match why {
+            Exceeded::Budget => Error::OverBudget { len, budget: units },
+            Exceeded::Depth => Error::TooDeep { max: MAX_DEPTH },
+        });
+    }
+    match decoded {
+        Ok((msg, used)) if used == len => Ok(msg),
+        Ok((_, used)) => Err(Error::TrailingBytes { len, used }),
+        Err(source) => Err(Error::Decode(DecodeError(source))),
     }
 }
 
