@@ -176,7 +176,7 @@ pub(crate) fn exit_flush() {
     for end in ends {
         let pending = {
             let batch = end.batch();
-            !batch.is_done() || !end.out().buf.is_empty()
+            !batch.is_done() || !end.out().queue.is_empty()
         };
         if pending && !matches!(end.out().writer, Writer::Gone) {
             hand_off(end);

@@ -32,6 +32,7 @@
 mod config;
 mod endpoint;
 pub(crate) mod linger;
+mod queue;
 mod reader;
 mod receiver;
 mod sender;

@@ -4,12 +4,13 @@
 //!
 //! Outgoing bytes live in two places, each under its own lock:
 //!
-//! - the **queue** ([`Outgoing::buf`]): whole frames that `send` accepted. Senders encode a
-//!   message outside any lock, then append its frame here under the `out` lock, so frames
-//!   from clones never interleave and a slow `Serialize` holds nobody up;
-//! - the **batch** ([`Batch`]): the bytes being handed to the kernel, in order. Whoever
+//! - the **queue** ([`Outgoing::queue`]): whole frames that `send` accepted. Senders encode
+//!   a message outside any lock, then append its frame here under the `out` lock (small
+//!   frames copied into shared segments, large ones moved), so frames from clones never
+//!   interleave and a slow `Serialize` holds nobody up;
+//! - the **batch** ([`Batch`]): the segments being handed to the kernel, in order. Whoever
 //!   writes (the sending task for the first frame of a burst, the writer task, the linger
-//!   at shutdown, the exit hook) takes the `batch` lock, and when the batch is done swaps
+//!   at shutdown, the exit hook) takes the `batch` lock, and when the batch is done takes
 //!   the whole queue in ([`Shared::write_now`]). One writer at a time, always in order.
 //!
 //! Lock order: `batch`, then `out`. A sender holding `out` only ever *tries* `batch`.
@@ -23,6 +24,7 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
+use crate::channel::queue::{Batch, Queue};
 use crate::channel::{Config, linger, writer};
 use crate::error::InvalidMessage;
 use crate::protocol::ProtocolId;
@@ -35,8 +37,8 @@ pub(crate) enum Refused {
     Closed,
 }
 
-/// A frame above this size is moved into an empty queue instead of copied.
-const MOVE_FRAMES_FROM: usize = 64 * 1024;
+/// A thread keeps at most this much encoding buffer for its next message.
+const KEEP_SCRATCH: usize = 64 * 1024;
 
 /// Who writes the queue out.
 #[derive(Debug)]
@@ -54,7 +56,7 @@ pub(crate) enum Writer {
 #[derive(Debug)]
 pub(crate) struct Outgoing {
     /// Whole frames accepted and not yet taken into the batch.
-    pub(crate) buf: Vec<u8>,
+    pub(crate) queue: Queue,
     /// No more sends are accepted: the peer cannot receive, the runtime went away, or
     /// the process is exiting.
     pub(crate) closed: bool,
@@ -71,20 +73,6 @@ pub(crate) struct Outgoing {
     /// The batch may hold bytes (an inline write left some): the writer task must write
     /// before it parks again.
     pub(crate) kick: bool,
-}
-
-/// The bytes being handed to the kernel: `bytes[sent..]` are still to go.
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    bytes: Vec<u8>,
-    sent: usize,
-}
-
-impl Batch {
-    /// Whether every byte taken was handed to the kernel.
-    pub(crate) fn is_done(&self) -> bool {
-        self.sent == self.bytes.len()
-    }
 }
 
 /// What [`Shared::write_now`] left.
@@ -119,13 +107,15 @@ impl Shared {
         sends: &ProtocolId,
         expects: &ProtocolId,
     ) -> Arc<Shared> {
-        let mut buf = Vec::with_capacity(config.capacity().min(64 * 1024));
+        let mut hello = Vec::new();
         wire::encode_hello(
-            &mut buf,
+            &mut hello,
             (sends.name(), sends.fingerprint()),
             (expects.name(), expects.fingerprint()),
         );
-        let queued = buf.len() as u64;
+        let queued = hello.len() as u64;
+        let mut queue = Queue::default();
+        queue.push(&mut hello);
         let shared = Arc::new(Shared {
             socket: Arc::new(socket),
             io: OnceLock::new(),
@@ -133,7 +123,7 @@ impl Shared {
             attach_lock: Mutex::new(()),
             batch: Mutex::new(Batch::default()),
             out: Mutex::new(Outgoing {
-                buf,
+                queue,
                 closed: false,
                 senders: 1,
                 writer: Writer::NotStarted,
@@ -225,16 +215,11 @@ impl Shared {
         if out.closed {
             return Err(Refused::Closed);
         }
-        if bounded && out.buf.len() >= self.config.capacity() {
+        if bounded && out.queue.len() >= self.config.capacity() {
             return Err(Refused::Full);
         }
         out.queued += frame.len() as u64;
-        if out.buf.is_empty() && frame.len() >= MOVE_FRAMES_FROM {
-            std::mem::swap(&mut out.buf, frame);
-        } else {
-            out.buf.extend_from_slice(frame);
-        }
-        frame.clear();
+        out.queue.push(frame);
         let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
             Writer::Idle(waker) if !out.inline_spent => {
                 // The writer is idle, so this frame is all that is queued: write it now,
@@ -267,7 +252,7 @@ impl Shared {
             Err(_) => false,
         };
         let mut out = self.out();
-        if drained && out.buf.is_empty() && matches!(out.writer, Writer::Running) {
+        if drained && out.queue.is_empty() && matches!(out.writer, Writer::Running) {
             out.writer = Writer::Idle(waker);
         } else {
             out.kick = true;
@@ -281,26 +266,17 @@ impl Shared {
     pub(crate) fn write_now(&self, batch: &mut Batch) -> io::Result<Flow> {
         loop {
             if batch.is_done() {
-                let cap = self.config.capacity();
-                let last = batch.bytes.len();
-                batch.bytes.clear();
-                batch.sent = 0;
-                // Keep a large batch buffer while large batches keep coming.
-                if batch.bytes.capacity() > 4 * cap && last < batch.bytes.capacity() / 8 {
-                    batch.bytes.shrink_to(cap);
-                }
                 let mut out = self.out();
-                if out.buf.is_empty() {
+                if out.queue.is_empty() {
                     return Ok(Flow::Drained);
                 }
-                std::mem::swap(&mut out.buf, &mut batch.bytes);
+                batch.take_from(&mut out.queue);
                 drop(out);
                 // Room in the queue: senders waiting for it may go on.
                 self.events.notify_waiters();
             }
-            match sys::send(self.fd(), &batch.bytes[batch.sent..]) {
+            match batch.send_some(self.fd()) {
                 Ok(n) => {
-                    batch.sent += n;
                     self.out().written += n as u64;
                     self.events.notify_waiters();
                 }
@@ -333,7 +309,7 @@ impl Shared {
         let cap = self.config.capacity();
         self.wait_until(|out| match () {
             () if out.closed => Some(Err(())),
-            () if out.buf.len() < cap => Some(Ok(())),
+            () if out.queue.len() < cap => Some(Ok(())),
             () => None,
         })
         .await
@@ -462,7 +438,7 @@ impl Shared {
         let mut out = self.out();
         if out.closed {
             Poll::Ready(false)
-        } else if out.kick || !out.buf.is_empty() {
+        } else if out.kick || !out.queue.is_empty() {
             out.kick = false;
             out.writer = Writer::Running;
             Poll::Ready(true)
@@ -505,13 +481,14 @@ impl Shared {
             };
             frame.clear();
             wire::encode_frame(frame, msg, self.config.max_frame_len())?;
+            let small = frame.len() <= KEEP_SCRATCH / 8;
             let offer = match self.push(frame, bounded) {
                 Ok(()) => Offer::Queued,
                 Err(Refused::Full) => Offer::Full(std::mem::take(frame)),
                 Err(Refused::Closed) => Offer::Closed,
             };
-            if frame.capacity() > MOVE_FRAMES_FROM {
-                // Do not keep a large message's memory for the thread's next small one.
+            if small && frame.capacity() > KEEP_SCRATCH {
+                // A small message after large ones: give the large buffer back.
                 *frame = Vec::new();
             }
             Ok(offer)

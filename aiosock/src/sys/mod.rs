@@ -32,6 +32,6 @@ pub(crate) use process::{
 pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_other_sockets};
 pub(crate) use socket::{
-    advise_free, peer_can_receive, poll_writable, recv, recv_spare, send, set_nonblocking,
+    advise_free, peer_can_receive, poll_writable, recv, recv_spare, send_vectored, set_nonblocking,
     shutdown_read, shutdown_write, socketpair,
 };

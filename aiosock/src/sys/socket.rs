@@ -39,6 +39,25 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// One non-blocking vectored send (`sendmsg`) that never raises `SIGPIPE`.
+pub(crate) fn send_vectored(
+    fd: BorrowedFd<'_>,
+    bufs: &[std::io::IoSlice<'_>],
+) -> io::Result<usize> {
+    loop {
+        match nix::sys::socket::sendmsg::<()>(
+            fd.as_raw_fd(),
+            bufs,
+            &[],
+            MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+            None,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io_err),
+        }
+    }
+}
+
 /// One non-blocking `recv` into `buf`.
 pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {
