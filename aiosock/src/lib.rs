@@ -238,6 +238,7 @@
 //!
 #![doc = include_str!("wire/FORMAT.md")]
 #![warn(missing_docs)]
+#![deny(rustdoc::broken_intra_doc_links)]
 #![doc(test(attr(deny(warnings))))]
 
 mod bytes;
