@@ -236,6 +236,12 @@
 //!
 //! See [`protocol`] for everything it generates.
 //!
+//! # Guide
+//!
+//! The [`guide`] shows the usual tasks with examples: the Python package's calls and their
+//! counterparts, choosing spawn, fork or inherit, graceful shutdown, `select!` over
+//! receivers, timeouts, supervising workers, and limits for untrusted peers.
+//!
 #![doc = include_str!("wire/FORMAT.md")]
 #![warn(missing_docs)]
 #![deny(rustdoc::broken_intra_doc_links)]
@@ -243,6 +249,7 @@
 
 mod bytes;
 mod channel;
+pub mod guide;
 mod error;
 mod process;
 mod protocol;
