@@ -249,8 +249,8 @@
 
 mod bytes;
 mod channel;
-pub mod guide;
 mod error;
+pub mod guide;
 mod process;
 mod protocol;
 mod sys;
