@@ -236,6 +236,18 @@
 //!
 //! See [`protocol`] for everything it generates.
 //!
+//! # Features
+//!
+//! - `tracing` (off by default): one `tracing` span per connection end
+//!   (`aiosock.connection`, with the protocols it sends and expects, its descriptor, and
+//!   the peer's pid where known: an end inherited from the parent), and events for the
+//!   peer's hello (debug), receive errors including a protocol mismatch (warn), each
+//!   direction's close (debug), a `send` that waited 100 ms or more for room (info), an
+//!   end lingering after its runtime went away (debug, warn if its deadline passes), and
+//!   child processes starting and exiting (info). Without the feature no tracing code is
+//!   compiled in; with it and no subscriber, the benchmark shows no measurable cost
+//!   (`cargo run --release -p aiosock-benches --features tracing -- small rtt`).
+//!
 //! # Guide
 //!
 //! The [`guide`] shows the usual tasks with examples: the Python package's calls and their
@@ -254,6 +266,7 @@ pub mod guide;
 mod process;
 mod protocol;
 mod sys;
+mod trace;
 mod wire;
 
 #[doc(hidden)]

@@ -15,7 +15,7 @@ use tokio::io::unix::AsyncFd;
 
 use crate::channel::{Endpoint, linger};
 use crate::error::Error;
-use crate::{Protocol, sys};
+use crate::{Protocol, sys, trace};
 
 /// The environment variable through which [`spawn`] tells the child its end:
 /// `<descriptor>:<parent pid>`.
@@ -217,6 +217,7 @@ impl ChildOptions {
                 return Err(e.into());
             }
         };
+        trace::process_event!(info, pid, "spawned a child process");
         let stdio = Stdio {
             stdin: child.stdin.take(),
             stdout: child.stdout.take(),
@@ -276,6 +277,7 @@ impl ChildOptions {
         match sys::fork_single_threaded()? {
             sys::Fork::Refused(threads) => Err(Error::ForkThreads { threads }),
             sys::Fork::Parent(pid, pidfd) => {
+                trace::process_event!(info, pid, "forked a child process");
                 drop(end);
                 Ok(Child::new(pid, pidfd, self.kill_on_drop, Stdio::default()))
             }
@@ -367,7 +369,7 @@ where
 /// ```
 pub fn inherited<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Error> {
     let owned = sys::take_inherited().map_err(|reason| Error::Inherit { reason })?;
-    Ok(Endpoint::from_fd(owned))
+    Ok(Endpoint::from_fd(owned).with_peer_pid(std::os::unix::process::parent_id()))
 }
 
 /// A child process started by [`spawn`] or [`fork`].
@@ -500,6 +502,9 @@ impl Child {
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>, Error> {
         if self.status.is_none() {
             self.status = sys::try_reap(self.pid)?;
+            if let Some(_status) = &self.status {
+                trace::process_event!(info, pid = self.pid, status = %_status, "child process exited");
+            }
         }
         Ok(self.status)
     }

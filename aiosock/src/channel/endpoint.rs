@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::Protocol;
 use crate::channel::shared::Shared;
@@ -10,6 +10,7 @@ use crate::channel::{Config, Receiver, Sender};
 use crate::error::Error;
 use crate::protocol::ProtocolId;
 use crate::sys::{self, Socket};
+use crate::trace;
 
 /// One end of a connection: sends `Out` and receives `In`.
 ///
@@ -52,6 +53,8 @@ use crate::sys::{self, Socket};
 pub struct Endpoint<Out, In> {
     fd: Socket,
     config: Config,
+    /// The peer's process id, where it is known (an end inherited from the parent).
+    peer_pid: Option<u32>,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -100,8 +103,15 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
         Endpoint {
             fd: Socket::new(fd),
             config: Config::new(),
+            peer_pid: None,
             _types: PhantomData,
         }
+    }
+
+    /// The same end, recorded as connected to process `pid` (for tracing).
+    pub(crate) fn with_peer_pid(mut self, pid: u32) -> Endpoint<Out, In> {
+        self.peer_pid = Some(pid);
+        self
     }
 
     /// Gives the socket back, for example to hand it to a process by other means.
@@ -134,7 +144,13 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
         let _ = sys::set_nonblocking(self.fd.as_fd());
         let sends = ProtocolId::of::<Out>();
         let expects = ProtocolId::of::<In>();
-        let shared = Shared::new(self.fd, self.config, &sends, &expects);
+        let span = trace::connection(
+            sends.name(),
+            expects.name(),
+            self.fd.as_fd().as_raw_fd(),
+            self.peer_pid,
+        );
+        let shared = Shared::new(self.fd, self.config, &sends, &expects, span);
         (
             Sender::new(shared.clone()),
             Receiver::new(shared, sends, expects),

@@ -80,6 +80,7 @@ pub(crate) fn hand_off(shared: Arc<Shared>) {
         out.closed = true;
         out.writer = Writer::Gone;
     }
+    crate::trace::event!(&shared.span, debug, "writer gone: lingering");
     shared.events.notify_waiters();
     match try_finish(&shared) {
         Some(()) => {}
@@ -113,7 +114,7 @@ fn try_finish(shared: &Shared) -> Option<()> {
     match flow {
         Ok(Flow::Full) => None,
         Ok(Flow::Drained) | Err(_) => {
-            sys::shutdown_write(shared.fd());
+            shared.end_sending();
             shared.events.notify_waiters();
             Some(())
         }
@@ -132,7 +133,8 @@ fn drive(background: bool) {
                 done.push(end.clone());
             } else if now >= *deadline {
                 // The peer did not read in time: give up on what is left, end the direction.
-                sys::shutdown_write(end.fd());
+                crate::trace::event!(&end.span, warn, "linger deadline passed with bytes unsent");
+                end.end_sending();
                 done.push(end.clone());
             }
         }

@@ -13,7 +13,7 @@ use crate::channel::shared::Shared;
 use crate::error::{Error, Part, TryRecvError};
 use crate::protocol::ProtocolId;
 use crate::wire::{Decoded, Decoder};
-use crate::{Dispatch, Protocol, sys};
+use crate::{Dispatch, Protocol, sys, trace};
 
 type Observer<T> = Box<dyn FnMut(&T) + Send>;
 
@@ -289,7 +289,10 @@ impl<T: Protocol> Receiver<T> {
                     }
                     return Ok(Some(msg));
                 }
-                Decoded::Hello { used } => self.buf.consume(used),
+                Decoded::Hello { used } => {
+                    trace::event!(&self.shared.span, debug, "peer hello checked");
+                    self.buf.consume(used);
+                }
                 Decoded::Need(need) => {
                     self.buf.need(need);
                     return Ok(None);
@@ -314,14 +317,22 @@ impl<T: Protocol> Receiver<T> {
     /// Marks the stream over after an error or the end.
     fn settle(&mut self, result: Result<Option<T>, Error>) -> Result<Option<T>, Error> {
         match &result {
-            Err(_) => {
+            Err(_e) => {
+                trace::event!(&self.shared.span, warn, error = %_e, "receive failed: the connection is over for receiving");
                 // Nothing after a bad frame can be trusted: stop receiving for good, so the
                 // peer's further sends fail instead of piling up here.
                 self.failed = true;
                 self.buf.clear();
                 sys::shutdown_read(self.shared.fd());
             }
-            Ok(None) => self.failed = true,
+            Ok(None) => {
+                trace::event!(
+                    &self.shared.span,
+                    debug,
+                    "peer closed its sending direction"
+                );
+                self.failed = true;
+            }
             Ok(Some(_)) => {}
         }
         result

@@ -6,9 +6,9 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
-use crate::Protocol;
 use crate::channel::shared::{Offer, Refused, Shared};
 use crate::error::{SendError, TrySendError};
+use crate::{Protocol, trace};
 
 type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 
@@ -98,12 +98,16 @@ impl<T: Protocol> Sender<T> {
                 Ok(Offer::Full(frame)) => frame,
                 Err(why) => return Err(SendError::Invalid(msg, why)),
             };
+            let waiting = trace::Stopwatch::start();
             loop {
                 if self.shared.ready().await.is_err() {
                     return Err(SendError::Closed(msg));
                 }
                 match self.shared.push(&mut frame, true) {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        waiting.report(&self.shared.span, "send");
+                        return Ok(());
+                    }
                     Err(Refused::Closed) => return Err(SendError::Closed(msg)),
                     Err(Refused::Full) => {}
                 }

@@ -29,7 +29,7 @@ use crate::channel::{Config, linger, writer};
 use crate::error::InvalidMessage;
 use crate::protocol::ProtocolId;
 use crate::sys::{self, SharedFd, Socket};
-use crate::wire;
+use crate::{trace, wire};
 
 /// Why a frame was not queued.
 pub(crate) enum Refused {
@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     /// Signalled whenever space frees up, bytes are written, or the end closes.
     pub(crate) events: Notify,
     pub(crate) config: Config,
+    /// This connection end's tracing span (empty without the `tracing` feature).
+    pub(crate) span: trace::Span,
 }
 
 impl Shared {
@@ -106,6 +108,7 @@ impl Shared {
         config: Config,
         sends: &ProtocolId,
         expects: &ProtocolId,
+        span: trace::Span,
     ) -> Arc<Shared> {
         let mut hello = Vec::new();
         wire::encode_hello(
@@ -134,6 +137,7 @@ impl Shared {
             }),
             events: Notify::new(),
             config,
+            span,
         });
         linger::register(&shared);
         shared
@@ -204,8 +208,17 @@ impl Shared {
 
     /// No more sends: they fail with `Closed` from now on, and waiters learn it.
     pub(crate) fn close_for_sending(&self) {
-        self.out().closed = true;
+        let was = std::mem::replace(&mut self.out().closed, true);
+        if !was {
+            trace::event!(&self.span, debug, "closed for sending");
+        }
         self.events.notify_waiters();
+    }
+
+    /// Ends the sending direction: the peer reads the end after what was written.
+    pub(crate) fn end_sending(&self) {
+        sys::shutdown_write(self.fd());
+        trace::event!(&self.span, debug, "sending direction ended");
     }
 
     /// Queues the frame `frame` (made by [`encode`]) unless the end is closed or, with
@@ -421,7 +434,7 @@ impl Shared {
             Err(_) => false,
         };
         if drained {
-            sys::shutdown_write(self.fd());
+            self.end_sending();
         } else {
             self.out().kick = true;
         }

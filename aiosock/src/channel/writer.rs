@@ -82,7 +82,7 @@ impl WriterTask {
         // Unless the linger (at exit) took the end over and is still writing it, everything
         // is written or cannot be: end the direction.
         if !taken_over {
-            sys::shutdown_write(self.shared.fd());
+            self.shared.end_sending();
         }
         self.finished = true;
         self.shared.events.notify_waiters();
