@@ -208,6 +208,8 @@
 //!
 //! - every value decoded costs one unit: each integer, string, option, enum, newtype,
 //!   element of a sequence and entry of a map, zero-sized ones included;
+//! - every element of a sequence and every key and value of a map cost one unit more, as
+//!   slots of their collection;
 //! - every byte of memory a value needs outside its parent costs one unit more: the
 //!   in-memory size of each sequence element and map entry, of each boxed value, and the
 //!   length of each string and byte string;
@@ -222,13 +224,17 @@
 //! list of zero-sized elements; vectors, strings and hash maps stay under 4): at the
 //! defaults, at most `256 n + 64 KiB`. `tests/tests/decode_budget.rs` checks both bounds
 //! with a counting allocator over a corpus of shapes and hostile payloads, and the fuzz
-//! target `decode_budget` hunts for inputs that break them.
+//! target `decode_budget` hunts for inputs that break them. One shape escapes the bound:
+//! pointers (`Box`, `Rc`, `Arc`) nested around small values, since a pointer decodes its
+//! value through the same deserializer and the budget cannot see the layer. One or two
+//! layers stay within it; deeper nests (`Arc<Arc<Arc<u8>>>`) may allocate up to 24 bytes
+//! more per layer and value. Keep such types out of protocols that face untrusted peers.
 //!
-//! What fits under the default: integers and floats of any size (a `u64` is at most 9
-//! units per byte), strings and byte strings, structs and enums of them, and collections of
-//! those. What may not, at scale: collections of values that are much larger in memory than
-//! on the wire, such as a long `Vec<Option<[u64; 32]>>` of `None`s (265 units per byte) or
-//! a long `Vec<String>` of empty strings (25 units per byte). Raise the budget on the
+//! What fits under the default: integers and floats of any size (a `u64` in a sequence is
+//! at most 10 units per byte), strings and byte strings, structs and enums of them, and
+//! collections of those. What may not, at scale: collections of values that are much
+//! larger in memory than on the wire, such as a long `Vec<Option<[u64; 32]>>` of `None`s
+//! (266 units per byte) or a long `Vec<String>` of empty strings (26 units per byte). Raise the budget on the
 //! receiving end for such protocols, or lower it (and [`Config::set_max_frame_len`]) for
 //! ends that face untrusted peers.
 //!

@@ -5,6 +5,13 @@ pub use ::serde;
 
 pub use crate::protocol::{Dispatch, Protocol};
 
+/// A plain `fork` of a single-threaded process (no aiosock handling in the child), for
+/// the tests that check what other libraries' forks do to aiosock's ends: `Some(pid)` in
+/// the parent, `None` in the child.
+pub fn fork_plain() -> std::io::Result<Option<u32>> {
+    crate::sys::fork_plain()
+}
+
 /// A counting allocator for tests and fuzzing that assert allocation bounds.
 pub use crate::sys::alloc::{CountingAlloc, peak_of};
 

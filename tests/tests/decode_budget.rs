@@ -89,6 +89,8 @@ enum Shapes {
     Lists(LinkedList<()>),
     Deque(VecDeque<Option<u128>>),
     Singletons(Vec<BTreeMap<u8, Big>>),
+    /// Two pointer layers around a small value: the most the budget is stated to cover.
+    Pointers(Vec<Box<Box<u16>>>),
     Mix {
         id: u64,
         name: String,
@@ -99,7 +101,7 @@ enum Shapes {
 }
 
 /// Variants in declaration order (their index on the wire).
-const VARIANTS: u8 = 25;
+const VARIANTS: u8 = 26;
 
 // ---------------------------------------------------------------------------------------
 // Payloads.
@@ -229,6 +231,11 @@ fn shape(rng: &mut Rng, n: u64) -> Shapes {
         23 => Shapes::Singletons(
             (0..rng.len(n / 8))
                 .map(|_| [(rng.below(256) as u8, rng.big())].into_iter().collect())
+                .collect(),
+        ),
+        24 => Shapes::Pointers(
+            (0..rng.len(n))
+                .map(|_| Box::new(Box::new(rng.below(1000) as u16)))
                 .collect(),
         ),
         _ => Shapes::Mix {

@@ -76,3 +76,17 @@ async fn a_worker_out_of_descriptors_still_delivers_every_message() {
     let status = guard("wait", child.wait()).await.expect("wait");
     assert!(status.success(), "worker exited with {status}");
 }
+
+#[tokio::test]
+async fn a_child_of_a_plain_fork_exiting_leaves_the_parents_connection_alone() {
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let mut child = aiosock::spawn(worker(WORKER, "plain-fork"), there).expect("spawn");
+    let (_tx, mut rx) = here.into_split();
+    assert_eq!(
+        guard("recv", rx.recv()).await.expect("recv"),
+        Some(Reply::Item(1))
+    );
+    assert_eq!(guard("end", rx.recv()).await.expect("recv"), None);
+    let status = guard("wait", child.wait()).await.expect("wait");
+    assert!(status.success(), "worker exited with {status}");
+}

@@ -69,7 +69,7 @@ impl Config {
     /// A send is accepted while fewer than `bytes` are queued, so the queue holds at most
     /// `bytes` plus one message. While the end's writer hands one batch to the kernel, the
     /// next one fills, so memory for outgoing messages stays under twice that (plus up to
-    /// two emptied buffers of recent large messages, kept to encode the next ones into).
+    /// four emptied buffers of recent large messages, kept to encode the next ones into).
     pub fn set_capacity(&mut self, bytes: usize) -> &mut Config {
         self.capacity = bytes.max(1);
         self

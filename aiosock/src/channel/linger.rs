@@ -75,6 +75,10 @@ pub(crate) fn register(shared: &Arc<Shared>) {
 /// The end's writer is gone: it takes no more sends, and its bytes are written (at once
 /// if the socket takes them, else by the lingering thread), then its direction shut down.
 pub(crate) fn hand_off(shared: Arc<Shared>) {
+    if !shared.owned_here() {
+        // The parent's end, copied into a child by a plain `fork`: leave it alone.
+        return;
+    }
     {
         let mut out = shared.out();
         out.closed = true;
@@ -112,7 +116,7 @@ fn try_finish(shared: &Shared) -> Option<()> {
         shared.write_now(&mut batch)
     };
     match flow {
-        Ok(Flow::Full) => None,
+        Ok(Flow::Full | Flow::More) => None,
         Ok(Flow::Drained) | Err(_) => {
             shared.end_sending();
             shared.events.notify_waiters();
@@ -129,7 +133,11 @@ fn drive(background: bool) {
         let now = Instant::now();
         let mut done = Vec::new();
         for (end, deadline) in &ends {
-            if try_finish(end).is_some() {
+            if !end.owned_here() {
+                // Lingering in the parent when a plain `fork` copied the list: the
+                // parent's business, not this child's.
+                done.push(end.clone());
+            } else if try_finish(end).is_some() {
                 done.push(end.clone());
             } else if now >= *deadline {
                 // The peer did not read in time: give up on what is left, end the direction.
@@ -174,7 +182,12 @@ pub(crate) fn settle() {
 /// until the latest linger deadline). Run when the process exits, and by a forked child
 /// before it ends.
 pub(crate) fn exit_flush() {
-    let ends: Vec<Arc<Shared>> = lock(&ENDS).all.iter().filter_map(Weak::upgrade).collect();
+    let ends: Vec<Arc<Shared>> = lock(&ENDS)
+        .all
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|end| end.owned_here())
+        .collect();
     for end in ends {
         let pending = {
             let batch = end.batch();

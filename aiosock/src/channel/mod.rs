@@ -13,7 +13,7 @@
 //! while it is full, `try_send` reports [`TrySendError::Full`](crate::TrySendError::Full),
 //! and [`Sender::ready`] waits for room. Whatever the peer does (even if it never reads),
 //! the end holds at most twice the capacity plus one message for outgoing data (and keeps
-//! up to two emptied buffers of recent large messages, to encode the next ones into), and
+//! up to four emptied buffers of recent large messages, to encode the next ones into), and
 //! at most the bytes of one frame (up to [`Config::max_frame_len`]) plus 64 KiB for
 //! incoming data.
 //!

@@ -69,7 +69,10 @@ impl ReadBuf {
     /// nothing is zero-filled.
     fn reserve(&mut self) {
         let spare = self.buf.capacity() - self.buf.len();
-        if self.start > 0 && spare < READ_CHUNK / 2 {
+        let needs_room = self.start + self.need > self.buf.capacity();
+        if self.start > 0 && (spare < READ_CHUNK / 2 || needs_room) {
+            // Drop the decoded bytes before growing, so that the buffer never holds more
+            // than the frame being read and one read's worth.
             self.buf.drain(..self.start);
             self.start = 0;
         }

@@ -265,7 +265,8 @@ impl<T> fmt::Debug for Sender<T> {
 }
 
 /// `Sink` over the same buffer: `poll_ready` waits for capacity, `start_send` queues,
-/// `poll_flush` (and `poll_close`) wait until everything queued is in the kernel.
+/// `poll_flush` waits until everything queued is in the kernel. `poll_close` only flushes:
+/// the direction ends when the last `Sender` is dropped, not when one sink closes.
 ///
 /// The error hands the message back where there is one: `SendError::Closed(Some(msg))`
 /// from `start_send`, `SendError::Closed(None)` from the other methods.

@@ -82,7 +82,12 @@ pub(crate) enum Flow {
     Drained,
     /// The socket is full; bytes wait in the batch or the queue.
     Full,
+    /// The call wrote its share and more is queued (others keep queueing): call again.
+    More,
 }
+
+/// Batches [`Shared::write_now`] takes from the queue before it returns [`Flow::More`].
+const BATCHES_PER_CALL: usize = 16;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -100,6 +105,10 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     /// This connection end's tracing span (empty without the `tracing` feature).
     pub(crate) span: trace::Span,
+    /// The process that made this end. A child made by a plain `fork` (not
+    /// [`crate::fork`]) shares the socket: it must never write to it or shut it down
+    /// behind the parent's back, when it exits or drops its copies.
+    owner: u32,
 }
 
 impl Shared {
@@ -138,6 +147,7 @@ impl Shared {
             events: Notify::new(),
             config,
             span,
+            owner: std::process::id(),
         });
         linger::register(&shared);
         shared
@@ -215,6 +225,11 @@ impl Shared {
         self.events.notify_waiters();
     }
 
+    /// Whether this process made the end (see `owner`).
+    pub(crate) fn owned_here(&self) -> bool {
+        self.owner == std::process::id()
+    }
+
     /// Ends the sending direction: the peer reads the end after what was written.
     pub(crate) fn end_sending(&self) {
         sys::shutdown_write(self.fd());
@@ -259,10 +274,10 @@ impl Shared {
     /// Writes what is queued from the sending task, then gives the writer back its waker,
     /// or wakes it if anything is left.
     fn write_inline(&self, waker: Waker) {
-        let drained = match self.batch.try_lock() {
-            Ok(mut batch) => matches!(self.write_now(&mut batch), Ok(Flow::Drained)),
+        let drained = match self.try_batch() {
+            Some(mut batch) => matches!(self.write_once(&mut batch), Ok(Flow::Drained)),
             // Someone else is writing (the linger or the exit hook): leave it to them.
-            Err(_) => false,
+            None => false,
         };
         let mut out = self.out();
         if drained && out.queue.is_empty() && matches!(out.writer, Writer::Running) {
@@ -274,15 +289,56 @@ impl Shared {
         }
     }
 
+    /// The batch, unless someone else is writing it. A poisoned lock is taken anyway (a
+    /// panic while holding it leaves nothing half-done that matters).
+    fn try_batch(&self) -> Option<MutexGuard<'_, Batch>> {
+        match self.batch.try_lock() {
+            Ok(batch) => Some(batch),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// One bounded step of [`write_now`](Self::write_now), for a sending task: at most one
+    /// system call, so that a `send` never keeps writing for other clones' messages.
+    /// `Drained` only if everything queued went out.
+    fn write_once(&self, batch: &mut Batch) -> io::Result<Flow> {
+        if batch.is_done() {
+            let mut out = self.out();
+            if out.queue.is_empty() {
+                return Ok(Flow::Drained);
+            }
+            batch.take_from(&mut out.queue);
+        }
+        match batch.send_some(self.fd()) {
+            Ok(n) => {
+                self.out().written += n as u64;
+                self.events.notify_waiters();
+                if batch.is_done() && self.out().queue.is_empty() {
+                    Ok(Flow::Drained)
+                } else {
+                    Ok(Flow::Full)
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Flow::Full),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Hands queued bytes to the kernel without blocking, in order, until everything is
     /// written or the socket is full. Bytes the kernel took are counted as written.
     pub(crate) fn write_now(&self, batch: &mut Batch) -> io::Result<Flow> {
+        let mut taken = 0;
         loop {
             if batch.is_done() {
                 let mut out = self.out();
                 if out.queue.is_empty() {
                     return Ok(Flow::Drained);
                 }
+                if taken == BATCHES_PER_CALL {
+                    return Ok(Flow::More);
+                }
+                taken += 1;
                 batch.take_from(&mut out.queue);
                 drop(out);
                 // Room in the queue: senders waiting for it may go on.
@@ -363,7 +419,11 @@ impl Shared {
                         ready = watch.writable() => match ready {
                             // Wait for the socket's next event before probing again.
                             Ok(mut ready) => ready.clear_ready(),
-                            Err(_) => notified.await,
+                            // Registered with a runtime that is gone: probe now and then.
+                            Err(_) => tokio::select! {
+                                () = &mut notified => {}
+                                () = writer::pause() => {}
+                            },
                         },
                     }
                 }
@@ -427,11 +487,15 @@ impl Shared {
             Writer::Running => None,
         };
         drop(out);
+        if !self.owned_here() {
+            // A copy of the parent's end in a child of a plain `fork`: not ours to close.
+            return;
+        }
         // Unless a writer is busy right now (then it finishes the job), write what is left
         // and end the direction.
-        let drained = match self.batch.try_lock() {
-            Ok(mut batch) => matches!(self.write_now(&mut batch), Ok(Flow::Drained)),
-            Err(_) => false,
+        let drained = match self.try_batch() {
+            Some(mut batch) => matches!(self.write_now(&mut batch), Ok(Flow::Drained)),
+            None => false,
         };
         if drained {
             self.end_sending();

@@ -57,6 +57,9 @@ impl WriterTask {
                 };
                 match flow {
                     Ok(Flow::Drained) => break,
+                    // Producers keep refilling the queue while the peer keeps up: give the
+                    // runtime's other tasks their turn between rounds of batches.
+                    Ok(Flow::More) => tokio::task::consume_budget().await,
                     Ok(Flow::Full) if self.wait_writable().await.is_ok() => {}
                     // The peer is gone (or the socket failed): nothing more can be sent.
                     Ok(Flow::Full) | Err(_) => {

@@ -47,9 +47,35 @@ pub(crate) fn fork_single_threaded() -> io::Result<Fork> {
     match unsafe { nix::unistd::fork() }.map_err(io_err)? {
         nix::unistd::ForkResult::Parent { child } => {
             let pid = child.as_raw() as u32;
-            Ok(Fork::Parent(pid, Pidfd::open(pid)?))
+            match Pidfd::open(pid) {
+                Ok(pidfd) => Ok(Fork::Parent(pid, pidfd)),
+                Err(e) => {
+                    // Without a pidfd the child could not be watched: do not leave it
+                    // running unsupervised.
+                    let _ = nix::sys::signal::kill(child, nix::sys::signal::Signal::SIGKILL);
+                    let _ = nix::sys::wait::waitpid(child, None);
+                    Err(e)
+                }
+            }
         }
         nix::unistd::ForkResult::Child => Ok(Fork::Child),
+    }
+}
+
+/// A plain `fork` of this single-threaded process, nothing else done in the child: what
+/// other libraries and programs do. For the tests that check aiosock's ends survive it.
+/// `Ok(Some(pid))` in the parent, `Ok(None)` in the child.
+pub(crate) fn fork_plain() -> io::Result<Option<u32>> {
+    if thread_count()? != 1 {
+        return Err(io::Error::other(
+            "a plain fork needs a single-threaded process",
+        ));
+    }
+    // SAFETY: the process has one thread (just counted; only this thread could start
+    // another), so the child is an ordinary single-threaded copy.
+    match unsafe { nix::unistd::fork() }.map_err(io_err)? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Some(child.as_raw() as u32)),
+        nix::unistd::ForkResult::Child => Ok(None),
     }
 }
 
@@ -197,8 +223,18 @@ pub(crate) fn try_reap(pid: u32) -> io::Result<Option<ExitStatus>> {
 // ---------------------------------------------------------------------------------------
 // The inherited descriptor, found before `main`.
 
-/// What [`find_inherited`] found: the descriptor, or why there is none. `None` once taken.
-static INHERITED: Mutex<Option<Result<RawFd, String>>> = Mutex::new(None);
+/// What [`find_inherited`] found: the descriptor and the identity of the socket behind it
+/// (device and inode), or why there is none. `None` once taken.
+static INHERITED: Mutex<Option<Result<Found, String>>> = Mutex::new(None);
+
+/// An inherited descriptor and the device and inode of the socket behind it.
+type Found = (RawFd, (u64, u64));
+
+/// The device and inode of the file behind `fd`.
+fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let st = nix::sys::stat::fstat(fd).map_err(io_err)?;
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
 
 /// Runs before `main` (from `.init_array`) in every program that links aiosock, while the
 /// process is still single-threaded: if the parent passed an end with `spawn`, checks it,
@@ -229,7 +265,7 @@ extern "C" fn find_inherited() {
 }
 
 /// Checks the value of [`ENV_FD`] and the descriptor it names; makes it close-on-exec.
-fn check_inherited(value: &str) -> Result<RawFd, String> {
+fn check_inherited(value: &str) -> Result<Found, String> {
     let (fd, parent) = value
         .split_once(':')
         .and_then(|(fd, pid)| Some((fd.parse::<RawFd>().ok()?, pid.parse::<u32>().ok()?)))
@@ -262,7 +298,8 @@ fn check_inherited(value: &str) -> Result<RawFd, String> {
     }
     fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
         .map_err(|e| format!("descriptor {fd}: {}", io_err(e)))?;
-    Ok(fd)
+    let id = identity(borrowed).map_err(|e| format!("descriptor {fd}: {e}"))?;
+    Ok((fd, id))
 }
 
 /// Takes the descriptor the parent passed with `spawn`, which [`find_inherited`] checked
@@ -274,10 +311,23 @@ pub(crate) fn take_inherited() -> Result<OwnedFd, String> {
             "{ENV_FD} was not set when this program started, or its end was already adopted"
         )),
         Some(Err(reason)) => Err(reason),
-        Some(Ok(fd)) => {
+        Some(Ok((fd, id))) => {
+            // Code that ran since `main` started may have closed the number, and another
+            // file may have taken it: it must still be the same socket.
+            // SAFETY: F_GETFD and fstat are valid on any number (EBADF if closed); the
+            // borrow is used for these two queries only.
+            let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+            let same = fcntl(borrowed, FcntlArg::F_GETFD).is_ok()
+                && identity(borrowed).is_ok_and(|now| now == id);
+            if !same {
+                return Err(format!(
+                    "descriptor {fd} was closed or replaced after this program started"
+                ));
+            }
             // SAFETY: `find_inherited` checked that `fd` is an open Unix stream socket
             // inherited from the parent (not close-on-exec, so no part of this program
-            // opened it), and it is handed out once (`take` above), so nothing else owns it.
+            // opened it); it is still that socket (same device and inode, checked just
+            // above); and it is handed out once (`take` above), so nothing else owns it.
             Ok(unsafe { OwnedFd::from_raw_fd(fd) })
         }
     }
@@ -314,10 +364,9 @@ mod tests {
         let parent = std::os::unix::process::parent_id();
         let (a, _b) = super::super::socketpair().expect("socketpair");
         fcntl(&a, FcntlArg::F_SETFD(FdFlag::empty())).expect("clear cloexec");
-        assert_eq!(
-            check_inherited(&format!("{}:{parent}", a.as_raw_fd())),
-            Ok(a.as_raw_fd())
-        );
+        let (fd, id) = check_inherited(&format!("{}:{parent}", a.as_raw_fd())).expect("passes");
+        assert_eq!(fd, a.as_raw_fd());
+        assert_eq!(id, identity(a.as_fd()).expect("fstat"));
         let flags = FdFlag::from_bits_retain(fcntl(&a, FcntlArg::F_GETFD).expect("getfd"));
         assert!(flags.contains(FdFlag::FD_CLOEXEC));
     }

@@ -138,16 +138,19 @@ pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Re
 /// pages back; otherwise they stay, and reusing them costs nothing. Their contents become
 /// unspecified, which is fine for bytes no one has read.
 pub(crate) fn advise_free(buf: &mut Vec<u8>) {
-    let page = 4096usize;
+    let page = page_size();
     let spare = buf.spare_capacity_mut();
     let start = spare.as_mut_ptr() as usize;
     let end = start + spare.len();
-    let first = start.next_multiple_of(page);
+    let Some(first) = start.checked_next_multiple_of(page) else {
+        return;
+    };
     let last = end - end % page;
     if last > first {
-        // SAFETY: `[first, last)` lies inside the vector's own allocation, past its length
-        // (page-aligned inward, so nothing outside the allocation is touched); no one
-        // reads those bytes before writing them, so their contents may change.
+        // SAFETY: `[first, last)` lies inside the vector's own allocation, past its length,
+        // and both ends are aligned to the system's real page size (so the kernel does not
+        // round the range out past the allocation); no one reads those bytes before writing
+        // them, so their contents may change.
         unsafe {
             nix::libc::madvise(
                 first as *mut nix::libc::c_void,
@@ -156,6 +159,20 @@ pub(crate) fn advise_free(buf: &mut Vec<u8>) {
             );
         }
     }
+}
+
+/// The system's page size (4 KiB on x86-64; 4, 16 or 64 KiB on aarch64).
+fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf takes a constant and returns a number (or -1); no pointers.
+        let page = unsafe { nix::libc::sysconf(nix::libc::_SC_PAGESIZE) };
+        usize::try_from(page)
+            .ok()
+            .filter(|n| n.is_power_of_two())
+            // Unknown: no page is whole, so nothing is advised.
+            .unwrap_or(usize::MAX / 2 + 1)
+    })
 }
 
 /// Shuts down the sending direction: the peer reads end-of-file after what was sent.

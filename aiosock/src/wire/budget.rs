@@ -8,8 +8,8 @@
 //!
 //! - one unit for every value (each `deserialize_*` call: integers, strings, options,
 //!   enums, newtypes, units, every element and entry), so no loop is free;
-//! - the in-memory size of every element of a sequence and of every key and value of a map,
-//!   which live on the heap, outside their parent;
+//! - one more unit and the in-memory size of every element of a sequence and of every key
+//!   and value of a map, which live on the heap, outside their parent;
 //! - the in-memory size of a value larger than the slot its parent keeps for it: that value
 //!   lives behind a pointer (`Box`, `Rc`, `Arc`) and is allocated on its own;
 //! - the length of every string and byte string, which the visitor copies.
@@ -20,6 +20,12 @@
 //! already paid for. The memory decoding allocates therefore stays under a small multiple
 //! of the units spent, [`MEMORY_PER_UNIT`], checked with a counting allocator over a corpus
 //! of shapes and hostile payloads in `tests/tests/decode_budget.rs`.
+//!
+//! One thing the wrapper cannot see: a pointer (`Box`, `Rc`, `Arc`) deserializes its value
+//! through the same deserializer, so a pointer around a value no larger than the pointer's
+//! slot allocates without being charged (up to 24 bytes a layer). One or two layers stay
+//! within [`MEMORY_PER_UNIT`]; deeper nests of pointers around small values can exceed it
+//! in proportion to their depth (a limit stated in `SECURITY.md`).
 //!
 //! Nesting is limited separately ([`MAX_DEPTH`]): every sequence, map, enum, option and
 //! newtype opens one level, so recursive types cannot overflow the stack.
@@ -477,8 +483,10 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for GuardedSeed<'_, S> {
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
         let size = size_of::<S::Value>();
         if self.layout == Layout::Collection {
-            // The element lives in the collection's heap buffer.
-            self.at.budget.charge(size)?;
+            // The element lives in the collection's heap buffer. It costs a unit of its
+            // own too, so that no element is free even if its `Deserialize` never asks the
+            // deserializer for anything.
+            self.at.budget.charge(1 + size)?;
         }
         // In place or in its element slot, the value fills `size` bytes without allocating.
         let at = Place {

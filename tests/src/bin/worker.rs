@@ -13,6 +13,9 @@
 //! - `sleep`: adopts its end and sleeps, never reading it;
 //! - `fork`: checks that `aiosock::fork` refuses inside a runtime and works from this
 //!   single-threaded process outside one; exits 0 if both hold;
+//! - `plain-fork`: forks by other means (not `aiosock::fork`) with an end whose hello is
+//!   still queued; the child exits at once through `exit`; then the parent sends
+//!   `Item(1)`, which must arrive;
 //! - `emfile`: uses up every descriptor it may open, then sends `emfile_reply(0..BURST)` to
 //!   a parent that reads slowly (so the socket fills again and again), and exits;
 //! - `grandchild`: runs a shell before adopting its end, and fails if the shell inherited
@@ -52,6 +55,7 @@ fn main() {
         "fork" => fork_check(),
         "grandchild" => grandchild(),
         "emfile" => emfile(),
+        "plain-fork" => plain_fork(),
         "reexec" => reexec(),
         "reexec-adopt" => reexec_adopt(),
         "burst" => burst(
@@ -485,4 +489,26 @@ fn emfile() -> Result<(), BoxError> {
     // Leave with every descriptor still in use: the exit hook writes what is left.
     std::mem::forget(hold);
     Ok(())
+}
+
+/// A child made by a plain fork exits through `exit` while the parent's end still holds
+/// its hello: the exit hook must leave the parent's connection alone.
+fn plain_fork() -> Result<(), BoxError> {
+    let (tx, _rx) = aiosock::inherited::<Reply, Request>()?.into_split();
+    match aiosock::__private::fork_plain()? {
+        None => std::process::exit(0),
+        Some(child) => {
+            let path = format!("/proc/{child}");
+            // Wait for the child to be done (a zombie or gone).
+            while !aiosock_tests::workers::process_gone(child)
+                && std::path::Path::new(&path).exists()
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+    runtime()?.block_on(async move {
+        tx.send(Reply::Item(1)).await.map_err(|e| e.to_string())?;
+        Ok(())
+    })
 }
