@@ -306,3 +306,44 @@ async fn an_idle_receiver_gives_a_large_buffer_back() {
     let got = guard("recv", peer_rx.recv()).await.expect("recv");
     assert!(matches!(got, Some(Traffic::Blob(b)) if b.len() == 8 << 20 && b[0] == 8));
 }
+
+/// The `buffer_capacity` a receiver's `Debug` shows.
+fn buffer_capacity<T>(rx: &aiosock::Receiver<T>) -> usize {
+    let debug = format!("{rx:?}");
+    debug
+        .split("buffer_capacity: ")
+        .nth(1)
+        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no buffer_capacity in {debug}"))
+}
+
+#[tokio::test]
+async fn the_read_buffer_holds_at_most_one_frame_and_one_read() {
+    // Frames of alternating sizes: decoded bytes must be dropped before the buffer grows,
+    // so it never holds more than the frame being read and one read's worth.
+    const FRAME: usize = 2 << 20;
+    let ((tx, _rx), (_peer_tx, mut peer_rx)) = split_pair::<Traffic>();
+    let sender = tokio::spawn(async move {
+        for i in 0..12usize {
+            let len = if i % 2 == 0 {
+                FRAME
+            } else {
+                FRAME / 2 + 4096 * i
+            };
+            tx.send(Traffic::Blob(vec![i as u8; len]))
+                .await
+                .expect("send");
+        }
+    });
+    for i in 0..12usize {
+        let got = guard("recv", peer_rx.recv()).await.expect("recv");
+        assert!(matches!(got, Some(Traffic::Blob(b)) if b[0] == i as u8));
+        let cap = buffer_capacity(&peer_rx);
+        assert!(
+            cap <= FRAME + 2 * 64 * 1024,
+            "after frame {i} the read buffer holds {cap} bytes"
+        );
+    }
+    guard("sender", sender).await.expect("sender");
+}
