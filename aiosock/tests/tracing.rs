@@ -66,26 +66,32 @@ fn captured(run: impl FnOnce()) -> Vec<String> {
     log.lock().unwrap().clone()
 }
 
+/// Runs `fut` on a current-thread runtime (on this thread, where the subscriber is) and
+/// returns what was captured.
+fn captured_async<F: std::future::Future<Output = ()>>(fut: F) -> Vec<String> {
+    captured(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(fut)
+    })
+}
+
 fn has(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|line| line.contains(needle))
 }
 
 #[test]
 fn a_connection_has_a_span_and_its_hello_and_close_are_events() {
-    let lines = captured(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (a, b) = aiosock::pair::<Note, Note>().unwrap();
-            let (tx, _a_rx) = a.into_split();
-            let (_b_tx, mut rx) = b.into_split();
-            tx.send(Note::Text("hi".into())).await.unwrap();
-            drop(tx);
-            assert_eq!(rx.recv().await.unwrap(), Some(Note::Text("hi".into())));
-            assert_eq!(rx.recv().await.unwrap(), None);
-        });
+    let lines = captured_async(async {
+        let (a, b) = aiosock::pair::<Note, Note>().unwrap();
+        let (tx, _a_rx) = a.into_split();
+        let (_b_tx, mut rx) = b.into_split();
+        tx.send(Note::Text("hi".into())).await.unwrap();
+        drop(tx);
+        assert_eq!(rx.recv().await.unwrap(), Some(Note::Text("hi".into())));
+        assert_eq!(rx.recv().await.unwrap(), None);
     });
     let all = lines.join("\n");
     assert!(
@@ -102,19 +108,13 @@ fn a_connection_has_a_span_and_its_hello_and_close_are_events() {
 
 #[test]
 fn a_mismatch_is_a_warning_that_names_both_sides() {
-    let lines = captured(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (a, b) = aiosock::pair::<Note, Note>().unwrap();
-            let (_tx, mut rx) = a.into_split();
-            let other = aiosock::Endpoint::<Other, Other>::from_fd(b.into_fd());
-            let (other_tx, _other_rx) = other.into_split();
-            other_tx.send(Other::Number(1)).await.unwrap();
-            assert!(rx.recv().await.is_err());
-        });
+    let lines = captured_async(async {
+        let (a, b) = aiosock::pair::<Note, Note>().unwrap();
+        let (_tx, mut rx) = a.into_split();
+        let other = aiosock::Endpoint::<Other, Other>::from_fd(b.into_fd());
+        let (other_tx, _other_rx) = other.into_split();
+        other_tx.send(Other::Number(1)).await.unwrap();
+        assert!(rx.recv().await.is_err());
     });
     let all = lines.join("\n");
     assert!(
@@ -143,33 +143,27 @@ fn children_starting_and_exiting_are_events() {
 
 #[test]
 fn a_long_wait_for_room_is_reported() {
-    let lines = captured(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let (a, b) = aiosock::pair::<Note, Note>().unwrap();
-            let mut config = aiosock::Config::new();
-            config.set_capacity(1024);
-            let (tx, _a_rx) = a.with_config(config).into_split();
-            let (_b_tx, mut rx) = b.into_split();
-            // Fill the socket and the buffer while nobody reads: until a send waits.
-            let big = "x".repeat(64 * 1024);
-            let short = std::time::Duration::from_millis(50);
-            while tokio::time::timeout(short, tx.send(Note::Text(big.clone())))
-                .await
-                .is_ok()
-            {}
-            // Read everything after a while, so that the send below waits that long.
-            let reader = tokio::spawn(async move {
-                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                while rx.recv().await.unwrap().is_some() {}
-            });
-            tx.send(Note::Text("late".into())).await.unwrap();
-            drop(tx);
-            reader.await.unwrap();
+    let lines = captured_async(async {
+        let (a, b) = aiosock::pair::<Note, Note>().unwrap();
+        let mut config = aiosock::Config::new();
+        config.set_capacity(1024);
+        let (tx, _a_rx) = a.with_config(config).into_split();
+        let (_b_tx, mut rx) = b.into_split();
+        // Fill the socket and the buffer while nobody reads: until a send waits.
+        let big = "x".repeat(64 * 1024);
+        let short = std::time::Duration::from_millis(50);
+        while tokio::time::timeout(short, tx.send(Note::Text(big.clone())))
+            .await
+            .is_ok()
+        {}
+        // Read everything after a while, so that the send below waits that long.
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            while rx.recv().await.unwrap().is_some() {}
         });
+        tx.send(Note::Text("late".into())).await.unwrap();
+        drop(tx);
+        reader.await.unwrap();
     });
     let all = lines.join("\n");
     assert!(

@@ -23,6 +23,15 @@ pub async fn guard<F: IntoFuture>(what: &str, fut: F) -> F::Output {
     }
 }
 
+/// A current-thread runtime with everything enabled, for tests that run their async part
+/// on the test's own thread (where a counting allocator or a subscriber sees it).
+pub fn local_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 /// Both halves of one end.
 pub type Halves<P> = (aiosock::Sender<P>, aiosock::Receiver<P>);
 

@@ -48,10 +48,7 @@ fn a_serialize_that_sends_on_the_same_end_does_not_deadlock() {
     // Run where a deadlock cannot take the test harness with it: a thread that reports.
     let (done, result) = mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = aiosock_tests::local_runtime();
         let got = rt.block_on(async {
             let ((tx, _rx), (_peer_tx, mut peer_rx)) = split_pair::<Loop>();
             INNER.with(|inner| *inner.borrow_mut() = Some(tx.clone()));

@@ -230,18 +230,9 @@ async fn a_raw_peer_speaking_the_documented_wire_format_is_understood() {
     assert_eq!(got, after_hello(&frame(&[1, 251, 0x2c, 0x01])));
 }
 
-/// A current-thread runtime: the receiver runs on the test's thread, where the counting
-/// allocator measures what receiving allocates.
-fn local_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
-
 #[test]
 fn a_frame_announcing_u32_max_is_refused_from_its_header() {
-    let rt = local_runtime();
+    let rt = aiosock_tests::local_runtime();
     let (_tx, mut rx, mut peer) = rt.block_on(async { raw_pair(Config::new()) });
     let mut bytes = after_hello(&frame_header(u32::MAX, 0, 0));
     bytes.extend([0xab; 4096]);
@@ -267,7 +258,7 @@ fn an_allowed_huge_frame_is_not_allocated_before_its_bytes_arrive() {
     let mut config = Config::new();
     config.set_max_frame_len(usize::MAX);
     assert_eq!(config.max_frame_len(), u32::MAX as usize);
-    let rt = local_runtime();
+    let rt = aiosock_tests::local_runtime();
     let (_tx, mut rx, mut peer) = rt.block_on(async { raw_pair(config) });
     let mut bytes = after_hello(&frame_header(u32::MAX, 0, 0));
     bytes.extend(vec![0u8; 1024 * 1024]);
@@ -524,7 +515,7 @@ proptest! {
     /// error, then `Ok(None)`: no panic, no hang.
     #[test]
     fn random_bytes_after_a_hello_never_panic(junk in proptest::collection::vec(any::<u8>(), 0..512)) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = aiosock_tests::local_runtime();
         rt.block_on(async {
             let (_tx, mut rx, mut peer) = raw_pair(Config::new());
             write_raw(&mut peer, &after_hello(&junk));
@@ -635,7 +626,7 @@ proptest! {
     fn any_message_sequence_round_trips_in_order(
         msgs in proptest::collection::vec(any_message(), 0..64),
     ) {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = aiosock_tests::local_runtime();
         let got = rt.block_on(async {
             let (a, b) = aiosock::pair::<Any, Any>().expect("socketpair");
             let (tx, _a_rx) = a.into_split();

@@ -42,10 +42,7 @@ async fn fill(tx: &Sender<Traffic>) -> u64 {
 
 /// Reads every accepted blob from `peer` on a new runtime, then the end of the stream.
 fn read_all(peer: Endpoint<Traffic, Traffic>, n: u64) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     rt.block_on(async move {
         let (_tx, mut rx) = peer.into_split();
         for seq in 0..n {
@@ -58,10 +55,7 @@ fn read_all(peer: Endpoint<Traffic, Traffic>, n: u64) {
 
 #[test]
 fn dropping_a_runtime_with_three_stalled_ends_neither_waits_nor_loses_messages() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     let mut stalled = Vec::new();
     rt.block_on(async {
         for _ in 0..3 {

@@ -257,10 +257,7 @@ fn the_peer_sees_the_close_at_once_when_nothing_is_left_to_write() {
     // task has not run when the last sender is dropped. The drop writes what is queued and
     // ends the direction itself, so `try_recv` sees the message, then `Disconnected`, as
     // with tokio's mpsc and ipc-channel.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     rt.block_on(async {
         let ((tx, _rx), (_peer_tx, mut peer_rx)) = split_pair::<Traffic>();
         tx.send(Traffic::Num(1)).await.expect("send");

@@ -107,10 +107,7 @@ fn a_string_claiming_a_huge_length_fails_without_allocating_it() {
     // `Text` with a length of 2^40 (varint 0xfd + u64) inside a 10-byte payload. The
     // receiver runs on this thread (a current-thread runtime), where the counting
     // allocator measures what receiving the frame allocates.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     let (_tx, mut rx, mut peer) = rt.block_on(async { raw_pair() });
     let mut payload = vec![0, 0xfd];
     payload.extend((1u64 << 40).to_le_bytes());
@@ -245,10 +242,7 @@ fn wide_pair() -> (Receiver<Wide>, UnixStream) {
 #[test]
 fn a_frame_of_nones_is_refused_before_its_memory_is_allocated() {
     // 1 MiB of `None`s would be 264 MiB of `Option<[u64; 32]>` without the budget.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     let (mut rx, mut peer) = rt.block_on(async { wide_pair() });
     let mut payload = vec![0, 0xfc];
     payload.extend((1u32 << 20).to_le_bytes());

@@ -271,10 +271,7 @@ fn a_child_started_before_adoption_inherits_neither_the_end_nor_the_variable() {
     // The `grandchild` worker runs a shell before it adopts its end; the shell lists its
     // descriptors and environment. The worker exits 0 only if neither shows the end.
     let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     rt.block_on(async move {
         let mut child = aiosock::spawn(worker(WORKER, "grandchild"), there).expect("spawn");
         let (_tx, mut rx) = here.into_split();
@@ -293,10 +290,7 @@ fn a_child_that_re_executes_itself_cannot_adopt_its_old_number_again() {
     // re-executes itself with `AIOSOCK_FD` naming the same number again. The new image must
     // refuse it: the number is closed (or names something this program opened itself).
     let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let rt = aiosock_tests::local_runtime();
     rt.block_on(async move {
         let child = aiosock::spawn(worker(WORKER, "reexec"), there).expect("spawn");
         let (_tx, mut rx) = here.into_split();

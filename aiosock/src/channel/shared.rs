@@ -275,7 +275,7 @@ impl Shared {
     /// or wakes it if anything is left.
     fn write_inline(&self, waker: Waker) {
         let drained = match self.try_batch() {
-            Some(mut batch) => matches!(self.write_once(&mut batch), Ok(Flow::Drained)),
+            Some(mut batch) => matches!(self.write_batches(&mut batch, 1), Ok(Flow::Drained)),
             // Someone else is writing (the linger or the exit hook): leave it to them.
             None => false,
         };
@@ -299,35 +299,17 @@ impl Shared {
         }
     }
 
-    /// One bounded step of [`write_now`](Self::write_now), for a sending task: at most one
-    /// system call, so that a `send` never keeps writing for other clones' messages.
-    /// `Drained` only if everything queued went out.
-    fn write_once(&self, batch: &mut Batch) -> io::Result<Flow> {
-        if batch.is_done() {
-            let mut out = self.out();
-            if out.queue.is_empty() {
-                return Ok(Flow::Drained);
-            }
-            batch.take_from(&mut out.queue);
-        }
-        match batch.send_some(self.fd()) {
-            Ok(n) => {
-                self.out().written += n as u64;
-                self.events.notify_waiters();
-                if batch.is_done() && self.out().queue.is_empty() {
-                    Ok(Flow::Drained)
-                } else {
-                    Ok(Flow::Full)
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Flow::Full),
-            Err(e) => Err(e),
-        }
+    /// Hands queued bytes to the kernel without blocking, in order, until everything is
+    /// written or the socket is full, taking at most [`BATCHES_PER_CALL`] batches from the
+    /// queue. Bytes the kernel took are counted as written.
+    pub(crate) fn write_now(&self, batch: &mut Batch) -> io::Result<Flow> {
+        self.write_batches(batch, BATCHES_PER_CALL)
     }
 
-    /// Hands queued bytes to the kernel without blocking, in order, until everything is
-    /// written or the socket is full. Bytes the kernel took are counted as written.
-    pub(crate) fn write_now(&self, batch: &mut Batch) -> io::Result<Flow> {
+    /// [`write_now`](Self::write_now), taking at most `batches` batches from the queue
+    /// before it returns [`Flow::More`]. A sending task writes one batch at most, so that
+    /// a `send` never keeps writing for other clones' messages.
+    fn write_batches(&self, batch: &mut Batch, batches: usize) -> io::Result<Flow> {
         let mut taken = 0;
         loop {
             if batch.is_done() {
@@ -335,7 +317,7 @@ impl Shared {
                 if out.queue.is_empty() {
                     return Ok(Flow::Drained);
                 }
-                if taken == BATCHES_PER_CALL {
+                if taken == batches {
                     return Ok(Flow::More);
                 }
                 taken += 1;
