@@ -315,3 +315,55 @@ pub enum TryRecvError {
     #[error(transparent)]
     Failed(#[from] Error),
 }
+
+/// A failed call: a message of a variant declared with `#[reply(T)]`, sent through the
+/// generated client, whose reply did not arrive.
+///
+/// A user who wants the handler's own errors to travel declares a `Result` as the reply
+/// type (`#[reply(Result<u64, MyError>)]`): those arrive inside `Ok`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The connection ended (the peer closed, exited or was killed, or this end's receiver
+    /// was dropped) before the reply arrived.
+    #[error("the connection closed before the reply arrived")]
+    Closed,
+    /// The connection failed: the peer sent something this end could not accept (a bad
+    /// frame, a reply this end did not ask for, or a reply of the wrong type). Every
+    /// pending call fails with this.
+    #[error("the connection failed: {reason}")]
+    Failed {
+        /// What the receiver reported.
+        reason: String,
+    },
+    /// The peer's handler panicked while answering this call, or the peer's `serve`
+    /// stopped on a panic before it answered.
+    #[error("the peer panicked: {message}")]
+    Panicked {
+        /// The panic's message (`"<non-string panic payload>"` if it had none).
+        message: String,
+    },
+    /// The peer received the call but will not answer it: it read the message with
+    /// `recv` instead of serving it, or dropped the request.
+    #[error("the peer received the call but did not answer it")]
+    Unanswered,
+    /// The peer's handler returned a reply that could not be encoded or was larger than
+    /// the peer's maximum frame length.
+    #[error("the peer could not send its reply: {reason}")]
+    BadReply {
+        /// Why.
+        reason: String,
+    },
+    /// The call was made with a `try_` method while the connection's table of calls in
+    /// flight ([`Config::max_calls`](crate::Config::max_calls)) or its outgoing buffer was
+    /// full. Nothing was sent.
+    #[error("too many calls in flight")]
+    Full,
+    /// The call's message cannot be sent: it does not encode, or is larger than the
+    /// maximum frame length. Nothing was sent.
+    #[error("the call's message cannot be sent: {reason}")]
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+}

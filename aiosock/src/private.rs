@@ -3,7 +3,19 @@
 pub use ::core;
 pub use ::serde;
 
-pub use crate::protocol::{Dispatch, Protocol};
+pub use crate::protocol::{Answer, Dispatch, Protocol};
+
+/// Makes a call: sends `msg` (a message of a variant declared with `#[reply(R)]`) as a call
+/// and waits for its reply of type `R`. With `wait` false the call fails at once with
+/// [`CallError::Full`](crate::CallError::Full) instead of waiting for room. The generated
+/// client's methods call this; not public API.
+pub fn call<T: Protocol, R: serde::de::DeserializeOwned + Send + 'static>(
+    sender: &crate::Sender<T>,
+    msg: T,
+    wait: bool,
+) -> impl ::core::future::Future<Output = Result<R, crate::CallError>> + Send + '_ {
+    sender.call(msg, wait)
+}
 
 /// A plain `fork` of a single-threaded process (no aiosock handling in the child), for
 /// the tests that check what other libraries' forks do to aiosock's ends: `Some(pid)` in

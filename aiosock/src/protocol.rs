@@ -44,6 +44,10 @@ pub trait Protocol: Serialize + DeserializeOwned + Send + 'static {
     const NAME: &'static str;
     /// A 64-bit hash of the enum's shape (see the limits above).
     const FINGERPRINT: u64;
+    /// Whether any variant is a call: declared with `#[reply(T)]`, so that the peer answers
+    /// it. An end that receives such a protocol keeps its sending direction open for the
+    /// answers while its receiver runs.
+    const HAS_CALLS: bool = false;
 }
 
 /// Calls the method of a generated handler trait that matches a message's variant.
@@ -89,6 +93,52 @@ pub trait Dispatch<H>: Protocol {
     /// Calls `handler`'s `closed` hook: the peer closed the channel and every earlier
     /// message was handled.
     fn closed(handler: &mut H) -> impl Future<Output = ()> + Send;
+
+    /// Calls `handler`'s method for this message's variant and encodes what it returns:
+    /// the reply of a call variant, nothing for a one-way variant. Used by
+    /// [`Receiver::serve`](crate::Receiver::serve) to answer calls; not public API.
+    #[doc(hidden)]
+    fn dispatch_answer(self, handler: &mut H) -> impl Future<Output = Answer> + Send;
+}
+
+/// What a handler method returned, encoded for the wire: the reply of a call variant, or
+/// nothing for a one-way variant. Made by the code `#[aiosock::protocol]` generates; not
+/// public API.
+#[doc(hidden)]
+pub struct Answer(pub(crate) AnswerKind);
+
+pub(crate) enum AnswerKind {
+    /// A one-way variant: nothing to send back.
+    None,
+    /// A call variant's reply, encoded (the payload, without a frame header).
+    Reply(Vec<u8>),
+    /// A call variant's reply that could not be encoded.
+    Invalid(crate::error::EncodeError),
+}
+
+impl Answer {
+    /// The answer of a one-way variant.
+    pub fn none() -> Answer {
+        Answer(AnswerKind::None)
+    }
+
+    /// The answer of a call variant: `reply`, encoded.
+    pub fn of<R: Serialize>(reply: &R) -> Answer {
+        match crate::wire::encode_payload(reply) {
+            Ok(payload) => Answer(AnswerKind::Reply(payload)),
+            Err(e) => Answer(AnswerKind::Invalid(e)),
+        }
+    }
+}
+
+impl fmt::Debug for Answer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.0 {
+            AnswerKind::None => "Answer::None",
+            AnswerKind::Reply(_) => "Answer::Reply(..)",
+            AnswerKind::Invalid(_) => "Answer::Invalid(..)",
+        })
+    }
 }
 
 /// The name and fingerprint of a protocol, as carried in the hello.

@@ -36,6 +36,7 @@ pub struct Config {
     max_frame_len: usize,
     decode_budget: usize,
     linger: Duration,
+    max_calls: usize,
 }
 
 impl Config {
@@ -48,6 +49,10 @@ impl Config {
     /// Units every incoming frame may spend beyond its per-byte budget: 4096, so that
     /// small messages with large in-memory values still decode.
     pub const DECODE_ALLOWANCE: usize = wire::ALLOWANCE;
+    /// The default number of calls in flight at once: 1024.
+    pub const DEFAULT_MAX_CALLS: usize = 1024;
+    /// The largest [`set_max_calls`](Self::set_max_calls) accepts: 65,536.
+    pub const MAX_CALLS_LIMIT: usize = 1 << 16;
     /// The default linger: 5 seconds.
     pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
 
@@ -61,6 +66,7 @@ impl Config {
             max_frame_len: Self::DEFAULT_MAX_FRAME_LEN,
             decode_budget: Self::DEFAULT_DECODE_BUDGET,
             linger: Self::DEFAULT_LINGER,
+            max_calls: Self::DEFAULT_MAX_CALLS,
         }
     }
 
@@ -143,6 +149,19 @@ impl Config {
     /// The linger duration.
     pub fn linger(&self) -> Duration {
         self.linger
+    }
+
+    /// Sets how many calls this end may have in flight at once (at least 1): a call made
+    /// while that many await their replies waits for one to finish, and a `try_` call
+    /// fails with [`CallError::Full`](crate::CallError::Full).
+    pub fn set_max_calls(&mut self, calls: usize) -> &mut Config {
+        self.max_calls = calls.clamp(1, Self::MAX_CALLS_LIMIT);
+        self
+    }
+
+    /// The most calls in flight at once.
+    pub fn max_calls(&self) -> usize {
+        self.max_calls
     }
 }
 

@@ -74,6 +74,13 @@ pub(crate) fn encode_frame<T: Serialize>(
     result
 }
 
+/// Encodes `value` as a payload on its own (no frame header).
+pub(crate) fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::new();
+    bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG).map_err(EncodeError)?;
+    Ok(out)
+}
+
 /// Decodes one message from a whole payload, which it must consume exactly, spending at
 /// most `per_byte` units of decode budget per payload byte (plus the fixed allowance).
 ///
