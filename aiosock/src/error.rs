@@ -74,6 +74,42 @@ pub enum Error {
         flags: u16,
     },
 
+    /// A frame header has a combination of flags that means nothing (a call that is also
+    /// a reply, for example).
+    #[error("the peer sent a frame with conflicting flags {flags:#06x}")]
+    BadFlags {
+        /// The flags.
+        flags: u16,
+    },
+
+    /// The peer answered a call this end is not waiting for: an id it never used, a call
+    /// already answered, or a one-way message. No caller receives it, and the connection
+    /// ends.
+    #[error("the peer answered call {id}, which this end is not waiting for")]
+    UnexpectedReply {
+        /// The call id the peer named.
+        id: u64,
+    },
+
+    /// The peer's reply to a call is not a value of the call's reply type (or its failure
+    /// report is malformed). The caller gets [`CallError::Failed`], and the connection ends.
+    #[error("the peer's reply to call {id} is not a value of the call's reply type")]
+    BadReply {
+        /// The call id.
+        id: u64,
+        /// Why it did not decode.
+        #[source]
+        source: Box<Error>,
+    },
+
+    /// The peer's `serve` stopped on a panic in one of its handler methods. Calls in flight
+    /// to it failed with [`CallError::Panicked`].
+    #[error("the peer panicked: {message}")]
+    PeerPanicked {
+        /// The panic's message.
+        message: String,
+    },
+
     /// A frame's payload is not a valid message of the expected type.
     #[error("the peer sent a frame that does not decode as the expected message")]
     Decode(#[source] DecodeError),

@@ -64,8 +64,8 @@ pub mod wire {
         max: usize,
     ) -> Result<Option<(T, usize)>, Error> {
         match wire::Decoder::frames_only(Limits::new(max)).decode(buf)? {
-            wire::Decoded::Message { msg, used } => Ok(Some((msg, used))),
-            wire::Decoded::Hello { .. } | wire::Decoded::Need(_) => Ok(None),
+            wire::Decoded::Message { msg, used, .. } => Ok(Some((msg, used))),
+            _ => Ok(None),
         }
     }
 

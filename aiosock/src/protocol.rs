@@ -110,10 +110,13 @@ pub struct Answer(pub(crate) AnswerKind);
 pub(crate) enum AnswerKind {
     /// A one-way variant: nothing to send back.
     None,
-    /// A call variant's reply, encoded (the payload, without a frame header).
+    /// A call variant's reply, encoded as a whole reply frame whose call id is still to
+    /// be filled in.
     Reply(Vec<u8>),
     /// A call variant's reply that could not be encoded.
     Invalid(crate::error::EncodeError),
+    /// A call variant's reply too large for a frame.
+    TooLarge { len: usize, max: usize },
 }
 
 impl Answer {
@@ -124,9 +127,13 @@ impl Answer {
 
     /// The answer of a call variant: `reply`, encoded.
     pub fn of<R: Serialize>(reply: &R) -> Answer {
-        match crate::wire::encode_payload(reply) {
-            Ok(payload) => Answer(AnswerKind::Reply(payload)),
-            Err(e) => Answer(AnswerKind::Invalid(e)),
+        let mut frame = Vec::new();
+        match crate::wire::encode_frame_as(&mut frame, reply, usize::MAX, crate::wire::Kind::Reply(0)) {
+            Ok(()) => Answer(AnswerKind::Reply(frame)),
+            Err(crate::error::InvalidMessage::Encode(e)) => Answer(AnswerKind::Invalid(e)),
+            Err(crate::error::InvalidMessage::TooLarge { len, max }) => {
+                Answer(AnswerKind::TooLarge { len, max })
+            }
         }
     }
 }
@@ -136,7 +143,7 @@ impl fmt::Debug for Answer {
         f.write_str(match self.0 {
             AnswerKind::None => "Answer::None",
             AnswerKind::Reply(_) => "Answer::Reply(..)",
-            AnswerKind::Invalid(_) => "Answer::Invalid(..)",
+            AnswerKind::Invalid(_) | AnswerKind::TooLarge { .. } => "Answer::Invalid(..)",
         })
     }
 }

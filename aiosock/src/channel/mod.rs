@@ -30,12 +30,14 @@
 //! `linger.rs` writes out ends whose writer is gone and does the exit flush, `reader.rs` is
 //! the receiver's buffer.
 
+mod calls;
 mod config;
 mod endpoint;
 pub(crate) mod linger;
 mod queue;
 mod reader;
 mod receiver;
+mod responder;
 mod sender;
 mod shared;
 mod writer;

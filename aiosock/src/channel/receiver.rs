@@ -1,7 +1,10 @@
 //! The receiving half of an end.
 
+use std::any::Any;
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
+use std::panic::AssertUnwindSafe;
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
 use std::pin::Pin;
@@ -9,13 +12,21 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use crate::channel::reader::ReadBuf;
+use crate::channel::responder::{self, Responder};
 use crate::channel::shared::Shared;
-use crate::error::{Error, Part, TryRecvError};
+use crate::error::{CallError, Error, Part, TryRecvError};
 use crate::protocol::ProtocolId;
-use crate::wire::{Decoded, Decoder};
+use crate::wire::{self, Decoded, Decoder, Failure, Kind};
 use crate::{Dispatch, Protocol, sys, trace};
 
 type Observer<T> = Box<dyn FnMut(&T) + Send>;
+
+/// A message as read: its call id if the peer wants an answer, and the frame's length.
+struct Incoming<T> {
+    msg: T,
+    call: Option<u64>,
+    len: usize,
+}
 
 /// Receives messages of type `T` from the peer.
 ///
@@ -60,18 +71,34 @@ pub struct Receiver<T> {
     /// An error or the end was returned: the stream is over, and nothing more is read.
     failed: bool,
     observer: Option<Observer<T>>,
+    /// While the stream may still bring calls (`T` has call variants), the receiver keeps
+    /// the end's sending direction open for the answers, as a `Sender` does.
+    answering: bool,
+    /// Messages read ahead while `serve` ran a handler, each with its promise to answer.
+    held: VecDeque<(T, Option<Responder>)>,
+    /// The frame bytes of the messages in `held`.
+    held_bytes: usize,
+    /// How the stream ended while reading ahead: returned once `held` is empty.
+    ended: Option<Result<(), Error>>,
     _msg: PhantomData<fn() -> T>,
 }
 
 impl<T: Protocol> Receiver<T> {
     pub(crate) fn new(shared: Arc<Shared>, sends: ProtocolId, expects: ProtocolId) -> Receiver<T> {
         let limits = shared.config.limits();
+        if T::HAS_CALLS {
+            shared.add_sender();
+        }
         Receiver {
             shared,
             buf: ReadBuf::default(),
             decoder: Decoder::new(sends, expects, limits),
             failed: false,
             observer: None,
+            answering: T::HAS_CALLS,
+            held: VecDeque::new(),
+            held_bytes: 0,
+            ended: None,
             _msg: PhantomData,
         }
     }
@@ -103,6 +130,12 @@ impl<T: Protocol> Receiver<T> {
 
     /// Polls for the next message; the `poll` form of [`recv`](Self::recv).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<T>, Error>> {
+        self.poll_incoming(cx)
+            .map_ok(|incoming| incoming.map(|i| self.unanswered(i)))
+    }
+
+    /// Polls for the next message as read, with its call id.
+    fn poll_incoming(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Incoming<T>>, Error>> {
         self.advance(|this| {
             // Reading from the socket spends the task's cooperative budget, as tokio's own
             // I/O does; decoding what is already buffered does not.
@@ -111,6 +144,15 @@ impl<T: Protocol> Receiver<T> {
             coop.made_progress();
             Poll::Ready(filled)
         })
+    }
+
+    /// A message handed to a caller that does not answer (`recv`, `try_recv`, the
+    /// `Stream`): if it is a call, its caller learns at once that no answer will come.
+    fn unanswered(&self, incoming: Incoming<T>) -> T {
+        if let Some(id) = incoming.call {
+            Responder::new(self.shared.clone(), id).fail(Failure::Unanswered);
+        }
+        incoming.msg
     }
 
     /// Receives a message that has already arrived, without waiting.
@@ -129,7 +171,7 @@ impl<T: Protocol> Receiver<T> {
         });
         match step {
             Poll::Pending => Err(TryRecvError::Empty),
-            Poll::Ready(Ok(Some(msg))) => Ok(msg),
+            Poll::Ready(Ok(Some(incoming))) => Ok(self.unanswered(incoming)),
             Poll::Ready(Ok(None)) => Err(TryRecvError::Disconnected),
             Poll::Ready(Err(e)) => Err(TryRecvError::Failed(e)),
         }
@@ -247,11 +289,218 @@ impl<T: Protocol> Receiver<T> {
         T: Dispatch<H>,
         H: Send,
     {
-        while let Some(msg) = self.recv().await? {
-            msg.dispatch(&mut handler).await;
+        while let Some((msg, responder)) = self.next_request().await? {
+            let work = catch_unwind(msg.dispatch_answer(&mut handler));
+            match self.reading_ahead(work).await {
+                Ok(answer) => {
+                    if let Some(responder) = responder {
+                        self.reading_ahead(responder.answer(answer)).await;
+                    }
+                }
+                Err(panic) => {
+                    let message = panic_message(&*panic);
+                    if let Some(responder) = responder {
+                        responder.fail(Failure::Panicked(message.clone()));
+                    }
+                    self.report_panic(message);
+                    std::panic::resume_unwind(panic);
+                }
+            }
         }
         T::closed(&mut handler).await;
         Ok(handler)
+    }
+
+    /// Like [`serve`](Self::serve), but runs up to `limit` messages at once, each in a task
+    /// of its own (`tokio::spawn`) on a clone of `handler`, so that one slow call does not
+    /// hold up the others.
+    ///
+    /// Clones share state only through what they hold (an `Arc`, a channel, a pool), which
+    /// is the design: `serve_concurrent` needs `H: Clone`, and each message gets
+    /// `&mut` access to its own clone for as long as its method runs.
+    ///
+    /// # Order
+    ///
+    /// Messages *start* in the order they arrive, but their methods overlap and finish in
+    /// any order, and so do the answers to calls (each answer finds its caller by its call
+    /// id). Use [`serve`](Self::serve) where one message must be handled completely before
+    /// the next begins.
+    ///
+    /// Once the peer closed, `serve_concurrent` waits for every method still running, then
+    /// calls `closed` on `handler` itself (which no message was handled on) and returns it.
+    ///
+    /// # Panics
+    ///
+    /// A panic in a method is contained in its task: a call is answered with
+    /// [`CallError::Panicked`] and the panic's message, and serving goes on (each clone is
+    /// on its own, so no other message sees a half-updated handler). A one-way message's
+    /// panic is only printed by the panic hook, as for any task.
+    ///
+    /// # Errors
+    ///
+    /// The first error of [`recv`](Self::recv). Methods still running are aborted; calls
+    /// among them are answered with [`CallError::Unanswered`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe, as [`serve`](Self::serve); dropping the future also aborts the
+    /// tasks it started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// #[aiosock::protocol]
+    /// enum Job {
+    ///     #[reply(u64)]
+    ///     Slow(u64),
+    ///     #[reply(u64)]
+    ///     Fast(u64),
+    /// }
+    ///
+    /// #[aiosock::protocol]
+    /// enum Nothing {
+    ///     Never,
+    /// }
+    ///
+    /// #[derive(Clone)]
+    /// struct Worker;
+    ///
+    /// impl JobHandler for Worker {
+    ///     async fn on_slow(&mut self, n: u64) -> u64 {
+    ///         tokio::time::sleep(Duration::from_millis(200)).await;
+    ///         n
+    ///     }
+    ///     async fn on_fast(&mut self, n: u64) -> u64 {
+    ///         n
+    ///     }
+    /// }
+    ///
+    /// impl NothingHandler for () {
+    ///     async fn on_never(&mut self) {}
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (client, server) = aiosock::pair::<Job, Nothing>()?;
+    /// let (tx, rx) = client.into_split();
+    /// tokio::spawn(rx.serve(()));
+    /// let (_, requests) = server.into_split();
+    /// tokio::spawn(requests.serve_concurrent(Worker, 16));
+    ///
+    /// let jobs = JobClient::new(tx);
+    /// let slow = jobs.slow(1);
+    /// let fast = jobs.fast(2);
+    /// tokio::pin!(slow);
+    /// // The fast call is answered while the slow one still runs.
+    /// tokio::select! {
+    ///     _ = &mut slow => panic!("the slow call finished first"),
+    ///     fast = fast => assert_eq!(fast?, 2),
+    /// }
+    /// assert_eq!(slow.await?, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve_concurrent<H>(mut self, handler: H, limit: usize) -> Result<H, Error>
+    where
+        T: Dispatch<H>,
+        H: Clone + Send + 'static,
+    {
+        let limit = limit.max(1);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            while tasks.len() >= limit {
+                self.reading_ahead(tasks.join_next()).await;
+            }
+            let next = std::future::poll_fn(|cx| {
+                // Reap finished tasks while waiting, so the set does not grow.
+                while let Poll::Ready(Some(_)) = tasks.poll_join_next(cx) {}
+                self.poll_request(cx)
+            })
+            .await?;
+            let Some((msg, responder)) = next else { break };
+            let mut clone = handler.clone();
+            tasks.spawn(async move {
+                let outcome = catch_unwind(msg.dispatch_answer(&mut clone)).await;
+                match (outcome, responder) {
+                    (Ok(answer), Some(responder)) => responder.answer(answer).await,
+                    (Err(panic), Some(responder)) => {
+                        responder.fail(Failure::Panicked(panic_message(&*panic)));
+                    }
+                    (_, None) => {}
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let mut handler = handler;
+        T::closed(&mut handler).await;
+        Ok(handler)
+    }
+
+    /// The next message with its promise to answer, if it is a call: one read ahead
+    /// first, then from the socket.
+    async fn next_request(&mut self) -> Result<Option<(T, Option<Responder>)>, Error> {
+        std::future::poll_fn(|cx| self.poll_request(cx)).await
+    }
+
+    fn poll_request(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<(T, Option<Responder>)>, Error>> {
+        if let Some((msg, responder)) = self.held.pop_front() {
+            if self.held.is_empty() {
+                self.held_bytes = 0;
+            }
+            return Poll::Ready(Ok(Some((msg, responder))));
+        }
+        if let Some(end) = self.ended.take() {
+            return Poll::Ready(end.map(|()| None));
+        }
+        self.poll_incoming(cx).map_ok(|incoming| {
+            incoming.map(|i| {
+                let responder = i.call.map(|id| Responder::new(self.shared.clone(), id));
+                (i.msg, responder)
+            })
+        })
+    }
+
+    /// Runs `work` (a handler method, or sending its answer) while reading ahead: replies
+    /// to this end's own calls keep arriving (a handler may call the peer and wait for the
+    /// answer), and messages are held, up to the end's capacity in frame bytes, to be
+    /// handled next in order.
+    async fn reading_ahead<F: Future>(&mut self, work: F) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = work.as_mut().poll(cx) {
+                return Poll::Ready(out);
+            }
+            while self.ended.is_none() && self.held_bytes < self.shared.config.capacity() {
+                match self.poll_incoming(cx) {
+                    Poll::Pending => break,
+                    Poll::Ready(Ok(Some(incoming))) => {
+                        let responder =
+                            incoming.call.map(|id| Responder::new(self.shared.clone(), id));
+                        self.held_bytes += incoming.len;
+                        self.held.push_back((incoming.msg, responder));
+                    }
+                    Poll::Ready(Ok(None)) => self.ended = Some(Ok(())),
+                    Poll::Ready(Err(e)) => self.ended = Some(Err(e)),
+                }
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// `serve` stops on a panic: the peer learns the message, and its calls fail with it.
+    fn report_panic(&self, mut message: String) {
+        trace::event!(&self.shared.span, error, %message, "a handler panicked: serving stops");
+        responder::truncate(&mut message, responder::MAX_MESSAGE);
+        let mut frame = Vec::new();
+        if wire::encode_frame_as(&mut frame, &message, usize::MAX, Kind::Panicked).is_ok() {
+            self.shared.push_owed(&mut frame);
+        }
     }
 
     /// The one step behind [`recv`](Self::recv) and [`try_recv`](Self::try_recv): decodes
@@ -260,7 +509,7 @@ impl<T: Protocol> Receiver<T> {
     fn advance(
         &mut self,
         mut fill: impl FnMut(&mut Self) -> Poll<io::Result<()>>,
-    ) -> Poll<Result<Option<T>, Error>> {
+    ) -> Poll<Result<Option<Incoming<T>>, Error>> {
         if self.failed {
             return Poll::Ready(Ok(None));
         }
@@ -279,15 +528,36 @@ impl<T: Protocol> Receiver<T> {
     }
 
     /// Decodes the next message from the buffer: `Ok(None)` when more bytes are needed.
-    fn decode_buffered(&mut self) -> Result<Option<T>, Error> {
+    /// Replies to this end's calls on the way are handed to their callers.
+    #[inline]
+    fn decode_buffered(&mut self) -> Result<Option<Incoming<T>>, Error> {
         loop {
             match self.decoder.decode(self.buf.pending())? {
-                Decoded::Message { msg, used } => {
+                Decoded::Message { msg, used, call } => {
                     self.buf.consume(used);
                     if let Some(observer) = &mut self.observer {
                         observer(&msg);
                     }
-                    return Ok(Some(msg));
+                    return Ok(Some(Incoming {
+                        msg,
+                        call,
+                        len: used,
+                    }));
+                }
+                Decoded::Reply {
+                    id,
+                    failed,
+                    payload,
+                    used,
+                } => {
+                    let budget = self.shared.config.decode_budget();
+                    let bytes = &self.buf.pending()[payload];
+                    self.shared.calls.complete(id, failed, bytes, budget)?;
+                    self.buf.consume(used);
+                }
+                Decoded::Panicked { message, used } => {
+                    self.buf.consume(used);
+                    return Err(Error::PeerPanicked { message });
                 }
                 Decoded::Hello { used } => {
                     trace::event!(&self.shared.span, debug, "peer hello checked");
@@ -302,7 +572,7 @@ impl<T: Protocol> Receiver<T> {
     }
 
     /// What end-of-file means here: a clean close between frames, or a truncation.
-    fn finish(&mut self) -> Result<Option<T>, Error> {
+    fn finish(&mut self) -> Result<Option<Incoming<T>>, Error> {
         // The peer closed its sending side; ask whether it can still receive ours.
         self.shared.probe_peer();
         if self.buf.pending().is_empty() {
@@ -315,10 +585,23 @@ impl<T: Protocol> Receiver<T> {
     }
 
     /// Marks the stream over after an error or the end.
-    fn settle(&mut self, result: Result<Option<T>, Error>) -> Result<Option<T>, Error> {
+    fn settle(
+        &mut self,
+        result: Result<Option<Incoming<T>>, Error>,
+    ) -> Result<Option<Incoming<T>>, Error> {
         match &result {
-            Err(_e) => {
-                trace::event!(&self.shared.span, warn, error = %_e, "receive failed: the connection is over for receiving");
+            Err(e) => {
+                // No reply can be trusted after a bad frame; none comes after a panic.
+                self.shared.calls.end(match e {
+                    Error::PeerPanicked { message } => CallError::Panicked {
+                        message: message.clone(),
+                    },
+                    other => CallError::Failed {
+                        reason: other.to_string(),
+                    },
+                });
+                self.stop_answering();
+                trace::event!(&self.shared.span, warn, error = %e, "receive failed: the connection is over for receiving");
                 // Nothing after a bad frame can be trusted: stop receiving for good, so the
                 // peer's further sends fail instead of piling up here.
                 self.failed = true;
@@ -332,10 +615,21 @@ impl<T: Protocol> Receiver<T> {
                     "peer closed its sending direction"
                 );
                 self.failed = true;
+                // The peer answers nothing more, and calls nothing more.
+                self.shared.calls.end(CallError::Closed);
+                self.stop_answering();
             }
             Ok(Some(_)) => {}
         }
         result
+    }
+
+    /// No more calls can arrive: the sending direction no longer needs to stay open for
+    /// answers (the promises of calls already received still keep it open).
+    fn stop_answering(&mut self) {
+        if std::mem::take(&mut self.answering) {
+            self.shared.remove_sender();
+        }
     }
 
     /// Reads more bytes from the socket, waiting for it. Readiness is cleared when a read
@@ -372,8 +666,17 @@ impl<T: Protocol> Receiver<T> {
     }
 }
 
+// Nothing in a receiver is ever pinned in place: messages read ahead are only moved.
+impl<T> Unpin for Receiver<T> {}
+
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
+        // Replies come through here: with the receiver gone, no call can complete.
+        self.shared.calls.end(CallError::Closed);
+        self.held.clear();
+        if std::mem::take(&mut self.answering) {
+            self.shared.remove_sender();
+        }
         // Shut the direction down and discard what the peer sent and we did not read:
         // the room this makes wakes a peer whose socket was full, and its next write
         // fails with EPIPE instead of waiting forever for a reader that is gone.
@@ -405,5 +708,29 @@ impl<T: Protocol> futures_core::Stream for Receiver<T> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().poll_recv(cx).map(Result::transpose)
+    }
+}
+
+/// Runs `work`, catching a panic in it (its payload comes back as the error).
+async fn catch_unwind<F: Future>(work: F) -> Result<F::Output, Box<dyn Any + Send>> {
+    let mut work = std::pin::pin!(work);
+    std::future::poll_fn(
+        move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        },
+    )
+    .await
+}
+
+/// The message of a panic's payload.
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "<non-string panic payload>".to_owned()
     }
 }

@@ -6,8 +6,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
+use serde::de::DeserializeOwned;
+
+use crate::channel::calls::{Calls, decode_reply};
 use crate::channel::shared::{Offer, Refused, Shared};
-use crate::error::{SendError, TrySendError};
+use crate::error::{CallError, SendError, TrySendError};
+use crate::wire::Kind;
 use crate::{Protocol, trace};
 
 type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
@@ -48,6 +52,23 @@ pub struct Sender<T> {
     /// The `Sink` implementation's pending readiness or flush wait.
     sink: Mutex<Option<PendingFuture>>,
     _msg: PhantomData<fn(T)>,
+}
+
+/// A call between taking its slot and getting its reply: if the caller gives up, the slot
+/// is freed or left to absorb the late reply.
+struct InFlight<'a> {
+    calls: &'a Calls,
+    id: u64,
+    sent: bool,
+    done: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.calls.give_up(self.id, self.sent);
+        }
+    }
 }
 
 impl<T: Protocol> Sender<T> {
@@ -115,14 +136,60 @@ impl<T: Protocol> Sender<T> {
         }
     }
 
-    /// Sends `msg` as a call and waits for the reply, decoded as `R`.
-    pub(crate) fn call<R: serde::de::DeserializeOwned + Send + 'static>(
+    /// Sends `msg` as a call and waits for the reply, decoded as `R`: the engine of the
+    /// client that `#[aiosock::protocol]` generates. Without `wait`, a full call table or
+    /// outgoing buffer fails the call at once with [`CallError::Full`].
+    ///
+    /// Cancel safe in the sense that dropping the future cancels the call: before its
+    /// message was queued nothing is sent; after, the reply is discarded when it comes.
+    pub(crate) fn call<R: DeserializeOwned + Send + 'static>(
         &self,
         msg: T,
         wait: bool,
-    ) -> impl Future<Output = Result<R, crate::CallError>> + Send + '_ {
-        let _ = (msg, wait);
-        async move { todo!("calls") }
+    ) -> impl Future<Output = Result<R, CallError>> + Send + '_ {
+        let attached = self.shared.attach().is_ok();
+        async move {
+            if !attached {
+                return Err(CallError::Closed);
+            }
+            let calls = &self.shared.calls;
+            let id = calls.start(decode_reply::<R>, wait).await?;
+            let mut call = InFlight {
+                calls,
+                id,
+                sent: false,
+                done: false,
+            };
+            let mut frame = match self.shared.offer_as(&msg, Kind::Call(id), true) {
+                Ok(Offer::Queued) => Vec::new(),
+                Ok(Offer::Closed) => return Err(CallError::Closed),
+                Ok(Offer::Full(_)) if !wait => return Err(CallError::Full),
+                Ok(Offer::Full(frame)) => frame,
+                Err(why) => {
+                    return Err(CallError::Invalid {
+                        reason: why.to_string(),
+                    });
+                }
+            };
+            while !frame.is_empty() {
+                if self.shared.ready().await.is_err() {
+                    return Err(CallError::Closed);
+                }
+                match self.shared.push(&mut frame, true) {
+                    Ok(()) => {}
+                    Err(Refused::Closed) => return Err(CallError::Closed),
+                    Err(Refused::Full) => {}
+                }
+            }
+            call.sent = true;
+            let reply = std::future::poll_fn(|cx| calls.poll_outcome(id, cx)).await;
+            call.done = true;
+            match reply?.downcast::<R>() {
+                Ok(reply) => Ok(*reply),
+                // The slot's decoder made an `R`.
+                Err(_) => unreachable!("a reply of another type than the call's"),
+            }
+        }
     }
 
     /// Sends `msg` if the outgoing buffer has room, without waiting.

@@ -24,9 +24,10 @@ use serde::Serialize;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::Notify;
 
+use crate::channel::calls::Calls;
 use crate::channel::queue::{Batch, Queue};
 use crate::channel::{Config, linger, writer};
-use crate::error::InvalidMessage;
+use crate::error::{CallError, InvalidMessage};
 use crate::protocol::ProtocolId;
 use crate::sys::{self, SharedFd, Socket};
 use crate::{trace, wire};
@@ -102,6 +103,8 @@ pub(crate) struct Shared {
     out: Mutex<Outgoing>,
     /// Signalled whenever space frees up, bytes are written, or the end closes.
     pub(crate) events: Notify,
+    /// The calls this end has in flight.
+    pub(crate) calls: Calls,
     pub(crate) config: Config,
     /// This connection end's tracing span (empty without the `tracing` feature).
     pub(crate) span: trace::Span,
@@ -145,6 +148,7 @@ impl Shared {
                 kick: false,
             }),
             events: Notify::new(),
+            calls: Calls::new(config.max_calls()),
             config,
             span,
             owner: std::process::id(),
@@ -223,6 +227,8 @@ impl Shared {
             trace::event!(&self.span, debug, "closed for sending");
         }
         self.events.notify_waiters();
+        // Calls whose messages cannot reach the peer will get no reply.
+        self.calls.end(CallError::Closed);
     }
 
     /// Whether this process made the end (see `owner`).
@@ -439,6 +445,23 @@ impl Shared {
         false
     }
 
+    /// Queues a small frame the end owes the peer (an answer it cannot wait to send, such
+    /// as a call's failure), beyond the capacity. So that a peer that sends calls and never
+    /// reads cannot make this end queue without bound, the frame is refused once twice
+    /// the capacity is queued; the connection then ends, which fails the peer's calls.
+    pub(crate) fn push_owed(&self, frame: &mut Vec<u8>) {
+        let over = self.out().queue.len() >= 2 * self.config.capacity();
+        if over {
+            trace::event!(&self.span, warn, "the peer does not read: the connection ends");
+            self.close_for_sending();
+            sys::shutdown_read(self.fd());
+            self.end_sending();
+        } else {
+            // Refused only when closed: then the peer is gone and owed nothing.
+            let _ = self.push(frame, false);
+        }
+    }
+
     pub(crate) fn add_sender(&self) {
         self.out().senders += 1;
     }
@@ -526,9 +549,20 @@ impl Shared {
     /// pushes it (see [`push`](Self::push)). A `Serialize` that panics leaves nothing
     /// behind, and one that sends on the same end (re-entrantly) encodes into a fresh
     /// buffer of its own.
+    #[inline]
     pub(crate) fn offer<T: Serialize>(
         &self,
         msg: &T,
+        bounded: bool,
+    ) -> Result<Offer, InvalidMessage> {
+        self.offer_as(msg, wire::Kind::Message, bounded)
+    }
+
+    /// [`offer`](Self::offer) for a frame of any kind.
+    pub(crate) fn offer_as<T: Serialize>(
+        &self,
+        msg: &T,
+        kind: wire::Kind,
         bounded: bool,
     ) -> Result<Offer, InvalidMessage> {
         SCRATCH.with(|cell| {
@@ -539,7 +573,7 @@ impl Shared {
                 Err(_) => &mut fresh,
             };
             frame.clear();
-            wire::encode_frame(frame, msg, self.config.max_frame_len())?;
+            wire::encode_frame_as(frame, msg, self.config.max_frame_len(), kind)?;
             let small = frame.len() <= KEEP_SCRATCH / 8;
             let offer = match self.push(frame, bounded) {
                 Ok(()) => Offer::Queued,

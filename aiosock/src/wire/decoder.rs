@@ -2,15 +2,32 @@
 
 use serde::de::DeserializeOwned;
 
-use super::{FrameHeader, HEADER_LEN, Limits, PeerHello, decode_payload};
+use std::ops::Range;
+
+use super::{CALL_ID_LEN, FrameHeader, HEADER_LEN, Kind, Limits, PeerHello, decode_payload};
 use crate::error::{Error, Part};
 use crate::protocol::{Protocol, ProtocolId};
 
 /// What the decoder made of the start of a buffer.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Decoded<T> {
-    /// A message, taking `used` bytes.
-    Message { msg: T, used: usize },
+    /// A message, taking `used` bytes; `call` is its call id if the peer wants an answer.
+    Message {
+        msg: T,
+        used: usize,
+        call: Option<u64>,
+    },
+    /// An answer to call `id`, taking `used` bytes. The payload (at `payload` in the
+    /// buffer) is the reply value, or a `Failure` if `failed`; which type it must decode
+    /// as is known only to the caller, so the receiver decodes it.
+    Reply {
+        id: u64,
+        failed: bool,
+        payload: Range<usize>,
+        used: usize,
+    },
+    /// The peer's `serve` stopped on a panic with this message, taking `used` bytes.
+    Panicked { message: String, used: usize },
     /// The peer's hello, checked, taking `used` bytes.
     Hello { used: usize },
     /// Nothing whole yet: at least `need` bytes (from the start) are needed.
@@ -73,16 +90,44 @@ impl Decoder {
             });
         }
         let Some(header) = FrameHeader::decode(buf, self.limits.max_frame_len)? else {
-            return Ok(Decoded::Need(HEADER_LEN));
+            let need = if buf.len() < HEADER_LEN {
+                HEADER_LEN
+            } else {
+                HEADER_LEN + CALL_ID_LEN
+            };
+            return Ok(Decoded::Need(need));
         };
-        let Some(payload) = buf.get(HEADER_LEN..header.frame_len()) else {
-            return Ok(Decoded::Need(header.frame_len()));
+        let used = header.frame_len();
+        let payload = header.header_len()..used;
+        let Some(bytes) = buf.get(payload.clone()) else {
+            return Ok(Decoded::Need(used));
         };
-        let msg = decode_payload(payload, self.limits.decode_budget)?;
-        Ok(Decoded::Message {
-            msg,
-            used: header.frame_len(),
-        })
+        let call = match header.kind {
+            Kind::Message => None,
+            Kind::Call(id) => Some(id),
+            Kind::Reply(id) => {
+                return Ok(Decoded::Reply {
+                    id,
+                    failed: false,
+                    payload,
+                    used,
+                });
+            }
+            Kind::Failed(id) => {
+                return Ok(Decoded::Reply {
+                    id,
+                    failed: true,
+                    payload,
+                    used,
+                });
+            }
+            Kind::Panicked => {
+                let message = decode_payload(bytes, self.limits.decode_budget)?;
+                return Ok(Decoded::Panicked { message, used });
+            }
+        };
+        let msg = decode_payload(bytes, self.limits.decode_budget)?;
+        Ok(Decoded::Message { msg, used, call })
     }
 }
 
@@ -103,9 +148,31 @@ pub(crate) fn decode_stream<T: Protocol>(
     loop {
         match decoder.decode::<T>(&bytes[start..end]) {
             Err(e) => return (msgs, Some(e)),
-            Ok(Decoded::Message { msg, used }) => {
+            Ok(Decoded::Message { msg, used, .. }) => {
                 msgs.push(msg);
                 start += used;
+            }
+            Ok(Decoded::Reply {
+                failed: true,
+                payload,
+                used,
+                ..
+            }) => {
+                // As a receiver does: a failure report must decode.
+                let range = start + payload.start..start + payload.end;
+                if let Err(e) =
+                    super::decode_payload::<super::Failure>(&bytes[range], limits.decode_budget)
+                {
+                    return (msgs, Some(e));
+                }
+                start += used;
+            }
+            Ok(Decoded::Reply { id, .. }) => {
+                // No call is waiting in a stream decoded on its own.
+                return (msgs, Some(Error::UnexpectedReply { id }));
+            }
+            Ok(Decoded::Panicked { message, .. }) => {
+                return (msgs, Some(Error::PeerPanicked { message }));
             }
             Ok(Decoded::Hello { used }) => start += used,
             Ok(Decoded::Need(_)) if end == bytes.len() => {

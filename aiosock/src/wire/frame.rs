@@ -4,22 +4,88 @@ use bincode::config::{Configuration, standard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::HEADER_LEN;
+use super::{CALL_ID_LEN, HEADER_LEN};
 use super::budget::{Budget, Budgeted, Exceeded, MAX_DEPTH, units_for};
 use crate::error::{DecodeError, EncodeError, Error, InvalidMessage};
 
 const CONFIG: Configuration = standard();
+
+/// What a frame carries, from its flags (and call id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A one-way message.
+    Message,
+    /// A message the sender wants answered; the answer names this call id.
+    Call(u64),
+    /// The reply to call `id`: a value of the call's reply type.
+    Reply(u64),
+    /// Call `id` failed on the answering side: the payload is a [`Failure`].
+    Failed(u64),
+    /// The sender's `serve` stopped on a panic: the payload is the panic's message.
+    Panicked,
+}
+
+/// The frame carries a call: a call id follows the fixed header.
+pub(crate) const FLAG_CALL: u16 = 0x0001;
+/// The frame answers a call: a call id follows the fixed header.
+pub(crate) const FLAG_REPLY: u16 = 0x0002;
+/// With [`FLAG_REPLY`]: the call failed, and the payload says why.
+pub(crate) const FLAG_FAILED: u16 = 0x0004;
+/// The sender's `serve` stopped on a panic; the payload is the message.
+pub(crate) const FLAG_PANICKED: u16 = 0x0008;
+
+impl Kind {
+    fn flags(self) -> u16 {
+        match self {
+            Kind::Message => 0,
+            Kind::Call(_) => FLAG_CALL,
+            Kind::Reply(_) => FLAG_REPLY,
+            Kind::Failed(_) => FLAG_REPLY | FLAG_FAILED,
+            Kind::Panicked => FLAG_PANICKED,
+        }
+    }
+
+    fn id(self) -> Option<u64> {
+        match self {
+            Kind::Call(id) | Kind::Reply(id) | Kind::Failed(id) => Some(id),
+            Kind::Message | Kind::Panicked => None,
+        }
+    }
+
+    /// The header's length for a frame of this kind.
+    pub(crate) fn header_len(self) -> usize {
+        if self.id().is_some() {
+            HEADER_LEN + CALL_ID_LEN
+        } else {
+            HEADER_LEN
+        }
+    }
+}
+
+/// Why a call failed on the answering side: the payload of a [`Kind::Failed`] frame.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Failure {
+    /// The handler panicked, with this message.
+    Panicked(String),
+    /// The call was received but not answered.
+    Unanswered,
+    /// The handler's reply could not be sent, for this reason.
+    BadReply(String),
+}
 
 /// A decoded frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameHeader {
     /// Payload length in bytes, checked against the maximum.
     pub(crate) len: usize,
+    /// What the frame carries.
+    pub(crate) kind: Kind,
 }
 
 impl FrameHeader {
     /// Decodes and checks the header at the start of `buf`; `Ok(None)` if `buf` is shorter
-    /// than a header. Nothing is allocated: the length is checked against `max` first.
+    /// than the header. Nothing is allocated: the length is checked against `max` first.
+    #[inline]
     pub(crate) fn decode(buf: &[u8], max: usize) -> Result<Option<FrameHeader>, Error> {
         let Some(head) = buf.get(..HEADER_LEN) else {
             return Ok(None);
@@ -27,9 +93,6 @@ impl FrameHeader {
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         let fds = u16::from_le_bytes([head[4], head[5]]);
         let flags = u16::from_le_bytes([head[6], head[7]]);
-        if flags != 0 {
-            return Err(Error::UnknownFlags { flags });
-        }
         if fds != 0 {
             return Err(Error::UnexpectedFds { count: fds });
         }
@@ -37,31 +100,76 @@ impl FrameHeader {
         if len > max {
             return Err(Error::FrameTooLarge { len, max });
         }
-        Ok(Some(FrameHeader { len }))
+        if flags == 0 {
+            return Ok(Some(FrameHeader {
+                len,
+                kind: Kind::Message,
+            }));
+        }
+        Self::decode_flagged(buf, len, flags)
+    }
+
+    #[cold]
+    fn decode_flagged(buf: &[u8], len: usize, flags: u16) -> Result<Option<FrameHeader>, Error> {
+        const KNOWN: u16 = FLAG_CALL | FLAG_REPLY | FLAG_FAILED | FLAG_PANICKED;
+        if flags & !KNOWN != 0 {
+            return Err(Error::UnknownFlags { flags });
+        }
+        let with_id = |make: fn(u64) -> Kind| -> Option<Kind> {
+            let id = buf.get(HEADER_LEN..HEADER_LEN + CALL_ID_LEN)?;
+            let mut bytes = [0u8; CALL_ID_LEN];
+            bytes.copy_from_slice(id);
+            Some(make(u64::from_le_bytes(bytes)))
+        };
+        let kind = match flags {
+            FLAG_CALL => with_id(Kind::Call),
+            FLAG_REPLY => with_id(Kind::Reply),
+            f if f == FLAG_REPLY | FLAG_FAILED => with_id(Kind::Failed),
+            FLAG_PANICKED => Some(Kind::Panicked),
+            _ => return Err(Error::BadFlags { flags }),
+        };
+        Ok(kind.map(|kind| FrameHeader { len, kind }))
+    }
+
+    /// The header's length.
+    pub(crate) fn header_len(self) -> usize {
+        self.kind.header_len()
     }
 
     /// Header plus payload length.
     pub(crate) fn frame_len(self) -> usize {
-        HEADER_LEN + self.len
+        self.header_len() + self.len
     }
 }
 
 /// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
+#[inline]
 pub(crate) fn encode_frame<T: Serialize>(
     out: &mut Vec<u8>,
     msg: &T,
     max: usize,
 ) -> Result<(), InvalidMessage> {
+    encode_frame_as(out, msg, max, Kind::Message)
+}
+
+/// Appends one frame of `kind` holding `msg` to `out`. On error `out` is left as it was.
+pub(crate) fn encode_frame_as<T: Serialize>(
+    out: &mut Vec<u8>,
+    msg: &T,
+    max: usize,
+    kind: Kind,
+) -> Result<(), InvalidMessage> {
     let start = out.len();
-    out.extend_from_slice(&[0; HEADER_LEN]);
+    let header_len = kind.header_len();
+    out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN][..header_len]);
     let encoded = bincode::serde::encode_into_writer(msg, VecWriter(out), CONFIG);
-    let len = out.len() - start - HEADER_LEN;
+    let len = out.len() - start - header_len;
     let result = match encoded {
         Err(source) => Err(InvalidMessage::Encode(EncodeError(source))),
         Ok(()) if len > max => Err(InvalidMessage::TooLarge { len, max }),
         Ok(()) => match u32::try_from(len) {
             Ok(len32) => {
-                out[start..start + 4].copy_from_slice(&len32.to_le_bytes());
+                write_header(&mut out[start..start + header_len], len32, kind);
                 return Ok(());
             }
             Err(_) => Err(InvalidMessage::TooLarge {
@@ -74,7 +182,28 @@ pub(crate) fn encode_frame<T: Serialize>(
     result
 }
 
+/// Completes a frame made by [`encode_frame_as`] with `Kind::Reply(_)`: sets its call id
+/// and checks its payload against `max`.
+pub(crate) fn finish_reply(frame: &mut [u8], id: u64, max: usize) -> Result<(), InvalidMessage> {
+    let len = frame.len() - HEADER_LEN - CALL_ID_LEN;
+    if len > max {
+        return Err(InvalidMessage::TooLarge { len, max });
+    }
+    frame[HEADER_LEN..HEADER_LEN + CALL_ID_LEN].copy_from_slice(&id.to_le_bytes());
+    Ok(())
+}
+
+fn write_header(head: &mut [u8], len: u32, kind: Kind) {
+    head[0..4].copy_from_slice(&len.to_le_bytes());
+    head[4..6].copy_from_slice(&0u16.to_le_bytes());
+    head[6..8].copy_from_slice(&kind.flags().to_le_bytes());
+    if let Some(id) = kind.id() {
+        head[8..16].copy_from_slice(&id.to_le_bytes());
+    }
+}
+
 /// Encodes `value` as a payload on its own (no frame header).
+#[cfg(test)]
 pub(crate) fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::new();
     bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG).map_err(EncodeError)?;
@@ -238,16 +367,92 @@ mod tests {
     }
 
     #[test]
-    fn fds_and_flags_are_rejected_in_v1() {
+    fn fds_and_unknown_or_conflicting_flags_are_rejected() {
         let head = [0, 0, 0, 0, 1, 0, 0, 0];
         assert!(matches!(
             FrameHeader::decode(&head, 64),
             Err(Error::UnexpectedFds { count: 1 })
         ));
-        let head = [0, 0, 0, 0, 0, 0, 4, 0];
+        for flags in [0x0010u16, 0x8000, 0x0011] {
+            let mut head = vec![0, 0, 0, 0, 0, 0];
+            head.extend(flags.to_le_bytes());
+            head.extend([0; 8]);
+            assert!(
+                matches!(FrameHeader::decode(&head, 64), Err(Error::UnknownFlags { flags: f }) if f == flags),
+                "{flags:#x}"
+            );
+        }
+        // Every combination of known bits but the five valid ones.
+        let valid = [0, FLAG_CALL, FLAG_REPLY, FLAG_REPLY | FLAG_FAILED, FLAG_PANICKED];
+        for flags in (0..16u16).filter(|f| !valid.contains(f)) {
+            let mut head = vec![0, 0, 0, 0, 0, 0];
+            head.extend(flags.to_le_bytes());
+            head.extend([0; 8]);
+            assert!(
+                matches!(FrameHeader::decode(&head, 64), Err(Error::BadFlags { flags: f }) if f == flags),
+                "{flags:#x}"
+            );
+        }
+    }
+
+    #[test]
+    fn call_test_vector() {
+        let mut bytes = Vec::new();
+        encode_frame_as(&mut bytes, &Msg::Ping(7), 64, Kind::Call(0x0102)).unwrap();
+        let mut reply = Vec::new();
+        encode_frame_as(&mut reply, &49u64, usize::MAX, Kind::Reply(0)).unwrap();
+        finish_reply(&mut reply, 0x0102, 64).unwrap();
+        bytes.extend(reply);
+        encode_frame_as(&mut bytes, &Failure::Unanswered, 64, Kind::Failed(3)).unwrap();
+        encode_frame_as(&mut bytes, &Failure::Panicked("x".into()), 64, Kind::Failed(4)).unwrap();
+        encode_frame_as(&mut bytes, &"boom", 64, Kind::Panicked).unwrap();
+        let expected: &[u8] = &[
+            2, 0, 0, 0, 0, 0, 1, 0, // len 2, no fds, CALL
+            2, 1, 0, 0, 0, 0, 0, 0, // call id 0x0102
+            0, 7, // variant 0 (Ping), 7
+            1, 0, 0, 0, 0, 0, 2, 0, // len 1, REPLY
+            2, 1, 0, 0, 0, 0, 0, 0, // call id 0x0102
+            49, // the reply: 49
+            1, 0, 0, 0, 0, 0, 6, 0, // len 1, REPLY + FAILED
+            3, 0, 0, 0, 0, 0, 0, 0, // call id 3
+            1, // Failure::Unanswered
+            3, 0, 0, 0, 0, 0, 6, 0, // len 3, REPLY + FAILED
+            4, 0, 0, 0, 0, 0, 0, 0, // call id 4
+            0, 1, b'x', // Failure::Panicked("x")
+            5, 0, 0, 0, 0, 0, 8, 0, // len 5, PANICKED
+            4, b'b', b'o', b'o', b'm', // the message
+        ];
+        assert_eq!(bytes, expected);
+        let mut at = 0;
+        let mut kinds = Vec::new();
+        while let Some(h) = FrameHeader::decode(&bytes[at..], 64).unwrap() {
+            kinds.push((h.kind, h.len));
+            at += h.frame_len();
+        }
+        assert_eq!(at, bytes.len());
+        assert_eq!(
+            kinds,
+            [
+                (Kind::Call(0x0102), 2),
+                (Kind::Reply(0x0102), 1),
+                (Kind::Failed(3), 1),
+                (Kind::Failed(4), 3),
+                (Kind::Panicked, 5)
+            ]
+        );
+        // A call or reply header cut before the end of its id needs more bytes.
+        for cut in HEADER_LEN..HEADER_LEN + CALL_ID_LEN {
+            assert_eq!(FrameHeader::decode(&bytes[..cut], 64).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn a_reply_over_the_maximum_is_refused() {
+        let mut reply = Vec::new();
+        encode_frame_as(&mut reply, &"x".repeat(100), usize::MAX, Kind::Reply(0)).unwrap();
         assert!(matches!(
-            FrameHeader::decode(&head, 64),
-            Err(Error::UnknownFlags { flags: 4 })
+            finish_reply(&mut reply, 1, 50),
+            Err(InvalidMessage::TooLarge { len: 101, max: 50 })
         ));
     }
 

@@ -12,6 +12,8 @@ pub(crate) fn encode_hello(out: &mut Vec<u8>, sends: (&str, u64), expects: (&str
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&len_u16(s).to_le_bytes());
     out.extend_from_slice(&len_u16(e).to_le_bytes());
+    // No extensions are defined yet (see `FORMAT.md`).
+    out.extend_from_slice(&0u16.to_le_bytes());
     out.extend_from_slice(&sends.1.to_le_bytes());
     out.extend_from_slice(&expects.1.to_le_bytes());
     out.extend_from_slice(s.as_bytes());
@@ -69,14 +71,17 @@ impl PeerHello {
                 reason: "a protocol name is longer than 255 bytes",
             });
         }
-        let total = HELLO_FIXED_LEN + s_len + e_len;
+        let ext_len = usize::from(u16::from_le_bytes([buf[10], buf[11]]));
+        let names_end = HELLO_FIXED_LEN + s_len + e_len;
+        let total = names_end + ext_len;
         if buf.len() < total {
             return Ok(None);
         }
-        let s_fp = u64_at(buf, 10);
-        let e_fp = u64_at(buf, 18);
+        let s_fp = u64_at(buf, 12);
+        let e_fp = u64_at(buf, 20);
         let s_name = name_at(buf, HELLO_FIXED_LEN, s_len)?;
         let e_name = name_at(buf, HELLO_FIXED_LEN + s_len, e_len)?;
+        check_extensions(&buf[names_end..total])?;
         let hello = PeerHello {
             sends: ProtocolId::new(s_name, s_fp),
             expects: ProtocolId::new(e_name, e_fp),
@@ -99,6 +104,27 @@ impl PeerHello {
             )))
         }
     }
+}
+
+/// Checks that `ext` is a well-formed list of extensions: each a `u16` tag, a `u16` length
+/// and that many bytes, filling `ext` exactly. No tag is defined yet, and unknown tags are
+/// skipped, so that a later version can add extensions that this one ignores.
+fn check_extensions(mut ext: &[u8]) -> Result<(), Error> {
+    while !ext.is_empty() {
+        let Some(head) = ext.get(..4) else {
+            return Err(Error::BadHello {
+                reason: "an extension header is cut short",
+            });
+        };
+        let len = usize::from(u16::from_le_bytes([head[2], head[3]]));
+        let Some(rest) = ext.get(4 + len..) else {
+            return Err(Error::BadHello {
+                reason: "an extension is longer than the extensions' length",
+            });
+        };
+        ext = rest;
+    }
+    Ok(())
 }
 
 fn u64_at(buf: &[u8], at: usize) -> u64 {
@@ -133,9 +159,10 @@ mod tests {
         );
         let expected: &[u8] = &[
             b'A', b'I', b'O', b'S', // magic
-            1, 0, // version
+            2, 0, // version
             2, 0, // sends name length
             4, 0, // expects name length
+            0, 0, // extensions length
             8, 7, 6, 5, 4, 3, 2, 1, // sends fingerprint
             0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, // expects fingerprint
             b'U', b'p', b'D', b'o', b'w', b'n',
@@ -170,11 +197,51 @@ mod tests {
     #[test]
     fn unknown_version_is_rejected() {
         let mut bytes = hello(("Up", 1), ("Down", 2));
-        bytes[4] = 2;
+        bytes[4] = 3;
         assert!(matches!(
             PeerHello::decode(&bytes),
-            Err(Error::UnsupportedVersion { version: 2 })
+            Err(Error::UnsupportedVersion { version: 3 })
         ));
+    }
+
+    #[test]
+    fn a_version_1_peer_is_told_apart() {
+        // The hello of aiosock 0.1 (wire version 1): no extensions length, so the rest
+        // would not parse as version 2; the version says so first.
+        let v1: &[u8] = &[
+            b'A', b'I', b'O', b'S', 1, 0, 2, 0, 4, 0, 8, 7, 6, 5, 4, 3, 2, 1, 0x88, 0x77, 0x66,
+            0x55, 0x44, 0x33, 0x22, 0x11, b'U', b'p', b'D', b'o', b'w', b'n',
+        ];
+        let err = PeerHello::decode(v1).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedVersion { version: 1 }));
+        assert_eq!(
+            err.to_string(),
+            "the peer speaks wire version 1, this end speaks version 2"
+        );
+    }
+
+    #[test]
+    fn unknown_extensions_are_skipped_and_malformed_ones_refused() {
+        let with_ext = |ext: &[u8]| {
+            let mut bytes = hello(("Up", 1), ("Down", 2));
+            let len = u16::try_from(ext.len()).unwrap().to_le_bytes();
+            bytes[10..12].copy_from_slice(&len);
+            bytes.extend_from_slice(ext);
+            bytes
+        };
+        // Two unknown extensions: tag 7 with 3 bytes, tag 9 with none.
+        let bytes = with_ext(&[7, 0, 3, 0, 1, 2, 3, 9, 0, 0, 0]);
+        for cut in 0..bytes.len() {
+            assert_eq!(PeerHello::decode(&bytes[..cut]).unwrap(), None, "cut {cut}");
+        }
+        let (h, used) = PeerHello::decode(&bytes).unwrap().unwrap();
+        assert_eq!((used, h.sends.name()), (bytes.len(), "Up"));
+        for bad in [&[7, 0, 4, 0, 1, 2, 3][..], &[7, 0, 0][..]] {
+            assert!(matches!(
+                PeerHello::decode(&with_ext(bad)),
+                Err(Error::BadHello { .. })
+            ));
+        }
     }
 
     #[test]

@@ -13,7 +13,12 @@ mod hello;
 
 pub(crate) use budget::{ALLOWANCE, DEFAULT_DECODE_BUDGET, MAX_DEPTH, MEMORY_PER_UNIT};
 pub(crate) use decoder::{Decoded, Decoder, decode_stream};
-pub(crate) use frame::{FrameHeader, decode_payload, decode_payload_spending, encode_frame, encode_payload};
+#[cfg(test)]
+pub(crate) use frame::encode_payload;
+pub(crate) use frame::{
+    Failure, FrameHeader, Kind, decode_payload, decode_payload_spending, encode_frame, encode_frame_as,
+    finish_reply,
+};
 pub(crate) use hello::{PeerHello, encode_hello};
 
 /// The limits a receiver decodes within.
@@ -38,10 +43,12 @@ impl Limits {
 /// The four bytes every stream starts with.
 pub(crate) const MAGIC: [u8; 4] = *b"AIOS";
 /// The wire format version this crate writes and reads.
-pub(crate) const VERSION: u16 = 1;
+pub(crate) const VERSION: u16 = 2;
 /// Length of the fixed part of the hello, before the two names.
-pub(crate) const HELLO_FIXED_LEN: usize = 26;
+pub(crate) const HELLO_FIXED_LEN: usize = 28;
 /// The longest protocol name a hello carries, in bytes.
 pub(crate) const MAX_NAME_LEN: usize = 255;
-/// Length of a frame header.
+/// Length of a frame header's fixed part.
 pub(crate) const HEADER_LEN: usize = 8;
+/// Length of the call id that follows the fixed header of a call or a reply.
+pub(crate) const CALL_ID_LEN: usize = 8;

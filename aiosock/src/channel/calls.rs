@@ -1,0 +1,541 @@
+//! The calls one end has in flight: a table of slots, each waiting for the reply to one
+//! call, that the end's receiver fills as replies arrive.
+//!
+//! # Ids
+//!
+//! Call ids are 64-bit and handed out in sequence, wrapping around at `u64::MAX`. Slot
+//! `id & mask` holds call `id`; the table has at least as many slots as
+//! [`Config::max_calls`](crate::Config::max_calls), and a permit (one per slot in use) is
+//! taken before a slot is, so a free slot always exists. An id whose slot is busy is
+//! skipped, so an id is never handed out while a call with the same id is live, even after
+//! wrap-around. A call whose caller gave up after its message was sent keeps its slot
+//! (and its permit) until its reply arrives: the late reply is recognised and discarded,
+//! never mistaken for the reply to a newer call.
+//!
+//! # Replies
+//!
+//! A reply names its call id. It is accepted only if that id is waiting (or was abandoned
+//! by its caller); any other id (never used, already answered, a one-way message) is
+//! [`Error::UnexpectedReply`]. The reply's payload is decoded, within the receiver's decode
+//! budget, as the type the caller asked for, by a function the caller left in its slot; a
+//! payload that does not decode is [`Error::BadReply`]. Either error ends the connection,
+//! and every call still waiting fails.
+
+use std::any::Any;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+
+use crate::error::{CallError, Error};
+use crate::wire::{self, Failure};
+
+/// A decoded reply, of the type its caller asked for.
+pub(crate) type Reply = Box<dyn Any + Send>;
+
+/// Decodes a reply payload at the given decode budget per byte.
+pub(crate) type DecodeReply = fn(&[u8], usize) -> Result<Reply, Error>;
+
+/// The [`DecodeReply`] for replies of type `R`.
+pub(crate) fn decode_reply<R: DeserializeOwned + Send + 'static>(
+    payload: &[u8],
+    per_byte: usize,
+) -> Result<Reply, Error> {
+    wire::decode_payload::<R>(payload, per_byte).map(|reply| Box::new(reply) as Reply)
+}
+
+#[derive(Debug)]
+pub(crate) struct Calls {
+    table: Mutex<Table>,
+    /// One permit per slot not in use; a call takes one before it takes a slot.
+    permits: Semaphore,
+}
+
+struct Table {
+    slots: Box<[Slot]>,
+    /// The next id to try.
+    next: u64,
+    /// Set once the connection can carry no more replies: why every call fails.
+    ended: Option<CallError>,
+}
+
+enum Slot {
+    Free,
+    /// A call waiting for its reply.
+    Waiting {
+        id: u64,
+        decode: DecodeReply,
+        waker: Option<Waker>,
+    },
+    /// The receiver is decoding this call's reply outside the lock.
+    Decoding { id: u64, waker: Option<Waker> },
+    /// The outcome, for the caller to take.
+    Done {
+        id: u64,
+        result: Result<Reply, CallError>,
+    },
+    /// The caller gave up after its message was sent: the reply is still due, and is
+    /// discarded when it comes.
+    Abandoned { id: u64 },
+}
+
+impl Slot {
+    fn id(&self) -> Option<u64> {
+        match self {
+            Slot::Free => None,
+            Slot::Waiting { id, .. }
+            | Slot::Decoding { id, .. }
+            | Slot::Done { id, .. }
+            | Slot::Abandoned { id } => Some(*id),
+        }
+    }
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let live = self.slots.iter().filter(|s| s.id().is_some()).count();
+        f.debug_struct("Table")
+            .field("slots", &self.slots.len())
+            .field("live", &live)
+            .field("next", &self.next)
+            .field("ended", &self.ended)
+            .finish()
+    }
+}
+
+impl Calls {
+    /// A table for at most `max` calls in flight.
+    pub(crate) fn new(max: usize) -> Calls {
+        Calls::starting_at(max, 0)
+    }
+
+    fn starting_at(max: usize, first_id: u64) -> Calls {
+        let max = max.max(1);
+        let slots = (0..max.next_power_of_two()).map(|_| Slot::Free).collect();
+        Calls {
+            table: Mutex::new(Table {
+                slots,
+                next: first_id,
+                ended: None,
+            }),
+            permits: Semaphore::new(max),
+        }
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        // Every change under the lock is a single assignment: poisoning means nothing.
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a slot for a call whose reply decodes with `decode`, waiting for one while
+    /// `max_calls` calls are in flight (or failing with [`CallError::Full`] without
+    /// `wait`). Returns the call's id.
+    ///
+    /// Cancel safe: a permit is only taken together with its slot.
+    pub(crate) async fn start(&self, decode: DecodeReply, wait: bool) -> Result<u64, CallError> {
+        let permit = if wait {
+            self.permits.acquire().await.ok()
+        } else {
+            match self.permits.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(tokio::sync::TryAcquireError::Closed) => None,
+                Err(tokio::sync::TryAcquireError::NoPermits) => {
+                    return Err(self.table().ended.clone().unwrap_or(CallError::Full));
+                }
+            }
+        };
+        let mut table = self.table();
+        if let Some(why) = &table.ended {
+            return Err(why.clone());
+        }
+        // The semaphore is closed only together with `ended`.
+        let Some(permit) = permit else {
+            return Err(CallError::Closed);
+        };
+        permit.forget();
+        let mask = table.slots.len() as u64 - 1;
+        loop {
+            let id = table.next;
+            table.next = id.wrapping_add(1);
+            // `id & mask` is below the table's length.
+            let slot = &mut table.slots[(id & mask) as usize];
+            if let Slot::Free = slot {
+                *slot = Slot::Waiting {
+                    id,
+                    decode,
+                    waker: None,
+                };
+                return Ok(id);
+            }
+        }
+    }
+
+    /// The caller gave up: before its message was sent (`sent` false) the slot is freed at
+    /// once; after, it waits for the reply, which is then discarded.
+    pub(crate) fn give_up(&self, id: u64, sent: bool) {
+        let mut table = self.table();
+        let keep = sent && table.ended.is_none();
+        let Some(slot) = table.slot(id) else {
+            return;
+        };
+        let freed = match slot {
+            Slot::Waiting { .. } | Slot::Decoding { .. } if keep => {
+                *slot = Slot::Abandoned { id };
+                false
+            }
+            _ => {
+                *slot = Slot::Free;
+                true
+            }
+        };
+        drop(table);
+        if freed {
+            self.permits.add_permits(1);
+        }
+    }
+
+    /// The outcome of call `id`, once there is one; frees the slot when it returns it.
+    pub(crate) fn poll_outcome(
+        &self,
+        id: u64,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Reply, CallError>> {
+        let mut table = self.table();
+        let ended = table.ended.clone();
+        let Some(slot) = table.slot(id) else {
+            return Poll::Ready(Err(ended.unwrap_or(CallError::Closed)));
+        };
+        match slot {
+            Slot::Waiting { waker, .. } | Slot::Decoding { waker, .. } => {
+                if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+            Slot::Done { .. } => {
+                let Slot::Done { result, .. } = std::mem::replace(slot, Slot::Free) else {
+                    unreachable!()
+                };
+                drop(table);
+                self.permits.add_permits(1);
+                Poll::Ready(result)
+            }
+            Slot::Abandoned { .. } | Slot::Free => unreachable!("`slot` only finds live ids"),
+        }
+    }
+
+    /// The receiver got a reply to call `id`: `payload` is the value, or with `failed` a
+    /// [`Failure`]. Decodes it as the caller asked, at `per_byte` units of decode budget
+    /// per byte, and hands it over.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnexpectedReply`] if no call `id` is waiting or abandoned, and
+    /// [`Error::BadReply`] if the payload does not decode (the caller then has
+    /// [`CallError::Failed`]). Either ends the connection.
+    pub(crate) fn complete(
+        &self,
+        id: u64,
+        failed: bool,
+        payload: &[u8],
+        per_byte: usize,
+    ) -> Result<(), Error> {
+        let mut table = self.table();
+        let decode = match table.slot(id) {
+            Some(slot @ Slot::Waiting { .. }) => {
+                let Slot::Waiting { decode, waker, .. } = std::mem::replace(slot, Slot::Free)
+                else {
+                    unreachable!("matched above")
+                };
+                *slot = Slot::Decoding { id, waker };
+                decode
+            }
+            Some(slot @ Slot::Abandoned { .. }) => {
+                // The caller is gone: the late reply has nowhere to go.
+                *slot = Slot::Free;
+                drop(table);
+                self.permits.add_permits(1);
+                return Ok(());
+            }
+            _ => return Err(Error::UnexpectedReply { id }),
+        };
+        drop(table);
+        // Decode outside the lock: a large reply does not hold up other calls.
+        let decoded = if failed {
+            wire::decode_payload::<Failure>(payload, per_byte).map(|failure| Err(failure.into()))
+        } else {
+            decode(payload, per_byte).map(Ok)
+        };
+        let (result, error) = match decoded {
+            Ok(result) => (result, None),
+            Err(source) => {
+                let error = Error::BadReply {
+                    id,
+                    source: Box::new(source),
+                };
+                let reason = error.to_string();
+                (Err(CallError::Failed { reason }), Some(error))
+            }
+        };
+        let mut table = self.table();
+        if let Some(slot) = table.slot(id) {
+            match std::mem::replace(slot, Slot::Free) {
+                Slot::Decoding { waker, .. } => {
+                    *slot = Slot::Done { id, result };
+                    drop(table);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                }
+                Slot::Abandoned { .. } => {
+                    drop(table);
+                    self.permits.add_permits(1);
+                }
+                // The connection ended meanwhile: the caller already has its error.
+                other => *slot = other,
+            }
+        }
+        error.map_or(Ok(()), Err)
+    }
+
+    /// The connection can carry no more replies: every call waiting fails with `why`, and
+    /// so does every call started from now on. Only the first reason counts.
+    pub(crate) fn end(&self, why: CallError) {
+        let mut table = self.table();
+        if table.ended.is_some() {
+            return;
+        }
+        table.ended = Some(why.clone());
+        let mut freed = 0;
+        let mut wakers = Vec::new();
+        for slot in table.slots.iter_mut() {
+            match slot {
+                Slot::Waiting { id, waker, .. } | Slot::Decoding { id, waker } => {
+                    wakers.extend(waker.take());
+                    *slot = Slot::Done {
+                        id: *id,
+                        result: Err(why.clone()),
+                    };
+                }
+                Slot::Abandoned { .. } => {
+                    *slot = Slot::Free;
+                    freed += 1;
+                }
+                Slot::Free | Slot::Done { .. } => {}
+            }
+        }
+        drop(table);
+        self.permits.add_permits(freed);
+        // Calls waiting for a slot fail too.
+        self.permits.close();
+        for waker in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Calls in flight: waiting for a reply, or abandoned with the reply still due.
+    #[cfg(test)]
+    fn live(&self) -> usize {
+        let table = self.table();
+        table
+            .slots
+            .iter()
+            .filter(|s| !matches!(s, Slot::Free | Slot::Done { .. }))
+            .count()
+    }
+}
+
+impl Table {
+    /// The slot of live call `id`, if there is one.
+    fn slot(&mut self, id: u64) -> Option<&mut Slot> {
+        let mask = self.slots.len() as u64 - 1;
+        let slot = &mut self.slots[(id & mask) as usize];
+        (slot.id() == Some(id)).then_some(slot)
+    }
+}
+
+impl From<Failure> for CallError {
+    fn from(failure: Failure) -> CallError {
+        match failure {
+            Failure::Panicked(message) => CallError::Panicked { message },
+            Failure::Unanswered => CallError::Unanswered,
+            Failure::BadReply(reason) => CallError::BadReply { reason },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::Waker;
+
+    use super::*;
+
+    fn start_now(calls: &Calls, wait: bool) -> Result<u64, CallError> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(calls.start(decode_reply::<u64>, wait)).poll(&mut cx) {
+            Poll::Ready(result) => result,
+            Poll::Pending => Err(CallError::Full),
+        }
+    }
+
+    fn payload(value: &impl serde::Serialize) -> Vec<u8> {
+        wire::encode_payload(value).unwrap()
+    }
+
+    fn outcome(calls: &Calls, id: u64) -> Poll<Result<Reply, CallError>> {
+        calls.poll_outcome(id, &mut Context::from_waker(Waker::noop()))
+    }
+
+    fn reply_u64(calls: &Calls, id: u64) -> u64 {
+        match outcome(calls, id) {
+            Poll::Ready(Ok(reply)) => *reply.downcast::<u64>().unwrap(),
+            other => panic!("no reply for {id}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn replies_reach_their_callers_out_of_order() {
+        let calls = Calls::new(4);
+        let a = start_now(&calls, true).unwrap();
+        let b = start_now(&calls, true).unwrap();
+        assert_ne!(a, b);
+        assert!(outcome(&calls, a).is_pending());
+        calls.complete(b, false, &payload(&20u64), 16).unwrap();
+        calls.complete(a, false, &payload(&10u64), 16).unwrap();
+        assert_eq!((reply_u64(&calls, a), reply_u64(&calls, b)), (10, 20));
+        assert_eq!(calls.live(), 0);
+    }
+
+    #[test]
+    fn a_full_table_refuses_try_and_frees_on_reply() {
+        let calls = Calls::new(2);
+        let a = start_now(&calls, false).unwrap();
+        let _b = start_now(&calls, false).unwrap();
+        assert_eq!(start_now(&calls, false), Err(CallError::Full));
+        calls.complete(a, false, &payload(&1u64), 16).unwrap();
+        // The slot is freed when the caller takes its reply.
+        assert_eq!(start_now(&calls, false), Err(CallError::Full));
+        assert_eq!(reply_u64(&calls, a), 1);
+        assert!(start_now(&calls, false).is_ok());
+    }
+
+    #[test]
+    fn ids_skip_live_calls_across_wrap_around() {
+        let calls = Calls::starting_at(4, u64::MAX - 1);
+        let first = start_now(&calls, true).unwrap();
+        let second = start_now(&calls, true).unwrap();
+        assert_eq!((first, second), (u64::MAX - 1, u64::MAX));
+        // Free `second` only: the table keeps `first` live while ids wrap to 0, 1, 2...
+        calls.complete(second, false, &payload(&0u64), 16).unwrap();
+        reply_u64(&calls, second);
+        let mut seen = vec![first];
+        for _ in 0..3 {
+            let id = start_now(&calls, true).unwrap();
+            assert!(!seen.contains(&id), "{id} reused while live: {seen:?}");
+            seen.push(id);
+        }
+        // 0, 1 and then 3: 2 shares its slot with the live u64::MAX - 1.
+        assert_eq!(&seen[1..], [0, 1, 3]);
+        for id in seen {
+            calls.complete(id, false, &payload(&id), 16).unwrap();
+            assert_eq!(reply_u64(&calls, id), id);
+        }
+    }
+
+    #[test]
+    fn every_live_id_is_distinct_over_many_wraps() {
+        let calls = Calls::starting_at(8, u64::MAX - 100);
+        let mut live: Vec<u64> = Vec::new();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..10_000 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            if live.len() < 8 && rng % 3 != 0 {
+                let id = start_now(&calls, false).unwrap();
+                assert!(!live.contains(&id));
+                live.push(id);
+            } else if !live.is_empty() {
+                let id = live.swap_remove((rng as usize / 3) % live.len());
+                calls.complete(id, false, &payload(&id), 16).unwrap();
+                assert_eq!(reply_u64(&calls, id), id);
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_repeated_and_wrong_type_replies_are_errors() {
+        let calls = Calls::new(4);
+        assert!(matches!(
+            calls.complete(77, false, &payload(&1u64), 16),
+            Err(Error::UnexpectedReply { id: 77 })
+        ));
+        let a = start_now(&calls, true).unwrap();
+        calls.complete(a, false, &payload(&1u64), 16).unwrap();
+        // Answered twice: the second finds nothing waiting, even before the caller looked.
+        assert!(matches!(
+            calls.complete(a, false, &payload(&1u64), 16),
+            Err(Error::UnexpectedReply { .. })
+        ));
+        reply_u64(&calls, a);
+        let b = start_now(&calls, true).unwrap();
+        let err = calls
+            .complete(b, false, &payload(&"not a number"), 16)
+            .unwrap_err();
+        assert!(matches!(err, Error::BadReply { id, .. } if id == b), "{err}");
+        assert!(matches!(
+            outcome(&calls, b),
+            Poll::Ready(Err(CallError::Failed { .. }))
+        ));
+    }
+
+    #[test]
+    fn failures_reach_the_caller() {
+        let calls = Calls::new(4);
+        let a = start_now(&calls, true).unwrap();
+        let failure = payload(&Failure::Panicked("boom".into()));
+        calls.complete(a, true, &failure, 16).unwrap();
+        assert!(matches!(
+            outcome(&calls, a),
+            Poll::Ready(Err(CallError::Panicked { message })) if message == "boom"
+        ));
+    }
+
+    #[test]
+    fn abandoned_calls_keep_their_slot_until_the_reply() {
+        let calls = Calls::new(1);
+        let a = start_now(&calls, true).unwrap();
+        calls.give_up(a, true);
+        assert_eq!(calls.live(), 1);
+        assert_eq!(start_now(&calls, false), Err(CallError::Full));
+        // The late reply is discarded, and frees the slot.
+        calls.complete(a, false, &payload(&5u64), 16).unwrap();
+        assert_eq!(calls.live(), 0);
+        let b = start_now(&calls, false).unwrap();
+        assert_ne!(a, b);
+        // A call given up before it was sent frees its slot at once.
+        calls.give_up(b, false);
+        assert!(start_now(&calls, false).is_ok());
+    }
+
+    #[test]
+    fn ending_fails_waiting_and_new_calls() {
+        let calls = Calls::new(2);
+        let a = start_now(&calls, true).unwrap();
+        let b = start_now(&calls, true).unwrap();
+        calls.give_up(b, true);
+        calls.end(CallError::Closed);
+        assert!(matches!(
+            outcome(&calls, a),
+            Poll::Ready(Err(CallError::Closed))
+        ));
+        assert_eq!(start_now(&calls, true), Err(CallError::Closed));
+        assert_eq!(calls.live(), 0);
+        // Only the first reason counts.
+        calls.end(CallError::Unanswered);
+        assert_eq!(start_now(&calls, false), Err(CallError::Closed));
+    }
+}

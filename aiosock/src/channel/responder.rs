@@ -1,0 +1,107 @@
+//! Answering one call received from the peer.
+
+use std::sync::Arc;
+
+use crate::channel::shared::{Refused, Shared};
+use crate::protocol::{Answer, AnswerKind};
+use crate::wire::{self, Failure, Kind};
+
+/// The promise to answer one call the peer made. Whoever holds it answers with
+/// [`answer`](Self::answer) or [`fail`](Self::fail); dropping it unanswered tells the
+/// caller [`CallError::Unanswered`](crate::CallError::Unanswered), so that no caller ever
+/// waits for an answer that will not come.
+///
+/// While it lives, it keeps the end's sending direction open (as a `Sender` does), so
+/// that the answer can still be sent after the end's last `Sender` was dropped.
+#[derive(Debug)]
+pub(crate) struct Responder {
+    shared: Arc<Shared>,
+    id: u64,
+    answered: bool,
+}
+
+impl Responder {
+    pub(crate) fn new(shared: Arc<Shared>, id: u64) -> Responder {
+        shared.add_sender();
+        Responder {
+            shared,
+            id,
+            answered: false,
+        }
+    }
+
+    /// Sends what the handler returned, waiting while the outgoing buffer is full (as
+    /// `send` does). A reply that cannot be sent (it did not encode, or is over the
+    /// maximum frame length) tells the caller why instead; a one-way variant received as a
+    /// call tells the caller it has no reply.
+    pub(crate) async fn answer(mut self, answer: Answer) {
+        self.answered = true;
+        let max = self.shared.config.max_frame_len();
+        let mut frame = match answer.0 {
+            AnswerKind::Reply(mut frame) => match wire::finish_reply(&mut frame, self.id, max) {
+                Ok(()) => frame,
+                Err(why) => return self.fail(Failure::BadReply(why.to_string())),
+            },
+            AnswerKind::None => {
+                let why = "the message's variant is one-way: it has no reply".to_owned();
+                return self.fail(Failure::BadReply(why));
+            }
+            AnswerKind::Invalid(e) => return self.fail(Failure::BadReply(e.to_string())),
+            AnswerKind::TooLarge { len, max } => {
+                let why = crate::error::InvalidMessage::TooLarge { len, max };
+                return self.fail(Failure::BadReply(why.to_string()));
+            }
+        };
+        loop {
+            match self.shared.push(&mut frame, true) {
+                Ok(()) | Err(Refused::Closed) => return,
+                Err(Refused::Full) => {
+                    if self.shared.ready().await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the caller that the call failed, without waiting (see
+    /// [`Shared::push_owed`]).
+    pub(crate) fn fail(mut self, failure: Failure) {
+        self.answered = true;
+        self.send_failure(&failure);
+    }
+
+    fn send_failure(&self, failure: &Failure) {
+        let mut frame = Vec::new();
+        let mut failure = failure.clone();
+        if let Failure::Panicked(message) | Failure::BadReply(message) = &mut failure {
+            truncate(message, MAX_MESSAGE);
+        }
+        if wire::encode_frame_as(&mut frame, &failure, usize::MAX, Kind::Failed(self.id)).is_ok() {
+            self.shared.push_owed(&mut frame);
+        }
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.send_failure(&Failure::Unanswered);
+        }
+        self.shared.remove_sender();
+    }
+}
+
+/// The longest message a failure carries, in bytes.
+pub(crate) const MAX_MESSAGE: usize = 1024;
+
+/// Cuts `s` to at most `max` bytes, at a character boundary.
+pub(crate) fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
