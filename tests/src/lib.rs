@@ -141,6 +141,21 @@ impl Rng {
 pub fn hello<S: Protocol, E: Protocol>() -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"AIOS");
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&name_len(S::NAME).to_le_bytes());
+    out.extend_from_slice(&name_len(E::NAME).to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes()); // no extensions
+    out.extend_from_slice(&S::FINGERPRINT.to_le_bytes());
+    out.extend_from_slice(&E::FINGERPRINT.to_le_bytes());
+    out.extend_from_slice(S::NAME.as_bytes());
+    out.extend_from_slice(E::NAME.as_bytes());
+    out
+}
+
+/// The hello of aiosock 0.1 (wire version 1) for a side that sends `S` and expects `E`.
+pub fn hello_v1<S: Protocol, E: Protocol>() -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(b"AIOS");
     out.extend_from_slice(&1u16.to_le_bytes());
     out.extend_from_slice(&name_len(S::NAME).to_le_bytes());
     out.extend_from_slice(&name_len(E::NAME).to_le_bytes());
@@ -148,6 +163,13 @@ pub fn hello<S: Protocol, E: Protocol>() -> Vec<u8> {
     out.extend_from_slice(&E::FINGERPRINT.to_le_bytes());
     out.extend_from_slice(S::NAME.as_bytes());
     out.extend_from_slice(E::NAME.as_bytes());
+    out
+}
+
+/// The header of a call's or a reply's frame: the fixed part, then the call id.
+pub fn call_header(len: u32, flags: u16, id: u64) -> Vec<u8> {
+    let mut out = frame_header(len, 0, flags);
+    out.extend_from_slice(&id.to_le_bytes());
     out
 }
 

@@ -79,6 +79,79 @@ pub enum Reply {
     },
 }
 
+/// Calls from a test (the parent) to a `calls` or `calls-concurrent` worker.
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ask {
+    /// Answered with `n * n`.
+    #[reply(u64)]
+    Square(u64),
+    /// Answered with `n * n` after `millis` milliseconds.
+    #[reply(u64)]
+    SlowSquare {
+        /// The number.
+        n: u64,
+        /// How long to sleep first.
+        millis: u64,
+    },
+    /// Never answered: the handler waits forever.
+    #[reply(u64)]
+    Hold,
+    /// The handler panics with this message.
+    #[reply(u64)]
+    Panic(String),
+    /// The handler calls the parent's `Back::Double(n)` and answers with the result plus 1.
+    #[reply(u64)]
+    AskBack(u64),
+    /// Answered with `Ok(n)` for an even `n`, and `Err` naming `n` for an odd one.
+    #[reply(Result<u64, String>)]
+    Checked(u64),
+    /// One-way: counted by the worker.
+    Note(u64),
+    /// Answered with the sum of the `Note`s received so far.
+    #[reply(u64)]
+    Notes,
+    /// One-way: the handler panics with this message.
+    PanicOneWay(String),
+}
+
+/// Calls from a `calls` worker back to its parent.
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Back {
+    /// Answered with `2 * n`.
+    #[reply(u64)]
+    Double(u64),
+}
+
+/// The parent's side of `Back`: doubles.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Doubler;
+
+impl BackHandler for Doubler {
+    async fn on_double(&mut self, n: u64) -> u64 {
+        2 * n
+    }
+}
+
+/// Spawns the worker binary at `exe` in `mode` (`calls` or `calls-concurrent`), serves
+/// its calls back with [`Doubler`] in a task, and returns the client for calling it and
+/// that task's handle.
+pub fn start_calls(
+    exe: &str,
+    mode: &str,
+    config: aiosock::Config,
+) -> (
+    aiosock::Child,
+    AskClient,
+    tokio::task::JoinHandle<Result<Doubler, aiosock::Error>>,
+) {
+    let (here, there) = aiosock::pair::<Ask, Back>().expect("pair");
+    let child = aiosock::spawn(worker(exe, mode), there).expect("spawn worker");
+    let (tx, rx) = here.with_config(config).into_split();
+    (child, AskClient::new(tx), tokio::spawn(rx.serve(Doubler)))
+}
+
 /// How many messages the `burst` worker sends.
 pub const BURST: u64 = 20_000;
 

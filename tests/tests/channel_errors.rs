@@ -10,7 +10,7 @@ use aiosock::{
     Config, Endpoint, Error, InvalidMessage, Part, Protocol, Receiver, SendError, Sender,
     TryRecvError, TrySendError,
 };
-use aiosock_tests::{frame_header, guard, hello, raw_peer, write_raw};
+use aiosock_tests::{call_header, frame_header, guard, hello, hello_v1, raw_peer, write_raw};
 use proptest::prelude::*;
 
 /// Counts what the receiving thread allocates (see `peak_of`).
@@ -342,8 +342,8 @@ fn bad_inputs() -> Vec<BadInput> {
     let full_hello = hello::<Raw, Raw>();
     let mut long_name = full_hello.clone();
     long_name[6..8].copy_from_slice(&300u16.to_le_bytes());
-    let mut version_2 = full_hello.clone();
-    version_2[4..6].copy_from_slice(&2u16.to_le_bytes());
+    let mut version_3 = full_hello.clone();
+    version_3[4..6].copy_from_slice(&3u16.to_le_bytes());
     let mut huge_inner_len = vec![2, 0xfd];
     huge_inner_len.extend((1u64 << 60).to_le_bytes());
     vec![
@@ -367,9 +367,60 @@ fn bad_inputs() -> Vec<BadInput> {
         },
         BadInput {
             name: "unsupported version",
-            bytes: version_2,
+            bytes: version_3,
             before: vec![],
-            is_expected: |e| matches!(e, Error::UnsupportedVersion { version: 2 }),
+            is_expected: |e| matches!(e, Error::UnsupportedVersion { version: 3 }),
+        },
+        BadInput {
+            name: "a peer of aiosock 0.1 (wire version 1)",
+            bytes: [hello_v1::<Raw, Raw>(), frame(&[1, 5])].concat(),
+            before: vec![],
+            is_expected: |e| {
+                matches!(e, Error::UnsupportedVersion { version: 1 })
+                    && e.to_string() == "the peer speaks wire version 1, this end speaks version 2"
+            },
+        },
+        BadInput {
+            name: "conflicting flags (a call that is a reply)",
+            bytes: after_hello(&[call_header(2, 0x0003, 1), vec![1, 5]].concat()),
+            before: vec![],
+            is_expected: |e| matches!(e, Error::BadFlags { flags: 3 }),
+        },
+        BadInput {
+            name: "a failure flag without a reply",
+            bytes: after_hello(&[call_header(2, 0x0004, 1), vec![1, 5]].concat()),
+            before: vec![],
+            is_expected: |e| matches!(e, Error::BadFlags { flags: 4 }),
+        },
+        BadInput {
+            name: "EOF in a call id",
+            bytes: after_hello(&[frame(&[1, 5]), call_header(2, 0x0001, 9)[..12].to_vec()].concat()),
+            before: vec![Raw::Num(5)],
+            is_expected: |e| matches!(e, Error::Truncated { what: Part::Frame }),
+        },
+        BadInput {
+            name: "a reply to a call never made",
+            bytes: after_hello(&[frame(&[1, 5]), call_header(1, 0x0002, 77), vec![3]].concat()),
+            before: vec![Raw::Num(5)],
+            is_expected: |e| matches!(e, Error::UnexpectedReply { id: 77 }),
+        },
+        BadInput {
+            name: "a failure report for a call never made",
+            bytes: after_hello(&[call_header(1, 0x0006, 0), vec![1]].concat()),
+            before: vec![],
+            is_expected: |e| matches!(e, Error::UnexpectedReply { id: 0 }),
+        },
+        BadInput {
+            name: "a panic notice",
+            bytes: after_hello(&[frame(&[1, 5]), frame_header(3, 0, 0x0008), vec![2, b'o', b'h']].concat()),
+            before: vec![Raw::Num(5)],
+            is_expected: |e| matches!(e, Error::PeerPanicked { message } if message == "oh"),
+        },
+        BadInput {
+            name: "a panic notice whose message is not a string",
+            bytes: after_hello(&[frame_header(2, 0, 0x0008), vec![5, b'o']].concat()),
+            before: vec![],
+            is_expected: |e| matches!(e, Error::Decode(_)),
         },
         BadInput {
             name: "name too long",

@@ -22,6 +22,10 @@
 //!   the end or saw `AIOSOCK_FD`; else sends `StreamDone`;
 //! - `reexec`: adopts its end, then re-executes itself as `reexec-adopt` with
 //!   `AIOSOCK_FD` naming the same number, which must be refused (exit `EXIT_REFUSED`);
+//! - `calls`: answers `Ask` calls with `serve` (one at a time), calling the parent back
+//!   for `AskBack`; a panic in a handler ends the process (exit code 101);
+//! - `calls-concurrent`: the same with `serve_concurrent` (up to 2,000 at once), on a
+//!   multi-thread runtime; panics are contained;
 //! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
 //!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
 //!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
@@ -29,9 +33,12 @@
 use std::error::Error;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use aiosock_tests::workers::{
-    BURST, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply, Request, RequestHandler, Stranger,
-    emfile_reply, open_fds, peak_rss_kib, soak_data,
+    AskHandler, Back, BackClient, BURST, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply,
+    Request, RequestHandler, Stranger, emfile_reply, open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -58,6 +65,8 @@ fn main() {
         "plain-fork" => plain_fork(),
         "reexec" => reexec(),
         "reexec-adopt" => reexec_adopt(),
+        "calls" => calls(false),
+        "calls-concurrent" => calls(true),
         "burst" => burst(
             &std::env::args().nth(2).unwrap_or_default(),
             &std::env::args().nth(3).unwrap_or_default(),
@@ -68,6 +77,84 @@ fn main() {
         eprintln!("worker {mode}: {e}");
         std::process::exit(1);
     }
+}
+
+/// Answers `Ask` calls.
+#[derive(Clone)]
+struct Answerer {
+    back: BackClient,
+    notes: Arc<AtomicU64>,
+}
+
+impl AskHandler for Answerer {
+    async fn on_square(&mut self, n: u64) -> u64 {
+        n * n
+    }
+
+    async fn on_slow_square(&mut self, n: u64, millis: u64) -> u64 {
+        tokio::time::sleep(Duration::from_millis(millis)).await;
+        n * n
+    }
+
+    async fn on_hold(&mut self) -> u64 {
+        std::future::pending().await
+    }
+
+    async fn on_panic(&mut self, message: String) -> u64 {
+        panic!("{message}")
+    }
+
+    async fn on_ask_back(&mut self, n: u64) -> u64 {
+        match self.back.double(n).await {
+            Ok(doubled) => doubled + 1,
+            Err(e) => panic!("calling the parent back failed: {e}"),
+        }
+    }
+
+    async fn on_checked(&mut self, n: u64) -> Result<u64, String> {
+        if n % 2 == 0 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is odd"))
+        }
+    }
+
+    async fn on_note(&mut self, n: u64) {
+        self.notes.fetch_add(n, Ordering::Relaxed);
+    }
+
+    async fn on_notes(&mut self) -> u64 {
+        self.notes.load(Ordering::Relaxed)
+    }
+
+    async fn on_panic_one_way(&mut self, message: String) {
+        panic!("{message}")
+    }
+}
+
+fn calls(concurrent: bool) -> Result<(), BoxError> {
+    let end = aiosock::inherited::<Back, aiosock_tests::workers::Ask>()?;
+    let rt = if concurrent {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+    } else {
+        runtime()?
+    };
+    rt.block_on(async move {
+        let (tx, rx) = end.into_split();
+        let answerer = Answerer {
+            back: BackClient::new(tx),
+            notes: Arc::default(),
+        };
+        if concurrent {
+            rx.serve_concurrent(answerer, 2000).await?;
+        } else {
+            rx.serve(answerer).await?;
+        }
+        Ok(())
+    })
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, BoxError> {

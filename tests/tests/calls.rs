@@ -1,0 +1,244 @@
+//! Calls with replies between real processes: the `calls` and `calls-concurrent` workers
+//! answer `Ask`, and call the test back with `Back`.
+
+use std::time::{Duration, Instant};
+
+use aiosock::{CallError, Config, Error};
+use aiosock_tests::guard;
+use aiosock_tests::workers::{Ask, AskClient, start_calls, until_gone};
+
+const EXE: &str = env!("CARGO_BIN_EXE_worker");
+
+fn config(max_calls: usize) -> Config {
+    let mut config = Config::new();
+    config.set_max_calls(max_calls);
+    config
+}
+
+#[tokio::test]
+async fn a_call_returns_its_reply_and_one_way_messages_mix_in() {
+    let (_child, ask, _serving) = start_calls(EXE, "calls", Config::new());
+    assert_eq!(guard("square", ask.square(7)).await.unwrap(), 49);
+    for n in [1, 2, 3] {
+        ask.note(n).await.unwrap();
+    }
+    // One-way messages are handled in order before the call that follows them.
+    assert_eq!(guard("notes", ask.notes()).await.unwrap(), 6);
+    // A reply type that carries the handler's own errors.
+    assert_eq!(guard("checked", ask.checked(4)).await.unwrap(), Ok(4));
+    assert_eq!(
+        guard("checked", ask.checked(5)).await.unwrap(),
+        Err("5 is odd".to_owned())
+    );
+    // The client is a sender too.
+    ask.send(Ask::Note(10)).await.unwrap();
+    assert_eq!(guard("notes", ask.notes()).await.unwrap(), 16);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_call_at_once_and_each_gets_its_own_reply() {
+    for mode in ["calls", "calls-concurrent"] {
+        let (_child, ask, _serving) = start_calls(EXE, mode, Config::new());
+        let tasks: Vec<_> = (0..8u64)
+            .map(|t| {
+                let ask = ask.clone();
+                tokio::spawn(async move {
+                    let calls = (0..500u64).map(|i| {
+                        let n = t * 1000 + i;
+                        let ask = ask.clone();
+                        async move { (n, ask.square(n).await) }
+                    });
+                    futures_join_all(calls).await
+                })
+            })
+            .collect();
+        for task in tasks {
+            for (n, reply) in guard("calls", task).await.unwrap() {
+                assert_eq!(reply.unwrap(), n * n, "{mode}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn concurrent_serving_answers_out_of_order() {
+    let (_child, ask, _serving) = start_calls(EXE, "calls-concurrent", Config::new());
+    let slow = ask.slow_square(3, 2_000);
+    tokio::pin!(slow);
+    let start = Instant::now();
+    tokio::select! {
+        _ = &mut slow => panic!("the slow call was answered first"),
+        fast = guard("fast", ask.square(4)) => assert_eq!(fast.unwrap(), 16),
+    }
+    assert!(start.elapsed() < Duration::from_secs(2), "the fast call waited for the slow one");
+    assert_eq!(guard("slow", slow).await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn a_worker_calls_its_parent_back_while_answering() {
+    for mode in ["calls", "calls-concurrent"] {
+        let (_child, ask, _serving) = start_calls(EXE, mode, Config::new());
+        // The worker's handler awaits the parent's answer to `Double(5)` before it
+        // answers: with `serve`, the worker reads the reply while its handler runs.
+        assert_eq!(guard("ask back", ask.ask_back(5)).await.unwrap(), 11, "{mode}");
+        assert_eq!(guard("square", ask.square(3)).await.unwrap(), 9, "{mode}");
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_call_is_cancelled_and_its_late_reply_discarded() {
+    let (_child, ask, _serving) = start_calls(EXE, "calls-concurrent", config(2));
+    for _ in 0..2 {
+        let late = tokio::time::timeout(Duration::from_millis(20), ask.slow_square(2, 300)).await;
+        assert!(late.is_err(), "the call should have timed out");
+    }
+    // Both slots wait for their late replies; once those came (and were discarded), new
+    // calls get their own replies, never a late one.
+    for n in 0..20 {
+        assert_eq!(guard("square", ask.square(n)).await.unwrap(), n * n);
+    }
+    // A call dropped before it was ever polled sends nothing.
+    drop(ask.square(1));
+    assert_eq!(guard("notes", ask.notes()).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_full_table_waits_and_try_calls_say_so() {
+    let (_child, ask, _serving) = start_calls(EXE, "calls-concurrent", config(2));
+    let first = tokio::spawn({
+        let ask = ask.clone();
+        async move { ask.slow_square(5, 300).await }
+    });
+    let second = tokio::spawn({
+        let ask = ask.clone();
+        async move { ask.slow_square(6, 300).await }
+    });
+    // Wait until both are in flight.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ask.try_square(2).await, Err(CallError::Full));
+    // A waiting call completes once a slot frees up.
+    assert_eq!(guard("third", ask.square(7)).await.unwrap(), 49);
+    assert_eq!(guard("first", first).await.unwrap().unwrap(), 25);
+    assert_eq!(guard("second", second).await.unwrap().unwrap(), 36);
+    assert_eq!(guard("try", ask.try_square(3)).await.unwrap(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_fails_a_thousand_calls_in_flight_at_once() {
+    let (mut child, ask, serving) = start_calls(EXE, "calls-concurrent", Config::new());
+    assert_eq!(guard("warm up", ask.square(2)).await.unwrap(), 4);
+    let held: Vec<_> = (0..1000)
+        .map(|_| {
+            let ask = ask.clone();
+            tokio::spawn(async move { ask.hold().await })
+        })
+        .collect();
+    // Every call was sent once the worker answers a call made after them all.
+    assert_eq!(guard("square", ask.square(3)).await.unwrap(), 9);
+    let pid = child.id();
+    let killed = Instant::now();
+    child.start_kill().unwrap();
+    for call in held {
+        assert_eq!(guard("held call", call).await.unwrap(), Err(CallError::Closed));
+    }
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(1), "1,000 calls took {took:?} to fail");
+    // New calls fail at once too, and the parent's serving ends cleanly.
+    assert_eq!(guard("after", ask.square(1)).await, Err(CallError::Closed));
+    guard("serving", serving).await.unwrap().unwrap();
+    guard("gone", until_gone(pid)).await;
+}
+
+#[tokio::test]
+async fn a_panicking_handler_answers_its_caller_and_stops_a_serial_worker() {
+    let (mut child, ask, serving) = start_calls(EXE, "calls", Config::new());
+    match guard("panic", ask.panic("the handler gave up".into())).await {
+        Err(CallError::Panicked { message }) => assert_eq!(message, "the handler gave up"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    // The worker's `serve` stopped: the parent learns why, and later calls fail.
+    match guard("serving", serving).await.unwrap() {
+        Err(Error::PeerPanicked { message }) => assert_eq!(message, "the handler gave up"),
+        other => panic!("expected PeerPanicked, got {other:?}"),
+    }
+    assert!(guard("after", ask.square(2)).await.is_err());
+    let status = guard("exit", child.wait()).await.unwrap();
+    assert_eq!(status.code(), Some(101), "a panic in main exits with 101");
+}
+
+#[tokio::test]
+async fn a_panic_in_a_one_way_handler_fails_the_calls_in_flight() {
+    let (mut child, ask, serving) = start_calls(EXE, "calls", Config::new());
+    ask.panic_one_way("one-way trouble".into()).await.unwrap();
+    // Sent after the panicking message: never answered, failed with the panic.
+    match guard("square", ask.square(3)).await {
+        Err(CallError::Panicked { message }) => assert_eq!(message, "one-way trouble"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::PeerPanicked { .. })
+    ));
+    let _ = guard("exit", child.wait()).await;
+}
+
+#[tokio::test]
+async fn a_concurrent_worker_contains_a_panic_and_goes_on() {
+    let (_child, ask, _serving) = start_calls(EXE, "calls-concurrent", Config::new());
+    match guard("panic", ask.panic("only this call".into())).await {
+        Err(CallError::Panicked { message }) => assert_eq!(message, "only this call"),
+        other => panic!("expected the panic, got {other:?}"),
+    }
+    ask.panic_one_way("nor this".into()).await.unwrap();
+    assert_eq!(guard("square", ask.square(5)).await.unwrap(), 25);
+}
+
+#[tokio::test]
+async fn a_closed_worker_fails_pending_calls() {
+    let (child, ask, _serving) = start_calls(EXE, "calls-concurrent", Config::new());
+    let held = tokio::spawn({
+        let ask = ask.clone();
+        async move { ask.hold().await }
+    });
+    assert_eq!(guard("square", ask.square(2)).await.unwrap(), 4);
+    // SIGTERM: the worker exits without answering.
+    let pid = child.id();
+    std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert_eq!(guard("held", held).await.unwrap(), Err(CallError::Closed));
+    drop(child);
+}
+
+/// Runs the futures concurrently on this task and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for f in futures {
+        set.push(Box::pin(f));
+    }
+    let mut outs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, out) in set.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *out = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outs.into_iter().map(|o| o.expect("ready")).collect()
+}
+
+#[allow(dead_code)]
+fn _client_is_send_and_sync(ask: AskClient) -> impl Send + Sync {
+    ask
+}

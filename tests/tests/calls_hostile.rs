@@ -1,0 +1,214 @@
+//! A raw socket plays a peer that answers calls wrongly: an id never used, an answer
+//! given twice, an answer to a one-way message, an answer of the wrong type. Each is a
+//! typed error that ends the connection, and no reply reaches the wrong caller.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+
+use aiosock::{CallError, Error};
+use aiosock_tests::{call_header, guard, hello, raw_peer, write_raw};
+
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq)]
+enum Q {
+    #[reply(u64)]
+    Ask(u64),
+    Tell(u64),
+}
+
+/// Our end calls through a `QClient`; its receiver runs in a task (serving the peer's
+/// messages, routing replies) whose outcome the test inspects. The raw peer reads our
+/// hello and has written its own.
+fn setup() -> (
+    QClient,
+    tokio::task::JoinHandle<Result<(), Error>>,
+    UnixStream,
+) {
+    let (ours, theirs) = aiosock::pair::<Q, Q>().expect("pair");
+    let (tx, rx) = ours.into_split();
+    let mut peer = raw_peer(theirs);
+    write_raw(&mut peer, &hello::<Q, Q>());
+    let serving = tokio::spawn(async move { rx.serve(Ignore).await.map(drop) });
+    (QClient::new(tx), serving, peer)
+}
+
+struct Ignore;
+
+impl QHandler for Ignore {
+    async fn on_ask(&mut self, n: u64) -> u64 {
+        n
+    }
+    async fn on_tell(&mut self, _: u64) {}
+}
+
+/// Reads one frame our end sent (after our hello, the first time): its flags, call id
+/// (if any) and payload.
+fn read_frame(peer: &mut UnixStream) -> (u16, Option<u64>, Vec<u8>) {
+    let mut head = [0u8; 8];
+    peer.read_exact(&mut head[..4]).expect("frame header");
+    if head[..4] == *b"AIOS" {
+        let mut rest = vec![0; hello::<Q, Q>().len() - 4];
+        peer.read_exact(&mut rest).expect("our hello");
+        assert_eq!([&head[..4], &rest[..]].concat(), hello::<Q, Q>());
+        peer.read_exact(&mut head[..4]).expect("frame header");
+    }
+    peer.read_exact(&mut head[4..]).expect("frame header");
+    let len = u32::from_le_bytes(head[0..4].try_into().unwrap()) as usize;
+    let flags = u16::from_le_bytes(head[6..8].try_into().unwrap());
+    let id = if flags & 0x3 != 0 {
+        let mut id = [0u8; 8];
+        peer.read_exact(&mut id).expect("call id");
+        Some(u64::from_le_bytes(id))
+    } else {
+        None
+    };
+    let mut payload = vec![0; len];
+    peer.read_exact(&mut payload).expect("payload");
+    (flags, id, payload)
+}
+
+/// A reply frame for call `id` with `payload`.
+fn reply(id: u64, payload: &[u8]) -> Vec<u8> {
+    [call_header(payload.len() as u32, 0x0002, id), payload.to_vec()].concat()
+}
+
+async fn call_id_of_next(peer: &mut UnixStream) -> u64 {
+    let (flags, id, payload) = read_frame(peer);
+    assert_eq!(flags, 0x0001, "a call");
+    assert_eq!(payload[0], 0, "Q::Ask");
+    id.expect("a call has an id")
+}
+
+fn expect_failed(result: Result<u64, CallError>) {
+    assert!(
+        matches!(result, Err(CallError::Failed { .. })),
+        "expected CallError::Failed, got {result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_an_unknown_id_ends_the_connection() {
+    let (q, serving, mut peer) = setup();
+    let call = tokio::spawn({
+        let q = q.clone();
+        async move { q.ask(1).await }
+    });
+    let id = call_id_of_next(&mut peer).await;
+    write_raw(&mut peer, &reply(id.wrapping_add(1000), &[9]));
+    expect_failed(guard("call", call).await.unwrap());
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::UnexpectedReply { id: bad }) if bad == id.wrapping_add(1000)
+    ));
+    // The connection is over for calls.
+    assert!(guard("after", q.ask(2)).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_answer_never_reaches_the_next_caller() {
+    let (q, serving, mut peer) = setup();
+    let first = tokio::spawn({
+        let q = q.clone();
+        async move { q.ask(1).await }
+    });
+    let first_id = call_id_of_next(&mut peer).await;
+    write_raw(&mut peer, &reply(first_id, &[11]));
+    assert_eq!(guard("first", first).await.unwrap(), Ok(11));
+    let second = tokio::spawn({
+        let q = q.clone();
+        async move { q.ask(2).await }
+    });
+    let second_id = call_id_of_next(&mut peer).await;
+    assert_ne!(first_id, second_id);
+    // The first call answered again: the second caller must not get 99.
+    write_raw(&mut peer, &reply(first_id, &[99]));
+    expect_failed(guard("second", second).await.unwrap());
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::UnexpectedReply { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_a_one_way_message_ends_the_connection() {
+    let (q, serving, mut peer) = setup();
+    q.tell(5).await.unwrap();
+    let (flags, id, payload) = read_frame(&mut peer);
+    assert_eq!((flags, id, payload), (0, None, vec![1, 5]));
+    // The peer makes up an id for it: there is no call to answer.
+    write_raw(&mut peer, &reply(0, &[5]));
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::UnexpectedReply { id: 0 })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_of_the_wrong_type_is_a_typed_error() {
+    for payload in [
+        vec![3, b'a', b'b', b'c'], // a string where a u64 belongs: trailing bytes
+        vec![0xff],                // not a varint
+        vec![],                    // nothing at all
+    ] {
+        let (q, serving, mut peer) = setup();
+        let call = tokio::spawn({
+            let q = q.clone();
+            async move { q.ask(1).await }
+        });
+        let id = call_id_of_next(&mut peer).await;
+        write_raw(&mut peer, &reply(id, &payload));
+        expect_failed(guard("call", call).await.unwrap());
+        match guard("serving", serving).await.unwrap() {
+            Err(Error::BadReply { id: bad, source }) => {
+                assert_eq!(bad, id);
+                assert!(
+                    matches!(*source, Error::TrailingBytes { .. } | Error::Decode(_)),
+                    "{source:?}"
+                );
+            }
+            other => panic!("expected BadReply for {payload:?}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_reports_reach_the_caller_and_malformed_ones_end_the_connection() {
+    let (q, serving, mut peer) = setup();
+    let call = tokio::spawn({
+        let q = q.clone();
+        async move { q.ask(1).await }
+    });
+    let id = call_id_of_next(&mut peer).await;
+    // Failure::Unanswered.
+    write_raw(&mut peer, &[call_header(1, 0x0006, id), vec![1]].concat());
+    assert_eq!(guard("call", call).await.unwrap(), Err(CallError::Unanswered));
+    let call = tokio::spawn({
+        let q = q.clone();
+        async move { q.ask(2).await }
+    });
+    let id = call_id_of_next(&mut peer).await;
+    // Failure variant 9 does not exist.
+    write_raw(&mut peer, &[call_header(1, 0x0006, id), vec![9]].concat());
+    expect_failed(guard("call", call).await.unwrap());
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::BadReply { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_received_with_recv_is_answered_unanswered() {
+    let (a, b) = aiosock::pair::<Q, Q>().expect("pair");
+    let (tx, rx) = a.into_split();
+    let serving = tokio::spawn(rx.serve(Ignore));
+    let (_btx, mut brx) = b.into_split();
+    let q = QClient::new(tx);
+    let call = tokio::spawn({
+        let q = q.clone();
+        async move { q.ask(3).await }
+    });
+    assert_eq!(guard("recv", brx.recv()).await.unwrap(), Some(Q::Ask(3)));
+    assert_eq!(guard("call", call).await.unwrap(), Err(CallError::Unanswered));
+    drop((q, brx, _btx));
+    guard("serving", serving).await.unwrap().unwrap();
+}
