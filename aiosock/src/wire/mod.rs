@@ -13,7 +13,9 @@ mod hello;
 
 pub(crate) use budget::{ALLOWANCE, DEFAULT_DECODE_BUDGET, MAX_DEPTH, MEMORY_PER_UNIT};
 pub(crate) use decoder::{Decoded, Decoder, decode_stream};
-pub(crate) use frame::{FrameHeader, decode_payload, decode_payload_spending, encode_frame, encode_payload};
+pub(crate) use frame::{
+    FrameHeader, decode_payload, decode_payload_spending, encode_frame, encode_payload,
+};
 pub(crate) use hello::{PeerHello, encode_hello};
 
 /// The limits a receiver decodes within.
