@@ -8,8 +8,9 @@ use proc_macro2::{Ident, Span};
 use quote::format_ident;
 use syn::{Attribute, DataEnum, DeriveInput, Fields, Generics, Index, Member, Type, Visibility};
 
-use crate::attr::SerdeAttrs;
+use crate::attr::{self, SerdeAttrs};
 use crate::case;
+use crate::ctxt::Ctxt;
 
 /// The enum that `#[aiosock::protocol]` was applied to.
 pub(crate) struct Protocol<'a> {
@@ -34,6 +35,13 @@ pub(crate) struct Variant<'a> {
     /// before `Foo_Bar`), if any. `check` reports it, and `expand` gives such a variant no
     /// method of its own, so the one collision is not reported again by rustc.
     pub(crate) method_taken_by: Option<&'a Ident>,
+    /// The type in the variant's `#[reply(T)]`: the variant is a call, which the peer's
+    /// handler answers with a `T`. `None` for a one-way variant.
+    pub(crate) reply: Option<Type>,
+    /// The generated client's method: the variant's name in snake_case (raw if it is a
+    /// keyword), spanned at the variant's name. `None` if that name cannot be a method's
+    /// (`check` reports it).
+    pub(crate) client_method: Option<Ident>,
     /// The keys of the variant's `#[serde(...)]` attributes.
     pub(crate) serde: SerdeAttrs,
     pub(crate) original: &'a syn::Variant,
@@ -77,15 +85,16 @@ pub(crate) struct Field<'a> {
 }
 
 impl<'a> Protocol<'a> {
-    /// Builds the IR of an enum. The caller has checked that `input` is an enum.
-    pub(crate) fn from_syn(input: &'a DeriveInput, data: &'a DataEnum) -> Self {
+    /// Builds the IR of an enum. The caller has checked that `input` is an enum. A
+    /// malformed `#[reply]` is recorded in `cx`.
+    pub(crate) fn from_syn(cx: &Ctxt, input: &'a DeriveInput, data: &'a DataEnum) -> Self {
         Protocol {
             ident: &input.ident,
             vis: &input.vis,
             attrs: &input.attrs,
             generics: &input.generics,
             serde: SerdeAttrs::from_attrs(&input.attrs),
-            variants: Variant::all_from_syn(data),
+            variants: Variant::all_from_syn(cx, data),
             original: input,
         }
     }
@@ -98,8 +107,12 @@ impl<'a> Protocol<'a> {
 
 impl<'a> Variant<'a> {
     /// The variants in order, each knowing whether an earlier one took its method name.
-    fn all_from_syn(data: &'a DataEnum) -> Vec<Self> {
-        let mut variants: Vec<Self> = data.variants.iter().map(Variant::from_syn).collect();
+    fn all_from_syn(cx: &Ctxt, data: &'a DataEnum) -> Vec<Self> {
+        let mut variants: Vec<Self> = data
+            .variants
+            .iter()
+            .map(|variant| Variant::from_syn(cx, variant))
+            .collect();
         let mut first_with = HashMap::new();
         for variant in &mut variants {
             match first_with.entry(variant.method.to_string()) {
@@ -112,7 +125,7 @@ impl<'a> Variant<'a> {
         variants
     }
 
-    fn from_syn(variant: &'a syn::Variant) -> Self {
+    fn from_syn(cx: &Ctxt, variant: &'a syn::Variant) -> Self {
         let style = match &variant.fields {
             Fields::Unit => Style::Unit,
             Fields::Unnamed(_) => Style::Tuple,
@@ -130,6 +143,8 @@ impl<'a> Variant<'a> {
             fields,
             method: case::method_name(&variant.ident),
             method_taken_by: None,
+            reply: attr::reply(cx, variant),
+            client_method: case::client_method_name(&variant.ident),
             serde: SerdeAttrs::from_attrs(&variant.attrs),
             original: variant,
         }

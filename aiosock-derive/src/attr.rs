@@ -1,9 +1,11 @@
-//! The arguments of `#[aiosock::protocol(...)]`, and the keys of the user's `#[serde(...)]`
-//! attributes.
+//! The arguments of `#[aiosock::protocol(...)]`, the `#[reply(T)]` attribute of a
+//! variant, and the keys of the user's `#[serde(...)]` attributes.
 //!
 //! A malformed, unknown or duplicate argument records an error in the [`Ctxt`] and
 //! parsing goes on with the next one, so that every mistake is reported in one build.
 //! The one argument is `crate = "path"`, which mirrors serde's `#[serde(crate = "...")]`.
+//! A malformed or repeated `#[reply]` is reported the same way (`check` reports one in the
+//! wrong place, on the enum or a field).
 //!
 //! `#[serde(...)]` attributes are only read here, never judged: `check` rejects the keys
 //! that bincode cannot carry, and everything else (unknown keys, malformed attributes) is
@@ -13,7 +15,7 @@ use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, Parser as _};
-use syn::{Attribute, LitStr, Path, Token};
+use syn::{Attribute, LitStr, MacroDelimiter, Meta, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
 
@@ -86,6 +88,74 @@ fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<(Path, Span)> {
         )
     })?;
     Ok((path, lit.span()))
+}
+
+/// Whether `attr` is a `#[reply(...)]`, the macro's own attribute. It is not a real
+/// attribute: the macro removes every one from the enum it emits.
+pub(crate) fn is_reply(attr: &Attribute) -> bool {
+    attr.path().is_ident("reply")
+}
+
+/// The reply type of a variant, from its `#[reply(T)]`; `None` for a one-way variant.
+///
+/// A malformed `#[reply]` records an error and the variant is read as one-way; a second
+/// `#[reply]` records an error and is otherwise ignored.
+pub(crate) fn reply(cx: &Ctxt, variant: &syn::Variant) -> Option<Type> {
+    let mut reply = None;
+    let mut seen = false;
+    for attr in variant.attrs.iter().filter(|attr| is_reply(attr)) {
+        if seen {
+            cx.error_spanned_by(
+                attr,
+                format_args!(
+                    "duplicate #[reply] on variant `{}`; a call has one reply type",
+                    syn::ext::IdentExt::unraw(&variant.ident),
+                ),
+            );
+            continue;
+        }
+        seen = true;
+        match parse_reply(attr) {
+            Ok(ty) => reply = Some(ty),
+            Err(err) => cx.syn_error(err),
+        }
+    }
+    reply
+}
+
+/// `#[reply(T)]`: exactly one type in parentheses.
+fn parse_reply(attr: &Attribute) -> syn::Result<Type> {
+    const EXPECTED: &str =
+        "expected #[reply(T)] with the type that the call is answered with, as in `#[reply(u64)]`";
+    let list = match &attr.meta {
+        Meta::List(list)
+            if matches!(list.delimiter, MacroDelimiter::Paren(_)) && !list.tokens.is_empty() =>
+        {
+            list
+        }
+        _ => return Err(syn::Error::new_spanned(attr, EXPECTED)),
+    };
+    list.parse_args_with(|input: ParseStream<'_>| {
+        let ty: Type = input.parse().map_err(|err| {
+            syn::Error::new(
+                err.span(),
+                "#[reply(...)] must hold a type, as in `#[reply(u64)]` or `#[reply(Result<u64, MyError>)]`",
+            )
+        })?;
+        if input.is_empty() {
+            return Ok(ty);
+        }
+        let several = input.peek(Token![,]);
+        let rest: TokenStream = input.parse()?;
+        Err(syn::Error::new_spanned(
+            rest,
+            if several {
+                "#[reply(...)] takes one type; to answer with several values, reply with a tuple or a struct, as in `#[reply((u64, u32))]`"
+            } else {
+                "#[reply(...)] must hold a type, as in `#[reply(u64)]` or `#[reply(Result<u64, MyError>)]`"
+            },
+        ))
+    })
 }
 
 /// The top-level keys of an item's `#[serde(...)]` attributes, in source order.
@@ -216,6 +286,74 @@ mod tests {
         assert!(
             errors[0].starts_with("`crate` must be a path"),
             "{errors:?}"
+        );
+    }
+
+    fn reply_of(variant: TokenStream) -> (Option<String>, Vec<String>) {
+        let variant: syn::Variant = syn::parse2(variant).unwrap();
+        let cx = Ctxt::new();
+        let reply = reply(&cx, &variant).map(|ty| ty.to_token_stream().to_string());
+        let errors = match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(err) => err.into_iter().map(|e| e.to_string()).collect(),
+        };
+        (reply, errors)
+    }
+
+    #[test]
+    fn reply_holds_any_type() {
+        for ty in [
+            quote!(u64),
+            quote!(()),
+            quote!(Vec<String>),
+            quote!(Result<u64, MyError>),
+            quote!((u64, u32)),
+            quote!(::std::option::Option<[u8; 4]>),
+        ] {
+            assert_eq!(
+                reply_of(quote! { #[doc = "x"] #[reply(#ty)] #[serde(rename = "s")] Square(u64) }),
+                (Some(ty.to_string()), vec![]),
+            );
+        }
+        assert_eq!(reply_of(quote! { Stop }), (None, vec![]));
+        // Only the bare name: `#[x::reply]` is someone else's attribute.
+        assert_eq!(reply_of(quote! { #[x::reply(u64)] Stop }), (None, vec![]));
+    }
+
+    #[test]
+    fn malformed_reply_is_reported() {
+        let expected = "expected #[reply(T)] with the type that the call is answered with, as in `#[reply(u64)]`";
+        let not_a_type = "#[reply(...)] must hold a type, as in `#[reply(u64)]` or `#[reply(Result<u64, MyError>)]`";
+        let several = "#[reply(...)] takes one type; to answer with several values, reply with a tuple or a struct, as in `#[reply((u64, u32))]`";
+        for (variant, error) in [
+            (quote! { #[reply] A }, expected),
+            (quote! { #[reply()] A }, expected),
+            (quote! { #[reply = u64] A }, expected),
+            (quote! { #[reply[u64]] A }, expected),
+            (quote! { #[reply(not a type)] A }, not_a_type),
+            (quote! { #[reply(1)] A }, not_a_type),
+            (quote! { #[reply(u64, u32)] A }, several),
+            (quote! { #[reply(u64,)] A }, several),
+        ] {
+            assert_eq!(
+                reply_of(variant.clone()),
+                (None, vec![error.to_owned()]),
+                "{variant}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_reply_keeps_the_first() {
+        assert_eq!(
+            reply_of(quote! { #[reply(u64)] #[reply(u32)] #[reply] r#Square(u64) }),
+            (
+                Some("u64".to_owned()),
+                vec![
+                    "duplicate #[reply] on variant `Square`; a call has one reply type".to_owned(),
+                    "duplicate #[reply] on variant `Square`; a call has one reply type".to_owned(),
+                ]
+            )
         );
     }
 

@@ -1,5 +1,5 @@
-//! The name of the handler method generated for a variant: `on_` and the variant's name
-//! in snake_case.
+//! The names of the methods generated for a variant: the handler method, `on_` and the
+//! variant's name in snake_case, and the client method, the variant's name in snake_case.
 
 use proc_macro2::Ident;
 use quote::format_ident;
@@ -12,6 +12,39 @@ pub(crate) fn method_name(variant: &Ident) -> Ident {
     let snake = to_snake_case(&variant.unraw().to_string());
     format_ident!("on_{}", snake, span = variant.span())
 }
+
+/// `Square` gives `square`, `HTTPRequest` gives `http_request`, and a name that is a
+/// keyword is written raw: `r#Match` gives `r#match`. The method is spanned at the
+/// variant, like the handler method.
+///
+/// `None` when the name cannot be a method's: empty (a variant named `__`), starting with
+/// a digit (`_1`), or one of the keywords that cannot be raw identifiers (`self`, `super`,
+/// `crate`, from variants such as `Self_` or `Super`). `check` reports those.
+pub(crate) fn client_method_name(variant: &Ident) -> Option<Ident> {
+    let snake = to_snake_case(&variant.unraw().to_string());
+    if NOT_RAW.contains(&snake.as_str()) {
+        return None;
+    }
+    if KEYWORDS.contains(&snake.as_str()) {
+        return Some(Ident::new_raw(&snake, variant.span()));
+    }
+    let ident = syn::parse_str::<Ident>(&snake).ok()?;
+    Some(Ident::new(&ident.to_string(), variant.span()))
+}
+
+/// Keywords that cannot be raw identifiers, so no method can have their name.
+const NOT_RAW: &[&str] = &["self", "super", "crate", "Self", "_"];
+
+/// The strict and reserved keywords of every edition up to 2024, which a method name
+/// must write raw. A name that is a keyword only in a later edition than the user's
+/// (`gen`, `async`) is still valid written raw.
+const KEYWORDS: &[&str] = &[
+    "abstract", "as", "async", "await", "become", "box", "break", "const", "continue", "do", "dyn",
+    "else", "enum", "extern", "false", "final", "fn", "for", "gen", "if", "impl", "in", "let",
+    "loop", "macro", "match", "mod", "move", "mut", "override", "priv", "pub", "ref", "return",
+    "static", "struct", "trait", "true", "try", "type", "typeof", "unsafe", "unsized", "use",
+    "virtual", "where", "while", "yield",
+];
 
 /// Converts a CamelCase (or already snake_case) name to snake_case.
 ///
@@ -89,6 +122,38 @@ mod tests {
     fn method_name_adds_prefix() {
         let ident = Ident::new("HTTPRequest", Span::call_site());
         assert_eq!(method_name(&ident).to_string(), "on_http_request");
+    }
+
+    fn client(name: &str) -> Option<String> {
+        let ident = match name.strip_prefix("r#") {
+            Some(raw) => Ident::new_raw(raw, Span::call_site()),
+            None => Ident::new(name, Span::call_site()),
+        };
+        client_method_name(&ident).map(|ident| ident.to_string())
+    }
+
+    #[test]
+    fn client_method_names() {
+        for (input, expected) in [
+            ("Square", Some("square")),
+            ("HTTPRequest", Some("http_request")),
+            ("TrySquare", Some("try_square")),
+            ("r#Match", Some("r#match")),
+            ("Match", Some("r#match")),
+            ("r#type", Some("r#type")),
+            ("Try", Some("r#try")),
+            ("Gen", Some("r#gen")),
+            ("Async", Some("r#async")),
+            ("Union", Some("union")),
+            ("New", Some("new")),
+            ("Self_", None),
+            ("Super", None),
+            ("Crate", None),
+            ("__", None),
+            ("_1", None),
+        ] {
+            assert_eq!(client(input).as_deref(), expected, "{input}");
+        }
     }
 
     #[test]

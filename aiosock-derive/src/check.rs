@@ -6,8 +6,8 @@ use std::fmt::Display;
 use proc_macro2::{TokenStream, TokenTree};
 use syn::{Data, DataEnum, DeriveInput, GenericParam};
 
-use crate::ast::Protocol;
-use crate::attr::SerdeAttrs;
+use crate::ast::{Protocol, Variant};
+use crate::attr::{self, SerdeAttrs};
 use crate::ctxt::Ctxt;
 
 /// Runs every rule on an enum.
@@ -15,6 +15,8 @@ pub(crate) fn check(cx: &Ctxt, protocol: &Protocol<'_>) {
     no_generics(cx, protocol);
     has_variants(cx, protocol);
     unique_method_names(cx, protocol);
+    client_method_names(cx, protocol);
+    reply_only_on_variants(cx, protocol);
     no_cfg_on_fields(cx, protocol);
     externally_tagged(cx, protocol);
     no_untagged_variants(cx, protocol);
@@ -129,6 +131,98 @@ fn unique_method_names(cx: &Ctxt, protocol: &Protocol<'_>) {
                     variant.method,
                     syn::ext::IdentExt::unraw(first),
                 ),
+            );
+        }
+    }
+}
+
+/// Each variant also gets a method on the generated client, named after the variant in
+/// snake_case: the name must be one that a method can have, must not be one of the
+/// client's own methods, and must not be the `try_` method of a call variant (`TrySquare`
+/// next to a call `Square`). Methods of `Sender` that a variant's method would hide
+/// (`send`, `closed`, …) are not errors: they stay reachable through `sender()`, and
+/// rejecting them would reject protocols with variants such as `Ready` or `Closed`.
+fn client_method_names(cx: &Ctxt, protocol: &Protocol<'_>) {
+    // A variant whose handler method collides has been reported; its client method would
+    // collide too.
+    let variants = protocol
+        .variants
+        .iter()
+        .filter(|v| v.method_taken_by.is_none());
+    for variant in variants {
+        if let Some(msg) = client_method_problem(protocol, variant) {
+            cx.error_spanned_by(variant.ident, msg);
+        }
+    }
+}
+
+/// The client's own methods, which no variant's method may take.
+const CLIENT_METHODS: &[&str] = &["new", "sender", "into_sender"];
+
+/// Whether the client gets a method for `variant`. Not for a variant with an error above
+/// (or a colliding handler method), so that rustc adds no second error for it.
+pub(crate) fn has_client_method(protocol: &Protocol<'_>, variant: &Variant<'_>) -> bool {
+    variant.method_taken_by.is_none() && client_method_problem(protocol, variant).is_none()
+}
+
+/// What is wrong with the client method of `variant`, if anything.
+fn client_method_problem(protocol: &Protocol<'_>, variant: &Variant<'_>) -> Option<String> {
+    let variant_name = syn::ext::IdentExt::unraw(variant.ident);
+    let client = format!("{}Client", protocol.name());
+    let Some(method) = &variant.client_method else {
+        let snake = crate::case::to_snake_case(&variant_name.to_string());
+        return Some(if snake.is_empty() {
+            format!(
+                "variant `{variant_name}` gives the client an empty method name; rename the variant"
+            )
+        } else {
+            format!(
+                "variant `{variant_name}` gives the client the method name `{snake}`, which a method cannot have; rename the variant"
+            )
+        });
+    };
+    let method = syn::ext::IdentExt::unraw(method).to_string();
+    if CLIENT_METHODS.contains(&method.as_str()) {
+        return Some(format!(
+            "method name conflicts with generated fn `{client}::{method}`; rename the variant"
+        ));
+    }
+    let call = protocol.variants.iter().find(|other| {
+        other.reply.is_some()
+            && other.method_taken_by.is_none()
+            && other
+                .client_method
+                .as_ref()
+                .is_some_and(|other| format!("try_{}", syn::ext::IdentExt::unraw(other)) == method)
+    })?;
+    Some(format!(
+        "method name conflicts with generated fn `{client}::{method}`, the form of call `{}::{}` that does not wait; rename one of the variants",
+        protocol.name(),
+        syn::ext::IdentExt::unraw(call.ident),
+    ))
+}
+
+/// `#[reply(T)]` says what the peer answers a variant with, so it belongs on a variant:
+/// on the enum it would say the same of every message, and a field is not answered. It is
+/// not a real attribute, so the emitted enum leaves it out wherever it is and rustc adds
+/// no "cannot find attribute" error.
+fn reply_only_on_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
+    for attr in protocol.attrs.iter().filter(|attr| attr::is_reply(attr)) {
+        cx.error_spanned_by(
+            attr,
+            "#[reply] on a #[aiosock::protocol] enum is not supported; put #[reply(T)] on each variant that the peer answers with a `T`",
+        );
+    }
+    for field in protocol.variants.iter().flat_map(|v| &v.fields) {
+        for attr in field
+            .original
+            .attrs
+            .iter()
+            .filter(|attr| attr::is_reply(attr))
+        {
+            cx.error_spanned_by(
+                attr,
+                "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
             );
         }
     }

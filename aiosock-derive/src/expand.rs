@@ -4,6 +4,7 @@
 
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
+use syn::spanned::Spanned as _;
 use syn::{Attribute, Data, DeriveInput, GenericArgument, LitStr, PathArguments, Type};
 
 use crate::ast::{Protocol, Style, Variant};
@@ -42,19 +43,20 @@ pub(crate) fn expand(args: TokenStream, input: TokenStream) -> (TokenStream, Opt
     let Some(data) = check::is_enum(&cx, &derive_input) else {
         return (input, cx.check().err());
     };
-    let protocol = Protocol::from_syn(&derive_input, data);
+    let protocol = Protocol::from_syn(&cx, &derive_input, data);
     check::check(&cx, &protocol);
     let errors = cx.check().err();
     if errors.is_some() && !check::can_expand_anyway(&protocol) {
-        return (without_serde_attrs(derive_input), errors);
+        return (without_helper_attrs(derive_input), errors);
     }
     let output = Generator::new(&protocol, &args).into_token_stream();
     (output, errors)
 }
 
-/// The user's enum as written, less its `#[serde(...)]` attributes: nothing derives serde
-/// for it, so rustc would add a "cannot find attribute `serde`" error for each.
-fn without_serde_attrs(mut item: DeriveInput) -> TokenStream {
+/// The user's enum as written, less its `#[serde(...)]` and `#[reply(...)]` attributes:
+/// nothing derives serde for it, so rustc would add a "cannot find attribute" error for
+/// each.
+fn without_helper_attrs(mut item: DeriveInput) -> TokenStream {
     let not_serde = |attr: &Attribute| !attr.path().is_ident("serde");
     item.attrs.retain(not_serde);
     if let Data::Enum(data) = &mut item.data {
@@ -65,11 +67,30 @@ fn without_serde_attrs(mut item: DeriveInput) -> TokenStream {
             }
         }
     }
+    strip_reply_attrs(&mut item);
     item.into_token_stream()
 }
 
+/// Removes every `#[reply(...)]` from the enum, its variants and their fields: it is the
+/// macro's own attribute, not a real one. (On the enum or a field it is an error, which
+/// `check` reports.)
+fn strip_reply_attrs(item: &mut DeriveInput) {
+    let not_reply = |attr: &Attribute| !attr::is_reply(attr);
+    item.attrs.retain(not_reply);
+    if let Data::Enum(data) = &mut item.data {
+        for variant in &mut data.variants {
+            variant.attrs.retain(not_reply);
+            for field in &mut variant.fields {
+                field.attrs.retain(not_reply);
+            }
+        }
+    }
+}
+
 /// Emits, for an enum `Foo`: the enum with the serde derives added, the trait
-/// `FooHandler`, and in an anonymous `const` the impls of `Protocol` and `Dispatch`.
+/// `FooHandler`, the struct `FooClient` and its methods, and in an anonymous `const` the
+/// impls of `Protocol` and `Dispatch`, the client's trait impls and the check that the
+/// reply types are serde types.
 struct Generator<'a> {
     protocol: &'a Protocol<'a>,
     args: &'a Args,
@@ -77,6 +98,8 @@ struct Generator<'a> {
     private: TokenStream,
     /// `FooHandler`, spanned at the enum's name.
     handler: Ident,
+    /// `FooClient`, spanned at the enum's name.
+    client: Ident,
 }
 
 impl<'a> Generator<'a> {
@@ -87,6 +110,7 @@ impl<'a> Generator<'a> {
             args,
             private: quote!(#krate::__private),
             handler: format_ident!("{}Handler", protocol.name(), span = protocol.ident.span()),
+            client: format_ident!("{}Client", protocol.name(), span = protocol.ident.span()),
         }
     }
 
@@ -111,6 +135,7 @@ impl<'a> Generator<'a> {
         let private = &self.private;
         let serde_crate = self.private_path_lit("serde");
         let bytes = self.private_path_lit("bytes");
+        strip_reply_attrs(&mut item);
         let added: [Attribute; 2] = [
             syn::parse_quote!(#[derive(#private::serde::Serialize, #private::serde::Deserialize)]),
             syn::parse_quote!(#[serde(crate = #serde_crate)]),
@@ -177,13 +202,25 @@ impl<'a> Generator<'a> {
         let method = &variant.method;
         let params = variant.fields.iter().map(|field| &field.param);
         let tys = variant.fields.iter().map(|field| field.ty);
+        let output = match &variant.reply {
+            Some(reply) => reply.to_token_stream(),
+            None => quote!(()),
+        };
+        let reply_doc = variant.reply.as_ref().map(|reply| {
+            let doc = format!(
+                " A call: what the method returns is sent back as the reply, a `{}`.",
+                type_to_string(reply),
+            );
+            quote!(#[doc = ""] #[doc = #doc])
+        });
         // The signature is spanned at the variant, so that rustc's "`on_greet` from trait"
         // note under a missing method points there rather than at the attribute.
         let signature = quote_spanned! {variant.ident.span()=>
-            fn #method(&mut self #(, #params: #tys)*) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send;
+            fn #method(&mut self #(, #params: #tys)*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send;
         };
         quote! {
             #[doc = #doc]
+            #reply_doc
             #separator
             #(#docs)*
             #(#cfgs)*
@@ -197,45 +234,79 @@ impl<'a> Generator<'a> {
         let ident = self.protocol.ident;
         let name = self.protocol.name();
         let fingerprint = Literal::u64_suffixed(fingerprint::fingerprint(self.protocol));
+        let has_calls = self.has_calls();
         quote! {
             #[automatically_derived]
             impl #private::Protocol for #ident {
                 const NAME: &'static ::core::primitive::str = #name;
                 const FINGERPRINT: ::core::primitive::u64 = #fingerprint;
+                const HAS_CALLS: ::core::primitive::bool = #has_calls;
             }
         }
     }
 
-    /// `impl<H: FooHandler> Dispatch<H> for Foo`: a `match` that calls the variant's method
-    /// by its fully qualified path, so no inherent method of the handler can take its place.
+    /// Whether any variant is a call, as a constant expression: `true` or `false`, or,
+    /// when every call variant is behind a `#[cfg]`, a block that is `true` when one of
+    /// them is compiled in.
+    fn has_calls(&self) -> TokenStream {
+        let calls: Vec<_> = self
+            .protocol
+            .variants
+            .iter()
+            .filter(|variant| variant.reply.is_some())
+            .collect();
+        if calls.is_empty() {
+            return quote!(false);
+        }
+        if calls.iter().any(|variant| variant.cfgs().next().is_none()) {
+            return quote!(true);
+        }
+        let sets = calls.iter().map(|variant| {
+            let cfgs = variant.cfgs();
+            quote! {
+                #(#cfgs)*
+                {
+                    __has_calls = true;
+                }
+            }
+        });
+        quote! {
+            {
+                let mut __has_calls = false;
+                #(#sets)*
+                __has_calls
+            }
+        }
+    }
+
+    /// `impl<H: FooHandler> Dispatch<H> for Foo`: `match`es that call the variant's method
+    /// by its fully qualified path, so no inherent method of the handler can take its
+    /// place. `dispatch` drops what a call variant's method returns; `dispatch_answer`
+    /// encodes it as the reply.
     fn impl_dispatch(&self) -> TokenStream {
         let private = &self.private;
         let ident = self.protocol.ident;
         let handler = &self.handler;
-        let arms = self.protocol.variants.iter().map(|variant| {
-            let cfgs = variant.cfgs();
-            let variant_ident = variant.ident;
-            let method = &variant.method;
-            if variant.method_taken_by.is_some() {
-                // Its method name collides (already reported); the build fails anyway.
-                return quote! {
-                    #(#cfgs)*
-                    Self::#variant_ident { .. } => ::core::unreachable!(),
-                };
+        let dispatch_arms = self.dispatch_arms(|variant, call| {
+            if variant.reply.is_some() {
+                quote!({
+                    let _ = #call.await;
+                })
+            } else {
+                quote!(#call.await,)
             }
-            let bindings = variant.fields.iter().map(|field| &field.binding);
-            let pattern = match variant.style {
-                Style::Unit => quote!(Self::#variant_ident),
-                Style::Tuple => quote!(Self::#variant_ident(#(#bindings),*)),
-                Style::Struct => {
-                    let members = variant.fields.iter().map(|field| &field.member);
-                    quote!(Self::#variant_ident { #(#members: #bindings),* })
-                }
-            };
-            let bindings = variant.fields.iter().map(|field| &field.binding);
-            quote! {
-                #(#cfgs)*
-                #pattern => <__H as #handler>::#method(__handler #(, #bindings)*).await,
+        });
+        let answer_arms = self.dispatch_arms(|variant, call| {
+            if variant.reply.is_some() {
+                quote!({
+                    let __reply = #call.await;
+                    #private::Answer::of(&__reply)
+                })
+            } else {
+                quote!({
+                    #call.await;
+                    #private::Answer::none()
+                })
             }
         });
         quote! {
@@ -247,7 +318,7 @@ impl<'a> Generator<'a> {
                 ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
                     async move {
                         match self {
-                            #(#arms)*
+                            #(#dispatch_arms)*
                         }
                     }
                 }
@@ -256,6 +327,278 @@ impl<'a> Generator<'a> {
                     __handler: &mut __H,
                 ) -> impl ::core::future::Future<Output = ()> + ::core::marker::Send {
                     <__H as #handler>::closed(__handler)
+                }
+
+                fn dispatch_answer(
+                    self,
+                    __handler: &mut __H,
+                ) -> impl ::core::future::Future<Output = #private::Answer> + ::core::marker::Send {
+                    async move {
+                        match self {
+                            #(#answer_arms)*
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One `match` arm per variant, binding its fields to `__0`, `__1`, …; `body` makes the
+    /// arm's body from the variant and the call of its handler method (without `.await`).
+    fn dispatch_arms(
+        &self,
+        body: impl Fn(&Variant<'_>, TokenStream) -> TokenStream,
+    ) -> Vec<TokenStream> {
+        let handler = &self.handler;
+        self.protocol
+            .variants
+            .iter()
+            .map(|variant| {
+                let cfgs = variant.cfgs();
+                let variant_ident = variant.ident;
+                let method = &variant.method;
+                if variant.method_taken_by.is_some() {
+                    // Its method name collides (already reported); the build fails anyway.
+                    return quote! {
+                        #(#cfgs)*
+                        Self::#variant_ident { .. } => ::core::unreachable!(),
+                    };
+                }
+                let bindings = variant.fields.iter().map(|field| &field.binding);
+                let pattern = match variant.style {
+                    Style::Unit => quote!(Self::#variant_ident),
+                    Style::Tuple => quote!(Self::#variant_ident(#(#bindings),*)),
+                    Style::Struct => {
+                        let members = variant.fields.iter().map(|field| &field.member);
+                        quote!(Self::#variant_ident { #(#members: #bindings),* })
+                    }
+                };
+                let bindings = variant.fields.iter().map(|field| &field.binding);
+                let call = quote!(<__H as #handler>::#method(__handler #(, #bindings)*));
+                let body = body(variant, call);
+                quote! {
+                    #(#cfgs)*
+                    #pattern => #body
+                }
+            })
+            .collect()
+    }
+
+    /// A function, never called, that requires every reply type to be a serde type that
+    /// can travel (`Serialize + DeserializeOwned + Send + 'static`). Each requirement is
+    /// spanned at the reply type, so that rustc's "trait bound not satisfied" error points
+    /// at the type in `#[reply(...)]`.
+    fn assert_replies(&self) -> TokenStream {
+        let private = &self.private;
+        let asserts: Vec<_> = self
+            .protocol
+            .variants
+            .iter()
+            .filter_map(|variant| {
+                let reply = variant.reply.as_ref()?;
+                let cfgs = variant.cfgs();
+                let assert = quote_spanned! {reply.span()=>
+                    __aiosock_assert_reply::<#reply>();
+                };
+                Some(quote!(#(#cfgs)* #assert))
+            })
+            .collect();
+        if asserts.is_empty() {
+            return TokenStream::new();
+        }
+        quote! {
+            fn __aiosock_assert_reply<
+                __R: #private::serde::Serialize
+                    + #private::serde::de::DeserializeOwned
+                    + ::core::marker::Send
+                    + 'static,
+            >() {
+            }
+
+            fn __aiosock_assert_replies() {
+                #(#asserts)*
+            }
+        }
+    }
+
+    /// `struct FooClient`, with the enum's visibility: a `Sender<Foo>` inside.
+    fn struct_client(&self) -> TokenStream {
+        let krate = &self.args.krate;
+        let vis = self.protocol.vis;
+        let ident = self.protocol.ident;
+        let client = &self.client;
+        let name = self.protocol.name();
+        let doc = format!(
+            " Sends the messages of `{name}` through a `Sender<{name}>`: one method per variant."
+        );
+        quote! {
+            #[doc = #doc]
+            #[doc = ""]
+            #[doc = " Generated by `#[aiosock::protocol]`. A variant declared with `#[reply(T)]` is a"]
+            #[doc = " call: its method sends the message and waits for the peer's reply, giving a"]
+            #[doc = " `Result<T, CallError>`, and its `try_` method fails at once with `CallError::Full`"]
+            #[doc = " where the other would wait for room. The method of a one-way variant sends the"]
+            #[doc = " message, as `Sender::send` does."]
+            #[doc = ""]
+            #[doc = " The client dereferences to its sender, so `send`, `try_send`, `closed` and the"]
+            #[doc = " other methods of `Sender` work on it too (a variant's method hides the one of the"]
+            #[doc = " same name; `sender()` still reaches it)."]
+            #vis struct #client {
+                sender: #krate::Sender<#ident>,
+            }
+        }
+    }
+
+    /// `impl FooClient`: `new`, `sender`, `into_sender`, and the variants' methods.
+    fn impl_client(&self) -> TokenStream {
+        let krate = &self.args.krate;
+        let vis = self.protocol.vis;
+        let ident = self.protocol.ident;
+        let client = &self.client;
+        let methods = self
+            .protocol
+            .variants
+            .iter()
+            .filter(|variant| check::has_client_method(self.protocol, variant))
+            .map(|variant| self.client_methods(variant));
+        quote! {
+            // A program uses the methods it needs: the others must not warn when the enum
+            // is private. A variant with many fields gives a method with as many
+            // parameters.
+            #[allow(dead_code, clippy::too_many_arguments)]
+            impl #client {
+                /// Makes a client that sends through `sender`.
+                #[must_use]
+                #vis fn new(sender: #krate::Sender<#ident>) -> Self {
+                    #client { sender }
+                }
+
+                /// The sender that the client sends through.
+                #[must_use]
+                #vis fn sender(&self) -> &#krate::Sender<#ident> {
+                    &self.sender
+                }
+
+                /// Returns the sender that the client sends through.
+                #[must_use]
+                #vis fn into_sender(self) -> #krate::Sender<#ident> {
+                    self.sender
+                }
+
+                #(#methods)*
+            }
+        }
+    }
+
+    /// The client's methods for one variant: `square` and `try_square` for a call, `stop`
+    /// for a one-way variant.
+    fn client_methods(&self, variant: &Variant<'_>) -> TokenStream {
+        let krate = &self.args.krate;
+        let private = &self.private;
+        let vis = self.protocol.vis;
+        let ident = self.protocol.ident;
+        let variant_ident = variant.ident;
+        let Some(method) = &variant.client_method else {
+            return TokenStream::new();
+        };
+        let params: Vec<_> = variant.fields.iter().map(|field| &field.param).collect();
+        let tys: Vec<_> = variant.fields.iter().map(|field| field.ty).collect();
+        let message = match variant.style {
+            Style::Unit => quote!(#ident::#variant_ident),
+            Style::Tuple => quote!(#ident::#variant_ident(#(#params),*)),
+            // The parameters are the fields' names: shorthand, so no lint sees `a: a`.
+            Style::Struct => quote!(#ident::#variant_ident { #(#params),* }),
+        };
+        let path = format!(
+            "{}::{}",
+            self.protocol.name(),
+            syn::ext::IdentExt::unraw(variant.ident)
+        );
+        let docs: Vec<_> = variant.docs().collect();
+        let separator = (!docs.is_empty()).then(|| quote!(#[doc = ""]));
+        let cfgs: Vec<_> = variant.cfgs().collect();
+        let Some(reply) = &variant.reply else {
+            let doc = format!(" Sends `{path}`, like `Sender::send`.");
+            return quote_spanned! {variant.ident.span()=>
+                #[doc = #doc]
+                #separator
+                #(#docs)*
+                #(#cfgs)*
+                #[track_caller]
+                #vis fn #method(&self #(, #params: #tys)*) -> impl ::core::future::Future<Output = ::core::result::Result<(), #krate::SendError<#ident>>> + ::core::marker::Send + '_ {
+                    self.sender.send(#message)
+                }
+            };
+        };
+        let try_method = format_ident!(
+            "try_{}",
+            syn::ext::IdentExt::unraw(method),
+            span = method.span()
+        );
+        let doc = format!(" Calls `{path}` and waits for its reply.");
+        let try_doc = format!(
+            " Calls `{path}` and waits for its reply, but fails at once with `CallError::Full` instead of waiting for room in the table of calls in flight or in the outgoing buffer."
+        );
+        let output = quote!(::core::result::Result<#reply, #krate::CallError>);
+        let call = quote_spanned! {reply.span()=> #private::call::<#ident, #reply>};
+        quote_spanned! {variant.ident.span()=>
+            #[doc = #doc]
+            #separator
+            #(#docs)*
+            #(#cfgs)*
+            #vis fn #method(&self #(, #params: #tys)*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + '_ {
+                #call(&self.sender, #message, true)
+            }
+
+            #[doc = #try_doc]
+            #separator
+            #(#docs)*
+            #(#cfgs)*
+            #vis fn #try_method(&self #(, #params: #tys)*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + '_ {
+                #call(&self.sender, #message, false)
+            }
+        }
+    }
+
+    /// `Clone`, `Debug`, `From<Sender<Foo>>` and `Deref<Target = Sender<Foo>>` for the
+    /// client.
+    fn impl_client_traits(&self) -> TokenStream {
+        let krate = &self.args.krate;
+        let ident = self.protocol.ident;
+        let client = &self.client;
+        let name = client.to_string();
+        quote! {
+            #[automatically_derived]
+            impl ::core::clone::Clone for #client {
+                fn clone(&self) -> Self {
+                    #client {
+                        sender: ::core::clone::Clone::clone(&self.sender),
+                    }
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::fmt::Debug for #client {
+                fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                    f.debug_struct(#name)
+                        .field("sender", &self.sender)
+                        .finish_non_exhaustive()
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::convert::From<#krate::Sender<#ident>> for #client {
+                fn from(sender: #krate::Sender<#ident>) -> Self {
+                    #client { sender }
+                }
+            }
+
+            #[automatically_derived]
+            impl ::core::ops::Deref for #client {
+                type Target = #krate::Sender<#ident>;
+
+                fn deref(&self) -> &#krate::Sender<#ident> {
+                    &self.sender
                 }
             }
         }
@@ -266,21 +609,48 @@ impl ToTokens for Generator<'_> {
     fn to_tokens(&self, tokens: &mut TokenStream) {
         let item_enum = self.item_enum();
         let trait_handler = self.trait_handler();
+        let struct_client = self.struct_client();
+        let impl_client = self.impl_client();
         let impl_protocol = self.impl_protocol();
         let impl_dispatch = self.impl_dispatch();
+        let impl_client_traits = self.impl_client_traits();
+        let assert_replies = self.assert_replies();
         tokens.extend(quote! {
             #item_enum
 
             #trait_handler
+
+            #struct_client
+
+            #[allow(unused_qualifications, clippy::absolute_paths)]
+            #impl_client
 
             #[doc(hidden)]
             #[allow(unused_qualifications, clippy::absolute_paths)]
             const _: () = {
                 #impl_protocol
                 #impl_dispatch
+                #impl_client_traits
+                #assert_replies
             };
         });
     }
+}
+
+/// A type as written, with the spaces of token printing taken out where they read oddly:
+/// `Result<u64, MyError>`, for docs.
+fn type_to_string(ty: &Type) -> String {
+    ty.to_token_stream()
+        .to_string()
+        .replace(" < ", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
+        .replace(" ,", ",")
+        .replace(" :: ", "::")
+        .replace(":: ", "::")
+        .replace("( ", "(")
+        .replace(" )", ")")
+        .replace("& ", "&")
 }
 
 /// Whether `ty` is written exactly `Vec<u8>`, `std::vec::Vec<u8>` or

@@ -2,8 +2,10 @@
 //!
 //! The hashed text lists, one per line: the enum's name; its `#[serde]` attributes; then
 //! for each variant in order, its name and style (`unit`, `tuple`, `struct`), its
-//! `#[cfg]` and `#[serde]` attributes, and for each field its name (or position) and its
-//! type and `#[serde]` attributes as token strings. Tokens are written by
+//! `#[cfg]` and `#[serde]` attributes, its reply type if it is a call (`#[reply(T)]`), and
+//! for each field its name (or position) and its type and `#[serde]` attributes as token
+//! strings. So a variant becoming a call, or its reply type changing, changes the
+//! fingerprint, and `#[reply(())]` differs from no `#[reply]`. Tokens are written by
 //! [`write_tokens`], not by `TokenStream`'s `Display`, whose spacing is rustc's to choose
 //! and may differ between compilers: both ends of a channel may be built by different ones.
 //!
@@ -48,6 +50,11 @@ pub(crate) fn canonical(protocol: &Protocol<'_>) -> String {
         );
         push_attrs(&mut out, &variant.original.attrs, "cfg");
         push_attrs(&mut out, &variant.original.attrs, "serde");
+        if let Some(reply) = &variant.reply {
+            out.push_str("reply ");
+            write_tokens(&mut out, reply.to_token_stream());
+            out.push('\n');
+        }
         for field in &variant.fields {
             let name = match &field.original.ident {
                 Some(ident) => syn::ext::IdentExt::unraw(ident).to_string(),
@@ -117,13 +124,28 @@ mod tests {
     use syn::{Data, DeriveInput};
 
     use super::*;
+    use crate::ctxt::Ctxt;
+
+    fn canonical_of(tokens: TokenStream) -> String {
+        let input: DeriveInput = syn::parse2(tokens).unwrap();
+        let Data::Enum(data) = &input.data else {
+            panic!("not an enum")
+        };
+        let cx = Ctxt::new();
+        let protocol = Protocol::from_syn(&cx, &input, data);
+        cx.check().unwrap();
+        canonical(&protocol)
+    }
 
     fn fingerprint_of(tokens: TokenStream) -> u64 {
         let input: DeriveInput = syn::parse2(tokens).unwrap();
         let Data::Enum(data) = &input.data else {
             panic!("not an enum")
         };
-        fingerprint(&Protocol::from_syn(&input, data))
+        let cx = Ctxt::new();
+        let protocol = Protocol::from_syn(&cx, &input, data);
+        cx.check().unwrap();
+        fingerprint(&protocol)
     }
 
     fn to_worker() -> u64 {
@@ -141,7 +163,7 @@ mod tests {
 
     #[test]
     fn canonical_text_is_pinned() {
-        let input: DeriveInput = syn::parse2(quote! {
+        let text = canonical_of(quote! {
             #[derive(Debug)]
             #[serde(rename_all = "snake_case")]
             pub enum ToWorker {
@@ -151,13 +173,9 @@ mod tests {
                 Square(u64),
                 Stop = 7,
             }
-        })
-        .unwrap();
-        let Data::Enum(data) = &input.data else {
-            unreachable!()
-        };
+        });
         assert_eq!(
-            canonical(&Protocol::from_syn(&input, data)),
+            text,
             "enum ToWorker\n\
              attr # [serde (rename_all = \"snake_case\")]\n\
              variant Greet struct\n\
@@ -218,6 +236,49 @@ mod tests {
         ] {
             assert_ne!(fingerprint_of(changed.clone()), base, "{changed}");
         }
+    }
+
+    #[test]
+    fn canonical_text_has_the_reply_type() {
+        assert_eq!(
+            canonical_of(quote! {
+                enum ToWorker {
+                    #[cfg(unix)]
+                    #[reply(Result<u64, ::std::string::String>)]
+                    Square(u64),
+                    #[reply(())]
+                    Stop,
+                }
+            }),
+            "enum ToWorker\n\
+             variant Square tuple\n\
+             attr # [cfg (unix)]\n\
+             reply Result < u64 , :: std :: string :: String >\n\
+             field 0 u64\n\
+             variant Stop unit\n\
+             reply ()\n"
+        );
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_reply_type() {
+        let one_way = fingerprint_of(quote! { enum E { Square(u64), Stop } });
+        let call = fingerprint_of(quote! { enum E { #[reply(u64)] Square(u64), Stop } });
+        let other_reply = fingerprint_of(quote! { enum E { #[reply(u32)] Square(u64), Stop } });
+        let unit_reply = fingerprint_of(quote! { enum E { #[reply(())] Square(u64), Stop } });
+        let other_call = fingerprint_of(quote! { enum E { Square(u64), #[reply(u64)] Stop } });
+        let all = [one_way, call, other_reply, unit_reply, other_call];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b, "{all:x?}");
+            }
+        }
+        // The reply's type is hashed, not its attribute: docs and where the attribute
+        // sits among the others change nothing.
+        assert_eq!(
+            call,
+            fingerprint_of(quote! { enum E { #[reply(u64)] /** Squares. */ Square(u64), Stop } })
+        );
     }
 
     #[test]

@@ -282,7 +282,8 @@ pub mod __private;
 pub use crate::bytes::Bytes;
 pub use crate::channel::{Config, Endpoint, Receiver, Sender, pair};
 pub use crate::error::{
-    CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError, TrySendError,
+    CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError,
+    TrySendError,
 };
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
 

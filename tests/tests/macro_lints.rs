@@ -3,7 +3,8 @@
 //! trybuild (the ui tests) runs rustc only, so this is where clippy sees the expansion:
 //! CI's `cargo clippy --workspace --all-targets -- -D warnings` lints this file with the
 //! module below denying `clippy::pedantic`. The `#[test]` only makes sure the items are
-//! used; the check happens at lint time.
+//! used; the check happens at lint time. The generated client is linted too (its calls
+//! are only named, never made).
 
 use aiosock::Dispatch as _;
 
@@ -43,6 +44,15 @@ pub mod strict {
         /// A variant behind a `cfg`.
         #[cfg(unix)]
         OnlyUnix(i64),
+        /// A call, answered with the handler's own result.
+        #[reply(Result<u64, String>)]
+        Call(u64),
+        /// A call with named fields, answered with nothing.
+        #[reply(())]
+        NamedCall {
+            /// A number.
+            id: u32,
+        },
         /// A renamed variant.
         #[serde(rename = "stop")]
         Stop,
@@ -78,9 +88,38 @@ impl strict::ShapesHandler for Count {
     async fn on_only_unix(&mut self, _: i64) {
         self.0.push("only unix");
     }
+    async fn on_call(&mut self, n: u64) -> Result<u64, String> {
+        self.0.push("call");
+        n.checked_mul(2).ok_or_else(|| "overflow".to_owned())
+    }
+    async fn on_named_call(&mut self, _: u32) {
+        self.0.push("named call");
+    }
     async fn on_stop(&mut self) {
         self.0.push("stop");
     }
+}
+
+/// Names every method of the client, so that they are linted as used code; never called.
+#[allow(dead_code)]
+fn client_methods(client: &strict::ShapesClient) {
+    drop((
+        client.unit(),
+        client.one(1),
+        client.several(2, String::new(), Vec::new()),
+        client.named(4, Vec::new(), true),
+        client.raw(String::new()),
+        client.empty_tuple(),
+        client.empty_struct(),
+        client.only_unix(-6),
+        client.call(7),
+        client.try_call(7),
+        client.named_call(8),
+        client.try_named_call(8),
+        client.stop(),
+    ));
+    let client = strict::ShapesClient::new(client.clone().into_sender());
+    drop((client.sender().is_closed(), format!("{client:?}")));
 }
 
 #[tokio::test]
@@ -101,6 +140,8 @@ async fn strict_protocol_dispatches_every_shape() {
         Shapes::EmptyTuple(),
         Shapes::EmptyStruct {},
         Shapes::OnlyUnix(-6),
+        Shapes::Call(8),
+        Shapes::NamedCall { id: 9 },
         Shapes::Stop,
     ] {
         message.dispatch(&mut count).await;
@@ -116,6 +157,8 @@ async fn strict_protocol_dispatches_every_shape() {
             "empty tuple",
             "empty struct",
             "only unix",
+            "call",
+            "named call",
             "stop",
         ]
     );
