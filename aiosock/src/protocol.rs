@@ -128,7 +128,12 @@ impl Answer {
     /// The answer of a call variant: `reply`, encoded.
     pub fn of<R: Serialize>(reply: &R) -> Answer {
         let mut frame = Vec::new();
-        match crate::wire::encode_frame_as(&mut frame, reply, usize::MAX, crate::wire::Kind::Reply(0)) {
+        match crate::wire::encode_frame_as(
+            &mut frame,
+            reply,
+            usize::MAX,
+            crate::wire::Kind::Reply(0),
+        ) {
             Ok(()) => Answer(AnswerKind::Reply(frame)),
             Err(crate::error::InvalidMessage::Encode(e)) => Answer(AnswerKind::Invalid(e)),
             Err(crate::error::InvalidMessage::TooLarge { len, max }) => {

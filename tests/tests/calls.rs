@@ -70,7 +70,10 @@ async fn concurrent_serving_answers_out_of_order() {
         _ = &mut slow => panic!("the slow call was answered first"),
         fast = guard("fast", ask.square(4)) => assert_eq!(fast.unwrap(), 16),
     }
-    assert!(start.elapsed() < Duration::from_secs(2), "the fast call waited for the slow one");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "the fast call waited for the slow one"
+    );
     assert_eq!(guard("slow", slow).await.unwrap(), 9);
 }
 
@@ -80,7 +83,11 @@ async fn a_worker_calls_its_parent_back_while_answering() {
         let (_child, ask, _serving) = start_calls(EXE, mode, Config::new());
         // The worker's handler awaits the parent's answer to `Double(5)` before it
         // answers: with `serve`, the worker reads the reply while its handler runs.
-        assert_eq!(guard("ask back", ask.ask_back(5)).await.unwrap(), 11, "{mode}");
+        assert_eq!(
+            guard("ask back", ask.ask_back(5)).await.unwrap(),
+            11,
+            "{mode}"
+        );
         assert_eq!(guard("square", ask.square(3)).await.unwrap(), 9, "{mode}");
     }
 }
@@ -139,10 +146,16 @@ async fn kill_9_fails_a_thousand_calls_in_flight_at_once() {
     let killed = Instant::now();
     child.start_kill().unwrap();
     for call in held {
-        assert_eq!(guard("held call", call).await.unwrap(), Err(CallError::Closed));
+        assert_eq!(
+            guard("held call", call).await.unwrap(),
+            Err(CallError::Closed)
+        );
     }
     let took = killed.elapsed();
-    assert!(took < Duration::from_secs(1), "1,000 calls took {took:?} to fail");
+    assert!(
+        took < Duration::from_secs(1),
+        "1,000 calls took {took:?} to fail"
+    );
     // New calls fail at once too, and the parent's serving ends cleanly.
     assert_eq!(guard("after", ask.square(1)).await, Err(CallError::Closed));
     guard("serving", serving).await.unwrap().unwrap();
@@ -212,7 +225,9 @@ async fn a_closed_worker_fails_pending_calls() {
 }
 
 /// Runs the futures concurrently on this task and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in futures {
         set.push(Box::pin(f));
@@ -241,4 +256,51 @@ async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Ite
 #[allow(dead_code)]
 fn _client_is_send_and_sync(ask: AskClient) -> impl Send + Sync {
     ask
+}
+
+#[tokio::test]
+async fn a_serving_end_answers_without_a_sender_and_closes_after_its_peer() {
+    let (client, server) = aiosock::pair::<Ask, aiosock_tests::workers::Back>().unwrap();
+    let (tx, rx) = client.into_split();
+    let parent = tokio::spawn(rx.serve(aiosock_tests::workers::Doubler));
+    // The serving side drops its only sender at once: `serve` keeps the direction open
+    // for its answers.
+    let (_, requests) = server.into_split();
+    let serving = tokio::spawn(requests.serve(Squarer));
+    let ask = AskClient::new(tx);
+    assert_eq!(guard("square", ask.square(9)).await.unwrap(), 81);
+    // Dropping the client ends the server's stream; the server's `serve` returns and, with
+    // no sender left, ends its direction, so the parent's receiver ends too.
+    drop(ask);
+    guard("serving", serving).await.unwrap().unwrap();
+    guard("parent", parent).await.unwrap().unwrap();
+}
+
+/// Answers `Square` only.
+struct Squarer;
+
+impl aiosock_tests::workers::AskHandler for Squarer {
+    async fn on_square(&mut self, n: u64) -> u64 {
+        n * n
+    }
+    async fn on_slow_square(&mut self, n: u64, _: u64) -> u64 {
+        n * n
+    }
+    async fn on_hold(&mut self) -> u64 {
+        0
+    }
+    async fn on_panic(&mut self, _: String) -> u64 {
+        0
+    }
+    async fn on_ask_back(&mut self, _: u64) -> u64 {
+        0
+    }
+    async fn on_checked(&mut self, n: u64) -> Result<u64, String> {
+        Ok(n)
+    }
+    async fn on_note(&mut self, _: u64) {}
+    async fn on_notes(&mut self) -> u64 {
+        0
+    }
+    async fn on_panic_one_way(&mut self, _: String) {}
 }

@@ -69,7 +69,11 @@ fn read_frame(peer: &mut UnixStream) -> (u16, Option<u64>, Vec<u8>) {
 
 /// A reply frame for call `id` with `payload`.
 fn reply(id: u64, payload: &[u8]) -> Vec<u8> {
-    [call_header(payload.len() as u32, 0x0002, id), payload.to_vec()].concat()
+    [
+        call_header(payload.len() as u32, 0x0002, id),
+        payload.to_vec(),
+    ]
+    .concat()
 }
 
 async fn call_id_of_next(peer: &mut UnixStream) -> u64 {
@@ -181,7 +185,10 @@ async fn failure_reports_reach_the_caller_and_malformed_ones_end_the_connection(
     let id = call_id_of_next(&mut peer).await;
     // Failure::Unanswered.
     write_raw(&mut peer, &[call_header(1, 0x0006, id), vec![1]].concat());
-    assert_eq!(guard("call", call).await.unwrap(), Err(CallError::Unanswered));
+    assert_eq!(
+        guard("call", call).await.unwrap(),
+        Err(CallError::Unanswered)
+    );
     let call = tokio::spawn({
         let q = q.clone();
         async move { q.ask(2).await }
@@ -208,7 +215,10 @@ async fn a_call_received_with_recv_is_answered_unanswered() {
         async move { q.ask(3).await }
     });
     assert_eq!(guard("recv", brx.recv()).await.unwrap(), Some(Q::Ask(3)));
-    assert_eq!(guard("call", call).await.unwrap(), Err(CallError::Unanswered));
+    assert_eq!(
+        guard("call", call).await.unwrap(),
+        Err(CallError::Unanswered)
+    );
     drop((q, brx, _btx));
     guard("serving", serving).await.unwrap().unwrap();
 }

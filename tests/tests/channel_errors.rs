@@ -394,7 +394,9 @@ fn bad_inputs() -> Vec<BadInput> {
         },
         BadInput {
             name: "EOF in a call id",
-            bytes: after_hello(&[frame(&[1, 5]), call_header(2, 0x0001, 9)[..12].to_vec()].concat()),
+            bytes: after_hello(
+                &[frame(&[1, 5]), call_header(2, 0x0001, 9)[..12].to_vec()].concat(),
+            ),
             before: vec![Raw::Num(5)],
             is_expected: |e| matches!(e, Error::Truncated { what: Part::Frame }),
         },
@@ -412,7 +414,14 @@ fn bad_inputs() -> Vec<BadInput> {
         },
         BadInput {
             name: "a panic notice",
-            bytes: after_hello(&[frame(&[1, 5]), frame_header(3, 0, 0x0008), vec![2, b'o', b'h']].concat()),
+            bytes: after_hello(
+                &[
+                    frame(&[1, 5]),
+                    frame_header(3, 0, 0x0008),
+                    vec![2, b'o', b'h'],
+                ]
+                .concat(),
+            ),
             before: vec![Raw::Num(5)],
             is_expected: |e| matches!(e, Error::PeerPanicked { message } if message == "oh"),
         },

@@ -69,7 +69,10 @@ enum Slot {
         waker: Option<Waker>,
     },
     /// The receiver is decoding this call's reply outside the lock.
-    Decoding { id: u64, waker: Option<Waker> },
+    Decoding {
+        id: u64,
+        waker: Option<Waker>,
+    },
     /// The outcome, for the caller to take.
     Done {
         id: u64,
@@ -77,7 +80,9 @@ enum Slot {
     },
     /// The caller gave up after its message was sent: the reply is still due, and is
     /// discarded when it comes.
-    Abandoned { id: u64 },
+    Abandoned {
+        id: u64,
+    },
 }
 
 impl Slot {
@@ -454,7 +459,7 @@ mod tests {
             rng ^= rng << 13;
             rng ^= rng >> 7;
             rng ^= rng << 17;
-            if live.len() < 8 && rng % 3 != 0 {
+            if live.len() < 8 && !rng.is_multiple_of(3) {
                 let id = start_now(&calls, false).unwrap();
                 assert!(!live.contains(&id));
                 live.push(id);
@@ -485,7 +490,10 @@ mod tests {
         let err = calls
             .complete(b, false, &payload(&"not a number"), 16)
             .unwrap_err();
-        assert!(matches!(err, Error::BadReply { id, .. } if id == b), "{err}");
+        assert!(
+            matches!(err, Error::BadReply { id, .. } if id == b),
+            "{err}"
+        );
         assert!(matches!(
             outcome(&calls, b),
             Poll::Ready(Err(CallError::Failed { .. }))

@@ -4,9 +4,9 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::panic::AssertUnwindSafe;
 use std::marker::PhantomData;
 use std::os::fd::AsFd;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -20,6 +20,9 @@ use crate::wire::{self, Decoded, Decoder, Failure, Kind};
 use crate::{Dispatch, Protocol, sys, trace};
 
 type Observer<T> = Box<dyn FnMut(&T) + Send>;
+
+/// A message to handle, with the promise to answer it if it is a call.
+type Request<T> = (T, Option<Responder>);
 
 /// A message as read: its call id if the peer wants an answer, and the frame's length.
 struct Incoming<T> {
@@ -71,11 +74,12 @@ pub struct Receiver<T> {
     /// An error or the end was returned: the stream is over, and nothing more is read.
     failed: bool,
     observer: Option<Observer<T>>,
-    /// While the stream may still bring calls (`T` has call variants), the receiver keeps
-    /// the end's sending direction open for the answers, as a `Sender` does.
+    /// While `serve` runs and the stream may still bring calls (`T` has call variants),
+    /// the receiver keeps the end's sending direction open for the answers, as a `Sender`
+    /// does.
     answering: bool,
     /// Messages read ahead while `serve` ran a handler, each with its promise to answer.
-    held: VecDeque<(T, Option<Responder>)>,
+    held: VecDeque<Request<T>>,
     /// The frame bytes of the messages in `held`.
     held_bytes: usize,
     /// How the stream ended while reading ahead: returned once `held` is empty.
@@ -86,16 +90,13 @@ pub struct Receiver<T> {
 impl<T: Protocol> Receiver<T> {
     pub(crate) fn new(shared: Arc<Shared>, sends: ProtocolId, expects: ProtocolId) -> Receiver<T> {
         let limits = shared.config.limits();
-        if T::HAS_CALLS {
-            shared.add_sender();
-        }
         Receiver {
             shared,
             buf: ReadBuf::default(),
             decoder: Decoder::new(sends, expects, limits),
             failed: false,
             observer: None,
-            answering: T::HAS_CALLS,
+            answering: false,
             held: VecDeque::new(),
             held_bytes: 0,
             ended: None,
@@ -289,6 +290,7 @@ impl<T: Protocol> Receiver<T> {
         T: Dispatch<H>,
         H: Send,
     {
+        self.start_answering();
         while let Some((msg, responder)) = self.next_request().await? {
             let work = catch_unwind(msg.dispatch_answer(&mut handler));
             match self.reading_ahead(work).await {
@@ -408,6 +410,7 @@ impl<T: Protocol> Receiver<T> {
         H: Clone + Send + 'static,
     {
         let limit = limit.max(1);
+        self.start_answering();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             while tasks.len() >= limit {
@@ -440,14 +443,11 @@ impl<T: Protocol> Receiver<T> {
 
     /// The next message with its promise to answer, if it is a call: one read ahead
     /// first, then from the socket.
-    async fn next_request(&mut self) -> Result<Option<(T, Option<Responder>)>, Error> {
+    async fn next_request(&mut self) -> Result<Option<Request<T>>, Error> {
         std::future::poll_fn(|cx| self.poll_request(cx)).await
     }
 
-    fn poll_request(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<(T, Option<Responder>)>, Error>> {
+    fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Request<T>>, Error>> {
         if let Some((msg, responder)) = self.held.pop_front() {
             if self.held.is_empty() {
                 self.held_bytes = 0;
@@ -479,8 +479,9 @@ impl<T: Protocol> Receiver<T> {
                 match self.poll_incoming(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Ok(Some(incoming))) => {
-                        let responder =
-                            incoming.call.map(|id| Responder::new(self.shared.clone(), id));
+                        let responder = incoming
+                            .call
+                            .map(|id| Responder::new(self.shared.clone(), id));
                         self.held_bytes += incoming.len;
                         self.held.push_back((incoming.msg, responder));
                     }
@@ -624,6 +625,14 @@ impl<T: Protocol> Receiver<T> {
         result
     }
 
+    /// Serving starts: while calls can arrive, the sending direction stays open for their
+    /// answers even without a `Sender`.
+    fn start_answering(&mut self) {
+        if T::HAS_CALLS && !self.failed && !std::mem::replace(&mut self.answering, true) {
+            self.shared.add_sender();
+        }
+    }
+
     /// No more calls can arrive: the sending direction no longer needs to stay open for
     /// answers (the promises of calls already received still keep it open).
     fn stop_answering(&mut self) {
@@ -714,13 +723,13 @@ impl<T: Protocol> futures_core::Stream for Receiver<T> {
 /// Runs `work`, catching a panic in it (its payload comes back as the error).
 async fn catch_unwind<F: Future>(work: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut work = std::pin::pin!(work);
-    std::future::poll_fn(
-        move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+    std::future::poll_fn(move |cx| {
+        match std::panic::catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(out)) => Poll::Ready(Ok(out)),
             Err(panic) => Poll::Ready(Err(panic)),
-        },
-    )
+        }
+    })
     .await
 }
 

@@ -452,7 +452,11 @@ impl Shared {
     pub(crate) fn push_owed(&self, frame: &mut Vec<u8>) {
         let over = self.out().queue.len() >= 2 * self.config.capacity();
         if over {
-            trace::event!(&self.span, warn, "the peer does not read: the connection ends");
+            trace::event!(
+                &self.span,
+                warn,
+                "the peer does not read: the connection ends"
+            );
             self.close_for_sending();
             sys::shutdown_read(self.fd());
             self.end_sending();

@@ -4,8 +4,8 @@ use bincode::config::{Configuration, standard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{CALL_ID_LEN, HEADER_LEN};
 use super::budget::{Budget, Budgeted, Exceeded, MAX_DEPTH, units_for};
+use super::{CALL_ID_LEN, HEADER_LEN};
 use crate::error::{DecodeError, EncodeError, Error, InvalidMessage};
 
 const CONFIG: Configuration = standard();
@@ -362,7 +362,10 @@ mod tests {
         head.extend([0, 0, 0, 0]);
         assert_eq!(
             FrameHeader::decode(&head, 64).unwrap(),
-            Some(FrameHeader { len: 64 })
+            Some(FrameHeader {
+                len: 64,
+                kind: Kind::Message
+            })
         );
     }
 
@@ -383,7 +386,13 @@ mod tests {
             );
         }
         // Every combination of known bits but the five valid ones.
-        let valid = [0, FLAG_CALL, FLAG_REPLY, FLAG_REPLY | FLAG_FAILED, FLAG_PANICKED];
+        let valid = [
+            0,
+            FLAG_CALL,
+            FLAG_REPLY,
+            FLAG_REPLY | FLAG_FAILED,
+            FLAG_PANICKED,
+        ];
         for flags in (0..16u16).filter(|f| !valid.contains(f)) {
             let mut head = vec![0, 0, 0, 0, 0, 0];
             head.extend(flags.to_le_bytes());
@@ -404,14 +413,20 @@ mod tests {
         finish_reply(&mut reply, 0x0102, 64).unwrap();
         bytes.extend(reply);
         encode_frame_as(&mut bytes, &Failure::Unanswered, 64, Kind::Failed(3)).unwrap();
-        encode_frame_as(&mut bytes, &Failure::Panicked("x".into()), 64, Kind::Failed(4)).unwrap();
+        encode_frame_as(
+            &mut bytes,
+            &Failure::Panicked("x".into()),
+            64,
+            Kind::Failed(4),
+        )
+        .unwrap();
         encode_frame_as(&mut bytes, &"boom", 64, Kind::Panicked).unwrap();
         let expected: &[u8] = &[
             2, 0, 0, 0, 0, 0, 1, 0, // len 2, no fds, CALL
             2, 1, 0, 0, 0, 0, 0, 0, // call id 0x0102
             0, 7, // variant 0 (Ping), 7
             1, 0, 0, 0, 0, 0, 2, 0, // len 1, REPLY
-            2, 1, 0, 0, 0, 0, 0, 0, // call id 0x0102
+            2, 1, 0, 0, 0, 0, 0, 0,  // call id 0x0102
             49, // the reply: 49
             1, 0, 0, 0, 0, 0, 6, 0, // len 1, REPLY + FAILED
             3, 0, 0, 0, 0, 0, 0, 0, // call id 3

@@ -16,8 +16,8 @@ pub(crate) use decoder::{Decoded, Decoder, decode_stream};
 #[cfg(test)]
 pub(crate) use frame::encode_payload;
 pub(crate) use frame::{
-    Failure, FrameHeader, Kind, decode_payload, decode_payload_spending, encode_frame, encode_frame_as,
-    finish_reply,
+    Failure, FrameHeader, Kind, decode_payload, decode_payload_spending, encode_frame,
+    encode_frame_as, finish_reply,
 };
 pub(crate) use hello::{PeerHello, encode_hello};
 

@@ -37,8 +37,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aiosock_tests::workers::{
-    AskHandler, Back, BackClient, BURST, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply,
-    Request, RequestHandler, Stranger, emfile_reply, open_fds, peak_rss_kib, soak_data,
+    AskHandler, BURST, Back, BackClient, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply, Request,
+    RequestHandler, Stranger, emfile_reply, open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -112,7 +112,7 @@ impl AskHandler for Answerer {
     }
 
     async fn on_checked(&mut self, n: u64) -> Result<u64, String> {
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             Ok(n)
         } else {
             Err(format!("{n} is odd"))
