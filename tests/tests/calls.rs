@@ -259,14 +259,13 @@ fn _client_is_send_and_sync(ask: AskClient) -> impl Send + Sync {
 }
 
 #[tokio::test]
-async fn a_serving_end_answers_without_a_sender_and_closes_after_its_peer() {
+async fn an_end_that_only_serves_answers_and_closes_after_its_peer() {
     let (client, server) = aiosock::pair::<Ask, aiosock_tests::workers::Back>().unwrap();
     let (tx, rx) = client.into_split();
     let parent = tokio::spawn(rx.serve(aiosock_tests::workers::Doubler));
-    // The serving side drops its only sender at once: `serve` keeps the direction open
-    // for its answers.
-    let (_, requests) = server.into_split();
-    let serving = tokio::spawn(requests.serve(Squarer));
+    // The serving side has no sender of its own: `Endpoint::serve` keeps the end's
+    // sending half for the answers.
+    let serving = tokio::spawn(server.serve(Squarer));
     let ask = AskClient::new(tx);
     assert_eq!(guard("square", ask.square(9)).await.unwrap(), 81);
     // Dropping the client ends the server's stream; the server's `serve` returns and, with
@@ -303,4 +302,18 @@ impl aiosock_tests::workers::AskHandler for Squarer {
         0
     }
     async fn on_panic_one_way(&mut self, _: String) {}
+}
+
+#[tokio::test]
+async fn dropping_the_client_ends_the_worker_then_the_parents_serving() {
+    for mode in ["calls", "calls-concurrent"] {
+        let (mut child, ask, serving) = start_calls(EXE, mode, Config::new());
+        assert_eq!(guard("square", ask.square(2)).await.unwrap(), 4);
+        drop(ask);
+        // The worker's serve sees the end, returns, and drops its handler (and with it its
+        // client back to the parent): the parent's serving ends cleanly.
+        guard("serving", serving).await.unwrap().unwrap();
+        let status = guard("exit", child.wait()).await.unwrap();
+        assert!(status.success(), "{mode}: {status}");
+    }
 }

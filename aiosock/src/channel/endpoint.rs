@@ -4,13 +4,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use crate::Protocol;
 use crate::channel::shared::Shared;
 use crate::channel::{Config, Receiver, Sender};
 use crate::error::Error;
 use crate::protocol::ProtocolId;
 use crate::sys::{self, Socket};
 use crate::trace;
+use crate::{Dispatch, Protocol};
 
 /// One end of a connection: sends `Out` and receives `In`.
 ///
@@ -155,6 +155,89 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
             Sender::new(shared.clone()),
             Receiver::new(shared, sends, expects),
         )
+    }
+}
+
+impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
+    /// Serves the messages this end receives with `handler` (see
+    /// [`Receiver::serve`]) and answers the peer's calls, keeping the sending half alive for
+    /// the answers; once the peer closed, drops it (which ends this end's direction) and
+    /// returns the handler.
+    ///
+    /// For a worker that only answers. A handler that also sends one-way messages to the
+    /// peer needs the [`Sender`]: split the end with [`into_split`](Self::into_split) and
+    /// keep the sender (in the handler, for example) while serving.
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::serve`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[aiosock::protocol]
+    /// enum Math {
+    ///     #[reply(u64)]
+    ///     Square(u64),
+    /// }
+    ///
+    /// #[aiosock::protocol]
+    /// enum Nothing {
+    ///     Never,
+    /// }
+    ///
+    /// struct Squarer;
+    ///
+    /// impl MathHandler for Squarer {
+    ///     async fn on_square(&mut self, n: u64) -> u64 {
+    ///         n * n
+    ///     }
+    /// }
+    ///
+    /// impl NothingHandler for () {
+    ///     async fn on_never(&mut self) {}
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (client, server) = aiosock::pair::<Math, Nothing>()?;
+    /// let serving = tokio::spawn(server.serve(Squarer));
+    /// let (tx, rx) = client.into_split();
+    /// // The replies arrive through the receiver, which must run.
+    /// tokio::spawn(rx.serve(()));
+    /// let math = MathClient::new(tx);
+    /// assert_eq!(math.square(12).await?, 144);
+    /// drop(math);
+    /// serving.await??;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn serve<H>(self, handler: H) -> Result<H, Error>
+    where
+        In: Dispatch<H>,
+        H: Send,
+    {
+        let (tx, rx) = self.into_split();
+        let served = rx.serve(handler).await;
+        drop(tx);
+        served
+    }
+
+    /// [`serve`](Self::serve) with up to `limit` messages at once: see
+    /// [`Receiver::serve_concurrent`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Receiver::serve_concurrent`].
+    pub async fn serve_concurrent<H>(self, handler: H, limit: usize) -> Result<H, Error>
+    where
+        In: Dispatch<H>,
+        H: Clone + Send + 'static,
+    {
+        let (tx, rx) = self.into_split();
+        let served = rx.serve_concurrent(handler, limit).await;
+        drop(tx);
+        served
     }
 }
 

@@ -74,10 +74,6 @@ pub struct Receiver<T> {
     /// An error or the end was returned: the stream is over, and nothing more is read.
     failed: bool,
     observer: Option<Observer<T>>,
-    /// While `serve` runs and the stream may still bring calls (`T` has call variants),
-    /// the receiver keeps the end's sending direction open for the answers, as a `Sender`
-    /// does.
-    answering: bool,
     /// Messages read ahead while `serve` ran a handler, each with its promise to answer.
     held: VecDeque<Request<T>>,
     /// The frame bytes of the messages in `held`.
@@ -96,7 +92,6 @@ impl<T: Protocol> Receiver<T> {
             decoder: Decoder::new(sends, expects, limits),
             failed: false,
             observer: None,
-            answering: false,
             held: VecDeque::new(),
             held_bytes: 0,
             ended: None,
@@ -290,7 +285,6 @@ impl<T: Protocol> Receiver<T> {
         T: Dispatch<H>,
         H: Send,
     {
-        self.start_answering();
         while let Some((msg, responder)) = self.next_request().await? {
             let work = catch_unwind(msg.dispatch_answer(&mut handler));
             match self.reading_ahead(work).await {
@@ -410,7 +404,6 @@ impl<T: Protocol> Receiver<T> {
         H: Clone + Send + 'static,
     {
         let limit = limit.max(1);
-        self.start_answering();
         let mut tasks = tokio::task::JoinSet::new();
         loop {
             while tasks.len() >= limit {
@@ -601,7 +594,6 @@ impl<T: Protocol> Receiver<T> {
                         reason: other.to_string(),
                     },
                 });
-                self.stop_answering();
                 trace::event!(&self.shared.span, warn, error = %e, "receive failed: the connection is over for receiving");
                 // Nothing after a bad frame can be trusted: stop receiving for good, so the
                 // peer's further sends fail instead of piling up here.
@@ -616,29 +608,12 @@ impl<T: Protocol> Receiver<T> {
                     "peer closed its sending direction"
                 );
                 self.failed = true;
-                // The peer answers nothing more, and calls nothing more.
+                // The peer answers nothing more.
                 self.shared.calls.end(CallError::Closed);
-                self.stop_answering();
             }
             Ok(Some(_)) => {}
         }
         result
-    }
-
-    /// Serving starts: while calls can arrive, the sending direction stays open for their
-    /// answers even without a `Sender`.
-    fn start_answering(&mut self) {
-        if T::HAS_CALLS && !self.failed && !std::mem::replace(&mut self.answering, true) {
-            self.shared.add_sender();
-        }
-    }
-
-    /// No more calls can arrive: the sending direction no longer needs to stay open for
-    /// answers (the promises of calls already received still keep it open).
-    fn stop_answering(&mut self) {
-        if std::mem::take(&mut self.answering) {
-            self.shared.remove_sender();
-        }
     }
 
     /// Reads more bytes from the socket, waiting for it. Readiness is cleared when a read
@@ -683,9 +658,6 @@ impl<T> Drop for Receiver<T> {
         // Replies come through here: with the receiver gone, no call can complete.
         self.shared.calls.end(CallError::Closed);
         self.held.clear();
-        if std::mem::take(&mut self.answering) {
-            self.shared.remove_sender();
-        }
         // Shut the direction down and discard what the peer sent and we did not read:
         // the room this makes wakes a peer whose socket was full, and its next write
         // fails with EPIPE instead of waiting forever for a reader that is gone.

@@ -12,21 +12,26 @@ use crate::wire::{self, Failure, Kind};
 /// waits for an answer that will not come.
 ///
 /// While it lives, it keeps the end's sending direction open (as a `Sender` does), so
-/// that the answer can still be sent after the end's last `Sender` was dropped.
+/// that the answer still goes out if the end's last `Sender` is dropped meanwhile. A call
+/// that arrives after the direction ended cannot be answered: the peer, which has seen the
+/// end, already failed it with `CallError::Closed`.
 #[derive(Debug)]
 pub(crate) struct Responder {
     shared: Arc<Shared>,
     id: u64,
+    /// Answered, or nothing can be sent any more.
     answered: bool,
+    holds: bool,
 }
 
 impl Responder {
     pub(crate) fn new(shared: Arc<Shared>, id: u64) -> Responder {
-        shared.add_sender();
+        let holds = shared.hold_sending();
         Responder {
             shared,
             id,
-            answered: false,
+            answered: !holds,
+            holds,
         }
     }
 
@@ -35,7 +40,9 @@ impl Responder {
     /// maximum frame length) tells the caller why instead; a one-way variant received as a
     /// call tells the caller it has no reply.
     pub(crate) async fn answer(mut self, answer: Answer) {
-        self.answered = true;
+        if std::mem::replace(&mut self.answered, true) {
+            return;
+        }
         let max = self.shared.config.max_frame_len();
         let mut frame = match answer.0 {
             AnswerKind::Reply(mut frame) => match wire::finish_reply(&mut frame, self.id, max) {
@@ -67,8 +74,9 @@ impl Responder {
     /// Tells the caller that the call failed, without waiting (see
     /// [`Shared::push_owed`]).
     pub(crate) fn fail(mut self, failure: Failure) {
-        self.answered = true;
-        self.send_failure(&failure);
+        if !std::mem::replace(&mut self.answered, true) {
+            self.send_failure(&failure);
+        }
     }
 
     fn send_failure(&self, failure: &Failure) {
@@ -88,7 +96,9 @@ impl Drop for Responder {
         if !self.answered {
             self.send_failure(&Failure::Unanswered);
         }
-        self.shared.remove_sender();
+        if self.holds {
+            self.shared.remove_sender();
+        }
     }
 }
 

@@ -466,6 +466,17 @@ impl Shared {
         }
     }
 
+    /// Keeps the sending direction open like one more `Sender`, unless it already ended
+    /// (every sender was dropped): whether it did.
+    pub(crate) fn hold_sending(&self) -> bool {
+        let mut out = self.out();
+        if out.senders == 0 || out.closed {
+            return false;
+        }
+        out.senders += 1;
+        true
+    }
+
     pub(crate) fn add_sender(&self) {
         self.out().senders += 1;
     }
