@@ -504,6 +504,113 @@ mod tests {
     }
 
     #[test]
+    fn reply_on_the_enum_or_a_field_is_rejected() {
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { #[reply(u64)] enum E { A(#[reply(u8)] u8), B { #[reply] b: u8 } } }
+            ),
+            [
+                "#[reply] on a #[aiosock::protocol] enum is not supported; put #[reply(T)] on each variant that the peer answers with a `T`",
+                "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
+                "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
+            ]
+        );
+    }
+
+    #[test]
+    fn reply_on_variants_is_accepted() {
+        assert!(
+            errors(
+                quote!(),
+                quote! {
+                    enum E {
+                        #[reply(u64)] A(u64),
+                        #[reply(Result<Vec<String>, ::std::io::ErrorKind>)] B { x: u8 },
+                        #[reply(())] C,
+                        D,
+                    }
+                }
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn client_method_names_that_cannot_be_generated_are_rejected() {
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { enum Foo { New, Sender(u8), r#IntoSender { x: u8 }, Self_, Super, Crate, __, _1 } }
+            ),
+            [
+                "method name conflicts with generated fn `FooClient::new`; rename the variant",
+                "method name conflicts with generated fn `FooClient::sender`; rename the variant",
+                "method name conflicts with generated fn `FooClient::into_sender`; rename the variant",
+                "variant `Self_` gives the client the method name `self`, which a method cannot have; rename the variant",
+                "variant `Super` gives the client the method name `super`, which a method cannot have; rename the variant",
+                "variant `Crate` gives the client the method name `crate`, which a method cannot have; rename the variant",
+                "variant `__` gives the client an empty method name; rename the variant",
+                "variant `_1` gives the client the method name `1`, which a method cannot have; rename the variant",
+            ]
+        );
+    }
+
+    #[test]
+    fn client_method_named_like_the_try_form_of_a_call_is_rejected() {
+        let expected = [
+            "method name conflicts with generated fn `FooClient::try_square`, the form of call `Foo::Square` that does not wait; rename one of the variants",
+        ];
+        // Either order.
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { enum Foo { #[reply(u8)] Square, TrySquare(u8) } }
+            ),
+            expected
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { enum Foo { TrySquare(u8), #[reply(u8)] Square } }
+            ),
+            expected
+        );
+        // A call too.
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { enum Foo { #[reply(u8)] Square, #[reply(u8)] Try_Square } }
+            ),
+            [
+                "method name conflicts with generated fn `FooClient::try_square`, the form of call `Foo::Square` that does not wait; rename one of the variants",
+            ]
+        );
+        // A one-way variant has no `try_` method.
+        assert!(errors(quote!(), quote! { enum Foo { Square, TrySquare(u8) } }).is_empty());
+        // Methods of `Sender` reached through `Deref` may be hidden.
+        assert!(
+            errors(
+                quote!(),
+                quote! { enum Foo { Send, TrySend, Closed, Ready, Flush } }
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn colliding_variants_are_reported_once() {
+        // `NEW` collides with `New` in the handler and would in the client: one error.
+        assert_eq!(
+            errors(quote!(), quote! { enum Foo { New, NEW } }),
+            [
+                "variant `NEW` needs the handler method `on_new`, which variant `New` already has; rename one of them",
+                "method name conflicts with generated fn `FooClient::new`; rename the variant",
+            ]
+        );
+    }
+
+    #[test]
     fn cfg_on_fields_is_rejected() {
         assert_eq!(
             errors(quote!(), quote! { enum E { A(#[cfg(unix)] u8) } }),

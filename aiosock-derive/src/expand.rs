@@ -297,10 +297,12 @@ impl<'a> Generator<'a> {
             }
         });
         let answer_arms = self.dispatch_arms(|variant, call| {
-            if variant.reply.is_some() {
+            if let Some(reply) = &variant.reply {
+                // Spanned at the reply type: see `client_methods`.
+                let answer = quote_spanned!(reply.span()=> #private::Answer::of(&__reply));
                 quote!({
                     let __reply = #call.await;
-                    #private::Answer::of(&__reply)
+                    #answer
                 })
             } else {
                 quote!({
@@ -539,23 +541,33 @@ impl<'a> Generator<'a> {
         let try_doc = format!(
             " Calls `{path}` and waits for its reply, but fails at once with `CallError::Full` instead of waiting for room in the table of calls in flight or in the outgoing buffer."
         );
-        let output = quote!(::core::result::Result<#reply, #krate::CallError>);
-        let call = quote_spanned! {reply.span()=> #private::call::<#ident, #reply>};
+        let output = quote_spanned! {reply.span()=>
+            impl ::core::future::Future<Output = ::core::result::Result<#reply, #krate::CallError>> + ::core::marker::Send + '_
+        };
+        // The call and the return type are spanned at the reply type, like the assertion in
+        // `assert_replies`: a reply type that is not a serde type fails their bounds too,
+        // and the errors point there.
+        let call = |wait: bool| {
+            quote_spanned! {reply.span()=>
+                #private::call::<#ident, #reply>(&self.sender, #message, #wait)
+            }
+        };
+        let (call, try_call) = (call(true), call(false));
         quote_spanned! {variant.ident.span()=>
             #[doc = #doc]
             #separator
             #(#docs)*
             #(#cfgs)*
-            #vis fn #method(&self #(, #params: #tys)*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + '_ {
-                #call(&self.sender, #message, true)
+            #vis fn #method(&self #(, #params: #tys)*) -> #output {
+                #call
             }
 
             #[doc = #try_doc]
             #separator
             #(#docs)*
             #(#cfgs)*
-            #vis fn #try_method(&self #(, #params: #tys)*) -> impl ::core::future::Future<Output = #output> + ::core::marker::Send + '_ {
-                #call(&self.sender, #message, false)
+            #vis fn #try_method(&self #(, #params: #tys)*) -> #output {
+                #try_call
             }
         }
     }
@@ -729,6 +741,7 @@ mod tests {
             pub enum ToWorker {
                 /// Says hello.
                 Greet { name: String },
+                #[reply(u64)]
                 Square(u64),
                 Pair(u8, String),
                 #[cfg(unix)]
@@ -786,6 +799,195 @@ mod tests {
     }
 
     #[test]
+    fn reply_attributes_are_removed_from_the_enum() {
+        let (out, errors) = expand(
+            quote!(),
+            quote! {
+                #[reply(u8)]
+                #[derive(Debug)]
+                enum E {
+                    #[reply(u64)] #[doc = "x"] A(#[reply] u8, u16),
+                    #[reply(u8)] #[reply(u16)] B { #[reply(u8)] b: u8 },
+                    #[reply] C,
+                }
+            },
+        );
+        assert_eq!(errors.into_iter().flatten().count(), 5);
+        let out = out.to_string();
+        assert!(!out.contains("reply ("), "{out}");
+        assert!(!out.contains("# [reply]"), "{out}");
+        assert!(out.contains(
+            "# [derive (Debug)] enum E { # [doc = \"x\"] A (u8 , u16) , B { b : u8 } , C , }"
+        ));
+    }
+
+    #[test]
+    fn handler_methods_of_calls_return_the_reply() {
+        let out = expand_ok(
+            quote!(),
+            quote! {
+                pub enum E {
+                    #[reply(Result<u64, MyError>)] Square(u64),
+                    #[reply(())] Ping,
+                    Stop,
+                }
+            },
+        );
+        for method in [
+            "fn on_square (& mut self , _0 : u64) -> impl :: core :: future :: Future < Output = Result < u64 , MyError > > + :: core :: marker :: Send ;",
+            "fn on_ping (& mut self) -> impl :: core :: future :: Future < Output = () > + :: core :: marker :: Send ;",
+            "fn on_stop (& mut self) -> impl :: core :: future :: Future < Output = () > + :: core :: marker :: Send ;",
+        ] {
+            assert_eq!(count(&out, method), 1, "{method} in {out}");
+        }
+        assert!(out.contains(
+            "# [doc = \" Called for each `E::Square` message.\"] # [doc = \"\"] # [doc = \" A call: what the method returns is sent back as the reply, a `Result<u64, MyError>`.\"] fn on_square"
+        ), "{out}");
+    }
+
+    #[test]
+    fn dispatch_drops_replies_and_dispatch_answer_encodes_them() {
+        let out = expand_ok(quote!(), to_worker());
+        for arm in [
+            // `dispatch`
+            "Self :: Square (__0) => { let _ = < __H as ToWorkerHandler > :: on_square (__handler , __0) . await ; }",
+            // `dispatch_answer`
+            "Self :: Square (__0) => { let __reply = < __H as ToWorkerHandler > :: on_square (__handler , __0) . await ; :: aiosock :: __private :: Answer :: of (& __reply) }",
+            "Self :: Pair (__0 , __1) => { < __H as ToWorkerHandler > :: on_pair (__handler , __0 , __1) . await ; :: aiosock :: __private :: Answer :: none () }",
+            "# [cfg (unix)] Self :: Stop => { < __H as ToWorkerHandler > :: on_stop (__handler) . await ; :: aiosock :: __private :: Answer :: none () }",
+        ] {
+            assert_eq!(count(&out, arm), 1, "{arm} in {out}");
+        }
+        assert!(out.contains(
+            "fn dispatch_answer (self , __handler : & mut __H ,) -> impl :: core :: future :: Future < Output = :: aiosock :: __private :: Answer > + :: core :: marker :: Send"
+        ));
+    }
+
+    #[test]
+    fn has_calls_follows_the_variants_and_their_cfgs() {
+        let has_calls = |input| {
+            let out = expand_ok(quote!(), input);
+            let start = out.find("const HAS_CALLS").expect("HAS_CALLS");
+            let end = start
+                + out[start..]
+                    .find("} # [automatically_derived]")
+                    .expect("end");
+            out[start..end].to_owned()
+        };
+        assert!(
+            has_calls(quote! { enum E { A, B(u8) } })
+                .starts_with("const HAS_CALLS : :: core :: primitive :: bool = false ;")
+        );
+        assert!(
+            has_calls(quote! { enum E { A, #[cfg(x)] #[reply(u8)] B(u8), #[reply(u8)] C } })
+                .starts_with("const HAS_CALLS : :: core :: primitive :: bool = true ;")
+        );
+        assert_eq!(
+            has_calls(
+                quote! { enum E { A, #[cfg(x)] #[reply(u8)] B(u8), #[cfg(y)] #[reply(u8)] C } }
+            ),
+            "const HAS_CALLS : :: core :: primitive :: bool = { let mut __has_calls = false ; \
+             # [cfg (x)] { __has_calls = true ; } # [cfg (y)] { __has_calls = true ; } __has_calls } ; "
+        );
+    }
+
+    #[test]
+    fn reply_types_are_asserted_to_be_serde_types() {
+        let out = expand_ok(quote!(), to_worker());
+        assert!(out.contains("fn __aiosock_assert_reply < __R : :: aiosock :: __private :: serde :: Serialize + :: aiosock :: __private :: serde :: de :: DeserializeOwned + :: core :: marker :: Send + 'static , > ()"), "{out}");
+        assert!(
+            out.contains(
+                "fn __aiosock_assert_replies () { __aiosock_assert_reply :: < u64 > () ; }"
+            ),
+            "{out}"
+        );
+        // No calls, no assertion.
+        let out = expand_ok(quote!(), quote! { enum E { A } });
+        assert!(!out.contains("__aiosock_assert_reply"), "{out}");
+    }
+
+    #[test]
+    fn client_has_a_method_per_variant_and_a_try_method_per_call() {
+        let out = expand_ok(quote!(), to_worker());
+        assert!(out.contains(
+            "pub struct ToWorkerClient { sender : :: aiosock :: Sender < ToWorker > , }"
+        ));
+        for item in [
+            "pub fn new (sender : :: aiosock :: Sender < ToWorker >) -> Self { ToWorkerClient { sender } }",
+            "pub fn sender (& self) -> & :: aiosock :: Sender < ToWorker > { & self . sender }",
+            "pub fn into_sender (self) -> :: aiosock :: Sender < ToWorker > { self . sender }",
+            "# [doc = \" Calls `ToWorker::Square` and waits for its reply.\"] \
+             pub fn square (& self , _0 : u64) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < u64 , :: aiosock :: CallError > > + :: core :: marker :: Send + '_ { \
+             :: aiosock :: __private :: call :: < ToWorker , u64 > (& self . sender , ToWorker :: Square (_0) , true) }",
+            "pub fn try_square (& self , _0 : u64) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < u64 , :: aiosock :: CallError > > + :: core :: marker :: Send + '_ { \
+             :: aiosock :: __private :: call :: < ToWorker , u64 > (& self . sender , ToWorker :: Square (_0) , false) }",
+            "# [doc = \" Sends `ToWorker::Greet`, like `Sender::send`.\"] # [doc = \"\"] # [doc = r\" Says hello.\"] # [track_caller] \
+             pub fn greet (& self , name : String) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < () , :: aiosock :: SendError < ToWorker >> > + :: core :: marker :: Send + '_ { \
+             self . sender . send (ToWorker :: Greet { name }) }",
+            "# [cfg (unix)] # [track_caller] pub fn stop (& self) ->",
+            "pub fn pair (& self , _0 : u8 , _1 : String) ->",
+            "self . sender . send (ToWorker :: Pair (_0 , _1))",
+            "impl :: core :: clone :: Clone for ToWorkerClient",
+            "impl :: core :: fmt :: Debug for ToWorkerClient",
+            "f . debug_struct (\"ToWorkerClient\") . field (\"sender\" , & self . sender) . finish_non_exhaustive ()",
+            "impl :: core :: convert :: From < :: aiosock :: Sender < ToWorker >> for ToWorkerClient",
+            "impl :: core :: ops :: Deref for ToWorkerClient { type Target = :: aiosock :: Sender < ToWorker > ;",
+        ] {
+            assert_eq!(count(&out, item), 1, "{item} in {out}");
+        }
+        assert!(!out.contains("try_greet"), "{out}");
+        assert!(!out.contains("try_pair"), "{out}");
+    }
+
+    #[test]
+    fn client_methods_have_the_enums_visibility_and_raw_names() {
+        let out = expand_ok(
+            quote!(),
+            quote! { pub(crate) enum r#Match { #[reply(u8)] r#Match, r#type { r#type: u8 }, Try } },
+        );
+        for item in [
+            "pub (crate) struct MatchClient",
+            "pub (crate) fn new (sender",
+            "pub (crate) fn r#match (& self)",
+            "pub (crate) fn try_match (& self)",
+            "r#Match :: r#Match , true",
+            "pub (crate) fn r#type (& self , r#type : u8)",
+            "self . sender . send (r#Match :: r#type { r#type })",
+            "pub (crate) fn r#try (& self)",
+        ] {
+            assert_eq!(count(&out, item), 1, "{item} in {out}");
+        }
+        let out = expand_ok(quote!(), quote! { enum E { A } });
+        assert!(out.contains("struct EClient"));
+        // A private enum gets private methods.
+        assert!(out.contains("# [track_caller] fn a (& self)"), "{out}");
+    }
+
+    #[test]
+    fn client_leaves_out_the_methods_it_reported() {
+        let (out, errors) = expand(
+            quote!(),
+            quote! { enum E { New, #[reply(u8)] Square, TrySquare(u8), Self_, Other } },
+        );
+        assert_eq!(errors.into_iter().flatten().count(), 3);
+        let out = out.to_string();
+        assert_eq!(count(&out, "fn new"), 1, "{out}");
+        assert_eq!(count(&out, "fn try_square"), 1, "{out}");
+        assert!(!out.contains("fn try_try_square"), "{out}");
+        assert!(out.contains("fn other (& self)"), "{out}");
+        // The handler still has every method.
+        for method in [
+            "on_new",
+            "on_square",
+            "on_try_square",
+            "on_self",
+            "on_other",
+        ] {
+            assert!(out.contains(&format!("fn {method} (")), "{method} in {out}");
+        }
+    }
+
+    #[test]
     fn protocol_impl_names_the_enum() {
         let out = expand_ok(quote!(), quote! { enum r#Match { A } });
         assert!(out.contains("impl :: aiosock :: __private :: Protocol for r#Match"));
@@ -823,6 +1025,9 @@ mod tests {
         assert!(out.contains("crate :: reexport :: aiosock :: __private :: Protocol"));
         assert!(out.contains("\"crate::reexport::aiosock::__private::serde\""));
         assert!(out.contains("\"crate::reexport::aiosock::__private::bytes\""));
+        assert!(out.contains("crate :: reexport :: aiosock :: Sender < ToWorker >"));
+        assert!(out.contains("crate :: reexport :: aiosock :: CallError"));
+        assert!(out.contains("crate :: reexport :: aiosock :: SendError < ToWorker >"));
     }
 
     #[test]

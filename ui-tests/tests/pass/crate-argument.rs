@@ -11,6 +11,8 @@ mod reexport {
 #[aiosock::protocol(crate = "reexport::aiosock")]
 pub enum AtRoot {
     Blob(Vec<u8>),
+    #[reply(Result<u64, String>)]
+    Call(u64),
 }
 
 mod nested {
@@ -22,11 +24,23 @@ mod nested {
     #[aiosock::protocol(crate = "super::reexport::aiosock")]
     pub enum Relative {
         Unit,
+        #[reply(())]
+        Call,
     }
+}
+
+/// The clients name the re-export too; never called.
+#[allow(dead_code)]
+fn clients(root: &AtRootClient, relative: &nested::RelativeClient) {
+    let _calls = (root.call(1), root.try_call(2), relative.call(), relative.try_call());
+    let _sends = (root.blob(Vec::new()), relative.unit());
+    let _sender: &reexport::aiosock::Sender<AtRoot> = root.sender();
+    let _client = AtRootClient::from(root.clone().into_sender());
 }
 
 fn main() {
     assert_eq!(AtRoot::NAME, "AtRoot");
     assert_eq!(nested::Nested::NAME, "Nested");
     assert_eq!(nested::Relative::NAME, "Relative");
+    assert!(AtRoot::HAS_CALLS && nested::Relative::HAS_CALLS && !nested::Nested::HAS_CALLS);
 }

@@ -1,0 +1,6 @@
+#[aiosock::protocol]
+pub enum Command {
+    Self_,
+}
+
+fn main() {}

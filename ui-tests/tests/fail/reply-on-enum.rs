@@ -1,0 +1,7 @@
+#[aiosock::protocol]
+#[reply(u64)]
+pub enum Command {
+    Square(u64),
+}
+
+fn main() {}
