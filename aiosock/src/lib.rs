@@ -109,6 +109,102 @@
 //!   `Ok(None)` (or [`Error::Truncated`] if it died mid-frame), sends fail with
 //!   [`SendError::Closed`], and [`Sender::closed`] completes.
 //!
+//! # Calls
+//!
+//! A variant declared with [`#[reply(T)]`](protocol#calls) is a call: the peer's handler
+//! method returns a `T`, and the generated client (`FooClient`, one method per variant)
+//! awaits it. A call is one line, and any number of tasks may have calls in flight on
+//! clones of one client; each reply finds its caller by a call id, in any order.
+//!
+//! ```
+//! #[aiosock::protocol]
+//! enum Math {
+//!     #[reply(u64)]
+//!     Square(u64),
+//!     #[reply(Result<u64, String>)]
+//!     Root(u64),
+//!     Log(String),
+//! }
+//!
+//! #[aiosock::protocol]
+//! enum Nothing {
+//!     Never,
+//! }
+//!
+//! struct Calculator;
+//!
+//! impl MathHandler for Calculator {
+//!     async fn on_square(&mut self, n: u64) -> u64 {
+//!         n * n
+//!     }
+//!     async fn on_root(&mut self, n: u64) -> Result<u64, String> {
+//!         let root = n.isqrt();
+//!         if root * root == n { Ok(root) } else { Err(format!("{n} is not a square")) }
+//!     }
+//!     async fn on_log(&mut self, line: String) {
+//!         println!("{line}");
+//!     }
+//! }
+//!
+//! impl NothingHandler for () {
+//!     async fn on_never(&mut self) {}
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let (client, server) = aiosock::pair::<Math, Nothing>()?;
+//! tokio::spawn(server.serve(Calculator)); // in a real program: in the worker process
+//!
+//! let (tx, rx) = client.into_split();
+//! tokio::spawn(rx.serve(())); // replies arrive through this end's receiver
+//! let math = MathClient::new(tx);
+//! assert_eq!(math.square(7).await?, 49);
+//! assert_eq!(math.root(50).await?, Err("50 is not a square".to_owned()));
+//! math.log("one-way messages mix in".into()).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! - **Replies arrive through the calling end's [`Receiver`]**, which must be running:
+//!   [`serve`](Receiver::serve) it in a task (as above), or `recv` in a loop. Replies
+//!   never show up as messages.
+//! - **Serving answers calls**: [`Receiver::serve`] sends each method's return value back on
+//!   the same connection, through the end's sending half, which must stay open: keep a
+//!   [`Sender`] (or the client) while serving, or use [`Endpoint::serve`], which keeps it
+//!   for you. `serve` handles one message at a time, in order;
+//!   [`Receiver::serve_concurrent`] runs up to N at once on clones of the handler, so one
+//!   slow call does not hold up the rest (messages start in order and finish in any order).
+//!   While a method runs, `serve` keeps reading, so a handler may call the peer back and
+//!   await the answer; other messages wait their turn (up to [`Config::capacity`] bytes of
+//!   them, read ahead).
+//! - **Both directions**: each side may call the other over one pair.
+//! - **Cancelling**: dropping a call's future cancels it (so `tokio::time::timeout` around a
+//!   call works). Before the message was queued, nothing is sent; after, the late reply is
+//!   recognised and dropped when it comes.
+//! - **Close and death**: when the peer closes its sending direction, exits or is killed,
+//!   or this end's receiver is dropped or fails, every call in flight fails at once with
+//!   [`CallError::Closed`] (or [`CallError::Failed`]), and later calls fail immediately. A
+//!   call never waits for a reply that cannot come.
+//! - **Panics**: a handler method that panics answers its caller with
+//!   [`CallError::Panicked`] and the panic's message. [`serve`](Receiver::serve) then
+//!   stops, since the handler may be half-updated: it tells the peer (whose receiver
+//!   returns [`Error::PeerPanicked`] and whose other calls fail with the message) and
+//!   resumes the panic, so a worker whose `main` serves exits as a panicking program does
+//!   (code 101). [`serve_concurrent`](Receiver::serve_concurrent) contains the panic to
+//!   its task and goes on.
+//! - **A call read with `recv`** (not served) cannot be answered: its caller gets
+//!   [`CallError::Unanswered`] at once. A call variant sent with `send` is one-way: its
+//!   reply is computed and dropped.
+//! - **Bounded**: at most [`Config::max_calls`] calls are in flight per end (1,024 by
+//!   default); a call waits for a free slot, and the client's `try_` methods fail with
+//!   [`CallError::Full`] instead. A call cancelled after it was sent keeps its slot until
+//!   its reply arrives.
+//! - **Ids**: call ids are 64-bit and never name two live calls, even after wrap-around. A
+//!   peer that answers an id not in flight, answers twice, answers a one-way message, or
+//!   answers with a value of the wrong type gets [`Error::UnexpectedReply`] or
+//!   [`Error::BadReply`], and the connection ends: no reply ever reaches the wrong caller.
+//!   Replies are decoded within the same [decode budget](#the-decode-budget) as messages.
+//!
 //! # Waiting on many receivers
 //!
 //! ipc-channel has a receiver set; with aiosock, the Tokio idioms do the job. For a few
@@ -189,7 +285,8 @@
 //! | [`Receiver::recv`] | yes | no message is lost; read progress stays in the receiver |
 //! | [`Sender::send`] | yes | the message was not queued (as tokio's `mpsc::Sender::send`) |
 //! | [`Sender::ready`], [`Sender::flush`], [`Sender::closed`] | yes | they only wait |
-//! | [`Receiver::serve`] | no | the receiver and handler are dropped; a message being handled is lost |
+//! | [`Receiver::serve`], [`Receiver::serve_concurrent`], [`Endpoint::serve`] | no | the receiver and handler are dropped; a message being handled is lost, and a call being answered fails with [`CallError::Unanswered`] |
+//! | a generated client's call (`client.square(7)`) | yes | the call is cancelled: not sent, or its late reply is dropped |
 //! | [`Child::wait`] | yes | |
 //!
 //! # Errors and a hostile peer
