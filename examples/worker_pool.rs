@@ -1,38 +1,42 @@
-//! A pool of worker processes: the parent spawns N copies of this program in worker mode,
-//! deals each a share of the jobs, collects the typed results and shuts the workers down.
+//! A pool of worker processes answering calls: the parent spawns N copies of this program
+//! in worker mode and keeps 64 calls in flight to each; every lane takes the next job from
+//! one shared counter, so a faster worker simply gets more jobs.
 //!
 //! `cargo run --release --example worker_pool [WORKERS] [JOBS]` (defaults: the CPU count,
 //! 200000 jobs). Prints one summary line with the total time and jobs per second.
 
 use std::error::Error;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A job: count the Collatz steps from `start` down to 1.
 #[aiosock::protocol]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Job {
-    /// One job.
-    Collatz {
-        /// The job's number, echoed in its result.
-        id: u64,
-        /// Where the sequence starts.
-        start: u64,
-    },
+    /// Answered with the number of steps.
+    #[reply(u32)]
+    Collatz(u64),
 }
 
-/// A worker's answers.
+/// Workers send nothing of their own: only answers.
 #[aiosock::protocol]
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Done {
-    /// The result of one job.
-    Steps {
-        /// The job's number.
-        id: u64,
-        /// The number of steps.
-        steps: u32,
-    },
+pub enum Silence {
+    /// Never sent.
+    Nothing,
 }
+
+/// The parent's handler for what workers send: nothing comes.
+struct Parent;
+
+impl SilenceHandler for Parent {
+    async fn on_nothing(&mut self) {}
+}
+
+/// Calls in flight to each worker.
+const LANES: usize = 64;
 
 fn collatz(mut n: u64) -> u32 {
     let mut steps = 0;
@@ -48,27 +52,21 @@ fn collatz(mut n: u64) -> u32 {
 }
 
 /// The worker: answers each job; the parent closing its side ends it.
-struct Worker {
-    out: aiosock::Sender<Done>,
-}
+struct Worker;
 
 impl JobHandler for Worker {
-    async fn on_collatz(&mut self, id: u64, start: u64) {
-        let steps = collatz(start);
-        if self.out.send(Done::Steps { id, steps }).await.is_err() {
-            eprintln!("worker {}: the parent is gone", std::process::id());
-        }
+    async fn on_collatz(&mut self, start: u64) -> u32 {
+        collatz(start)
     }
 }
 
 fn worker() -> Result<(), Box<dyn Error>> {
-    let end = aiosock::inherited::<Done, Job>()?;
+    let end = aiosock::inherited::<Silence, Job>()?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(async move {
-            let (tx, rx) = end.into_split();
-            rx.serve(Worker { out: tx }).await?;
+            end.serve(Worker).await?;
             Ok(())
         })
 }
@@ -96,59 +94,60 @@ fn main() -> Result<(), Box<dyn Error>> {
 async fn pool(workers: usize, jobs: u64) -> Result<(), Box<dyn Error>> {
     let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let mut runs = Vec::new();
-    for w in 0..workers as u64 {
-        let (here, there) = aiosock::pair::<Job, Done>()?;
+    let next = Arc::new(AtomicU64::new(0));
+    let mut children = Vec::new();
+    let mut lanes = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (here, there) = aiosock::pair::<Job, Silence>()?;
         let mut cmd = Command::new(&exe);
         cmd.arg("--worker");
-        let mut child = aiosock::ChildOptions::new()
+        let child = aiosock::ChildOptions::new()
             .kill_on_drop(true)
             .spawn(cmd, there)?;
-        let (tx, mut rx) = here.into_split();
-        // This worker's share: every `workers`-th job.
-        let share: Vec<u64> = (w..jobs).step_by(workers).collect();
-        runs.push(tokio::spawn(async move {
-            let expected = share.len();
-            let feeder = tokio::spawn(async move {
-                for id in share {
-                    let job = Job::Collatz { id, start: id + 1 };
-                    tx.send(job).await.map_err(|e| e.to_string())?;
+        let (tx, rx) = here.into_split();
+        // The answers arrive through the receiver: it runs while the calls do.
+        let serving = tokio::spawn(rx.serve(Parent));
+        children.push((child, serving));
+        let client = JobClient::new(tx);
+        for _ in 0..LANES {
+            let (client, next) = (client.clone(), next.clone());
+            lanes.spawn(async move {
+                let (mut count, mut checksum) = (0u64, 0u64);
+                loop {
+                    let id = next.fetch_add(1, Ordering::Relaxed);
+                    if id >= jobs {
+                        return Ok::<_, String>((count, checksum));
+                    }
+                    let steps = client.collatz(id + 1).await.map_err(|e| e.to_string())?;
+                    if steps != collatz(id + 1) {
+                        return Err(format!("job {id}: wrong result {steps}"));
+                    }
+                    count += 1;
+                    checksum += u64::from(steps);
                 }
-                // Dropping `tx` tells the worker there are no more jobs.
-                Ok::<_, String>(())
             });
-            let mut checksum = 0u64;
-            let mut count = 0;
-            while let Some(Done::Steps { id, steps }) =
-                rx.recv().await.map_err(|e| e.to_string())?
-            {
-                if steps != collatz(id + 1) {
-                    return Err(format!("job {id}: wrong result {steps}"));
-                }
-                checksum += u64::from(steps);
-                count += 1;
-            }
-            feeder.await.map_err(|e| e.to_string())??;
-            if count != expected {
-                return Err(format!("worker {w}: {count} of {expected} results"));
-            }
-            let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-                .await
-                .map_err(|_| "a worker did not exit".to_string())?
-                .map_err(|e| e.to_string())?;
-            if !status.success() {
-                return Err(format!("worker {w} failed: {status}"));
-            }
-            Ok((count, checksum))
-        }));
+        }
+        // The lanes hold the clients: once they finish, the workers see the end.
     }
     let (mut done, mut checksum) = (0, 0);
-    for run in runs {
-        let (count, sum) = run.await??;
+    while let Some(lane) = lanes.join_next().await {
+        let (count, sum) = lane??;
         done += count;
         checksum += sum;
     }
     let elapsed = started.elapsed();
+    for (w, (mut child, serving)) in children.into_iter().enumerate() {
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .map_err(|_| format!("worker {w} did not exit"))??;
+        if !status.success() {
+            return Err(format!("worker {w} failed: {status}").into());
+        }
+        serving.await??;
+    }
+    if done != jobs {
+        return Err(format!("{done} of {jobs} jobs done").into());
+    }
     println!(
         "worker_pool: {workers} workers, {done} jobs in {:.3} s, {:.0} jobs/s (checksum {checksum})",
         elapsed.as_secs_f64(),
