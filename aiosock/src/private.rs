@@ -55,6 +55,31 @@ pub mod wire {
         wire::encode_frame(out, msg, max)
     }
 
+    /// Appends one frame holding `value` with the frame header's `flags` and, for a call or
+    /// a reply, call id `id`, exactly as an end does (for the fuzzing seeds). Flags that
+    /// name no frame kind are refused.
+    pub fn encode_as<T: serde::Serialize>(
+        out: &mut Vec<u8>,
+        value: &T,
+        flags: u16,
+        id: u64,
+    ) -> Result<(), InvalidMessage> {
+        let kind = match flags {
+            0 => wire::Kind::Message,
+            0x0001 => wire::Kind::Call(id),
+            0x0002 => wire::Kind::Reply(id),
+            0x0006 => wire::Kind::Failed(id),
+            0x0008 => wire::Kind::Panicked,
+            _ => {
+                return Err(InvalidMessage::TooLarge {
+                    len: usize::MAX,
+                    max: 0,
+                });
+            }
+        };
+        wire::encode_frame_as(out, value, usize::MAX, kind)
+    }
+
     /// Decodes the frame at the start of `buf` (no hello) with the default decode budget,
     /// exactly as a `Receiver` does: the message and the bytes it took, or `None` if `buf`
     /// holds less than a frame.

@@ -75,6 +75,11 @@ impl WriterTask {
             if !more {
                 break;
             }
+            // Woken by a send: let the runtime's other ready tasks run first, so that what
+            // they send goes out in the same system call (the tasks woken by one read of
+            // replies, each making its next call, for example). The first message after a
+            // quiet spell does not wait for this: its sender writes it inline.
+            tokio::task::yield_now().await;
         }
         let taken_over = {
             let mut out = self.shared.out();

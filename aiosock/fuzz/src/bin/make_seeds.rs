@@ -29,6 +29,13 @@ fn capture(msgs: Vec<Msg>) -> Vec<u8> {
     out
 }
 
+/// One frame of the kind `flags` names (see the wire format) holding `value`.
+fn frame<T: aiosock::__private::serde::Serialize>(value: &T, flags: u16, id: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    aiosock::__private::wire::encode_as(&mut out, value, flags, id).expect("encode");
+    out
+}
+
 fn main() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/decode_stream");
     std::fs::create_dir_all(&dir).expect("corpus dir");
@@ -77,6 +84,24 @@ fn main() {
             seed.extend(capture(msgs.clone()));
             std::fs::write(dir.join(format!("seed-{i}-{chunk}")), seed).expect("write seed");
         }
+    }
+    // Streams with calls, replies, failure reports and a panic notice, written by hand
+    // after a real hello (no call is waiting in a decoded stream, so a reply ends it).
+    let hello = capture(vec![]);
+    let frames: Vec<Vec<u8>> = vec![
+        frame(&Msg::Num(5, 6), 0x0001, 1),
+        frame(&Msg::Unit, 0x0001, u64::MAX),
+        frame(&49u64, 0x0002, 1),
+        frame(&(1u8), 0x0006, 2),          // Failure::Unanswered
+        frame(&(0u8, "boom"), 0x0006, 3), // Failure::Panicked("boom")
+        frame(&"a panic", 0x0008, 0),
+    ];
+    for (i, tail) in frames.iter().enumerate() {
+        let mut seed = vec![3];
+        seed.extend(&hello);
+        seed.extend(frame(&Msg::Text { s: "first".into() }, 0, 0));
+        seed.extend(tail);
+        std::fs::write(dir.join(format!("seed-calls-{i}")), seed).expect("write seed");
     }
     println!("seeds written to {} and {}", dir.display(), budget_dir.display());
 }
