@@ -892,6 +892,22 @@ mod tests {
     }
 
     #[test]
+    fn self_in_a_reply_is_reported_and_expanded_as_the_enum() {
+        let (out, errors) = expand(
+            quote!(),
+            quote! { enum Tree { #[reply(Vec<(Self, u8)>)] A } },
+        );
+        assert_eq!(errors.into_iter().flatten().count(), 1);
+        let out = out.to_string();
+        assert!(!out.contains("Self ,"), "{out}");
+        assert!(out.contains("Output = Vec < (Tree , u8) >"), "{out}");
+        assert!(
+            out.contains("__aiosock_assert_reply :: < Vec < (Tree , u8) > > ()"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn reply_types_are_asserted_to_be_serde_types() {
         let out = expand_ok(quote!(), to_worker());
         assert!(out.contains("fn __aiosock_assert_reply < __R : :: aiosock :: __private :: serde :: Serialize + :: aiosock :: __private :: serde :: de :: DeserializeOwned + :: core :: marker :: Send + 'static , > ()"), "{out}");

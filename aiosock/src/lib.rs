@@ -409,7 +409,9 @@ pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
 /// would have the same name, `#[cfg]` on a field, unknown or repeated arguments, the
 /// serde attributes below, `#[reply]` on the enum or on a field, a repeated `#[reply]`,
 /// one that does not hold exactly one type (`#[reply]`, `#[reply = u64]`,
-/// `#[reply(u64, u32)]`), a reply type that is not a serde type, and a variant whose
+/// `#[reply(u64, u32)]`), a reply type that is not a serde type or that names `Self`
+/// (write the enum's name: the reply type is also written in the handler trait and the
+/// client, where `Self` means another type), and a variant whose
 /// client method could not be generated: one named like the client's own methods (`New`,
 /// `Sender`, `IntoSender`), like the `try_` method of a call (`TrySquare` next to a call
 /// `Square`), or whose name in snake case cannot be a method's (`Self_`, `Super`,
