@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-use proc_macro2::{Ident, Span};
-use quote::format_ident;
+use proc_macro2::{Group, Ident, Span, TokenStream, TokenTree};
+use quote::{ToTokens as _, format_ident};
 use syn::{Attribute, DataEnum, DeriveInput, Fields, Generics, Index, Member, Type, Visibility};
 
 use crate::attr::{self, SerdeAttrs};
@@ -36,7 +36,9 @@ pub(crate) struct Variant<'a> {
     /// method of its own, so the one collision is not reported again by rustc.
     pub(crate) method_taken_by: Option<&'a Ident>,
     /// The type in the variant's `#[reply(T)]`: the variant is a call, which the peer's
-    /// handler answers with a `T`. `None` for a one-way variant.
+    /// handler answers with a `T`. `None` for a one-way variant. A `Self` in it (an error,
+    /// which `check` reports) is replaced by the enum's name, so that the expansion names
+    /// one type everywhere and rustc adds no errors of its own.
     pub(crate) reply: Option<Type>,
     /// The generated client's method: the variant's name in snake_case (raw if it is a
     /// keyword), spanned at the variant's name. `None` if that name cannot be a method's
@@ -94,7 +96,7 @@ impl<'a> Protocol<'a> {
             attrs: &input.attrs,
             generics: &input.generics,
             serde: SerdeAttrs::from_attrs(&input.attrs),
-            variants: Variant::all_from_syn(cx, data),
+            variants: Variant::all_from_syn(cx, &input.ident, data),
             original: input,
         }
     }
@@ -107,11 +109,11 @@ impl<'a> Protocol<'a> {
 
 impl<'a> Variant<'a> {
     /// The variants in order, each knowing whether an earlier one took its method name.
-    fn all_from_syn(cx: &Ctxt, data: &'a DataEnum) -> Vec<Self> {
+    fn all_from_syn(cx: &Ctxt, enum_ident: &Ident, data: &'a DataEnum) -> Vec<Self> {
         let mut variants: Vec<Self> = data
             .variants
             .iter()
-            .map(|variant| Variant::from_syn(cx, variant))
+            .map(|variant| Variant::from_syn(cx, enum_ident, variant))
             .collect();
         let mut first_with = HashMap::new();
         for variant in &mut variants {
@@ -125,7 +127,7 @@ impl<'a> Variant<'a> {
         variants
     }
 
-    fn from_syn(cx: &Ctxt, variant: &'a syn::Variant) -> Self {
+    fn from_syn(cx: &Ctxt, enum_ident: &Ident, variant: &'a syn::Variant) -> Self {
         let style = match &variant.fields {
             Fields::Unit => Style::Unit,
             Fields::Unnamed(_) => Style::Tuple,
@@ -143,7 +145,7 @@ impl<'a> Variant<'a> {
             fields,
             method: case::method_name(&variant.ident),
             method_taken_by: None,
-            reply: attr::reply(cx, variant),
+            reply: attr::reply(cx, variant).map(|ty| replace_self(&ty, enum_ident)),
             client_method: case::client_method_name(&variant.ident),
             serde: SerdeAttrs::from_attrs(&variant.attrs),
             original: variant,
@@ -188,4 +190,27 @@ impl<'a> Field<'a> {
             original: field,
         }
     }
+}
+
+/// `ty` with every `Self` replaced by `name` (spanned at the `Self`).
+fn replace_self(ty: &Type, name: &Ident) -> Type {
+    fn replace(tokens: TokenStream, name: &Ident) -> TokenStream {
+        tokens
+            .into_iter()
+            .map(|token| match token {
+                TokenTree::Ident(ident) if ident == "Self" => {
+                    let mut name = name.clone();
+                    name.set_span(ident.span());
+                    TokenTree::Ident(name)
+                }
+                TokenTree::Group(group) => {
+                    let mut replaced = Group::new(group.delimiter(), replace(group.stream(), name));
+                    replaced.set_span(group.span());
+                    TokenTree::Group(replaced)
+                }
+                other => other,
+            })
+            .collect()
+    }
+    syn::parse2(replace(ty.to_token_stream(), name)).unwrap_or_else(|_| ty.clone())
 }

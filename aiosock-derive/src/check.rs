@@ -4,6 +4,7 @@
 use std::fmt::Display;
 
 use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens as _;
 use syn::{Data, DataEnum, DeriveInput, GenericParam};
 
 use crate::ast::{Protocol, Variant};
@@ -17,6 +18,7 @@ pub(crate) fn check(cx: &Ctxt, protocol: &Protocol<'_>) {
     unique_method_names(cx, protocol);
     client_method_names(cx, protocol);
     reply_only_on_variants(cx, protocol);
+    no_self_in_replies(cx, protocol);
     no_cfg_on_fields(cx, protocol);
     externally_tagged(cx, protocol);
     no_untagged_variants(cx, protocol);
@@ -223,6 +225,32 @@ fn reply_only_on_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
             cx.error_spanned_by(
                 attr,
                 "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
+            );
+        }
+    }
+}
+
+/// The reply type is written again in the handler trait, where `Self` is the handler, and
+/// in the client, where it is the client: `Self` in it would name a different type in each
+/// place (and none in the check that it is a serde type).
+fn no_self_in_replies(cx: &Ctxt, protocol: &Protocol<'_>) {
+    fn find_self(tokens: TokenStream) -> Option<TokenTree> {
+        tokens.into_iter().find_map(|token| match token {
+            TokenTree::Ident(ref ident) if ident == "Self" => Some(token),
+            TokenTree::Group(group) => find_self(group.stream()),
+            _ => None,
+        })
+    }
+    // The IR's reply types have `Self` replaced already: look at the attributes.
+    let attrs = protocol.variants.iter().flat_map(|v| &v.original.attrs);
+    for attr in attrs.filter(|attr| attr::is_reply(attr)) {
+        if let Some(token) = find_self(attr.meta.to_token_stream()) {
+            cx.error_spanned_by(
+                token,
+                format_args!(
+                    "`Self` in #[reply(...)] is not supported: the reply type is also written in the handler trait and the client, where `Self` is another type; write `{}`",
+                    protocol.name(),
+                ),
             );
         }
     }
@@ -531,6 +559,29 @@ mod tests {
                         D,
                     }
                 }
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn self_in_a_reply_type_is_rejected() {
+        let expected = "`Self` in #[reply(...)] is not supported: the reply type is also written in the handler trait and the client, where `Self` is another type; write `E`";
+        assert_eq!(
+            errors(quote!(), quote! { enum E { #[reply(Self)] A } }),
+            [expected]
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { enum E { #[reply(Vec<(u8, Option<Self>)>)] A } }
+            ),
+            [expected]
+        );
+        assert!(
+            errors(
+                quote!(),
+                quote! { enum E { #[reply(E)] A, #[reply(SelfMade)] B } }
             )
             .is_empty()
         );

@@ -892,6 +892,22 @@ mod tests {
     }
 
     #[test]
+    fn self_in_a_reply_is_reported_and_expanded_as_the_enum() {
+        let (out, errors) = expand(
+            quote!(),
+            quote! { enum Tree { #[reply(Vec<(Self, u8)>)] A } },
+        );
+        assert_eq!(errors.into_iter().flatten().count(), 1);
+        let out = out.to_string();
+        assert!(!out.contains("Self ,"), "{out}");
+        assert!(out.contains("Output = Vec < (Tree , u8) >"), "{out}");
+        assert!(
+            out.contains("__aiosock_assert_reply :: < Vec < (Tree , u8) > > ()"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn reply_types_are_asserted_to_be_serde_types() {
         let out = expand_ok(quote!(), to_worker());
         assert!(out.contains("fn __aiosock_assert_reply < __R : :: aiosock :: __private :: serde :: Serialize + :: aiosock :: __private :: serde :: de :: DeserializeOwned + :: core :: marker :: Send + 'static , > ()"), "{out}");
@@ -917,9 +933,9 @@ mod tests {
             "pub fn sender (& self) -> & :: aiosock :: Sender < ToWorker > { & self . sender }",
             "pub fn into_sender (self) -> :: aiosock :: Sender < ToWorker > { self . sender }",
             "# [doc = \" Calls `ToWorker::Square` and waits for its reply.\"] \
-             pub fn square (& self , _0 : u64) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < u64 , :: aiosock :: CallError > > + :: core :: marker :: Send + '_ { \
+             pub fn square (& self , _0 : u64) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < u64 , :: aiosock :: CallError >> + :: core :: marker :: Send + '_ { \
              :: aiosock :: __private :: call :: < ToWorker , u64 > (& self . sender , ToWorker :: Square (_0) , true) }",
-            "pub fn try_square (& self , _0 : u64) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < u64 , :: aiosock :: CallError > > + :: core :: marker :: Send + '_ { \
+            "pub fn try_square (& self , _0 : u64) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < u64 , :: aiosock :: CallError >> + :: core :: marker :: Send + '_ { \
              :: aiosock :: __private :: call :: < ToWorker , u64 > (& self . sender , ToWorker :: Square (_0) , false) }",
             "# [doc = \" Sends `ToWorker::Greet`, like `Sender::send`.\"] # [doc = \"\"] # [doc = r\" Says hello.\"] # [track_caller] \
              pub fn greet (& self , name : String) -> impl :: core :: future :: Future < Output = :: core :: result :: Result < () , :: aiosock :: SendError < ToWorker >> > + :: core :: marker :: Send + '_ { \
@@ -1039,12 +1055,12 @@ mod tests {
     }
 
     #[test]
-    fn generic_enum_falls_back_without_serde_attributes() {
+    fn generic_enum_falls_back_without_serde_and_reply_attributes() {
         let (out, errors) = expand(
             quote!(),
             quote! {
                 #[serde(untagged)] #[derive(Debug)]
-                enum E<T> { #[serde(other)] A(#[serde(flatten)] #[doc = "x"] T) }
+                enum E<T> { #[serde(other)] #[reply(u8)] A(#[serde(flatten)] #[doc = "x"] T) }
             },
         );
         assert!(errors.is_some());

@@ -5,11 +5,12 @@
 //! generates. The generated code names the runtime only through `aiosock::__private`, and
 //! the two crates are pinned to the same exact version.
 //!
-//! Layout, one phase per file: `attr` reads the macro's arguments and the keys of the
-//! user's `#[serde]` attributes, `ast` builds a borrowed view of the enum, `check` applies
-//! the rules (among them, no serde attribute that bincode cannot carry) and `ctxt` gathers
-//! every error they find, `expand` generates the output (with `case` for method names and
-//! `fingerprint` for the protocol hash).
+//! Layout, one phase per file: `attr` reads the macro's arguments, the `#[reply(T)]` of
+//! each call variant and the keys of the user's `#[serde]` attributes, `ast` builds a
+//! borrowed view of the enum, `check` applies the rules (among them, no serde attribute
+//! that bincode cannot carry, `#[reply]` only on variants, client method names that can be
+//! generated) and `ctxt` gathers every error they find, `expand` generates the output
+//! (with `case` for method names and `fingerprint` for the protocol hash).
 
 mod ast;
 mod attr;

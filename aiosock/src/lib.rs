@@ -337,7 +337,9 @@
 //!
 //! # The `protocol` attribute
 //!
-//! See [`protocol`] for everything it generates.
+//! See [`protocol`] for everything it generates: the serde derives, the [`Protocol`] and
+//! [`Dispatch`] impls, the `{Enum}Handler` trait and the `{Enum}Client` struct, and for
+//! calls, the variants declared with `#[reply(T)]`.
 //!
 //! # Features
 //!
@@ -397,6 +399,9 @@ pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
 ///     Unit,
 ///     Tuple(u8, String),
 ///     Struct { id: u64, data: Vec<u8> },
+///     /// A call: the peer's handler answers it with a `u64`.
+///     #[reply(u64)]
+///     Square(u64),
 /// }
 ///
 /// struct Printer;
@@ -409,38 +414,105 @@ pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
 ///     async fn on_struct(&mut self, id: u64, data: Vec<u8>) {
 ///         println!("{id}: {} bytes", data.len());
 ///     }
+///     async fn on_square(&mut self, n: u64) -> u64 {
+///         n * n
+///     }
 ///     async fn closed(&mut self) {
 ///         println!("the peer closed");
 ///     }
 /// }
+///
+/// // The other side: one method per variant on the generated client.
+/// async fn use_it(client: &MsgClient) -> Result<(), Box<dyn std::error::Error>> {
+///     client.tuple(1, "one".into()).await?; // sends, like `Sender::send`
+///     let squared: u64 = client.square(7).await?; // sends and waits for the reply
+///     assert_eq!(squared, 49);
+///     Ok(())
+/// }
 /// # let _ = (Msg::Unit, Msg::Tuple(1, String::new()), Msg::Struct { id: 0, data: vec![] }, Printer);
+/// # let _ = use_it;
 /// ```
 ///
 /// On `enum Msg` it generates:
 ///
 /// - the enum itself, unchanged, with serde's `Serialize` and `Deserialize` derived through
 ///   aiosock's own copy of serde (your crate needs no serde dependency). Your derives, docs
-///   and attributes stay. Every field whose type is written `Vec<u8>` is encoded as one
-///   byte string (see [`Bytes`] for other places bytes live);
-/// - `impl aiosock::Protocol for Msg`: the name `"Msg"` and a fingerprint of the enum's
-///   shape, which the two ends compare in their hello (see [`Protocol`] for its limits);
+///   and attributes stay, except `#[reply(...)]`, which is the macro's own. Every field
+///   whose type is written `Vec<u8>` is encoded as one byte string (see [`Bytes`] for other
+///   places bytes live);
+/// - `impl aiosock::Protocol for Msg`: the name `"Msg"`, a fingerprint of the enum's shape
+///   (reply types included), which the two ends compare in their hello (see [`Protocol`]
+///   for its limits), and [`HAS_CALLS`](Protocol::HAS_CALLS), whether any variant that is
+///   compiled in has a `#[reply]`;
 /// - `trait MsgHandler: Send`, with the enum's visibility, one method per variant named
 ///   `on_` + the variant in snake case, taking the fields by value (named fields by name):
 ///   `on_unit(&mut self)`, `on_tuple(&mut self, _0: u8, _1: String)`,
 ///   `on_struct(&mut self, id: u64, data: Vec<u8>)`. Each returns a `Send` future, so you
-///   implement them with `async fn` and can `tokio::spawn` the serving task. A provided
-///   method `closed(&mut self)` runs once after the peer closed; it does nothing by
-///   default;
+///   implement them with `async fn` and can `tokio::spawn` the serving task. The future's
+///   output is the reply type of a call variant (`on_square(&mut self, _0: u64)` gives a
+///   `u64`, sent back as the reply) and `()` for any other. A provided method
+///   `closed(&mut self)` runs once after the peer closed; it does nothing by default;
 /// - `impl<H: MsgHandler> aiosock::Dispatch<H> for Msg`, which [`Receiver::serve`] and
-///   [`Dispatch::dispatch`] use.
+///   [`Dispatch::dispatch`] use (`dispatch` drops what a call's method returns; `serve`
+///   sends it back);
+/// - `struct MsgClient`, with the enum's visibility: a [`Sender<Msg>`](Sender) with one
+///   method per variant, named after the variant in snake case (raw where that is a
+///   keyword: `r#Match` gives `r#match`), taking the fields as the handler's methods do,
+///   with the variant's docs and `#[cfg]`s:
+///   - a one-way variant sends its message:
+///     `fn unit(&self) -> impl Future<Output = Result<(), SendError<Msg>>> + Send + '_`,
+///     the same as `send(Msg::Unit)`;
+///   - a call sends its message and waits for the reply:
+///     `fn square(&self, _0: u64) -> impl Future<Output = Result<u64, CallError>> + Send + '_`,
+///     and `try_square`, with the same signature, fails at once with
+///     [`CallError::Full`] where `square` would wait for room (in the table of calls in
+///     flight or in the outgoing buffer). The handler's own errors travel inside the reply:
+///     declare `#[reply(Result<u64, MyError>)]`;
+///   - `new(sender: Sender<Msg>) -> Self`, `sender(&self) -> &Sender<Msg>` and
+///     `into_sender(self) -> Sender<Msg>`, with `Clone`, `Debug`, `From<Sender<Msg>>`
+///     and `Deref<Target = Sender<Msg>>`, so `send`, `try_send`, `closed` and the other
+///     methods of [`Sender`] work on the client too. A variant's method hides the
+///     `Sender` method of the same name (a variant `Ready` gives `ready`); `sender()`
+///     still reaches it.
 ///
 /// Arguments: `#[aiosock::protocol(crate = "path::to::aiosock")]` when aiosock is reached
 /// through another name (a re-export).
 ///
+/// # Calls: `#[reply(T)]`
+///
+/// A variant declared with `#[reply(T)]` is a call: the peer's handler method returns a
+/// `T`, which [`Receiver::serve`] sends back, and the client's method for the variant
+/// returns it. `T` is any type that serde can encode and decode and that is `Send` and
+/// `'static`: `u64`, `()`, `Vec<String>`, `Result<u64, MyError>`, or a type of your own
+/// that derives serde's `Serialize` and `Deserialize` (through your own serde dependency).
+/// A type that is not is an error at the type in the attribute. `#[reply(())]` is a call
+/// that is answered with nothing: the caller learns that the handler ran.
+///
+/// The reply is declared with an attribute on the variant, rather than, say, a field of
+/// the variant or a separate list of calls, because:
+///
+/// - the enum stays an ordinary enum: the input is still valid Rust, so rustfmt,
+///   rust-analyzer and your derives see what they always see, and a message is still
+///   built as `Msg::Square(7)`;
+/// - it reads like serde's own attributes, which already say how each variant travels
+///   (`#[serde(rename = "...")]`);
+/// - the reply sits next to the request it answers, so the protocol reads as one list of
+///   messages, each with its answer, and changing one changes the fingerprint in one place.
+///
+/// # Errors
+///
 /// The macro rejects, with an error at the offending tokens: anything but an enum, an enum
 /// without variants, generic parameters or lifetimes, two variants whose handler methods
-/// would have the same name, `#[cfg]` on a field, unknown or repeated arguments, and the
-/// serde attributes below. It reports every error it finds in one build.
+/// would have the same name, `#[cfg]` on a field, unknown or repeated arguments, the
+/// serde attributes below, `#[reply]` on the enum or on a field, a repeated `#[reply]`,
+/// one that does not hold exactly one type (`#[reply]`, `#[reply = u64]`,
+/// `#[reply(u64, u32)]`), a reply type that is not a serde type or that names `Self`
+/// (write the enum's name: the reply type is also written in the handler trait and the
+/// client, where `Self` means another type), and a variant whose
+/// client method could not be generated: one named like the client's own methods (`New`,
+/// `Sender`, `IntoSender`), like the `try_` method of a call (`TrySquare` next to a call
+/// `Square`), or whose name in snake case cannot be a method's (`Self_`, `Super`,
+/// `Crate`). It reports every error it finds in one build.
 ///
 /// # Serde attributes
 ///

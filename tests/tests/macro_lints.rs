@@ -57,6 +57,18 @@ pub mod strict {
         #[serde(rename = "stop")]
         Stop,
     }
+
+    /// A protocol whose only call is behind a `cfg`: `HAS_CALLS` is a block then.
+    #[aiosock::protocol]
+    #[derive(Debug)]
+    pub enum CfgCall {
+        /// The call.
+        #[cfg(unix)]
+        #[reply(u8)]
+        Call,
+        /// A one-way message.
+        Plain,
+    }
 }
 
 /// Counts the messages by kind.
@@ -120,6 +132,13 @@ fn client_methods(client: &strict::ShapesClient) {
     ));
     let client = strict::ShapesClient::new(client.clone().into_sender());
     drop((client.sender().is_closed(), format!("{client:?}")));
+}
+
+#[test]
+fn has_calls_of_a_protocol_whose_only_call_is_behind_a_cfg() {
+    use aiosock::Protocol as _;
+    const { assert!(strict::CfgCall::HAS_CALLS) };
+    let _ = (strict::CfgCall::Call, strict::CfgCall::Plain);
 }
 
 #[tokio::test]

@@ -1,0 +1,7 @@
+#[aiosock::protocol]
+pub enum Tree {
+    #[reply(Vec<Self>)]
+    Children,
+}
+
+fn main() {}
