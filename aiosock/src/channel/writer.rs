@@ -22,6 +22,9 @@ use crate::sys::{self, Socket};
 /// often `closed` probes without a watcher.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// A writer woken with less than this queued lets other tasks add to it before writing.
+const GATHER_BELOW: usize = 16 * 1024;
+
 /// Starts the writer task of `shared` on the current runtime.
 pub(crate) fn spawn(shared: Arc<Shared>) {
     let task = WriterTask {
@@ -75,11 +78,14 @@ impl WriterTask {
             if !more {
                 break;
             }
-            // Woken by a send: let the runtime's other ready tasks run first, so that what
-            // they send goes out in the same system call (the tasks woken by one read of
-            // replies, each making its next call, for example). The first message after a
-            // quiet spell does not wait for this: its sender writes it inline.
-            tokio::task::yield_now().await;
+            // Woken by a send of little: let the runtime's other ready tasks run first, so
+            // that what they send goes out in the same system call (the tasks woken by one
+            // read of replies, each making its next call, for example). The first message
+            // after a quiet spell does not wait for this (its sender writes it inline), nor
+            // does a queue that already fills a large write.
+            if self.shared.out().queue.len() < GATHER_BELOW {
+                tokio::task::yield_now().await;
+            }
         }
         let taken_over = {
             let mut out = self.shared.out();
