@@ -1,6 +1,7 @@
-//! A pool of worker processes answering calls: the parent spawns N copies of this program
-//! in worker mode and keeps 64 calls in flight to each; every lane takes the next job from
-//! one shared counter, so a faster worker simply gets more jobs.
+//! A pool of worker processes answering calls: `aiosock::Pool` spawns N copies of this
+//! program in worker mode (and would restart any that died); 64 lanes of calls per worker
+//! each take the next job from one shared counter, and the pool sends each call to the
+//! worker with the fewest in flight.
 //!
 //! `cargo run --release --example worker_pool [WORKERS] [JOBS]` (defaults: the CPU count,
 //! 200000 jobs). Prints one summary line with the total time and jobs per second.
@@ -29,6 +30,7 @@ pub enum Silence {
 }
 
 /// The parent's handler for what workers send: nothing comes.
+#[derive(Clone)]
 struct Parent;
 
 impl SilenceHandler for Parent {
@@ -93,41 +95,39 @@ fn main() -> Result<(), Box<dyn Error>> {
 
 async fn pool(workers: usize, jobs: u64) -> Result<(), Box<dyn Error>> {
     let exe = std::env::current_exe()?;
-    let started = Instant::now();
-    let next = Arc::new(AtomicU64::new(0));
-    let mut children = Vec::new();
-    let mut lanes = tokio::task::JoinSet::new();
-    for _ in 0..workers {
-        let (here, there) = aiosock::pair::<Job, Silence>()?;
+    let command = move |_worker: usize| {
         let mut cmd = Command::new(&exe);
         cmd.arg("--worker");
-        let child = aiosock::ChildOptions::new()
-            .kill_on_drop(true)
-            .spawn(cmd, there)?;
-        let (tx, rx) = here.into_split();
-        // The answers arrive through the receiver: it runs while the calls do.
-        let serving = tokio::spawn(rx.serve(Parent));
-        children.push((child, serving));
-        let client = JobClient::new(tx);
-        for _ in 0..LANES {
-            let (client, next) = (client.clone(), next.clone());
-            lanes.spawn(async move {
-                let (mut count, mut checksum) = (0u64, 0u64);
-                loop {
-                    let id = next.fetch_add(1, Ordering::Relaxed);
-                    if id >= jobs {
-                        return Ok::<_, String>((count, checksum));
-                    }
-                    let steps = client.collatz(id + 1).await.map_err(|e| e.to_string())?;
-                    if steps != collatz(id + 1) {
-                        return Err(format!("job {id}: wrong result {steps}"));
-                    }
-                    count += 1;
-                    checksum += u64::from(steps);
+        cmd
+    };
+    let started = Instant::now();
+    let pool = Arc::new(aiosock::Pool::<JobClient>::spawn::<Silence, _>(
+        workers, command, Parent,
+    )?);
+    // Lanes of calls: each takes the next job and waits for its answer; the pool sends
+    // each call to the worker with the fewest in flight.
+    let next = Arc::new(AtomicU64::new(0));
+    let mut lanes = tokio::task::JoinSet::new();
+    for _ in 0..workers * LANES {
+        let (pool, next) = (pool.clone(), next.clone());
+        lanes.spawn(async move {
+            let (mut count, mut checksum) = (0u64, 0u64);
+            loop {
+                let id = next.fetch_add(1, Ordering::Relaxed);
+                if id >= jobs {
+                    return Ok::<_, String>((count, checksum));
                 }
-            });
-        }
-        // The lanes hold the clients: once they finish, the workers see the end.
+                let steps = pool
+                    .call(async |job| job.collatz(id + 1).await)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if steps != collatz(id + 1) {
+                    return Err(format!("job {id}: wrong result {steps}"));
+                }
+                count += 1;
+                checksum += u64::from(steps);
+            }
+        });
     }
     let (mut done, mut checksum) = (0, 0);
     while let Some(lane) = lanes.join_next().await {
@@ -136,18 +136,13 @@ async fn pool(workers: usize, jobs: u64) -> Result<(), Box<dyn Error>> {
         checksum += sum;
     }
     let elapsed = started.elapsed();
-    for (w, (mut child, serving)) in children.into_iter().enumerate() {
-        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-            .await
-            .map_err(|_| format!("worker {w} did not exit"))??;
-        if !status.success() {
-            return Err(format!("worker {w} failed: {status}").into());
-        }
-        serving.await??;
-    }
     if done != jobs {
         return Err(format!("{done} of {jobs} jobs done").into());
     }
+    if let Some(worker) = pool.workers().iter().find(|w| w.restarts > 0) {
+        return Err(format!("worker {} was restarted", worker.index).into());
+    }
+    pool.shutdown(Duration::from_secs(30)).await;
     println!(
         "worker_pool: {workers} workers, {done} jobs in {:.3} s, {:.0} jobs/s (checksum {checksum})",
         elapsed.as_secs_f64(),

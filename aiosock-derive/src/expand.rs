@@ -576,6 +576,7 @@ impl<'a> Generator<'a> {
     /// client.
     fn impl_client_traits(&self) -> TokenStream {
         let krate = &self.args.krate;
+        let private = &self.private;
         let ident = self.protocol.ident;
         let client = &self.client;
         let name = client.to_string();
@@ -601,6 +602,15 @@ impl<'a> Generator<'a> {
             #[automatically_derived]
             impl ::core::convert::From<#krate::Sender<#ident>> for #client {
                 fn from(sender: #krate::Sender<#ident>) -> Self {
+                    #client { sender }
+                }
+            }
+
+            #[automatically_derived]
+            impl #private::Client for #client {
+                type Protocol = #ident;
+
+                fn from_sender(sender: #krate::Sender<#ident>) -> Self {
                     #client { sender }
                 }
             }

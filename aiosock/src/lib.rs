@@ -368,6 +368,7 @@ mod bytes;
 mod channel;
 mod error;
 pub mod guide;
+mod pool;
 mod process;
 mod protocol;
 mod sys;
@@ -384,11 +385,12 @@ pub use crate::error::{
     CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError,
     TrySendError,
 };
+pub use crate::pool::{Pool, WorkerInfo};
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("aiosock supports Linux only: it relies on pidfds, PR_SET_PDEATHSIG and /proc");
-pub use crate::protocol::{Dispatch, Mismatch, Protocol, ProtocolId};
+pub use crate::protocol::{Client, Dispatch, Mismatch, Protocol, ProtocolId};
 
 /// Turns a message enum into an aiosock protocol.
 ///

@@ -3,7 +3,7 @@
 pub use ::core;
 pub use ::serde;
 
-pub use crate::protocol::{Answer, Dispatch, Protocol};
+pub use crate::protocol::{Answer, Client, Dispatch, Protocol};
 
 /// Makes a call: sends `msg` (a message of a variant declared with `#[reply(R)]`) as a call
 /// and waits for its reply of type `R`. With `wait` false the call fails at once with

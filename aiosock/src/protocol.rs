@@ -101,6 +101,19 @@ pub trait Dispatch<H>: Protocol {
     fn dispatch_answer(self, handler: &mut H) -> impl Future<Output = Answer> + Send;
 }
 
+/// The client that `#[aiosock::protocol]` generates for a protocol (`FooClient` for
+/// `enum Foo`): a typed face over a [`Sender`](crate::Sender) with one method per variant.
+///
+/// Implemented by the macro; [`Pool`](crate::Pool) uses it to make a client for each
+/// worker it starts.
+pub trait Client: Clone + Send + Sync + 'static {
+    /// The protocol the client sends.
+    type Protocol: Protocol;
+
+    /// The client that sends through `sender`.
+    fn from_sender(sender: crate::Sender<Self::Protocol>) -> Self;
+}
+
 /// What a handler method returned, encoded for the wire: the reply of a call variant, or
 /// nothing for a one-way variant. Made by the code `#[aiosock::protocol]` generates; not
 /// public API.

@@ -113,6 +113,9 @@ pub enum Ask {
     Notes,
     /// One-way: the handler panics with this message.
     PanicOneWay(String),
+    /// Answered with the worker's process id.
+    #[reply(u32)]
+    Pid,
 }
 
 /// Calls from a `calls` worker back to its parent.

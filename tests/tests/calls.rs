@@ -302,6 +302,9 @@ impl aiosock_tests::workers::AskHandler for Squarer {
         0
     }
     async fn on_panic_one_way(&mut self, _: String) {}
+    async fn on_pid(&mut self) -> u32 {
+        std::process::id()
+    }
 }
 
 #[tokio::test]

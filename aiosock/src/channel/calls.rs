@@ -339,6 +339,11 @@ impl Calls {
         }
     }
 
+    /// Whether the connection can carry no more replies.
+    pub(crate) fn is_ended(&self) -> bool {
+        self.table().ended.is_some()
+    }
+
     /// Calls in flight: waiting for a reply, or abandoned with the reply still due.
     #[cfg(test)]
     fn live(&self) -> usize {

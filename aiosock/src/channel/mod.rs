@@ -46,3 +46,4 @@ pub use config::Config;
 pub use endpoint::{Endpoint, pair};
 pub use receiver::Receiver;
 pub use sender::Sender;
+pub(crate) use sender::Watch;

@@ -54,6 +54,18 @@ pub struct Sender<T> {
     _msg: PhantomData<fn(T)>,
 }
 
+/// Tells whether an end's connection has ended, without keeping its sending direction
+/// open as a `Sender` does.
+#[derive(Debug, Clone)]
+pub(crate) struct Watch(Arc<Shared>);
+
+impl Watch {
+    /// The peer can no longer receive, or no reply can arrive any more.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.0.known_closed() || self.0.calls.is_ended()
+    }
+}
+
 /// A call between taking its slot and getting its reply: if the caller gives up, the slot
 /// is freed or left to absorb the late reply.
 struct InFlight<'a> {
@@ -134,6 +146,11 @@ impl<T: Protocol> Sender<T> {
                 }
             }
         }
+    }
+
+    /// A watch on this end's connection.
+    pub(crate) fn watch(&self) -> Watch {
+        Watch(self.shared.clone())
     }
 
     /// Sends `msg` as a call and waits for the reply, decoded as `R`: the engine of the

@@ -130,6 +130,10 @@ impl AskHandler for Answerer {
     async fn on_panic_one_way(&mut self, message: String) {
         panic!("{message}")
     }
+
+    async fn on_pid(&mut self) -> u32 {
+        std::process::id()
+    }
 }
 
 fn calls(concurrent: bool) -> Result<(), BoxError> {

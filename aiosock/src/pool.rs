@@ -1,0 +1,574 @@
+//! A pool of worker processes that answer calls: [`Pool`].
+
+use std::fmt;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::error::{CallError, Error};
+use crate::{ChildOptions, Client, Dispatch, Protocol, pair};
+
+/// A pool of worker processes, each serving calls over its own connection, behind one
+/// handle.
+///
+/// The pool is generic over the generated client type `C` of the protocol the workers
+/// answer (`FooClient` for `enum Foo`): [`call`](Self::call) picks the worker with the
+/// fewest calls in flight and hands its client to the closure, which makes the call.
+///
+/// - **Workers** are started with [`Pool::spawn`] from a `Command` (the current
+///   executable in a worker mode, or a worker binary); each adopts its end with
+///   [`inherited`](crate::inherited) and serves it, for example with
+///   [`Endpoint::serve`](crate::Endpoint::serve). They are killed if the pool is dropped
+///   without [`shutdown`](Self::shutdown) (and, with the kernel's help, if this process
+///   dies). Forked workers are not offered: a pool restarts workers from inside a running
+///   runtime, where forking is refused.
+/// - **A worker that dies is restarted** (after a pause that grows with repeated failures,
+///   from 10 ms up to 1 s). The calls it held fail with [`CallError::Closed`];
+///   [`call_idempotent`](Self::call_idempotent) retries them on another worker instead,
+///   for calls that are safe to repeat.
+/// - **Shutdown** is graceful: [`shutdown`](Self::shutdown) refuses new calls, waits (at
+///   most the given time) for the calls in flight, then closes every worker's connection,
+///   which ends its `serve`; workers still running after the deadline are killed.
+/// - **Health**: [`size`](Self::size) and [`workers`](Self::workers) (each worker's pid,
+///   calls in flight, restarts, and whether it is up).
+///
+/// What the workers send on their own (one-way messages, or calls back to the parent) is
+/// served by a clone of the handler given to [`Pool::spawn`], one per worker.
+///
+/// # Examples
+///
+/// ```no_run
+/// #[aiosock::protocol]
+/// pub enum Job {
+///     #[reply(u64)]
+///     Square(u64),
+/// }
+///
+/// #[aiosock::protocol]
+/// pub enum Silence {
+///     Nothing,
+/// }
+///
+/// #[derive(Clone)]
+/// struct Parent;
+///
+/// impl SilenceHandler for Parent {
+///     async fn on_nothing(&mut self) {}
+/// }
+///
+/// struct Worker;
+///
+/// impl JobHandler for Worker {
+///     async fn on_square(&mut self, n: u64) -> u64 {
+///         n * n
+///     }
+/// }
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     if std::env::args().any(|arg| arg == "--worker") {
+///         let end = aiosock::inherited::<Silence, Job>()?;
+///         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+///         rt.block_on(end.serve(Worker))?;
+///         return Ok(());
+///     }
+///     tokio::runtime::Runtime::new()?.block_on(async {
+///         let exe = std::env::current_exe()?;
+///         let command = move |_worker: usize| {
+///             let mut cmd = std::process::Command::new(&exe);
+///             cmd.arg("--worker");
+///             cmd
+///         };
+///         let pool = aiosock::Pool::<JobClient>::spawn::<Silence, _>(4, command, Parent)?;
+///         let sq = pool.call(async |job| job.square(7).await).await?;
+///         assert_eq!(sq, 49);
+///         pool.shutdown(std::time::Duration::from_secs(5)).await;
+///         Ok(())
+///     })
+/// }
+/// ```
+pub struct Pool<C> {
+    shared: Arc<Shared<C>>,
+}
+
+struct Shared<C> {
+    workers: Vec<Worker<C>>,
+    /// No new calls: shutting down.
+    closing: AtomicBool,
+    /// Kill the workers that are still running.
+    kill: AtomicBool,
+    /// Calls in flight, over all workers.
+    in_flight: AtomicUsize,
+    /// Signalled when a call ends, a worker comes up, or a worker stops.
+    changed: Notify,
+    /// Where the next search for the least-loaded worker starts, so ties rotate.
+    next: AtomicUsize,
+}
+
+struct Worker<C> {
+    /// Calls in flight on this worker.
+    load: AtomicUsize,
+    /// Whether it has a client and its connection was not seen to end: a hint for
+    /// [`Pool::pick`], which checks under the lock.
+    up: AtomicBool,
+    restarts: AtomicU64,
+    state: Mutex<State<C>>,
+}
+
+struct State<C> {
+    /// The client of the running worker; `None` while it is down.
+    client: Option<Arc<C>>,
+    /// Tells whether the client's connection has ended (the worker died or closed).
+    watch: Option<crate::channel::Watch>,
+    pid: Option<u32>,
+    /// Why the last start failed, if it did.
+    last_error: Option<String>,
+    /// The supervisor ended (shutdown).
+    stopped: bool,
+}
+
+/// One worker of a [`Pool`], as [`Pool::workers`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkerInfo {
+    /// The worker's place in the pool, from 0.
+    pub index: usize,
+    /// Its process id while it is up.
+    pub pid: Option<u32>,
+    /// Whether it is up and taking calls.
+    pub up: bool,
+    /// Calls in flight on it.
+    pub in_flight: usize,
+    /// How many times it was restarted.
+    pub restarts: u64,
+    /// Why its last start failed, if it did.
+    pub last_error: Option<String>,
+}
+
+impl<C> Shared<C> {
+    /// Takes every worker's client away: its connection closes once no call holds it.
+    fn take_clients(&self) {
+        for index in 0..self.workers.len() {
+            let mut state = self.state(index);
+            state.client = None;
+            state.watch = None;
+            self.workers[index].up.store(false, Ordering::Relaxed);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Completes once `done` holds, checking it each time something changes.
+    async fn until(&self, done: impl Fn() -> bool) {
+        loop {
+            let changed = self.changed.notified();
+            if done() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    fn state(&self, index: usize) -> MutexGuard<'_, State<C>> {
+        self.workers[index]
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<C: Client> Pool<C> {
+    /// Starts `size` workers (at least 1), each from `command(index)` with a new pair's end
+    /// inherited (see [`spawn`](crate::spawn)), and a supervisor task per worker that
+    /// serves what the worker sends with a clone of `handler` and restarts the worker when
+    /// it exits.
+    ///
+    /// # Errors
+    ///
+    /// The first worker that cannot be started: the ones started before it are killed.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with I/O and time enabled (`enable_all`): the supervisors
+    /// wait on the workers' pidfds and pause between restarts.
+    pub fn spawn<In, H>(
+        size: usize,
+        command: impl Fn(usize) -> Command + Send + Sync + 'static,
+        handler: H,
+    ) -> Result<Pool<C>, Error>
+    where
+        In: Protocol + Dispatch<H>,
+        H: Clone + Send + 'static,
+    {
+        let size = size.max(1);
+        let shared = Arc::new(Shared {
+            workers: (0..size)
+                .map(|_| Worker {
+                    load: AtomicUsize::new(0),
+                    up: AtomicBool::new(false),
+                    restarts: AtomicU64::new(0),
+                    state: Mutex::new(State {
+                        client: None,
+                        watch: None,
+                        pid: None,
+                        last_error: None,
+                        stopped: false,
+                    }),
+                })
+                .collect(),
+            closing: AtomicBool::new(false),
+            kill: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            changed: Notify::new(),
+            next: AtomicUsize::new(0),
+        });
+        let command = Arc::new(command);
+        let mut started = Vec::with_capacity(size);
+        for index in 0..size {
+            started.push(start::<C, In, H>(
+                &shared,
+                index,
+                &*command,
+                handler.clone(),
+            )?);
+        }
+        for (index, running) in started.into_iter().enumerate() {
+            let supervisor = Supervisor {
+                shared: shared.clone(),
+                index,
+                command: command.clone(),
+                handler: handler.clone(),
+            };
+            tokio::spawn(supervisor.run::<In>(running));
+        }
+        Ok(Pool { shared })
+    }
+}
+
+impl<C> Pool<C> {
+    /// The number of workers.
+    pub fn size(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    /// Each worker's state: pid, whether it is up, calls in flight, restarts.
+    pub fn workers(&self) -> Vec<WorkerInfo> {
+        (0..self.size())
+            .map(|index| {
+                let worker = &self.shared.workers[index];
+                let state = self.shared.state(index);
+                WorkerInfo {
+                    index,
+                    pid: state.pid,
+                    up: state.client.is_some(),
+                    in_flight: worker.load.load(Ordering::Relaxed),
+                    restarts: worker.restarts.load(Ordering::Relaxed),
+                    last_error: state.last_error.clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Calls in flight over all workers.
+    pub fn in_flight(&self) -> usize {
+        self.shared.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Runs `call` with the client of the worker that has the fewest calls in flight (of
+    /// those that are up; if none is, waits until one is), counting it against that
+    /// worker until it returns.
+    ///
+    /// # Errors
+    ///
+    /// What `call` returns, and [`CallError::Closed`] once the pool is shutting down. If
+    /// the worker dies meanwhile, the call fails with `CallError::Closed`: see
+    /// [`call_idempotent`](Self::call_idempotent) for calls that may be repeated.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the call as dropping a client's call does.
+    pub async fn call<R>(
+        &self,
+        call: impl AsyncFnOnce(&C) -> Result<R, CallError>,
+    ) -> Result<R, CallError> {
+        let (index, client) = self.pick().await?;
+        let _load = Load::new(&self.shared, index);
+        call(&client).await
+    }
+
+    /// [`call`](Self::call) for a call that is safe to repeat: if the worker dies or its
+    /// connection fails before the answer ([`CallError::Closed`] or
+    /// [`CallError::Failed`]), the call is made again on another worker, up to the pool's
+    /// size plus one attempts in all. Other errors (a panic in the handler, for one) are
+    /// returned as they are.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call), from the last attempt.
+    pub async fn call_idempotent<R>(
+        &self,
+        call: impl AsyncFn(&C) -> Result<R, CallError>,
+    ) -> Result<R, CallError> {
+        let attempts = self.size() + 1;
+        let mut last = CallError::Closed;
+        for _ in 0..attempts {
+            let (index, client) = self.pick().await?;
+            let load = Load::new(&self.shared, index);
+            match call(&client).await {
+                // The next pick skips a worker whose connection is known to have ended.
+                Err(e @ (CallError::Closed | CallError::Failed { .. })) => {
+                    drop(load);
+                    last = e;
+                }
+                other => return other,
+            }
+        }
+        Err(last)
+    }
+
+    /// Stops the pool: new calls fail with [`CallError::Closed`]; calls in flight get up
+    /// to `grace` to finish; then every worker's connection is closed (its `serve` ends),
+    /// and workers still running when `grace` is up are killed. Returns once every worker
+    /// has exited.
+    pub async fn shutdown(&self, grace: Duration) {
+        let shared = &self.shared;
+        shared.closing.store(true, Ordering::SeqCst);
+        shared.changed.notify_waiters();
+        let deadline = tokio::time::Instant::now() + grace;
+        let drained = shared.until(|| shared.in_flight.load(Ordering::SeqCst) == 0);
+        let _ = tokio::time::timeout_at(deadline, drained).await;
+        // Dropping the clients closes the connections: each worker's serve sees the end.
+        shared.take_clients();
+        let stopped = shared.until(|| (0..self.size()).all(|i| shared.state(i).stopped));
+        if tokio::time::timeout_at(deadline, stopped).await.is_err() {
+            shared.kill.store(true, Ordering::SeqCst);
+            shared.changed.notify_waiters();
+            shared
+                .until(|| (0..self.size()).all(|i| shared.state(i).stopped))
+                .await;
+        }
+    }
+
+    /// The least-loaded worker that is up, and its client.
+    async fn pick(&self) -> Result<(usize, Arc<C>), CallError> {
+        let shared = &self.shared;
+        loop {
+            let changed = shared.changed.notified();
+            if shared.closing.load(Ordering::SeqCst) {
+                return Err(CallError::Closed);
+            }
+            let size = self.size();
+            let start = shared.next.fetch_add(1, Ordering::Relaxed) % size;
+            let mut best: Option<(usize, usize)> = None;
+            for offset in 0..size {
+                let index = (start + offset) % size;
+                let worker = &shared.workers[index];
+                if !worker.up.load(Ordering::Relaxed) {
+                    continue;
+                }
+                let load = worker.load.load(Ordering::Relaxed);
+                if best.is_none_or(|(_, least)| load < least) {
+                    best = Some((index, load));
+                    if load == 0 {
+                        break;
+                    }
+                }
+            }
+            if let Some((index, _)) = best {
+                let mut state = shared.state(index);
+                match (&state.client, &state.watch) {
+                    (Some(client), Some(watch)) if !watch.is_closed() => {
+                        return Ok((index, client.clone()));
+                    }
+                    // Its connection ended: out of rotation until the supervisor restarts it.
+                    _ => {
+                        state.client = None;
+                        state.watch = None;
+                        shared.workers[index].up.store(false, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+            // No worker is up: wait for a restart.
+            changed.await;
+        }
+    }
+}
+
+impl<C> Drop for Pool<C> {
+    fn drop(&mut self) {
+        // Without a shutdown: the supervisors kill their workers and stop.
+        self.shared.closing.store(true, Ordering::SeqCst);
+        self.shared.kill.store(true, Ordering::SeqCst);
+        self.shared.take_clients();
+    }
+}
+
+impl<C> fmt::Debug for Pool<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.workers())
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// A call counted against its worker while it lives.
+struct Load<'a, C> {
+    shared: &'a Shared<C>,
+    index: usize,
+}
+
+impl<'a, C> Load<'a, C> {
+    fn new(shared: &'a Shared<C>, index: usize) -> Self {
+        shared.workers[index].load.fetch_add(1, Ordering::Relaxed);
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        Load { shared, index }
+    }
+}
+
+impl<C> Drop for Load<'_, C> {
+    fn drop(&mut self) {
+        self.shared.workers[self.index]
+            .load
+            .fetch_sub(1, Ordering::Relaxed);
+        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.shared.closing.load(Ordering::SeqCst)
+        {
+            self.shared.changed.notify_waiters();
+        }
+    }
+}
+
+/// A started worker: its process and the task serving what it sends.
+struct Running {
+    child: crate::Child,
+    serving: tokio::task::JoinHandle<()>,
+}
+
+/// Starts worker `index` and puts its client in place.
+fn start<C, In, H>(
+    shared: &Shared<C>,
+    index: usize,
+    command: &(impl Fn(usize) -> Command + ?Sized),
+    handler: H,
+) -> Result<Running, Error>
+where
+    C: Client,
+    In: Protocol + Dispatch<H>,
+    H: Send + 'static,
+{
+    let (here, there) = pair::<C::Protocol, In>()?;
+    let child = ChildOptions::new()
+        .kill_on_drop(true)
+        .die_with_parent(true)
+        .spawn(command(index), there)?;
+    let (tx, rx) = here.into_split();
+    let serving = tokio::spawn(async move {
+        let _ = rx.serve(handler).await;
+    });
+    let mut state = shared.state(index);
+    state.watch = Some(tx.watch());
+    state.client = Some(Arc::new(C::from_sender(tx)));
+    state.pid = Some(child.id());
+    state.last_error = None;
+    shared.workers[index].up.store(true, Ordering::Relaxed);
+    drop(state);
+    shared.changed.notify_waiters();
+    Ok(Running { child, serving })
+}
+
+/// Watches one worker: restarts it when it exits, kills it at shutdown.
+struct Supervisor<C, F, H> {
+    shared: Arc<Shared<C>>,
+    index: usize,
+    command: Arc<F>,
+    handler: H,
+}
+
+impl<C, F, H> Supervisor<C, F, H>
+where
+    C: Client,
+    F: Fn(usize) -> Command + Send + Sync + 'static,
+    H: Clone + Send + 'static,
+{
+    async fn run<In>(self, first: Running)
+    where
+        In: Protocol + Dispatch<H>,
+    {
+        let shared = &self.shared;
+        let mut running = Some(first);
+        let mut failures = 0u32;
+        loop {
+            if let Some(Running {
+                mut child,
+                mut serving,
+            }) = running.take()
+            {
+                // Until the worker exits, its connection ends, or the pool shuts down and
+                // takes its client.
+                let mut served = false;
+                let exited = tokio::select! {
+                    status = child.wait() => Some(status.is_ok_and(|s| s.success())),
+                    _ = &mut serving => {
+                        // The worker closed its connection but runs on: it is of no use.
+                        served = true;
+                        let _ = child.kill().await;
+                        Some(false)
+                    }
+                    () = shared.until(|| shared.closing.load(Ordering::SeqCst)
+                        && shared.state(self.index).client.is_none()) => None,
+                };
+                if exited.is_none() {
+                    // The connection is closing: the worker's serve ends and it exits, unless
+                    // the shutdown's grace runs out first.
+                    tokio::select! {
+                        _ = child.wait() => {}
+                        () = shared.until(|| shared.kill.load(Ordering::SeqCst)) => {
+                            let _ = child.kill().await;
+                        }
+                    }
+                }
+                if !served {
+                    let _ = serving.await;
+                }
+                let mut state = shared.state(self.index);
+                state.client = None;
+                state.watch = None;
+                state.pid = None;
+                shared.workers[self.index]
+                    .up
+                    .store(false, Ordering::Relaxed);
+                drop(state);
+                failures = if exited == Some(true) {
+                    0
+                } else {
+                    failures.saturating_add(1)
+                };
+            }
+            if shared.closing.load(Ordering::SeqCst) {
+                break;
+            }
+            let pause = Duration::from_millis(10 << failures.min(7)).min(Duration::from_secs(1));
+            tokio::time::sleep(pause).await;
+            if shared.closing.load(Ordering::SeqCst) {
+                break;
+            }
+            match start::<C, In, H>(shared, self.index, &*self.command, self.handler.clone()) {
+                Ok(started) => {
+                    shared.workers[self.index]
+                        .restarts
+                        .fetch_add(1, Ordering::Relaxed);
+                    running = Some(started);
+                }
+                Err(e) => {
+                    shared.state(self.index).last_error = Some(e.to_string());
+                    failures = failures.saturating_add(1);
+                }
+            }
+        }
+        shared.state(self.index).stopped = true;
+        shared.changed.notify_waiters();
+    }
+}
