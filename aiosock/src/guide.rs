@@ -14,6 +14,8 @@
 //! | `multiprocessing.Process(target=...)` with the fork method | [`fork(end, \|end\| async { ... })`](crate::fork) |
 //! | `multiprocessing` with the spawn method | [`spawn(command, end)`](crate::spawn) and [`inherited()`](crate::inherited) in the child |
 //! | `init()` (bind to the event loop) | nothing: ends attach to the runtime they are first used in |
+//! | write a request, then `await read()` and match the answer to it by hand | a `#[reply(T)]` variant and the generated client: `client.square(7).await` (see the crate docs' [calls](crate#calls)) |
+//! | a `multiprocessing.Pool` of workers | [`Pool`](crate::Pool): least-loaded calls, restarts, graceful shutdown |
 //!
 //! # Choosing spawn, fork or inherit
 //!
@@ -208,6 +210,12 @@
 //! }
 //! # let _ = supervise;
 //! ```
+//!
+//! For workers that answer calls, [`Pool`](crate::Pool) does this for a set of workers:
+//! it restarts each one that dies (the calls it held fail with
+//! [`CallError::Closed`](crate::CallError::Closed), or are made again elsewhere with
+//! [`Pool::call_idempotent`](crate::Pool::call_idempotent)), sends each call to the worker
+//! with the fewest in flight, and shuts down gracefully.
 //!
 //! # Limits for untrusted peers
 //!
