@@ -5,6 +5,7 @@
 //! cargo run --release -p aiosock-benches -- --quick all  # smoke test, under a minute
 //! cargo run --release -p aiosock-benches -- small rtt --reps 5 --systems aiosock,raw-buffered
 //! cargo run --release -p aiosock-benches -- all --write-readme README.md  # regenerates the README's table
+//! cargo run --release -p aiosock-benches --features rpc-peers -- --quick calls  # calls, with tarpc and remoc
 //! ```
 //!
 //! Workloads (each run with a parent and a child process, the child being this binary
@@ -13,10 +14,20 @@
 //! GB/s), each one-way workload in both directions; `concurrent` (8 concurrent senders);
 //! `stalled` (a sender pushes small messages at a receiver that sleeps first: the sender's
 //! peak RSS, `VmHWM`). `wire` times aiosock's frame encode/decode path alone, in one process.
+//! `calls` is five workloads, `calls-1` to `calls-1024`: calls with replies (the child
+//! squares a `u64`) with that many in flight from up to 8 tasks, for a fixed window after a
+//! warm-up: calls/s, and p50 and p99 latency (see `calls.rs`).
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
-//! `tokio-unix-ipc` and `ipc-channel`. Repetitions are interleaved: each repetition runs
+//! `tokio-unix-ipc` and `ipc-channel`. The calls workloads have their own set:
+//! `raw-buffered` (pipelined, replies matched by id, one thread), `aiosock` (the
+//! generated client, the server's `serve` answering in order), `aiosock-concurrent` (the
+//! same client, `serve_concurrent`), `aiosock-manual` (one-way messages carrying ids,
+//! matched by hand as before calls existed), and the RPC frameworks `tarpc` and `remoc`,
+//! which are benchmark-only dependencies behind the feature `rpc-peers` (so that
+//! `cargo test --workspace` never builds them; without it their rows say so). The calls
+//! report ends with each aiosock variant's ratios to the others. Repetitions are interleaved: each repetition runs
 //! every workload over every system (in a rotating order) before the next starts. Every
 //! received message is checked for order and content; a failed run is reported, not
 //! averaged. Ratios are to `raw-buffered` in the same repetition: for throughput below 1
@@ -27,6 +38,7 @@
 //! date, the machine, the commit and the command (see `readme.rs`). The README's numbers
 //! come from there only.
 
+mod calls;
 mod msg;
 mod process;
 mod readme;
@@ -54,8 +66,11 @@ const RUN_GRACE: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
 usage: aiosock-benches [--reps N] [--quick] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
-workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire
-systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel
+workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire,
+           calls (= calls-1, calls-8, calls-64, calls-256, calls-1024)
+systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
+           in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
+           aiosock-manual, tarpc, remoc (the last two need --features rpc-peers)
   --reps N              repetitions of each run (default 10; 3 with --quick)
   --quick               fewer messages and 3 repetitions: a smoke test
   --write-readme FILE   after the run, put the report between FILE's lines
@@ -130,6 +145,7 @@ impl Options {
                     wire = true;
                 }
                 "wire" => wire = true,
+                "calls" => workloads.extend(Workload::ALL.into_iter().filter(|w| w.is_calls())),
                 name => workloads.push(
                     Workload::ALL
                         .into_iter()
@@ -190,6 +206,9 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
     let mut na = Vec::new();
     for &workload in &options.workloads {
         for system in &options.systems {
+            if !system.takes_part(workload) {
+                continue;
+            }
             if let Some(reason) = system.unsupported(workload) {
                 na.push(NotApplicable {
                     workload,
@@ -206,7 +225,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 let n = options.systems.len();
                 for i in 0..n {
                     let system = options.systems[(i + rep) % n];
-                    if system.unsupported(workload).is_some() {
+                    if !system.takes_part(workload) || system.unsupported(workload).is_some() {
                         continue;
                     }
                     let count = if workload.scaled() && system.syscall_per_message() {
@@ -262,8 +281,18 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
             "×raw: median over repetitions of value ÷ {}'s value in the same repetition\n",
             systems::BASELINE
         );
-        out += "stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n\n";
+        out += "stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n";
+        if options.workloads.iter().any(|w| w.is_calls()) {
+            out += &format!(
+                "calls-N: N calls in flight from min(N, {}) tasks, squaring a u64 in the child; \
+                 n is the measuring window; {}\n",
+                calls::MAX_TASKS,
+                systems::PEERS
+            );
+        }
+        out += "\n";
         out += &report::table(&records, &na, &names);
+        out += &report::calls_summary(&records);
     }
     if let Some(wire_table) = wire_table {
         out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";

@@ -45,6 +45,17 @@ pub(crate) fn values(
             let bytes = count as f64 * workload.shape().bytes() as f64;
             vec![bytes / receiver_elapsed()? / 1e9]
         }
+        Workload::Calls(_) => {
+            let stats = parent
+                .calls
+                .as_ref()
+                .ok_or("the client reported no calls")?;
+            let micros = |q: f64| stats.latency.quantile(q).map(|d| d.as_secs_f64() * 1e6);
+            match (stats.calls, micros(0.5), micros(0.99)) {
+                (1.., Some(p50), Some(p99)) => vec![stats.rate() / 1e6, p50, p99],
+                _ => return Err("no call returned within the window".into()),
+            }
+        }
         Workload::Stalled => {
             let kib = child
                 .peak_rss_kib
@@ -98,7 +109,7 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<26} {:<15} {:>9} {:>10} {:>21} {:>7} {:>6}",
+        "{:<26} {:<18} {:>9} {:>10} {:>21} {:>7} {:>6}",
         "workload", "system", "n", "median", "min–max", "×raw", "ok"
     );
     let mut failures = Vec::new();
@@ -124,7 +135,9 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
                         .iter()
                         .find(|n| n.workload == workload && n.system == system)
                     {
-                        let _ = writeln!(out, "{label:<26} {system:<15} n/a: {}", n.reason);
+                        if m == 0 {
+                            let _ = writeln!(out, "{label:<26} {system:<18} n/a: {}", n.reason);
+                        }
                         continue;
                     }
                     let runs: Vec<&&Record> = here.iter().filter(|r| r.system == system).collect();
@@ -151,14 +164,18 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
                     let ok_count = ok.len();
                     let counts: Vec<u64> = runs.iter().map(|r| r.count).collect();
                     let n = if counts.iter().all(|&c| c == counts[0]) {
-                        counts[0].to_string()
+                        if workload.is_calls() {
+                            format!("{} ms", counts[0])
+                        } else {
+                            counts[0].to_string()
+                        }
                     } else {
                         "mixed".into()
                     };
                     let fmt = |v: Option<f64>| v.map_or_else(|| "-".into(), num);
                     let _ = writeln!(
                         out,
-                        "{label:<26} {system:<15} {n:>9} {:>10} {:>21} {:>7} {:>6}",
+                        "{label:<26} {system:<18} {n:>9} {:>10} {:>21} {:>7} {:>6}",
                         fmt(median(&mut ok)),
                         if ok_count == 0 {
                             "-".into()
@@ -188,6 +205,70 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
         for f in failures {
             let _ = writeln!(out, "{f}");
         }
+    }
+    out
+}
+
+/// The systems aiosock's calls are set against in [`calls_summary`], with the column
+/// title of each and the metric compared: calls/s (aiosock ÷ them, higher is better) or
+/// latency (aiosock ÷ them, lower is better).
+const CALLS_AGAINST: [(&str, &str, usize); 7] = [
+    (BASELINE, "/raw", 0),
+    ("aiosock-manual", "/manual", 0),
+    ("tarpc", "/tarpc", 0),
+    ("remoc", "/remoc", 0),
+    (BASELINE, "p50/raw", 1),
+    (BASELINE, "p99/raw", 2),
+    ("tarpc", "p50/tarpc", 1),
+];
+
+/// The calls workloads' ratios: each aiosock variant's calls/s and latency divided by
+/// those of the other systems in the same repetition, medians over repetitions. Empty
+/// when no aiosock variant ran a calls workload.
+pub(crate) fn calls_summary(records: &[Record]) -> String {
+    let mut out = String::new();
+    let value = |r: &Record, m: usize| r.result.as_ref().ok().map(|v| v[m]);
+    for ours in ["aiosock", "aiosock-concurrent"] {
+        let mut rows = String::new();
+        for workload in Workload::ALL.into_iter().filter(|w| w.is_calls()) {
+            let mine: Vec<&Record> = records
+                .iter()
+                .filter(|r| r.workload == workload && r.system == ours)
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let _ = write!(rows, "{:<12}", workload.name());
+            for (other, _, m) in CALLS_AGAINST {
+                let mut ratios: Vec<f64> = mine
+                    .iter()
+                    .filter_map(|r| {
+                        let theirs = records
+                            .iter()
+                            .find(|o| o.workload == workload && o.system == other && o.rep == r.rep)
+                            .and_then(|o| value(o, m))?;
+                        Some(value(r, m)? / theirs)
+                    })
+                    .collect();
+                let cell = median(&mut ratios).map_or_else(|| "-".into(), |r| format!("{r:.2}"));
+                let _ = write!(rows, " {cell:>9}");
+            }
+            rows.push('\n');
+        }
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "\n{ours}: its value ÷ the other's in the same repetition, median over repetitions \
+             (calls/s: above 1 is faster; latency: below 1 is better)"
+        );
+        let _ = write!(out, "{:<12}", "workload");
+        for (_, title, _) in CALLS_AGAINST {
+            let _ = write!(out, " {title:>9}");
+        }
+        out.push('\n');
+        out += &rows;
     }
     out
 }

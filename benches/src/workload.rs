@@ -7,6 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
+use crate::calls::{CallStats, IN_FLIGHT, Plan};
 use crate::msg::Shape;
 
 /// How many concurrent senders the `concurrent` workload runs.
@@ -27,17 +28,25 @@ pub(crate) enum Workload {
     Concurrent,
     /// A sender pushes small messages at a receiver that sleeps first: the sender's peak RSS.
     Stalled,
+    /// Calls with replies, this many in flight (one of [`IN_FLIGHT`]): calls/s, p50 and
+    /// p99 latency (see [`crate::calls`]).
+    Calls(u16),
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 6] = [
+    pub(crate) const ALL: [Workload; 11] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
         Workload::Data4M,
         Workload::Concurrent,
         Workload::Stalled,
+        Workload::Calls(IN_FLIGHT[0]),
+        Workload::Calls(IN_FLIGHT[1]),
+        Workload::Calls(IN_FLIGHT[2]),
+        Workload::Calls(IN_FLIGHT[3]),
+        Workload::Calls(IN_FLIGHT[4]),
     ];
 
     /// The name on the command line and in the table.
@@ -49,6 +58,13 @@ impl Workload {
             Workload::Data4M => "data-4m",
             Workload::Concurrent => "concurrent",
             Workload::Stalled => "stalled",
+            Workload::Calls(1) => "calls-1",
+            Workload::Calls(8) => "calls-8",
+            Workload::Calls(64) => "calls-64",
+            Workload::Calls(256) => "calls-256",
+            Workload::Calls(1024) => "calls-1024",
+            // Only the counts of `IN_FLIGHT` are ever made (see `ALL`).
+            Workload::Calls(_) => "calls-?",
         }
     }
 
@@ -59,9 +75,14 @@ impl Workload {
             Workload::Small | Workload::Data64K | Workload::Data4M => {
                 &[Direction::ToChild, Direction::FromChild]
             }
-            Workload::Rtt | Workload::Concurrent => &[Direction::ToChild],
+            Workload::Rtt | Workload::Concurrent | Workload::Calls(_) => &[Direction::ToChild],
             Workload::Stalled => &[Direction::FromChild],
         }
+    }
+
+    /// Whether it is one of the calls workloads.
+    pub(crate) fn is_calls(self) -> bool {
+        matches!(self, Workload::Calls(_))
     }
 
     /// Whether it counts small messages, so that a system making a system call per
@@ -84,6 +105,20 @@ impl Workload {
 
     /// The rows it adds to the table: a label and a unit each.
     pub(crate) fn metrics(self) -> &'static [Metric] {
+        const CALLS: &[Metric] = &[
+            Metric {
+                label: "",
+                unit: "M calls/s",
+            },
+            Metric {
+                label: "p50",
+                unit: "µs",
+            },
+            Metric {
+                label: "p99",
+                unit: "µs",
+            },
+        ];
         const RTT: &[Metric] = &[
             Metric {
                 label: "median",
@@ -108,6 +143,7 @@ impl Workload {
                 label: "peak RSS",
                 unit: "MiB",
             }],
+            Workload::Calls(_) => CALLS,
         }
     }
 }
@@ -168,6 +204,8 @@ pub(crate) struct Sizes {
     pub(crate) concurrent: u64,
     pub(crate) stalled: u64,
     pub(crate) stall: Duration,
+    /// The measuring window of each calls run (its warm-up is a fifth of it).
+    pub(crate) calls_window: Duration,
 }
 
 impl Sizes {
@@ -181,6 +219,7 @@ impl Sizes {
             concurrent: 2_000_000,
             stalled: 10_000_000,
             stall: Duration::from_secs(5),
+            calls_window: Duration::from_millis(500),
         }
     }
 
@@ -194,10 +233,12 @@ impl Sizes {
             concurrent: 100_000,
             stalled: 300_000,
             stall: Duration::from_millis(300),
+            calls_window: Duration::from_millis(100),
         }
     }
 
-    /// Messages in one run of `workload` (all senders together).
+    /// Messages in one run of `workload` (all senders together); for a calls workload, its
+    /// measuring window in milliseconds.
     pub(crate) fn count(&self, workload: Workload) -> u64 {
         match workload {
             Workload::Rtt => self.rtt,
@@ -206,6 +247,7 @@ impl Sizes {
             Workload::Data4M => self.data_4m,
             Workload::Concurrent => self.concurrent,
             Workload::Stalled => self.stalled,
+            Workload::Calls(_) => self.calls_window.as_millis() as u64,
         }
     }
 
@@ -223,6 +265,15 @@ impl Sizes {
             delay: Duration::ZERO,
         };
         match (workload, dir) {
+            (Workload::Calls(in_flight), _) => {
+                let window = Duration::from_millis(count);
+                let plan = Plan {
+                    in_flight: in_flight.into(),
+                    warmup: window / 5,
+                    window,
+                };
+                (Role::Call(plan), Role::Answer)
+            }
             (Workload::Rtt, _) => (Role::Ping { count }, Role::Echo),
             (Workload::Stalled, _) => (
                 Role::Recv(Stream {
@@ -265,6 +316,10 @@ pub(crate) enum Role {
     },
     /// Sends `Ready`, then sends back every message until the peer closes.
     Echo,
+    /// The client of the calls workloads: makes calls as the plan says, each timed.
+    Call(Plan),
+    /// The server of the calls workloads: answers every call until the peer closes.
+    Answer,
 }
 
 impl Role {
@@ -285,6 +340,13 @@ impl Role {
             ],
             Role::Ping { count } => vec!["ping".into(), count.to_string()],
             Role::Echo => vec!["echo".into()],
+            Role::Call(plan) => vec![
+                "call".into(),
+                plan.in_flight.to_string(),
+                plan.warmup.as_millis().to_string(),
+                plan.window.as_millis().to_string(),
+            ],
+            Role::Answer => vec!["answer".into()],
         }
     }
 
@@ -311,6 +373,12 @@ impl Role {
             }
             Some("ping") => Ok(Role::Ping { count: num(1)? }),
             Some("echo") => Ok(Role::Echo),
+            Some("call") => Ok(Role::Call(Plan {
+                in_flight: num(1)? as usize,
+                warmup: Duration::from_millis(num(2)?),
+                window: Duration::from_millis(num(3)?),
+            })),
+            Some("answer") => Ok(Role::Answer),
             _ => Err(format!("bad role arguments {args:?}")),
         }
     }
@@ -323,6 +391,8 @@ pub(crate) struct Outcome {
     pub(crate) elapsed: Option<Duration>,
     /// A pinger's round-trip times.
     pub(crate) latencies: Vec<Duration>,
+    /// A calls client's measurements.
+    pub(crate) calls: Option<CallStats>,
 }
 
 impl Outcome {
@@ -330,15 +400,23 @@ impl Outcome {
     pub(crate) fn timed(elapsed: Duration) -> Outcome {
         Outcome {
             elapsed: Some(elapsed),
-            latencies: Vec::new(),
+            ..Outcome::default()
         }
     }
 
     /// A pinger's outcome.
     pub(crate) fn latencies(latencies: Vec<Duration>) -> Outcome {
         Outcome {
-            elapsed: None,
             latencies,
+            ..Outcome::default()
+        }
+    }
+
+    /// A calls client's outcome.
+    pub(crate) fn calls(stats: CallStats) -> Outcome {
+        Outcome {
+            calls: Some(stats),
+            ..Outcome::default()
         }
     }
 }

@@ -2,17 +2,21 @@
 //! in the child, default [`Config`](::aiosock::Config), a current-thread runtime in each
 //! process. The concurrent senders are clones of one `Sender`, each in its own task on a
 //! multi-thread runtime.
+//!
+//! The calls workloads are in `aiosock_calls`: this system is the generated client with
+//! an in-order server there.
 
 use std::time::{Duration, Instant};
 
 use ::aiosock::{ChildOptions, Endpoint, Receiver, Sender};
 use tokio::runtime::{Builder, Runtime};
 
+use super::aiosock_calls::{self, Serving};
 use super::{System, unexpected};
 use crate::BoxError;
 use crate::msg::{Checker, Msg, Source};
 use crate::process::{ChildCmd, check_status};
-use crate::workload::{Outcome, Role, Stream};
+use crate::workload::{Outcome, Role, Stream, Workload};
 
 /// aiosock.
 #[derive(Debug)]
@@ -23,7 +27,14 @@ impl System for Aiosock {
         "aiosock"
     }
 
+    fn takes_part(&self, _: Workload) -> bool {
+        true
+    }
+
     fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        if let Role::Call(plan) = role {
+            return aiosock_calls::generated_parent(child, plan);
+        }
         runtime(role)?.block_on(async {
             let (here, there) = ::aiosock::pair::<Msg, Msg>()?;
             let mut child = child.spawn_with(
@@ -41,6 +52,9 @@ impl System for Aiosock {
     }
 
     fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
+        if let Role::Answer = role {
+            return aiosock_calls::generated_child(Serving::InOrder);
+        }
         let end = ::aiosock::inherited::<Msg, Msg>()?;
         runtime(role)?.block_on(play(end, role))
     }
@@ -63,6 +77,7 @@ async fn play(end: Endpoint<Msg, Msg>, role: &Role) -> Result<Outcome, BoxError>
         Role::Recv(stream) => recv(tx, rx, stream).await,
         Role::Ping { count } => ping(tx, rx, *count).await,
         Role::Echo => echo(tx, rx).await,
+        Role::Call(_) | Role::Answer => Err("the calls roles use other protocols".into()),
     }
 }
 

@@ -74,6 +74,7 @@ fn play(tx: IpcSender<Msg>, rx: IpcReceiver<Msg>, role: &Role) -> Result<Outcome
         Role::Recv(stream) => recv(tx, rx, stream),
         Role::Ping { count } => ping(tx, rx, *count),
         Role::Echo => echo(tx, rx),
+        Role::Call(_) | Role::Answer => Err(super::NO_CALLS.into()),
     }
 }
 

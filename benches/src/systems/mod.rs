@@ -1,25 +1,64 @@
 //! The systems under test, one module each, behind one trait.
 //!
 //! Each system sets up its connection in its own way (how a user of it would), and
-//! implements the four [`Role`]s over it: `send`, `recv`, `ping` and `echo`, with the same
-//! shape in every module. Messages come from [`Source`](crate::msg::Source) and are checked
-//! by [`Checker`](crate::msg::Checker), the same for all.
+//! implements the [`Role`]s of the workloads it takes part in over it: `send`, `recv`,
+//! `ping` and `echo` for the message workloads, `call` and `answer` for the calls
+//! workloads, with the same shape in every module. Messages come from
+//! [`Source`](crate::msg::Source) and are checked by [`Checker`](crate::msg::Checker), and
+//! calls are driven by [`calls::drive`](crate::calls::drive), the same for all.
+//!
+//! The calls workloads have systems of their own: `aiosock-concurrent` and
+//! `aiosock-manual` (in `aiosock_calls`), and the RPC frameworks `tarpc` and `remoc`,
+//! which are built only with the feature `rpc-peers`.
 
 mod aiosock;
+mod aiosock_calls;
 mod ipc_channel;
 mod raw;
+mod remoc;
+mod tarpc;
 mod tokio_unix_ipc;
+
+use std::future::Future;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::Stdio;
 
 use crate::BoxError;
 use crate::process::ChildCmd;
 use crate::workload::{Outcome, Role, Workload};
+
+/// What the report says about the calls workloads' RPC peers.
+pub(crate) const PEERS: &str = if cfg!(feature = "rpc-peers") {
+    "peers: tarpc 0.38 (serde transport, bincode) and remoc 0.20 (rtc, default codec)"
+} else {
+    "peers tarpc and remoc not built (feature rpc-peers)"
+};
+
+/// Why tarpc and remoc sit out when the feature is off.
+const PEERS_MISSING: &str = "unsupported: build with --features rpc-peers";
+
+/// The error of a role a system does not play.
+const NO_CALLS: &str = "this system takes no part in the calls workloads";
+
+/// Whether this build has the RPC peers.
+fn peers_missing() -> Option<&'static str> {
+    (!cfg!(feature = "rpc-peers")).then_some(PEERS_MISSING)
+}
 
 /// One IPC system under test.
 pub(crate) trait System: Sync + std::fmt::Debug {
     /// The name in the table and on the command lines.
     fn name(&self) -> &'static str;
 
-    /// Why the system sits out `workload` (shown as n/a), if it does.
+    /// Whether the system belongs in `workload`'s rows at all. By default, every workload
+    /// but the calls workloads.
+    fn takes_part(&self, workload: Workload) -> bool {
+        !workload.is_calls()
+    }
+
+    /// Why the system sits out a workload it [takes part in](Self::takes_part) (shown as
+    /// n/a), if it does.
     fn unsupported(&self, workload: Workload) -> Option<&'static str> {
         let _ = workload;
         None
@@ -45,13 +84,17 @@ pub(crate) trait System: Sync + std::fmt::Debug {
 pub(crate) const BASELINE: &str = "raw-buffered";
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 5] {
+pub(crate) fn all() -> [&'static dyn System; 9] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
         &aiosock::Aiosock,
+        &aiosock_calls::AiosockConcurrent,
+        &aiosock_calls::AiosockManual,
         &tokio_unix_ipc::TokioUnixIpc,
         &ipc_channel::IpcChannel,
+        &tarpc::Tarpc,
+        &remoc::Remoc,
     ]
 }
 
@@ -66,4 +109,37 @@ fn unexpected(what: &str, msg: Option<&crate::msg::Msg>) -> BoxError {
         Some(msg) => format!("expected {what}, got {}", crate::msg::describe(msg)).into(),
         None => format!("expected {what}, but the peer closed").into(),
     }
+}
+
+/// The parent's side of a connection handed to the child as its stdin: one end of a
+/// `std` socketpair here, the other there. `spawn` drops the command, and with it this
+/// process's copy of the child's end.
+fn stdin_socket(mut child: ChildCmd) -> Result<(UnixStream, std::process::Child), BoxError> {
+    let (mine, theirs) = UnixStream::pair()?;
+    child
+        .command_mut()
+        .stdin(Stdio::from(OwnedFd::from(theirs)));
+    Ok((mine, child.spawn()?))
+}
+
+/// The child's side of [`stdin_socket`].
+fn stdin_socket_child() -> Result<UnixStream, BoxError> {
+    let fd = std::io::stdin().as_fd().try_clone_to_owned()?;
+    Ok(UnixStream::from(fd))
+}
+
+/// Runs `f` on a current-thread runtime inside a `LocalSet`, as every async system's calls
+/// roles do (see [`crate::calls`]).
+fn on_local_runtime<F: Future>(f: F) -> Result<F::Output, BoxError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(tokio::task::LocalSet::new().block_on(&runtime, f))
+}
+
+/// A `std` socket as a Tokio one, for the systems that speak over a Tokio stream.
+#[cfg(feature = "rpc-peers")]
+fn tokio_socket(socket: UnixStream) -> Result<tokio::net::UnixStream, BoxError> {
+    socket.set_nonblocking(true)?;
+    Ok(tokio::net::UnixStream::from_std(socket)?)
 }

@@ -8,20 +8,28 @@
 //! Both read through a 64 KiB `BufReader`. The child gets its end as its stdin, so no
 //! descriptor juggling (and no `unsafe`) is needed; the end of a stream is
 //! `shutdown(Write)`. Concurrent senders are threads sharing the writer behind a `Mutex`.
+//!
+//! In the calls workloads `raw-buffered` is the pipelined limit (`raw-unbuffered` sits
+//! them out): one thread keeps every call in flight, each request a frame of
+//! `(id, n)` and each reply one of `(id, n * n)`, matched to its call by id in a table of
+//! slots. Both sides write into their buffer and flush only when they have read every
+//! frame that arrived, so a burst of replies becomes a burst of requests in one `write`.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::Shutdown;
-use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::{System, unexpected};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{System, stdin_socket, stdin_socket_child, unexpected};
 use crate::BoxError;
+use crate::calls::{CallStats, Histogram, Plan, square};
 use crate::msg::{Checker, Msg, Source};
 use crate::process::{ChildCmd, wait_std};
-use crate::workload::{Outcome, Role, Stream};
+use crate::workload::{Outcome, Role, Stream, Workload};
 
 /// The buffer size of both variants' reader and of the buffered writer.
 const BUF: usize = 64 * 1024;
@@ -68,25 +76,23 @@ impl System for Raw {
         }
     }
 
+    fn takes_part(&self, workload: Workload) -> bool {
+        self.buffered || !workload.is_calls()
+    }
+
     fn syscall_per_message(&self) -> bool {
         !self.buffered
     }
 
-    fn parent(&self, mut child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
-        let (mine, theirs) = UnixStream::pair()?;
-        child
-            .command_mut()
-            .stdin(Stdio::from(OwnedFd::from(theirs)));
-        // `spawn` drops the command, and with it this process's copy of the child's end.
-        let mut child = child.spawn()?;
+    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        let (mine, mut child) = stdin_socket(child)?;
         let outcome = self.play(mine, role)?;
         wait_std(&mut child)?;
         Ok(outcome)
     }
 
     fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
-        let fd = io::stdin().as_fd().try_clone_to_owned()?;
-        self.play(UnixStream::from(fd), role)
+        self.play(stdin_socket_child()?, role)
     }
 }
 
@@ -108,7 +114,7 @@ impl<W: Write> FrameWriter<W> {
     }
 
     /// Encodes `msg` as one frame and hands it to `W` in one `write_all`.
-    fn write(&mut self, msg: &Msg) -> Result<(), BoxError> {
+    fn write<M: Serialize>(&mut self, msg: &M) -> Result<(), BoxError> {
         self.frame.clear();
         self.frame.extend_from_slice(&[0; 4]);
         bincode::serde::encode_into_std_write(msg, &mut self.frame, CONFIG)?;
@@ -139,6 +145,16 @@ struct FrameReader {
 impl FrameReader {
     /// The next message, or `None` at a clean end of stream (between frames).
     fn read(&mut self) -> Result<Option<Msg>, BoxError> {
+        self.read_as()
+    }
+
+    /// Whether every byte that arrived has been read: the next read blocks.
+    fn drained(&self) -> bool {
+        self.input.buffer().is_empty()
+    }
+
+    /// [`read`](Self::read) for any message type.
+    fn read_as<M: DeserializeOwned>(&mut self) -> Result<Option<M>, BoxError> {
         if self.input.fill_buf()?.is_empty() {
             return Ok(None);
         }
@@ -171,6 +187,8 @@ fn play<W: Write + Send>(
         Role::Recv(stream) => recv(&mut tx, rx, stream),
         Role::Ping { count } => ping(tx, rx, *count),
         Role::Echo => echo(&mut tx, &mut rx),
+        Role::Call(plan) => call(tx, rx, plan),
+        Role::Answer => answer(&mut tx, &mut rx),
     }
 }
 
@@ -274,4 +292,103 @@ fn wait_ready(rx: &mut FrameReader) -> Result<(), BoxError> {
         Some(Msg::Ready) => Ok(()),
         other => Err(unexpected("Ready", other.as_ref())),
     }
+}
+
+/// The calls client: every call of the plan in flight from this one thread.
+fn call<W: Write>(
+    mut tx: FrameWriter<W>,
+    mut rx: FrameReader,
+    plan: &Plan,
+) -> Result<Outcome, BoxError> {
+    let mut slots = Slots::new(plan.in_flight);
+    slots.phase(&mut tx, &mut rx, plan.warmup)?;
+    let stats = slots.phase(&mut tx, &mut rx, plan.window)?;
+    tx.close()?;
+    match rx.read_as::<(u64, u64)>()? {
+        None => Ok(Outcome::calls(stats)),
+        Some((id, _)) => Err(format!("a reply to {id} after the last call").into()),
+    }
+}
+
+/// The calls in flight: slot `id % len` holds call `id`'s number and start time.
+struct Slots {
+    calls: Vec<Option<(u64, Instant)>>,
+    /// The next call's id (and number to square).
+    next: u64,
+}
+
+impl Slots {
+    fn new(in_flight: usize) -> Slots {
+        Slots {
+            calls: vec![None; in_flight.max(1)],
+            next: 0,
+        }
+    }
+
+    /// Starts call `next` in its slot (free, since the ids in flight are consecutive).
+    fn start<W: Write>(&mut self, tx: &mut FrameWriter<W>) -> Result<(), BoxError> {
+        let id = self.next;
+        self.next += 1;
+        let len = self.calls.len() as u64;
+        self.calls[(id % len) as usize] = Some((id, Instant::now()));
+        tx.write(&(id, id))
+    }
+
+    /// Keeps every slot busy for `length`, then waits for the calls still in flight.
+    fn phase<W: Write>(
+        &mut self,
+        tx: &mut FrameWriter<W>,
+        rx: &mut FrameReader,
+        length: Duration,
+    ) -> Result<CallStats, BoxError> {
+        let deadline = Instant::now() + length;
+        let mut stats = CallStats {
+            window: length,
+            ..CallStats::default()
+        };
+        let mut latency = Histogram::default();
+        for _ in 0..self.calls.len() {
+            self.start(tx)?;
+        }
+        let mut in_flight = self.calls.len();
+        while in_flight > 0 {
+            if rx.drained() {
+                tx.flush()?;
+            }
+            let Some((id, value)) = rx.read_as::<(u64, u64)>()? else {
+                return Err("the server closed with calls in flight".into());
+            };
+            let len = self.calls.len() as u64;
+            let slot = &mut self.calls[(id % len) as usize];
+            let Some((n, start)) = slot.take_if(|(n, _)| *n == id) else {
+                return Err(format!("a reply to {id}, which is not in flight").into());
+            };
+            let now = Instant::now();
+            if value != square(n) {
+                return Err(format!("the square of {n} came back as {value}").into());
+            }
+            in_flight -= 1;
+            if now <= deadline {
+                stats.calls += 1;
+                latency.record(now - start);
+                self.start(tx)?;
+                in_flight += 1;
+            }
+        }
+        stats.latency = latency;
+        Ok(stats)
+    }
+}
+
+/// The calls server: answers each request in order, flushing once it has read all that
+/// arrived.
+fn answer<W: Write>(tx: &mut FrameWriter<W>, rx: &mut FrameReader) -> Result<Outcome, BoxError> {
+    while let Some((id, n)) = rx.read_as::<(u64, u64)>()? {
+        tx.write(&(id, square(n)))?;
+        if rx.drained() {
+            tx.flush()?;
+        }
+    }
+    tx.close()?;
+    Ok(Outcome::default())
 }

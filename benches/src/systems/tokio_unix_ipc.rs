@@ -100,6 +100,7 @@ async fn play(tx: Sender<Msg>, rx: Receiver<Msg>, role: &Role) -> Result<Outcome
         Role::Recv(stream) => recv(tx, rx, stream).await,
         Role::Ping { count } => ping(tx, rx, *count).await,
         Role::Echo => echo(tx, rx).await,
+        Role::Call(_) | Role::Answer => Err(super::NO_CALLS.into()),
     }
 }
 
