@@ -26,10 +26,40 @@ use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use serde::de::DeserializeOwned;
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 
 use crate::error::{CallError, Error};
 use crate::wire::{self, Failure};
+
+/// Replies up to this long are decoded under the table's lock, in one critical section.
+const DECODE_UNDER_LOCK: usize = 4096;
+
+/// Decodes a reply (a value of the caller's type, or with `failed` a [`Failure`]): the
+/// caller's outcome, and the error that ends the connection if it does not decode.
+fn decoded(
+    id: u64,
+    failed: bool,
+    decode: DecodeReply,
+    payload: &[u8],
+    per_byte: usize,
+) -> (Result<Reply, CallError>, Option<Error>) {
+    let decoded = if failed {
+        wire::decode_payload::<Failure>(payload, per_byte).map(|failure| Err(failure.into()))
+    } else {
+        decode(payload, per_byte).map(Ok)
+    };
+    match decoded {
+        Ok(result) => (result, None),
+        Err(source) => {
+            let error = Error::BadReply {
+                id,
+                source: Box::new(source),
+            };
+            let reason = error.to_string();
+            (Err(CallError::Failed { reason }), Some(error))
+        }
+    }
+}
 
 /// A decoded reply, of the type its caller asked for.
 pub(crate) type Reply = Box<dyn Any + Send>;
@@ -48,8 +78,9 @@ pub(crate) fn decode_reply<R: DeserializeOwned + Send + 'static>(
 #[derive(Debug)]
 pub(crate) struct Calls {
     table: Mutex<Table>,
-    /// One permit per slot not in use; a call takes one before it takes a slot.
-    permits: Semaphore,
+    /// Signalled when a slot frees up while calls wait for one, and when the connection
+    /// ends.
+    room: Notify,
 }
 
 struct Table {
@@ -58,6 +89,11 @@ struct Table {
     next: u64,
     /// Set once the connection can carry no more replies: why every call fails.
     ended: Option<CallError>,
+    /// Slots not free, and the most there may be (`max_calls`).
+    in_use: usize,
+    max: usize,
+    /// Calls waiting for a slot.
+    waiting: usize,
 }
 
 enum Slot {
@@ -123,8 +159,11 @@ impl Calls {
                 slots,
                 next: first_id,
                 ended: None,
+                in_use: 0,
+                max,
+                waiting: 0,
             }),
-            permits: Semaphore::new(max),
+            room: Notify::new(),
         }
     }
 
@@ -139,40 +178,33 @@ impl Calls {
     ///
     /// Cancel safe: a permit is only taken together with its slot.
     pub(crate) async fn start(&self, decode: DecodeReply, wait: bool) -> Result<u64, CallError> {
-        let permit = if wait {
-            self.permits.acquire().await.ok()
-        } else {
-            match self.permits.try_acquire() {
-                Ok(permit) => Some(permit),
-                Err(tokio::sync::TryAcquireError::Closed) => None,
-                Err(tokio::sync::TryAcquireError::NoPermits) => {
-                    return Err(self.table().ended.clone().unwrap_or(CallError::Full));
-                }
-            }
-        };
-        let mut table = self.table();
-        if let Some(why) = &table.ended {
-            return Err(why.clone());
-        }
-        // The semaphore is closed only together with `ended`.
-        let Some(permit) = permit else {
-            return Err(CallError::Closed);
-        };
-        permit.forget();
-        let mask = table.slots.len() as u64 - 1;
+        let mut waited = false;
         loop {
-            let id = table.next;
-            table.next = id.wrapping_add(1);
-            // `id & mask` is below the table's length.
-            let slot = &mut table.slots[(id & mask) as usize];
-            if let Slot::Free = slot {
-                *slot = Slot::Waiting {
-                    id,
-                    decode,
-                    waker: None,
-                };
-                return Ok(id);
+            // Made before the check, so that a slot freed after it is not missed.
+            let room = self.room.notified();
+            {
+                let mut table = self.table();
+                if waited {
+                    table.waiting -= 1;
+                }
+                if let Some(why) = &table.ended {
+                    return Err(why.clone());
+                }
+                if table.in_use < table.max {
+                    table.in_use += 1;
+                    return Ok(table.take_slot(decode));
+                }
+                if !wait {
+                    return Err(CallError::Full);
+                }
+                table.waiting += 1;
             }
+            // Cancel safe: a dropped `Notified` passes a wake-up it got on to the next
+            // waiter. The count of waiters is kept right by `Waiting` below.
+            let guard = Waiting(self);
+            room.await;
+            std::mem::forget(guard);
+            waited = true;
         }
     }
 
@@ -184,19 +216,24 @@ impl Calls {
         let Some(slot) = table.slot(id) else {
             return;
         };
-        let freed = match slot {
+        match slot {
             Slot::Waiting { .. } | Slot::Decoding { .. } if keep => {
                 *slot = Slot::Abandoned { id };
-                false
             }
             _ => {
                 *slot = Slot::Free;
-                true
+                self.freed(table, 1);
             }
-        };
+        }
+    }
+
+    /// `n` slots were freed: calls waiting for one may go on.
+    fn freed(&self, mut table: MutexGuard<'_, Table>, n: usize) {
+        table.in_use -= n;
+        let waiting = table.waiting;
         drop(table);
-        if freed {
-            self.permits.add_permits(1);
+        for _ in 0..n.min(waiting) {
+            self.room.notify_one();
         }
     }
 
@@ -222,8 +259,7 @@ impl Calls {
                 let Slot::Done { result, .. } = std::mem::replace(slot, Slot::Free) else {
                     unreachable!()
                 };
-                drop(table);
-                self.permits.add_permits(1);
+                self.freed(table, 1);
                 Poll::Ready(result)
             }
             Slot::Abandoned { .. } | Slot::Free => unreachable!("`slot` only finds live ids"),
@@ -253,36 +289,30 @@ impl Calls {
                 else {
                     unreachable!("matched above")
                 };
+                if payload.len() <= DECODE_UNDER_LOCK {
+                    // A small reply: decoded in the same critical section.
+                    let (result, error) = decoded(id, failed, decode, payload, per_byte);
+                    *slot = Slot::Done { id, result };
+                    drop(table);
+                    if let Some(waker) = waker {
+                        waker.wake();
+                    }
+                    return error.map_or(Ok(()), Err);
+                }
                 *slot = Slot::Decoding { id, waker };
                 decode
             }
             Some(slot @ Slot::Abandoned { .. }) => {
                 // The caller is gone: the late reply has nowhere to go.
                 *slot = Slot::Free;
-                drop(table);
-                self.permits.add_permits(1);
+                self.freed(table, 1);
                 return Ok(());
             }
             _ => return Err(Error::UnexpectedReply { id }),
         };
         drop(table);
-        // Decode outside the lock: a large reply does not hold up other calls.
-        let decoded = if failed {
-            wire::decode_payload::<Failure>(payload, per_byte).map(|failure| Err(failure.into()))
-        } else {
-            decode(payload, per_byte).map(Ok)
-        };
-        let (result, error) = match decoded {
-            Ok(result) => (result, None),
-            Err(source) => {
-                let error = Error::BadReply {
-                    id,
-                    source: Box::new(source),
-                };
-                let reason = error.to_string();
-                (Err(CallError::Failed { reason }), Some(error))
-            }
-        };
+        // Decode a large reply outside the lock: it does not hold up other calls.
+        let (result, error) = decoded(id, failed, decode, payload, per_byte);
         let mut table = self.table();
         if let Some(slot) = table.slot(id) {
             match std::mem::replace(slot, Slot::Free) {
@@ -293,10 +323,7 @@ impl Calls {
                         waker.wake();
                     }
                 }
-                Slot::Abandoned { .. } => {
-                    drop(table);
-                    self.permits.add_permits(1);
-                }
+                Slot::Abandoned { .. } => self.freed(table, 1),
                 // The connection ended meanwhile: the caller already has its error.
                 other => *slot = other,
             }
@@ -330,10 +357,10 @@ impl Calls {
                 Slot::Free | Slot::Done { .. } => {}
             }
         }
+        table.in_use -= freed;
         drop(table);
-        self.permits.add_permits(freed);
         // Calls waiting for a slot fail too.
-        self.permits.close();
+        self.room.notify_waiters();
         for waker in wakers {
             waker.wake();
         }
@@ -356,7 +383,36 @@ impl Calls {
     }
 }
 
+/// A call waiting for a slot: if its future is dropped, it no longer counts as waiting.
+struct Waiting<'a>(&'a Calls);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.table().waiting -= 1;
+    }
+}
+
 impl Table {
+    /// Takes a free slot for a new call (one is free: `in_use` was below `max`, and there
+    /// are at least `max` slots) and returns its id, skipping ids whose slot is busy.
+    fn take_slot(&mut self, decode: DecodeReply) -> u64 {
+        let mask = self.slots.len() as u64 - 1;
+        loop {
+            let id = self.next;
+            self.next = id.wrapping_add(1);
+            // `id & mask` is below the table's length.
+            let slot = &mut self.slots[(id & mask) as usize];
+            if let Slot::Free = slot {
+                *slot = Slot::Waiting {
+                    id,
+                    decode,
+                    waker: None,
+                };
+                return id;
+            }
+        }
+    }
+
     /// The slot of live call `id`, if there is one.
     fn slot(&mut self, id: u64) -> Option<&mut Slot> {
         let mask = self.slots.len() as u64 - 1;
