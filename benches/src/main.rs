@@ -6,6 +6,7 @@
 //! cargo run --release -p aiosock-benches -- small rtt --reps 5 --systems aiosock,raw-buffered
 //! cargo run --release -p aiosock-benches -- all --write-readme README.md  # regenerates the README's table
 //! cargo run --release -p aiosock-benches --features rpc-peers -- --quick calls  # calls, with tarpc and remoc
+//! cargo run --release -p aiosock-benches -- --reps 5 pool   # aiosock::Pool against a hand-written pool
 //! ```
 //!
 //! Workloads (each run with a parent and a child process, the child being this binary
@@ -16,7 +17,12 @@
 //! peak RSS, `VmHWM`). `wire` times aiosock's frame encode/decode path alone, in one process.
 //! `calls` is five workloads, `calls-1` to `calls-1024`: calls with replies (the child
 //! squares a `u64`) with that many in flight from up to 8 tasks, for a fixed window after a
-//! warm-up: calls/s, and p50 and p99 latency (see `calls.rs`).
+//! warm-up: calls/s, and p50 and p99 latency (see `calls.rs`). `pool` puts jobs through
+//! a pool of 2 worker processes (`pool::WORKERS`, one per core of the machine the README's
+//! numbers come from; the parent starts them all): each job counts the Collatz steps of
+//! its start, 1,000,000 jobs per run (100,000 with `--quick`; at 200,000 the hand-written
+//! pool was done in 40 ms, too short on a noisy machine) after one per worker as a
+//! warm-up, every result checked: jobs/s (see `pool.rs`).
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
@@ -27,8 +33,15 @@
 //! matched by hand as before calls existed), and the RPC frameworks `tarpc` and `remoc`,
 //! which are benchmark-only dependencies behind the feature `rpc-peers` (so that
 //! `cargo test --workspace` never builds them; without it their rows say so). The calls
-//! report ends with each aiosock variant's ratios to the others. Repetitions are interleaved: each repetition runs
-//! every workload over every system (in a rotating order) before the next starts. Every
+//! report ends with each aiosock variant's ratios to the others. The pool workload has
+//! two systems: `pool` (`aiosock::Pool` as `examples/worker_pool.rs` uses it: lanes of
+//! calls sharing one job counter, 256 per worker: 1.6 times the jobs/s of the example's
+//! 64; 1,024 per worker gave 1.2 times more again, but that is the client's default
+//! `max_calls`, which leaves no room) and `pool-manual` (the hand-written pool that example had before
+//! the pool: jobs dealt round-robin as one-way messages, results streamed back and
+//! matched by id); the report ends with the ratio pool ÷ pool-manual in jobs/s.
+//! Repetitions are interleaved: each repetition runs every workload over every system
+//! (in a rotating order) before the next starts. Every
 //! received message is checked for order and content; a failed run is reported, not
 //! averaged. Ratios are to `raw-buffered` in the same repetition: for throughput below 1
 //! is slower, for latency and memory above 1 is worse.
@@ -40,6 +53,7 @@
 
 mod calls;
 mod msg;
+mod pool;
 mod process;
 mod readme;
 mod report;
@@ -67,10 +81,11 @@ const RUN_GRACE: Duration = Duration::from_secs(15);
 const USAGE: &str = "\
 usage: aiosock-benches [--reps N] [--quick] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire,
-           calls (= calls-1, calls-8, calls-64, calls-256, calls-1024)
+           calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
-           aiosock-manual, tarpc, remoc (the last two need --features rpc-peers)
+           aiosock-manual, tarpc, remoc (the last two need --features rpc-peers);
+           in the pool workload pool and pool-manual (2 worker processes each)
   --reps N              repetitions of each run (default 10; 3 with --quick)
   --quick               fewer messages and 3 repetitions: a smoke test
   --write-readme FILE   after the run, put the report between FILE's lines
@@ -221,13 +236,17 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
     for rep in 0..options.reps {
         for &workload in &options.workloads {
             for &dir in workload.directions() {
-                // Rotate the order, so that no system always runs right after another.
-                let n = options.systems.len();
+                // Rotate the order of the systems that run this workload, so that no system
+                // always runs right after another (and of two, each runs first in turn).
+                let running: Vec<&dyn System> = options
+                    .systems
+                    .iter()
+                    .copied()
+                    .filter(|s| s.takes_part(workload) && s.unsupported(workload).is_none())
+                    .collect();
+                let n = running.len();
                 for i in 0..n {
-                    let system = options.systems[(i + rep) % n];
-                    if !system.takes_part(workload) || system.unsupported(workload).is_some() {
-                        continue;
-                    }
+                    let system = running[(i + rep) % n];
                     let count = if workload.scaled() && system.syscall_per_message() {
                         sizes.count(workload) / 10
                     } else {
@@ -277,11 +296,16 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
         if options.quick { " (quick)" } else { "" }
     );
     if !records.is_empty() {
-        out += &format!(
-            "×raw: median over repetitions of value ÷ {}'s value in the same repetition\n",
-            systems::BASELINE
-        );
-        out += "stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n";
+        if options.workloads.iter().any(|&w| w != Workload::Pool) {
+            out += &format!(
+                "×raw: median over repetitions of value ÷ {}'s value in the same repetition\n",
+                systems::BASELINE
+            );
+        }
+        if options.workloads.contains(&Workload::Stalled) {
+            out +=
+                "stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n";
+        }
         if options.workloads.iter().any(|w| w.is_calls()) {
             out += &format!(
                 "calls-N: N calls in flight from min(N, {}) tasks, squaring a u64 in the child; \
@@ -290,9 +314,19 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 systems::PEERS
             );
         }
+        if options.workloads.contains(&Workload::Pool) {
+            out += &format!(
+                "pool: {} worker processes, n jobs (Collatz steps of 1..=n) after one per worker; \
+                 pool: aiosock::Pool, {} lanes of calls per worker; pool-manual: one-way jobs \
+                 dealt round-robin, results matched by id\n",
+                pool::WORKERS,
+                pool::LANES_PER_WORKER
+            );
+        }
         out += "\n";
         out += &report::table(&records, &na, &names);
         out += &report::calls_summary(&records);
+        out += &report::pool_summary(&records);
     }
     if let Some(wire_table) = wire_table {
         out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";
@@ -429,5 +463,30 @@ fn child_main(args: &[String]) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_names_every_workload_and_the_pool_size() {
+        for workload in Workload::ALL.into_iter().filter(|w| !w.is_calls()) {
+            assert!(USAGE.contains(workload.name()), "{}", workload.name());
+        }
+        assert!(USAGE.contains(&format!("({} worker processes each)", pool::WORKERS)));
+    }
+
+    #[test]
+    fn pool_is_part_of_all() {
+        let args = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let all = Options::parse(&args(&["all"])).unwrap().unwrap();
+        assert!(all.workloads.contains(&Workload::Pool));
+        let pool = Options::parse(&args(&["--quick", "pool"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(pool.workloads, [Workload::Pool]);
+        assert!(!pool.wire);
     }
 }

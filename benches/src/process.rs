@@ -5,11 +5,14 @@
 //! ([`run_isolated`], `aiosock-benches __run ...`), so that no run inherits another's heap
 //! or threads, and both directions start from the same state. That parent re-executes this binary (`std::env::current_exe()`) as
 //! `aiosock-benches __child SYSTEM TIMEOUT_S ROLE...`, with the child's stdout on a pipe.
-//! The child plays its role, prints one report line ([`ChildReport`]) and exits 0; on any
+//! The pool workload's parent starts several such children ([`ChildCmd::workers`]), all
+//! printing to the same pipe, of whose reports the first is read. The child plays its
+//! role, prints one report line ([`ChildReport`]) and exits 0; on any
 //! failure it prints the error to stderr and exits 1. Nothing can hang: the child exits
 //! with status 2 after its timeout, and the parent's [`Watchdog`] kills the child after
 //! the same timeout and ends the whole benchmark if the parent itself is still stuck.
 
+use std::ffi::OsString;
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -41,6 +44,8 @@ const GRACE: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub(crate) struct ChildCmd {
     command: Command,
+    /// A copy of the child's stdout, for [`ChildCmd::workers`]; dropped with the command.
+    report: std::io::PipeWriter,
     watch: Watch,
 }
 
@@ -65,6 +70,49 @@ impl ChildCmd {
         let child = spawn(self.command)?;
         self.watch.add(pid(&child));
         Ok(child)
+    }
+
+    /// For a run with several children (the pool workload's workers): commands to start
+    /// each, all alike. Drops this command (not the copy of the report pipe the workers
+    /// share, which goes with the [`Workers`]).
+    pub(crate) fn workers(self) -> Workers {
+        Workers {
+            program: self.command.get_program().to_owned(),
+            args: self.command.get_args().map(ToOwned::to_owned).collect(),
+            report: self.report,
+            watch: self.watch,
+        }
+    }
+}
+
+/// The commands that start the several children of one run, each the child of
+/// [`ChildCmd`] with its stdout on the run's report pipe. Every child started must be
+/// [watched](Workers::watch), so that the run's watchdog can kill it; the run reads the
+/// children's reports once the `Workers` (and every child) are gone.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    program: OsString,
+    args: Vec<OsString>,
+    report: std::io::PipeWriter,
+    watch: Watch,
+}
+
+impl Workers {
+    /// The command of one child. Its stdout is a copy of the report pipe, or nothing if
+    /// the copy cannot be made (a report from another child is enough).
+    pub(crate) fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.args).stdin(Stdio::null());
+        match self.report.try_clone() {
+            Ok(report) => command.stdout(report),
+            Err(_) => command.stdout(Stdio::null()),
+        };
+        command
+    }
+
+    /// Puts the started child `pid` under the run's watchdog.
+    pub(crate) fn watch(&self, pid: u32) {
+        self.watch.add(pid);
     }
 }
 
@@ -212,6 +260,7 @@ impl Run {
         timeout: Duration,
     ) -> Result<(Run, ChildCmd), BoxError> {
         let (reader, writer) = std::io::pipe()?;
+        let report = writer.try_clone()?;
         let mut command = Command::new(std::env::current_exe()?);
         command
             .arg(CHILD_ARG)
@@ -223,6 +272,7 @@ impl Run {
         let watchdog = Watchdog::start(timeout);
         let child = ChildCmd {
             command,
+            report,
             watch: watchdog.watch.clone(),
         };
         Ok((Run { reader, watchdog }, child))
@@ -237,7 +287,8 @@ impl Run {
         if parent.is_err() {
             self.watchdog.watch.kill_living();
         }
-        // EOF once the child exited (the parent's copy of the pipe went with the command).
+        // EOF once the children exited (the parent's copies of the pipe went with the
+        // command, or with the `Workers`).
         let mut text = String::new();
         let read = self.reader.read_to_string(&mut text);
         let timed_out = self.watchdog.finish();

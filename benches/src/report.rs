@@ -56,6 +56,13 @@ pub(crate) fn values(
                 _ => return Err("no call returned within the window".into()),
             }
         }
+        Workload::Pool => {
+            let elapsed = parent
+                .elapsed
+                .filter(|d| !d.is_zero())
+                .ok_or("the pool reported no time")?;
+            vec![count as f64 / elapsed.as_secs_f64()]
+        }
         Workload::Stalled => {
             let kib = child
                 .peak_rss_kib
@@ -273,6 +280,36 @@ pub(crate) fn calls_summary(records: &[Record]) -> String {
     out
 }
 
+/// The pool workload's ratio: `pool`'s jobs/s divided by `pool-manual`'s in the same
+/// repetition, the median over repetitions and their spread. Empty unless both ran.
+pub(crate) fn pool_summary(records: &[Record]) -> String {
+    let jobs_per_s = |system: &str, rep: usize| {
+        records
+            .iter()
+            .find(|r| r.workload == Workload::Pool && r.system == system && r.rep == rep)
+            .and_then(|r| r.result.as_ref().ok())
+            .map(|v| v[0])
+    };
+    let mut ratios: Vec<f64> = records
+        .iter()
+        .filter(|r| r.workload == Workload::Pool && r.system == "pool")
+        .filter_map(|r| Some(jobs_per_s("pool", r.rep)? / jobs_per_s("pool-manual", r.rep)?))
+        .collect();
+    let (min, max) = ratios
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    match median(&mut ratios) {
+        None => String::new(),
+        Some(ratio) => format!(
+            "\npool ÷ pool-manual (jobs/s in the same repetition, median over {} repetitions): \
+             {ratio:.2} (min–max {min:.2}–{max:.2}; above 1 is faster)\n",
+            ratios.len()
+        ),
+    }
+}
+
 /// A number with about three significant digits.
 pub(crate) fn num(v: f64) -> String {
     match v.abs() {
@@ -319,5 +356,29 @@ mod tests {
         assert!(other.contains(" 0.50 "), "{other}");
         assert!(other.contains(" 2/3"), "{other}");
         assert!(text.contains("rep 2 small p→c other: broke"), "{text}");
+    }
+
+    #[test]
+    fn pool_ratio_pairs_runs_of_the_same_repetition() {
+        let record = |rep, system, v: f64| Record {
+            rep,
+            workload: Workload::Pool,
+            dir: Direction::ToChild,
+            system,
+            count: 10,
+            result: Ok(vec![v]),
+        };
+        assert_eq!(pool_summary(&[record(0, "pool", 1.0)]), "");
+        let records = [
+            record(0, "pool", 90.0),
+            record(0, "pool-manual", 100.0),
+            record(1, "pool-manual", 50.0),
+            record(1, "pool", 60.0),
+            record(2, "pool", 100.0),
+            record(2, "pool-manual", 100.0),
+        ];
+        let text = pool_summary(&records);
+        assert!(text.contains(": 1.00 (min–max 0.90–1.20;"), "{text}");
+        assert!(text.contains("over 3 repetitions"), "{text}");
     }
 }

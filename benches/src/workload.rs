@@ -31,11 +31,14 @@ pub(crate) enum Workload {
     /// Calls with replies, this many in flight (one of [`IN_FLIGHT`]): calls/s, p50 and
     /// p99 latency (see [`crate::calls`]).
     Calls(u16),
+    /// Jobs through a pool of [`WORKERS`](crate::pool::WORKERS) worker processes: jobs
+    /// per second (see [`crate::pool`]).
+    Pool,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 11] = [
+    pub(crate) const ALL: [Workload; 12] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
@@ -47,6 +50,7 @@ impl Workload {
         Workload::Calls(IN_FLIGHT[2]),
         Workload::Calls(IN_FLIGHT[3]),
         Workload::Calls(IN_FLIGHT[4]),
+        Workload::Pool,
     ];
 
     /// The name on the command line and in the table.
@@ -65,6 +69,7 @@ impl Workload {
             Workload::Calls(1024) => "calls-1024",
             // Only the counts of `IN_FLIGHT` are ever made (see `ALL`).
             Workload::Calls(_) => "calls-?",
+            Workload::Pool => "pool",
         }
     }
 
@@ -75,7 +80,9 @@ impl Workload {
             Workload::Small | Workload::Data64K | Workload::Data4M => {
                 &[Direction::ToChild, Direction::FromChild]
             }
-            Workload::Rtt | Workload::Concurrent | Workload::Calls(_) => &[Direction::ToChild],
+            Workload::Rtt | Workload::Concurrent | Workload::Calls(_) | Workload::Pool => {
+                &[Direction::ToChild]
+            }
             Workload::Stalled => &[Direction::FromChild],
         }
     }
@@ -83,6 +90,12 @@ impl Workload {
     /// Whether it is one of the calls workloads.
     pub(crate) fn is_calls(self) -> bool {
         matches!(self, Workload::Calls(_))
+    }
+
+    /// Whether it is one of the message workloads, which every system but those of the
+    /// calls and the pool takes part in.
+    pub(crate) fn is_message(self) -> bool {
+        !self.is_calls() && self != Workload::Pool
     }
 
     /// Whether it counts small messages, so that a system making a system call per
@@ -144,6 +157,10 @@ impl Workload {
                 unit: "MiB",
             }],
             Workload::Calls(_) => CALLS,
+            Workload::Pool => &[Metric {
+                label: "",
+                unit: "jobs/s",
+            }],
         }
     }
 }
@@ -206,6 +223,8 @@ pub(crate) struct Sizes {
     pub(crate) stall: Duration,
     /// The measuring window of each calls run (its warm-up is a fifth of it).
     pub(crate) calls_window: Duration,
+    /// Jobs in each pool run (after a warm-up of one job per worker).
+    pub(crate) pool: u64,
 }
 
 impl Sizes {
@@ -220,6 +239,7 @@ impl Sizes {
             stalled: 10_000_000,
             stall: Duration::from_secs(5),
             calls_window: Duration::from_millis(500),
+            pool: 1_000_000,
         }
     }
 
@@ -234,6 +254,7 @@ impl Sizes {
             stalled: 300_000,
             stall: Duration::from_millis(300),
             calls_window: Duration::from_millis(100),
+            pool: 100_000,
         }
     }
 
@@ -248,6 +269,7 @@ impl Sizes {
             Workload::Concurrent => self.concurrent,
             Workload::Stalled => self.stalled,
             Workload::Calls(_) => self.calls_window.as_millis() as u64,
+            Workload::Pool => self.pool,
         }
     }
 
@@ -274,6 +296,7 @@ impl Sizes {
                 };
                 (Role::Call(plan), Role::Answer)
             }
+            (Workload::Pool, _) => (Role::Deal { jobs: count }, Role::Work),
             (Workload::Rtt, _) => (Role::Ping { count }, Role::Echo),
             (Workload::Stalled, _) => (
                 Role::Recv(Stream {
@@ -320,6 +343,15 @@ pub(crate) enum Role {
     Call(Plan),
     /// The server of the calls workloads: answers every call until the peer closes.
     Answer,
+    /// The parent of the pool workload: starts the workers, hands them `jobs` jobs and
+    /// checks every result; timed from the first job to the last result.
+    Deal {
+        /// Jobs, over all workers.
+        jobs: u64,
+    },
+    /// A worker of the pool workload (one of several children): answers every job until
+    /// the parent closes.
+    Work,
 }
 
 impl Role {
@@ -347,6 +379,8 @@ impl Role {
                 plan.window.as_millis().to_string(),
             ],
             Role::Answer => vec!["answer".into()],
+            Role::Deal { jobs } => vec!["deal".into(), jobs.to_string()],
+            Role::Work => vec!["work".into()],
         }
     }
 
@@ -379,6 +413,8 @@ impl Role {
                 window: Duration::from_millis(num(3)?),
             })),
             Some("answer") => Ok(Role::Answer),
+            Some("deal") => Ok(Role::Deal { jobs: num(1)? }),
+            Some("work") => Ok(Role::Work),
             _ => Err(format!("bad role arguments {args:?}")),
         }
     }
@@ -387,7 +423,8 @@ impl Role {
 /// What a role measured.
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
-    /// A receiver's time from `Ready` to the last message.
+    /// A receiver's time from `Ready` to the last message; the pool parent's time from
+    /// the first job to the last result.
     pub(crate) elapsed: Option<Duration>,
     /// A pinger's round-trip times.
     pub(crate) latencies: Vec<Duration>,

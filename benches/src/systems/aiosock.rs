@@ -27,8 +27,8 @@ impl System for Aiosock {
         "aiosock"
     }
 
-    fn takes_part(&self, _: Workload) -> bool {
-        true
+    fn takes_part(&self, workload: Workload) -> bool {
+        workload != Workload::Pool
     }
 
     fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
@@ -78,6 +78,7 @@ async fn play(end: Endpoint<Msg, Msg>, role: &Role) -> Result<Outcome, BoxError>
         Role::Ping { count } => ping(tx, rx, *count).await,
         Role::Echo => echo(tx, rx).await,
         Role::Call(_) | Role::Answer => Err("the calls roles use other protocols".into()),
+        Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),
     }
 }
 

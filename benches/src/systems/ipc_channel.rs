@@ -75,6 +75,7 @@ fn play(tx: IpcSender<Msg>, rx: IpcReceiver<Msg>, role: &Role) -> Result<Outcome
         Role::Ping { count } => ping(tx, rx, *count),
         Role::Echo => echo(tx, rx),
         Role::Call(_) | Role::Answer => Err(super::NO_CALLS.into()),
+        Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),
     }
 }
 

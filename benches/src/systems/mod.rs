@@ -9,10 +9,13 @@
 //!
 //! The calls workloads have systems of their own: `aiosock-concurrent` and
 //! `aiosock-manual` (in `aiosock_calls`), and the RPC frameworks `tarpc` and `remoc`,
-//! which are built only with the feature `rpc-peers`.
+//! which are built only with the feature `rpc-peers`. So does the pool workload: `pool`
+//! and `pool-manual` (in `aiosock_pool`), whose parent starts several children, the
+//! roles `deal` and `work`.
 
 mod aiosock;
 mod aiosock_calls;
+mod aiosock_pool;
 mod ipc_channel;
 mod raw;
 mod remoc;
@@ -41,6 +44,9 @@ const PEERS_MISSING: &str = "unsupported: build with --features rpc-peers";
 /// The error of a role a system does not play.
 const NO_CALLS: &str = "this system takes no part in the calls workloads";
 
+/// The error of a pool role played by a system of another workload.
+const NO_POOL: &str = "this system takes no part in the pool workload";
+
 /// Whether this build has the RPC peers.
 fn peers_missing() -> Option<&'static str> {
     (!cfg!(feature = "rpc-peers")).then_some(PEERS_MISSING)
@@ -51,10 +57,10 @@ pub(crate) trait System: Sync + std::fmt::Debug {
     /// The name in the table and on the command lines.
     fn name(&self) -> &'static str;
 
-    /// Whether the system belongs in `workload`'s rows at all. By default, every workload
-    /// but the calls workloads.
+    /// Whether the system belongs in `workload`'s rows at all. By default, the message
+    /// workloads (not the calls, not the pool).
     fn takes_part(&self, workload: Workload) -> bool {
-        !workload.is_calls()
+        workload.is_message()
     }
 
     /// Why the system sits out a workload it [takes part in](Self::takes_part) (shown as
@@ -84,7 +90,7 @@ pub(crate) trait System: Sync + std::fmt::Debug {
 pub(crate) const BASELINE: &str = "raw-buffered";
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 9] {
+pub(crate) fn all() -> [&'static dyn System; 11] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
@@ -95,6 +101,8 @@ pub(crate) fn all() -> [&'static dyn System; 9] {
         &ipc_channel::IpcChannel,
         &tarpc::Tarpc,
         &remoc::Remoc,
+        &aiosock_pool::AiosockPool,
+        &aiosock_pool::PoolManual,
     ]
 }
 

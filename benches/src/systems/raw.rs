@@ -77,7 +77,7 @@ impl System for Raw {
     }
 
     fn takes_part(&self, workload: Workload) -> bool {
-        self.buffered || !workload.is_calls()
+        workload.is_message() || (self.buffered && workload.is_calls())
     }
 
     fn syscall_per_message(&self) -> bool {
@@ -189,6 +189,7 @@ fn play<W: Write + Send>(
         Role::Echo => echo(&mut tx, &mut rx),
         Role::Call(plan) => call(tx, rx, plan),
         Role::Answer => answer(&mut tx, &mut rx),
+        Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),
     }
 }
 

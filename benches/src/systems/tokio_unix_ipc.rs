@@ -101,6 +101,7 @@ async fn play(tx: Sender<Msg>, rx: Receiver<Msg>, role: &Role) -> Result<Outcome
         Role::Ping { count } => ping(tx, rx, *count).await,
         Role::Echo => echo(tx, rx).await,
         Role::Call(_) | Role::Answer => Err(super::NO_CALLS.into()),
+        Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),
     }
 }
 
