@@ -1,5 +1,5 @@
 //! A pool of worker processes answering calls: `aiosock::Pool` spawns N copies of this
-//! program in worker mode (and would restart any that died); 64 lanes of calls per worker
+//! program in worker mode (and would restart any that died); 256 lanes of calls per worker
 //! each take the next job from one shared counter, and the pool sends each call to the
 //! worker with the fewest in flight.
 //!
@@ -38,7 +38,7 @@ impl SilenceHandler for Parent {
 }
 
 /// Calls in flight to each worker.
-const LANES: usize = 64;
+const LANES: usize = 256;
 
 fn collatz(mut n: u64) -> u32 {
     let mut steps = 0;

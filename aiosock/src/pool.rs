@@ -353,8 +353,9 @@ impl<C> Pool<C> {
     /// The least-loaded worker that is up, and its client.
     async fn pick(&self) -> Result<(usize, Arc<C>), CallError> {
         let shared = &self.shared;
+        // Made only once no worker was found up, so that the usual call pays nothing for it.
+        let mut changed = None;
         loop {
-            let changed = shared.changed.notified();
             if shared.closing.load(Ordering::SeqCst) {
                 return Err(CallError::Closed);
             }
@@ -390,8 +391,11 @@ impl<C> Pool<C> {
                     }
                 }
             }
-            // No worker is up: wait for a restart.
-            changed.await;
+            // No worker is up: wait for a restart (checking once more after registering).
+            match changed.take() {
+                None => changed = Some(shared.changed.notified()),
+                Some(changed) => changed.await,
+            }
         }
     }
 }

@@ -78,6 +78,8 @@ pub(crate) fn decode_reply<R: DeserializeOwned + Send + 'static>(
 #[derive(Debug)]
 pub(crate) struct Calls {
     table: Mutex<Table>,
+    /// Set together with `Table::ended`, to be read without the lock.
+    ended: std::sync::atomic::AtomicBool,
     /// Signalled when a slot frees up while calls wait for one, and when the connection
     /// ends.
     room: Notify,
@@ -164,6 +166,7 @@ impl Calls {
                 waiting: 0,
             }),
             room: Notify::new(),
+            ended: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -339,6 +342,7 @@ impl Calls {
             return;
         }
         table.ended = Some(why.clone());
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
         let mut freed = 0;
         let mut wakers = Vec::new();
         for slot in table.slots.iter_mut() {
@@ -368,7 +372,7 @@ impl Calls {
 
     /// Whether the connection can carry no more replies.
     pub(crate) fn is_ended(&self) -> bool {
-        self.table().ended.is_some()
+        self.ended.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Calls in flight: waiting for a reply, or abandoned with the reply still due.

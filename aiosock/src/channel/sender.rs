@@ -60,9 +60,10 @@ pub struct Sender<T> {
 pub(crate) struct Watch(Arc<Shared>);
 
 impl Watch {
-    /// The peer can no longer receive, or no reply can arrive any more.
+    /// No reply can arrive any more: the peer closed or died, this end's receiver ended,
+    /// or sending failed. Reads one flag, without a lock.
     pub(crate) fn is_closed(&self) -> bool {
-        self.0.known_closed() || self.0.calls.is_ended()
+        self.0.calls.is_ended()
     }
 }
 
