@@ -140,8 +140,7 @@ impl Answer {
 
     /// The answer of a call variant: `reply`, encoded.
     pub fn of<R: Serialize>(reply: &R) -> Answer {
-        // Room for the header and a small reply: most replies need no reallocation.
-        let mut frame = Vec::with_capacity(64);
+        let mut frame = Vec::new();
         match crate::wire::encode_frame_as(
             &mut frame,
             reply,

@@ -80,8 +80,6 @@ pub struct Receiver<T> {
     held_bytes: usize,
     /// How the stream ended while reading ahead: returned once `held` is empty.
     ended: Option<Result<(), Error>>,
-    /// Frames decoded since the last read from the socket.
-    since_fill: u32,
     _msg: PhantomData<fn() -> T>,
 }
 
@@ -97,7 +95,6 @@ impl<T: Protocol> Receiver<T> {
             held: VecDeque::new(),
             held_bytes: 0,
             ended: None,
-            since_fill: 0,
             _msg: PhantomData,
         }
     }
@@ -549,7 +546,6 @@ impl<T: Protocol> Receiver<T> {
             if let Err(e) = ready!(fill(self)) {
                 break Err(Error::Io(e));
             }
-            self.since_fill = 0;
         };
         Poll::Ready(self.settle(result))
     }
@@ -562,7 +558,6 @@ impl<T: Protocol> Receiver<T> {
             match self.decoder.decode(self.buf.pending())? {
                 Decoded::Message { msg, used, call } => {
                     self.buf.consume(used);
-                    self.count_frame();
                     if let Some(observer) = &mut self.observer {
                         observer(&msg);
                     }
@@ -582,7 +577,6 @@ impl<T: Protocol> Receiver<T> {
                     let bytes = &self.buf.pending()[payload];
                     self.shared.calls.complete(id, failed, bytes, budget)?;
                     self.buf.consume(used);
-                    self.count_frame();
                 }
                 Decoded::Panicked { message, used } => {
                     self.buf.consume(used);
@@ -597,16 +591,6 @@ impl<T: Protocol> Receiver<T> {
                     return Ok(None);
                 }
             }
-        }
-    }
-
-    /// Counts a frame decoded from the current read; the second tells the end that a
-    /// burst of input is being handled (see `Outgoing::input_batch`).
-    #[inline]
-    fn count_frame(&mut self) {
-        self.since_fill += 1;
-        if self.since_fill == 2 {
-            self.shared.input_batch();
         }
     }
 

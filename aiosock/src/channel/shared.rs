@@ -74,10 +74,6 @@ pub(crate) struct Outgoing {
     /// The batch may hold bytes (an inline write left some): the writer task must write
     /// before it parks again.
     pub(crate) kick: bool,
-    /// The end's receiver got several frames from one read since the writer last went
-    /// idle: the tasks it wakes are likely to send a burst of answers or calls, so the
-    /// first of them is left to the writer too, to leave with the rest.
-    pub(crate) input_batch: bool,
 }
 
 /// What [`Shared::write_now`] left.
@@ -150,7 +146,6 @@ impl Shared {
                 written: 0,
                 inline_spent: false,
                 kick: false,
-                input_batch: false,
             }),
             events: Notify::new(),
             calls: Calls::new(config.max_calls()),
@@ -260,7 +255,7 @@ impl Shared {
         out.queued += frame.len() as u64;
         out.queue.push(frame);
         let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
-            Writer::Idle(waker) if !out.inline_spent && !out.input_batch => {
+            Writer::Idle(waker) if !out.inline_spent => {
                 // The writer is idle, so this frame is all that is queued: write it now,
                 // without waiting for the writer task to be scheduled (a round trip's
                 // latency). Only once per burst: the writer task batches the rest.
@@ -349,11 +344,6 @@ impl Shared {
     }
 
     /// The task that receives on this end is about to wait: the next send may write inline.
-    /// The receiver got a second frame from one read (see [`Outgoing::input_batch`]).
-    pub(crate) fn input_batch(&self) {
-        self.out().input_batch = true;
-    }
-
     pub(crate) fn reader_waiting(&self) {
         self.out().inline_spent = false;
     }
@@ -554,7 +544,6 @@ impl Shared {
         } else {
             out.writer = Writer::Idle(cx.waker().clone());
             out.inline_spent = false;
-            out.input_batch = false;
             Poll::Pending
         }
     }
