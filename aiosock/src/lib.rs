@@ -175,16 +175,20 @@
 //!   [`Receiver::serve_concurrent`] runs up to N at once on clones of the handler, so one
 //!   slow call does not hold up the rest (messages start in order and finish in any order).
 //!   While a method runs, `serve` keeps reading, so a handler may call the peer back and
-//!   await the answer; other messages wait their turn (up to [`Config::capacity`] bytes of
-//!   them, read ahead).
+//!   await the answer; other messages wait their turn, read ahead up to
+//!   [`Config::capacity`] bytes of them. Past that, `serve` stops reading until the method
+//!   returns: a method that waits for the peer's answer while the peer sends more than
+//!   that many bytes of other messages first would wait forever (raise the capacity, or
+//!   answer such calls with `serve_concurrent`).
 //! - **Both directions**: each side may call the other over one pair.
 //! - **Cancelling**: dropping a call's future cancels it (so `tokio::time::timeout` around a
 //!   call works). Before the message was queued, nothing is sent; after, the late reply is
 //!   recognised and dropped when it comes.
 //! - **Close and death**: when the peer closes its sending direction, exits or is killed,
 //!   or this end's receiver is dropped or fails, every call in flight fails at once with
-//!   [`CallError::Closed`] (or [`CallError::Failed`]), and later calls fail immediately. A
-//!   call never waits for a reply that cannot come.
+//!   [`CallError::Closed`] (or [`CallError::Failed`] after a bad frame or a death in the
+//!   middle of one, [`CallError::Panicked`] after the peer's `serve` stopped on a panic),
+//!   and later calls fail immediately. A call never waits for a reply that cannot come.
 //! - **Panics**: a handler method that panics answers its caller with
 //!   [`CallError::Panicked`] and the panic's message. [`serve`](Receiver::serve) then
 //!   stops, since the handler may be half-updated: it tells the peer (whose receiver
@@ -201,8 +205,10 @@
 //!   its reply arrives.
 //! - **Ids**: call ids are 64-bit and never name two live calls, even after wrap-around. A
 //!   peer that answers an id not in flight, answers twice, answers a one-way message, or
-//!   answers with a value of the wrong type gets [`Error::UnexpectedReply`] or
-//!   [`Error::BadReply`], and the connection ends: no reply ever reaches the wrong caller.
+//!   answers with a value that does not decode as the reply type gets
+//!   [`Error::UnexpectedReply`] or [`Error::BadReply`], and the connection ends: no reply
+//!   ever reaches the wrong caller. (The encoding does not name types, so a reply of
+//!   another type that happens to decode, a `u8` where a `u64` is expected, is not caught.)
 //!   Replies are decoded within the same [decode budget](#the-decode-budget) as messages.
 //!
 //! # Waiting on many receivers

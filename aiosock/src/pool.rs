@@ -4,7 +4,7 @@ use std::fmt;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -26,7 +26,8 @@ use crate::{ChildOptions, Client, Dispatch, Protocol, pair};
 ///   dies). Forked workers are not offered: a pool restarts workers from inside a running
 ///   runtime, where forking is refused.
 /// - **A worker that dies is restarted** (after a pause that grows with repeated failures,
-///   from 10 ms up to 1 s). The calls it held fail with [`CallError::Closed`];
+///   from 10 ms up to 1 s). The calls it held fail with [`CallError::Closed`] (or
+///   [`CallError::Failed`] if it died in the middle of a frame);
 ///   [`call_idempotent`](Self::call_idempotent) retries them on another worker instead,
 ///   for calls that are safe to repeat.
 /// - **Shutdown** is graceful: [`shutdown`](Self::shutdown) refuses new calls, waits (at
@@ -282,7 +283,8 @@ impl<C> Pool<C> {
     /// # Errors
     ///
     /// What `call` returns, and [`CallError::Closed`] once the pool is shutting down. If
-    /// the worker dies meanwhile, the call fails with `CallError::Closed`: see
+    /// the worker dies meanwhile, the call fails with `CallError::Closed` (or `Failed`, if
+    /// it died in the middle of a frame): see
     /// [`call_idempotent`](Self::call_idempotent) for calls that may be repeated.
     ///
     /// # Cancel safety
@@ -294,6 +296,11 @@ impl<C> Pool<C> {
     ) -> Result<R, CallError> {
         let (index, client) = self.pick().await?;
         let _load = Load::new(&self.shared, index);
+        // Counted first, then checked: a shutdown that saw no call in flight also sees
+        // this one refused.
+        if self.shared.closing.load(Ordering::SeqCst) {
+            return Err(CallError::Closed);
+        }
         call(&client).await
     }
 
@@ -315,6 +322,9 @@ impl<C> Pool<C> {
         for _ in 0..attempts {
             let (index, client) = self.pick().await?;
             let load = Load::new(&self.shared, index);
+            if self.shared.closing.load(Ordering::SeqCst) {
+                return Err(CallError::Closed);
+            }
             match call(&client).await {
                 // The next pick skips a worker whose connection is known to have ended.
                 Err(e @ (CallError::Closed | CallError::Failed { .. })) => {
@@ -445,10 +455,14 @@ impl<C> Drop for Load<'_, C> {
     }
 }
 
+/// A worker that ran at least this long before it ended is restarted at once.
+const HEALTHY_AFTER: Duration = Duration::from_secs(1);
+
 /// A started worker: its process and the task serving what it sends.
 struct Running {
     child: crate::Child,
     serving: tokio::task::JoinHandle<()>,
+    started: Instant,
 }
 
 /// Starts worker `index` and puts its client in place.
@@ -473,6 +487,17 @@ where
         let _ = rx.serve(handler).await;
     });
     let mut state = shared.state(index);
+    if shared.closing.load(Ordering::SeqCst) {
+        // The pool began to shut down while the worker started: it takes no calls. Its
+        // client is dropped here (so its serve ends), and the supervisor stops it.
+        drop(state);
+        drop(tx);
+        return Ok(Running {
+            child,
+            serving,
+            started: Instant::now(),
+        });
+    }
     state.watch = Some(tx.watch());
     state.client = Some(Arc::new(C::from_sender(tx)));
     state.pid = Some(child.id());
@@ -480,7 +505,11 @@ where
     shared.workers[index].up.store(true, Ordering::Relaxed);
     drop(state);
     shared.changed.notify_waiters();
-    Ok(Running { child, serving })
+    Ok(Running {
+        child,
+        serving,
+        started: Instant::now(),
+    })
 }
 
 /// Watches one worker: restarts it when it exits, kills it at shutdown.
@@ -508,23 +537,25 @@ where
             if let Some(Running {
                 mut child,
                 mut serving,
+                started,
             }) = running.take()
             {
                 // Until the worker exits, its connection ends, or the pool shuts down and
                 // takes its client.
                 let mut served = false;
                 let exited = tokio::select! {
-                    status = child.wait() => Some(status.is_ok_and(|s| s.success())),
+                    _ = child.wait() => true,
                     _ = &mut serving => {
                         // The worker closed its connection but runs on: it is of no use.
                         served = true;
                         let _ = child.kill().await;
-                        Some(false)
+                        true
                     }
-                    () = shared.until(|| shared.closing.load(Ordering::SeqCst)
-                        && shared.state(self.index).client.is_none()) => None,
+                    () = shared.until(|| shared.kill.load(Ordering::SeqCst)
+                        || shared.closing.load(Ordering::SeqCst)
+                            && shared.state(self.index).client.is_none()) => false,
                 };
-                if exited.is_none() {
+                if !exited {
                     // The connection is closing: the worker's serve ends and it exits, unless
                     // the shutdown's grace runs out first.
                     tokio::select! {
@@ -535,7 +566,13 @@ where
                     }
                 }
                 if !served {
-                    let _ = serving.await;
+                    // What the worker sent is served until its connection ends, which its
+                    // exit brings; a handler method still running is not waited for once
+                    // the grace is over.
+                    tokio::select! {
+                        _ = &mut serving => {}
+                        () = shared.until(|| shared.kill.load(Ordering::SeqCst)) => serving.abort(),
+                    }
                 }
                 let mut state = shared.state(self.index);
                 state.client = None;
@@ -545,7 +582,9 @@ where
                     .up
                     .store(false, Ordering::Relaxed);
                 drop(state);
-                failures = if exited == Some(true) {
+                // A worker that ran a while starts the count of failures afresh; one that
+                // ends at once, cleanly or not, makes the next restart wait longer.
+                failures = if started.elapsed() >= HEALTHY_AFTER {
                     0
                 } else {
                     failures.saturating_add(1)
@@ -555,9 +594,9 @@ where
                 break;
             }
             let pause = Duration::from_millis(10 << failures.min(7)).min(Duration::from_secs(1));
-            tokio::time::sleep(pause).await;
-            if shared.closing.load(Ordering::SeqCst) {
-                break;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = shared.until(|| shared.closing.load(Ordering::SeqCst)) => break,
             }
             match start::<C, In, H>(shared, self.index, &*self.command, self.handler.clone()) {
                 Ok(started) => {

@@ -228,3 +228,19 @@ async fn shutdown_is_bounded_by_its_grace() {
     }
     assert_eq!(guard("held", held).await.unwrap(), Err(CallError::Closed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_while_a_worker_restarts_still_ends() {
+    for wait_ms in [0, 5, 15, 30] {
+        let pool = pool(2);
+        kill_9(pool.workers()[0].pid.unwrap());
+        // Shut down while the supervisor notices the death, pauses or starts a new worker.
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        guard("shutdown", pool.shutdown(Duration::from_secs(2))).await;
+        assert!(pool.workers().iter().all(|w| !w.up && w.pid.is_none()));
+        assert_eq!(
+            pool.call(async |ask| ask.square(1).await).await,
+            Err(CallError::Closed)
+        );
+    }
+}

@@ -183,8 +183,11 @@ impl Calls {
     pub(crate) async fn start(&self, decode: DecodeReply, wait: bool) -> Result<u64, CallError> {
         let mut waited = false;
         loop {
-            // Made before the check, so that a slot freed after it is not missed.
+            // Registered before the check, so that a slot freed after it is not missed: a
+            // `notify_one` reaches a registered waiter rather than a single stored permit.
             let room = self.room.notified();
+            let mut room = std::pin::pin!(room);
+            room.as_mut().enable();
             {
                 let mut table = self.table();
                 if waited {
@@ -292,17 +295,22 @@ impl Calls {
                 else {
                     unreachable!("matched above")
                 };
+                // While the reply is decoded the slot says so: if a `Deserialize` panics,
+                // the receiver unwinds, and `end` still fails the caller.
+                *slot = Slot::Decoding { id, waker };
                 if payload.len() <= DECODE_UNDER_LOCK {
                     // A small reply: decoded in the same critical section.
                     let (result, error) = decoded(id, failed, decode, payload, per_byte);
-                    *slot = Slot::Done { id, result };
+                    let waker = match std::mem::replace(slot, Slot::Done { id, result }) {
+                        Slot::Decoding { waker, .. } => waker,
+                        _ => None,
+                    };
                     drop(table);
                     if let Some(waker) = waker {
                         waker.wake();
                     }
                     return error.map_or(Ok(()), Err);
                 }
-                *slot = Slot::Decoding { id, waker };
                 decode
             }
             Some(slot @ Slot::Abandoned { .. }) => {
@@ -563,6 +571,45 @@ mod tests {
             outcome(&calls, b),
             Poll::Ready(Err(CallError::Failed { .. }))
         ));
+    }
+
+    #[tokio::test]
+    async fn calls_waiting_for_room_start_as_slots_free() {
+        let calls = std::sync::Arc::new(Calls::new(2));
+        let a = start_now(&calls, true).unwrap();
+        let b = start_now(&calls, true).unwrap();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let calls = calls.clone();
+                tokio::spawn(async move { calls.start(decode_reply::<u64>, true).await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            waiters.iter().all(|w| !w.is_finished()),
+            "the table is full"
+        );
+        // Both slots free at once: both waiters must start (one stored wake-up would not do).
+        calls.complete(a, false, &payload(&1u64), 16).unwrap();
+        calls.complete(b, false, &payload(&2u64), 16).unwrap();
+        reply_u64(&calls, a);
+        reply_u64(&calls, b);
+        for waiter in waiters {
+            let id = tokio::time::timeout(std::time::Duration::from_secs(10), waiter)
+                .await
+                .expect("a waiter was not woken")
+                .unwrap()
+                .unwrap();
+            assert!(id != a && id != b);
+        }
+        // A waiter whose future is dropped does not count as waiting any more.
+        let mut dropped = Box::pin(calls.start(decode_reply::<u64>, true));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(dropped.as_mut().poll(&mut cx).is_pending());
+        drop(dropped);
+        assert_eq!(calls.table().waiting, 0);
     }
 
     #[test]

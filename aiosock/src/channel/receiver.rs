@@ -178,9 +178,10 @@ impl<T: Protocol> Receiver<T> {
         }
     }
 
-    /// Calls `observer` with every message this receiver returns, just before returning it
+    /// Calls `observer` with every message this receiver decodes, just before returning it
     /// (from [`recv`](Self::recv), [`try_recv`](Self::try_recv), the `Stream` and
-    /// [`serve`](Self::serve) alike). It replaces any earlier observer.
+    /// [`serve`](Self::serve) alike; `serve` may decode a message early, while it reads
+    /// ahead during a method). It replaces any earlier observer.
     ///
     /// This is the Python original's read callback, which saw each message while an awaiting
     /// reader got it too: observe (log, count, trace) without giving up `recv`.
@@ -242,7 +243,9 @@ impl<T: Protocol> Receiver<T> {
     /// While a method runs, `serve` goes on reading: replies to this end's own calls are
     /// delivered (a method may call the peer and await the answer), and the messages that
     /// follow are read ahead, up to [`Config::capacity`](crate::Config::capacity) bytes of
-    /// frames, to be handled next in order.
+    /// frames, to be handled next in order. Past that it stops reading until the method
+    /// returns, so a method that awaits the peer's answer while the peer sends more than
+    /// that before answering waits forever: raise the capacity for such protocols.
     ///
     /// # Errors
     ///

@@ -40,7 +40,7 @@ impl Responder {
     /// maximum frame length) tells the caller why instead; a one-way variant received as a
     /// call tells the caller it has no reply.
     pub(crate) async fn answer(mut self, answer: Answer) {
-        if std::mem::replace(&mut self.answered, true) {
+        if self.answered {
             return;
         }
         let max = self.shared.config.max_frame_len();
@@ -59,11 +59,17 @@ impl Responder {
                 return self.fail(Failure::BadReply(why.to_string()));
             }
         };
+        // Answered only once the reply is queued (or the peer is gone): if this future is
+        // dropped while it waits for room, `drop` tells the caller instead.
         loop {
             match self.shared.push(&mut frame, true) {
-                Ok(()) | Err(Refused::Closed) => return,
+                Ok(()) | Err(Refused::Closed) => {
+                    self.answered = true;
+                    return;
+                }
                 Err(Refused::Full) => {
                     if self.shared.ready().await.is_err() {
+                        self.answered = true;
                         return;
                     }
                 }
