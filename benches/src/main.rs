@@ -46,6 +46,12 @@
 //! averaged. Ratios are to `raw-buffered` in the same repetition: for throughput below 1
 //! is slower, for latency and memory above 1 is worse.
 //!
+//! `--warm` measures in the warm condition: a background thread in the main process
+//! sleeps 200 µs in a loop for the whole run. On a VM whose idle vCPUs halt (the
+//! `haltpoll` governor), a round trip's time is dominated by waking a halted vCPU; the
+//! wake-ups keep them from halting deeply, as on a busy machine. The default is cold: an
+//! otherwise idle machine. The report's first line names the condition.
+//!
 //! `--write-readme FILE` puts the printed report into `FILE` between the marker lines
 //! `<!-- bench-table:start -->` and `<!-- bench-table:end -->`, after a line giving the
 //! date, the machine, the commit and the command (see `readme.rs`). The README's numbers
@@ -79,7 +85,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const RUN_GRACE: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
-usage: aiosock-benches [--reps N] [--quick] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
+usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire,
            calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
@@ -88,6 +94,9 @@ systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in the pool workload pool and pool-manual (2 worker processes each)
   --reps N              repetitions of each run (default 10; 3 with --quick)
   --quick               fewer messages and 3 repetitions: a smoke test
+  --warm                measure warm: a background thread sleeps 200 µs in a loop
+                        for the whole run, so that idle CPUs do not halt deeply
+                        (the default is cold: an otherwise idle machine)
   --write-readme FILE   after the run, put the report between FILE's lines
                         <!-- bench-table:start --> and <!-- bench-table:end -->,
                         after a line with the date, machine, commit and command";
@@ -121,6 +130,7 @@ struct Options {
     wire: bool,
     systems: Vec<&'static dyn System>,
     write_readme: Option<PathBuf>,
+    warm: bool,
 }
 
 impl Options {
@@ -132,11 +142,13 @@ impl Options {
         let mut wire = false;
         let mut systems = systems::all().to_vec();
         let mut write_readme = None;
+        let mut warm = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "-h" | "--help" => return Ok(None),
                 "--quick" => quick = true,
+                "--warm" => warm = true,
                 "--reps" => {
                     let n = args.next().and_then(|n| n.parse().ok());
                     reps = Some(
@@ -181,7 +193,39 @@ impl Options {
             wire,
             systems,
             write_readme,
+            warm,
         }))
+    }
+}
+
+/// A thread that sleeps 200 µs in a loop until dropped: the warm condition.
+struct Warmer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Warmer {
+    fn start() -> Warmer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_micros(200));
+            }
+        });
+        Warmer {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Warmer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -208,6 +252,10 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
             }
         },
     };
+    // The warm condition: on a VM, the round trip is dominated by waking a halted vCPU
+    // (the `haltpoll` idle governor); a thread that wakes every 200 µs keeps them from
+    // halting deeply, as a busy machine would.
+    let warmer = options.warm.then(Warmer::start);
     let sizes = if options.quick {
         Sizes::quick()
     } else {
@@ -290,10 +338,16 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
     }
     let names: Vec<&'static str> = options.systems.iter().map(|s| s.name()).collect();
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    drop(warmer);
     let mut out = format!(
-        "aiosock-benches: {} repetitions{}, {cpus} CPUs\n",
+        "aiosock-benches: {} repetitions{}, {cpus} CPUs, {}\n",
         options.reps,
-        if options.quick { " (quick)" } else { "" }
+        if options.quick { " (quick)" } else { "" },
+        if options.warm {
+            "warm (a background thread sleeps 200 µs in a loop)"
+        } else {
+            "cold (nothing else running)"
+        }
     );
     if !records.is_empty() {
         if options.workloads.iter().any(|&w| w != Workload::Pool) {
