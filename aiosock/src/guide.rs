@@ -9,7 +9,7 @@
 //! | `sock.write(obj)` | [`Sender::send(msg).await`](crate::Sender::send), or [`try_send`](crate::Sender::try_send) without waiting |
 //! | `await sock.read()` | [`Receiver::recv().await`](crate::Receiver::recv): `Ok(Some(msg))`, `Ok(None)` at the end |
 //! | the read callback (with extra arguments) | the generated `{Enum}Handler` trait and [`Receiver::serve`](crate::Receiver::serve); state lives in the handler |
-//! | the read callback *and* `await read()` | `recv()`, then [`Dispatch::dispatch`](crate::Dispatch::dispatch) in the same loop; or [`Receiver::observe`](crate::Receiver::observe) to watch |
+//! | the read callback *and* `await read()` | `recv()`, then [`Dispatch::dispatch`](crate::Dispatch::dispatch) in the same loop (or, to answer calls too, [`recv_request()`](crate::Receiver::recv_request) and [`Request::dispatch`](crate::Request::dispatch)); or [`Receiver::observe`](crate::Receiver::observe) to watch |
 //! | the "writable" callback | [`Sender::ready().await`](crate::Sender::ready) |
 //! | `multiprocessing.Process(target=...)` with the fork method | [`fork(end, \|end\| async { ... })`](crate::fork) |
 //! | `multiprocessing` with the spawn method | [`spawn(command, end)`](crate::spawn) and [`inherited()`](crate::inherited) in the child |

@@ -197,7 +197,8 @@
 //!   (code 101). [`serve_concurrent`](Receiver::serve_concurrent) contains the panic to
 //!   its task and goes on.
 //! - **A call read with `recv`** (not served) cannot be answered: its caller gets
-//!   [`CallError::Unanswered`] at once. A call variant sent with `send` is one-way: its
+//!   [`CallError::Unanswered`] at once. [`Receiver::recv_request`] receives it with the
+//!   means to answer ([`Request::dispatch`]), for loops that mix awaiting and handling. A call variant sent with `send` is one-way: its
 //!   reply is computed and dropped.
 //! - **Bounded**: at most [`Config::max_calls`] calls are in flight per end (1,024 by
 //!   default); a call waits for a free slot, and the client's `try_` methods fail with
@@ -386,7 +387,7 @@ mod wire;
 pub mod __private;
 
 pub use crate::bytes::Bytes;
-pub use crate::channel::{Config, Endpoint, Receiver, Sender, pair};
+pub use crate::channel::{Config, Endpoint, Receiver, Request, Sender, pair};
 pub use crate::error::{
     CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError,
     TrySendError,

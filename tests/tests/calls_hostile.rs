@@ -222,3 +222,43 @@ async fn a_call_received_with_recv_is_answered_unanswered() {
     drop((q, brx, _btx));
     guard("serving", serving).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recv_request_answers_calls_it_dispatches_and_no_others() {
+    let (a, b) = aiosock::pair::<Q, Q>().expect("pair");
+    let (tx, rx) = a.into_split();
+    let serving = tokio::spawn(rx.serve(Ignore));
+    let (b_tx, mut b_rx) = b.into_split();
+    let q = QClient::new(tx);
+    let call = |n: u64| {
+        let q = q.clone();
+        tokio::spawn(async move { q.ask(n).await })
+    };
+    // Dispatched: answered with what the method returned.
+    let first = call(7);
+    let request = guard("recv", b_rx.recv_request()).await.unwrap().unwrap();
+    assert_eq!((request.message(), request.is_call()), (&Q::Ask(7), true));
+    request.dispatch(&mut Ignore).await;
+    assert_eq!(guard("first", first).await.unwrap(), Ok(7));
+    // Taken out, or dropped: the caller learns at once.
+    let second = call(8);
+    let request = guard("recv", b_rx.recv_request()).await.unwrap().unwrap();
+    assert_eq!(request.into_message(), Q::Ask(8));
+    assert_eq!(
+        guard("second", second).await.unwrap(),
+        Err(CallError::Unanswered)
+    );
+    let third = call(9);
+    drop(guard("recv", b_rx.recv_request()).await.unwrap().unwrap());
+    assert_eq!(
+        guard("third", third).await.unwrap(),
+        Err(CallError::Unanswered)
+    );
+    // A one-way message is no call.
+    q.tell(3).await.unwrap();
+    let request = guard("recv", b_rx.recv_request()).await.unwrap().unwrap();
+    assert!(!request.is_call());
+    request.dispatch(&mut Ignore).await;
+    drop((q, b_tx, b_rx));
+    guard("serving", serving).await.unwrap().unwrap();
+}

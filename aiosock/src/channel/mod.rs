@@ -44,6 +44,6 @@ mod writer;
 
 pub use config::Config;
 pub use endpoint::{Endpoint, pair};
-pub use receiver::Receiver;
+pub use receiver::{Receiver, Request};
 pub use sender::Sender;
 pub(crate) use sender::Watch;

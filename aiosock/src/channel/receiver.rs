@@ -22,7 +22,7 @@ use crate::{Dispatch, Protocol, sys, trace};
 type Observer<T> = Box<dyn FnMut(&T) + Send>;
 
 /// A message to handle, with the promise to answer it if it is a call.
-type Request<T> = (T, Option<Responder>);
+type Pending<T> = (T, Option<Responder>);
 
 /// A message as read: its call id if the peer wants an answer, and the frame's length.
 struct Incoming<T> {
@@ -75,7 +75,7 @@ pub struct Receiver<T> {
     failed: bool,
     observer: Option<Observer<T>>,
     /// Messages read ahead while `serve` ran a handler, each with its promise to answer.
-    held: VecDeque<Request<T>>,
+    held: VecDeque<Pending<T>>,
     /// The frame bytes of the messages in `held`.
     held_bytes: usize,
     /// How the stream ended while reading ahead: returned once `held` is empty.
@@ -108,7 +108,8 @@ impl<T: Protocol> Receiver<T> {
     ///
     /// A message the peer sent as a call is returned like any other, but `recv` cannot
     /// answer it: its caller gets [`CallError::Unanswered`](crate::CallError::Unanswered)
-    /// at once. Serve calls with [`serve`](Self::serve). Replies to this end's own calls
+    /// at once. Serve calls with [`serve`](Self::serve), or receive them with
+    /// [`recv_request`](Self::recv_request) to answer them. Replies to this end's own calls
     /// are delivered to their callers on the way, never returned here.
     ///
     /// # Errors
@@ -127,6 +128,67 @@ impl<T: Protocol> Receiver<T> {
     /// When first used outside a Tokio runtime with I/O enabled.
     pub async fn recv(&mut self) -> Result<Option<T>, Error> {
         std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Receives the next message together with the means to answer it, if the peer sent
+    /// it as a call: the `recv` counterpart of [`serve`](Self::serve), for a loop that
+    /// handles some messages itself and hands others to a handler.
+    ///
+    /// [`Request::dispatch`] runs the handler's method and answers the call with what it
+    /// returns; [`Request::into_message`] takes the message out, and its caller then learns
+    /// at once that no answer will come ([`CallError::Unanswered`](crate::CallError::Unanswered)),
+    /// as does dropping the request. The answer goes out through this end's sending half,
+    /// which must still be open (a [`Sender`](crate::Sender) alive).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Self::recv).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// #[aiosock::protocol]
+    /// #[derive(Debug, PartialEq)]
+    /// enum Math {
+    ///     #[reply(u64)]
+    ///     Square(u64),
+    ///     Note(String),
+    /// }
+    ///
+    /// struct Squarer;
+    ///
+    /// impl MathHandler for Squarer {
+    ///     async fn on_square(&mut self, n: u64) -> u64 {
+    ///         n * n
+    ///     }
+    ///     async fn on_note(&mut self, _: String) {}
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let (a, b) = aiosock::pair::<Math, Math>()?;
+    /// let (tx, a_rx) = a.into_split();
+    /// tokio::spawn(a_rx.serve(Squarer)); // replies to `a`'s calls arrive here
+    /// let math = MathClient::new(tx);
+    /// let call = tokio::spawn(async move { math.square(9).await });
+    ///
+    /// let (_b_tx, mut b_rx) = b.into_split(); // `_b_tx` keeps the direction open for answers
+    /// let request = b_rx.recv_request().await?.expect("a request");
+    /// assert_eq!(request.message(), &Math::Square(9));
+    /// assert!(request.is_call());
+    /// request.dispatch(&mut Squarer).await;
+    /// assert_eq!(call.await??, 81);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_request(&mut self) -> Result<Option<Request<T>>, Error> {
+        std::future::poll_fn(|cx| self.poll_request(cx))
+            .await
+            .map(|next| next.map(|(msg, responder)| Request { msg, responder }))
     }
 
     /// Polls for the next message; the `poll` form of [`recv`](Self::recv).
@@ -468,11 +530,11 @@ impl<T: Protocol> Receiver<T> {
 
     /// The next message with its promise to answer, if it is a call: one read ahead
     /// first, then from the socket.
-    async fn next_request(&mut self) -> Result<Option<Request<T>>, Error> {
+    async fn next_request(&mut self) -> Result<Option<Pending<T>>, Error> {
         std::future::poll_fn(|cx| self.poll_request(cx)).await
     }
 
-    fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Request<T>>, Error>> {
+    fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Pending<T>>, Error>> {
         if let Some((msg, responder)) = self.held.pop_front() {
             if self.held.is_empty() {
                 self.held_bytes = 0;
@@ -745,5 +807,79 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
         s.clone()
     } else {
         "<non-string panic payload>".to_owned()
+    }
+}
+
+/// A message received with [`Receiver::recv_request`], with the means to answer it if the
+/// peer sent it as a call.
+///
+/// Dropping a request that is a call, or taking its message out with
+/// [`into_message`](Self::into_message), tells the caller at once that no answer will come.
+pub struct Request<T> {
+    msg: T,
+    responder: Option<Responder>,
+}
+
+impl<T: Protocol> Request<T> {
+    /// The message.
+    pub fn message(&self) -> &T {
+        &self.msg
+    }
+
+    /// Whether the peer sent it as a call, waiting for an answer.
+    pub fn is_call(&self) -> bool {
+        self.responder.is_some()
+    }
+
+    /// The message; if it is a call, its caller gets
+    /// [`CallError::Unanswered`](crate::CallError::Unanswered).
+    pub fn into_message(self) -> T {
+        if let Some(responder) = self.responder {
+            responder.fail(Failure::Unanswered);
+        }
+        self.msg
+    }
+
+    /// Calls `handler`'s method for the message and, if it is a call, answers it with what
+    /// the method returned.
+    ///
+    /// # Panics
+    ///
+    /// A panic in the method answers the caller with
+    /// [`CallError::Panicked`](crate::CallError::Panicked) and the panic's message, then
+    /// resumes.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: if the future is dropped, the method is cancelled and a call is
+    /// answered with [`CallError::Unanswered`](crate::CallError::Unanswered).
+    pub async fn dispatch<H>(self, handler: &mut H)
+    where
+        T: Dispatch<H>,
+        H: Send,
+    {
+        let Request { msg, responder } = self;
+        match catch_unwind(msg.dispatch_answer(handler)).await {
+            Ok(answer) => {
+                if let Some(responder) = responder {
+                    responder.answer(answer).await;
+                }
+            }
+            Err(panic) => {
+                if let Some(responder) = responder {
+                    responder.fail(Failure::Panicked(panic_message(&*panic)));
+                }
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Request<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("msg", &self.msg)
+            .field("call", &self.responder.is_some())
+            .finish()
     }
 }
