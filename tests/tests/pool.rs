@@ -105,7 +105,9 @@ async fn a_call_goes_to_the_least_loaded_worker() {
     let lighter = workers.iter().find(|w| w.in_flight == 1).unwrap();
     assert_eq!(pid_of_next(&pool).await, lighter.pid.unwrap());
     drop(holds);
-    guard("shutdown", pool.shutdown(Duration::from_secs(10))).await;
+    // The held calls' methods never return, so the workers' `serve_concurrent` waits for
+    // them after the end: shutdown's grace runs out and it kills them.
+    guard("shutdown", pool.shutdown(Duration::from_millis(500))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,7 +153,8 @@ async fn a_killed_worker_is_restarted_and_only_its_calls_fail() {
     for n in 0..10 {
         assert_eq!(pool.call(async |ask| ask.square(n).await).await, Ok(n * n));
     }
-    guard("shutdown", pool.shutdown(Duration::from_secs(10))).await;
+    // The other worker still runs the held calls' methods: a short grace, then the kill.
+    guard("shutdown", pool.shutdown(Duration::from_millis(500))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
