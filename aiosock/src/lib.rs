@@ -374,6 +374,7 @@ mod bytes;
 mod channel;
 mod error;
 pub mod guide;
+pub mod listener;
 mod pool;
 mod process;
 mod protocol;
@@ -390,6 +391,9 @@ pub use crate::channel::{Config, Endpoint, Receiver, Sender, pair};
 pub use crate::error::{
     CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError,
     TrySendError,
+};
+pub use crate::listener::{
+    AcceptPolicy, BindOptions, Listener, PeerCred, connect, connect_abstract,
 };
 pub use crate::pool::{Pool, WorkerInfo};
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
