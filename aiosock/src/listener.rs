@@ -163,8 +163,9 @@ impl Address {
         }
     }
 
-    /// The typed error for a system error about this address.
-    fn error(&self, e: io::Error) -> Error {
+    /// The typed error for a system error about this address, from `bind` or (with
+    /// `connecting`) from `connect`.
+    fn error(&self, e: io::Error, connecting: bool) -> Error {
         use nix::errno::Errno;
         let address = self.to_string();
         match e.raw_os_error().map(Errno::from_raw) {
@@ -174,7 +175,9 @@ impl Address {
             },
             Some(Errno::EADDRINUSE) => Error::AddressInUse { address },
             Some(Errno::ENOTSOCK) => Error::NotASocket { address },
-            Some(Errno::ECONNREFUSED | Errno::ENOENT) => Error::NotListening { address },
+            Some(Errno::ECONNREFUSED | Errno::ENOENT) if connecting => {
+                Error::NotListening { address }
+            }
             Some(Errno::EACCES | Errno::EPERM) => Error::PermissionDenied { address, source: e },
             _ => Error::Io(e),
         }
@@ -403,7 +406,7 @@ impl<Out: Protocol, In: Protocol> Listener<Out, In> {
     ) -> Result<Listener<Out, In>, Error> {
         let address = Address::Path(path.as_ref().to_owned());
         let (fd, file) =
-            sys::bind_path(path.as_ref(), options.mode).map_err(|e| address.error(e))?;
+            sys::bind_path(path.as_ref(), options.mode).map_err(|e| address.error(e, false))?;
         Ok(Listener::new(fd, Some(file), address))
     }
 
@@ -437,7 +440,7 @@ impl<Out: Protocol, In: Protocol> Listener<Out, In> {
     /// ```
     pub fn bind_abstract(name: impl AsRef<[u8]>) -> Result<Listener<Out, In>, Error> {
         let address = Address::Abstract(name.as_ref().to_owned());
-        let fd = sys::bind_abstract(name.as_ref()).map_err(|e| address.error(e))?;
+        let fd = sys::bind_abstract(name.as_ref()).map_err(|e| address.error(e, false))?;
         Ok(Listener::new(fd, None, address))
     }
 
@@ -648,7 +651,7 @@ async fn connect_with<Out: Protocol, In: Protocol>(
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_millis(50));
             }
-            Err(e) => return Err(address.error(e)),
+            Err(e) => return Err(address.error(e, true)),
         }
     }
 }
@@ -683,9 +686,10 @@ mod tests {
             "/run/a.sock"
         );
         assert_eq!(Address::Abstract(b"svc".to_vec()).to_string(), "@svc");
-        let e = Address::Path("x".repeat(200).into()).error(io::Error::from_raw_os_error(
-            nix::errno::Errno::ENAMETOOLONG as i32,
-        ));
+        let e = Address::Path("x".repeat(200).into()).error(
+            io::Error::from_raw_os_error(nix::errno::Errno::ENAMETOOLONG as i32),
+            false,
+        );
         assert!(
             matches!(e, Error::PathTooLong { len: 200, max: 107 }),
             "{e:?}"

@@ -292,12 +292,12 @@ pub(crate) fn bind_path(path: &Path, mode: u32) -> io::Result<(OwnedFd, SocketFi
     nix::sys::socket::listen(&fd, Backlog::MAXCONN).map_err(io_err)?;
 
     for _ in 0..BIND_ATTEMPTS {
-        if let Existing::Stale(dev, ino) = existing(dir.as_fd(), &name, path)? {
-            if same_file(dir.as_fd(), &name, dev, ino) {
-                match unlinkat(&dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
-                    Ok(()) | Err(Errno::ENOENT) => {}
-                    Err(e) => return Err(io_err(e)),
-                }
+        if let Existing::Stale(dev, ino) = existing(dir.as_fd(), &name, path)?
+            && same_file(dir.as_fd(), &name, dev, ino)
+        {
+            match unlinkat(&dir, name.as_os_str(), UnlinkatFlags::NoRemoveDir) {
+                Ok(()) | Err(Errno::ENOENT) => {}
+                Err(e) => return Err(io_err(e)),
             }
         }
         match linkat(
