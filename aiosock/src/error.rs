@@ -159,6 +159,53 @@ pub enum Error {
         reason: String,
     },
 
+    /// A socket path or abstract name does not fit in a Unix socket address (`sun_path`
+    /// holds 108 bytes: a path, with its terminating NUL, or an abstract name, with its
+    /// leading NUL). Use a shorter path: a directory nearer the root, or a relative path.
+    #[error("the socket address is {len} bytes, over the maximum of {max} that fits in sun_path")]
+    PathTooLong {
+        /// The length of the path or name, in bytes.
+        len: usize,
+        /// The longest that fits (107).
+        max: usize,
+    },
+
+    /// [`Listener::bind`](crate::Listener::bind): a live server is listening at the address
+    /// (it accepted a probe connection). Its socket file was left alone.
+    #[error("a server is already listening at {address}")]
+    AddressInUse {
+        /// The path, or `@name` for an abstract name.
+        address: String,
+    },
+
+    /// [`Listener::bind`](crate::Listener::bind): something that is not a socket is at the
+    /// path. It was left alone.
+    #[error("{address} exists and is not a socket; it was left alone")]
+    NotASocket {
+        /// The path.
+        address: String,
+    },
+
+    /// [`connect`](crate::connect): nothing is listening at the address: no socket file
+    /// there, or one left by a server that is gone (the connection was refused).
+    #[error("nothing is listening at {address}")]
+    NotListening {
+        /// The path, or `@name` for an abstract name.
+        address: String,
+    },
+
+    /// The system refused access to the socket file or a directory on its path (for
+    /// example, a socket file of mode 0600 owned by another user, or a directory this
+    /// process may not search or write).
+    #[error("permission denied for {address}")]
+    PermissionDenied {
+        /// The path.
+        address: String,
+        /// The system's error.
+        #[source]
+        source: io::Error,
+    },
+
     /// [`fork`](crate::fork) was called from inside a Tokio runtime: the child, a copy of
     /// this thread, could not start the runtime it runs its closure on. Fork before
     /// starting the runtime (or from outside it).

@@ -212,6 +212,16 @@
 //!   another type that happens to decode, a `u8` where a `u64` is expected, is not caught.)
 //!   Replies are decoded within the same [decode budget](#the-decode-budget) as messages.
 //!
+//! # Connecting by name
+//!
+//! Processes that are not parent and child meet at a named Unix socket: a server binds a
+//! [`Listener`] to a path (the file is made with mode 0600, or the mode given, with no
+//! moment of wider access; a stale file is replaced, a live server's is refused) or to an
+//! abstract name, and [`accept`](Listener::accept)s typed [`Endpoint`]s, each with the
+//! peer's [`PeerCred`] (pid, uid and gid from the kernel). An [`AcceptPolicy`] decides who
+//! may connect before anything is written to the peer: by default, only this user. A
+//! client calls [`connect`] (or [`connect_abstract`]). See the [`listener`] module.
+//!
 //! # Waiting on many receivers
 //!
 //! ipc-channel has a receiver set; with aiosock, the Tokio idioms do the job. For a few
@@ -375,6 +385,7 @@ mod bytes;
 mod channel;
 mod error;
 pub mod guide;
+pub mod listener;
 mod pool;
 mod process;
 mod protocol;
@@ -391,6 +402,9 @@ pub use crate::channel::{Config, Endpoint, Receiver, Request, Sender, pair};
 pub use crate::error::{
     CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError,
     TrySendError,
+};
+pub use crate::listener::{
+    AcceptPolicy, BindOptions, Listener, PeerCred, connect, connect_abstract,
 };
 pub use crate::pool::{Pool, WorkerInfo};
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};

@@ -9,6 +9,8 @@
 //!
 //! - [`socket`]: socket pairs and their I/O (send, receive into spare capacity, shutdown,
 //!   probes, blocking waits where no runtime is left);
+//! - [`named`]: named sockets: binding a path with its mode set before anyone can see it,
+//!   or an abstract name; accepting with the peer's credentials; connecting;
 //! - [`reactor`]: registration with the Tokio reactor;
 //! - [`registry`]: the process-wide registry of live sockets, which a forked child lets go of;
 //! - [`process`]: fork, exit, the parent-death signal, pidfds, the inherited descriptor and
@@ -20,11 +22,16 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod alloc;
+mod named;
 mod process;
 mod reactor;
 mod registry;
 mod socket;
 
+pub(crate) use named::{
+    MAX_ADDRESS_LEN, SocketFile, accept, bind_abstract, bind_path, connect_abstract, connect_path,
+    effective_uid, peer_cred,
+};
 pub(crate) use process::{
     ENV_FD, Fork, Pidfd, at_exit, die_with_parent, die_with_parent_in_child, exit_now, fork_plain,
     fork_single_threaded, inherit_in_child, take_inherited, try_reap,

@@ -26,6 +26,15 @@
 //!   for `AskBack`; a panic in a handler ends the process (exit code 101);
 //! - `calls-concurrent`: the same with `serve_concurrent` (up to 2,000 at once), on a
 //!   multi-thread runtime; panics are contained;
+//! - `connect <path>` / `connect-abstract <name>`: connects to a `Listener<Request, Reply>`
+//!   by name (`aiosock::connect`) and serves it like `serve`;
+//! - `probe <path>`: connects by path and prints one line: `connect-error <Variant>` if
+//!   connecting failed, else, after its first receive, `closed` (the server closed without
+//!   a hello: `Ok(None)` or a reset) or `message`;
+//! - `listen <path>`: binds a `Listener<Reply, Request>` at `path`, prints `listening`,
+//!   and echoes for every client until killed;
+//! - `probe-bind <path>`: binds a `Listener` at `path` and prints `bound`, or
+//!   `bind-error <Variant>`;
 //! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
 //!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
 //!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
@@ -67,6 +76,9 @@ fn main() {
         "reexec-adopt" => reexec_adopt(),
         "calls" => calls(false),
         "calls-concurrent" => calls(true),
+        "connect" | "connect-abstract" | "probe" | "probe-bind" | "listen" => {
+            named(&mode, &std::env::args().nth(2).unwrap_or_default())
+        }
         "burst" => burst(
             &std::env::args().nth(2).unwrap_or_default(),
             &std::env::args().nth(3).unwrap_or_default(),
@@ -283,6 +295,69 @@ fn serve(fds: Vec<(i32, String)>) -> Result<(), BoxError> {
     runtime()?.block_on(async move {
         let (tx, rx) = end.into_split();
         let server = rx.serve(Server::new(tx, fds)).await?;
+        server.out.flush().await.map_err(|e| e.to_string())?;
+        match server.error {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    })
+}
+
+/// The variant name of an error, from its `Debug` form (`NotListening { .. }` gives
+/// `NotListening`).
+fn variant(e: &aiosock::Error) -> String {
+    let debug = format!("{e:?}");
+    debug
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn named(mode: &str, address: &str) -> Result<(), BoxError> {
+    runtime()?.block_on(async move {
+        let connected = match mode {
+            "probe-bind" => {
+                match aiosock::Listener::<Request, Reply>::bind(address) {
+                    Ok(_) => println!("bound"),
+                    Err(e) => println!("bind-error {}", variant(&e)),
+                }
+                return Ok(());
+            }
+            "listen" => {
+                let listener = aiosock::Listener::<Reply, Request>::bind(address)?;
+                println!("listening");
+                loop {
+                    let (end, _) = listener.accept().await?;
+                    tokio::spawn(async move {
+                        let (tx, rx) = end.into_split();
+                        rx.serve(Server::new(tx, Vec::new())).await
+                    });
+                }
+            }
+            "connect-abstract" => aiosock::connect_abstract::<Reply, Request>(address).await,
+            _ => aiosock::connect::<Reply, Request>(address).await,
+        };
+        let end = match connected {
+            Ok(end) => end,
+            Err(e) if mode == "probe" => {
+                println!("connect-error {}", variant(&e));
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (tx, mut rx) = end.into_split();
+        if mode == "probe" {
+            let first = tokio::time::timeout(Duration::from_secs(30), rx.recv()).await?;
+            match first {
+                Ok(None) | Err(aiosock::Error::Io(_)) => println!("closed"),
+                Ok(Some(_)) => println!("message"),
+                Err(e) => println!("error {}", variant(&e)),
+            }
+            drop(tx);
+            return Ok(());
+        }
+        let server = rx.serve(Server::new(tx, Vec::new())).await?;
         server.out.flush().await.map_err(|e| e.to_string())?;
         match server.error {
             Some(e) => Err(e.into()),
