@@ -206,6 +206,17 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A TLS handshake failed (feature `tls`): the peer's certificate was refused (an
+    /// unknown issuer, expired, or missing where one is required), the peer refused ours
+    /// (a fatal alert), the server name is not valid, or the handshake did not finish in
+    /// time. `reason` is rustls's own message, for example
+    /// `invalid peer certificate: UnknownIssuer` or `peer sent no certificates`.
+    #[error("TLS handshake failed: {reason}")]
+    Tls {
+        /// What went wrong, in rustls's words.
+        reason: String,
+    },
+
     /// [`fork`](crate::fork) was called from inside a Tokio runtime: the child, a copy of
     /// this thread, could not start the runtime it runs its closure on. Fork before
     /// starting the runtime (or from outside it).

@@ -390,6 +390,7 @@ mod pool;
 mod process;
 mod protocol;
 mod sys;
+pub mod tcp;
 mod trace;
 mod wire;
 
@@ -408,6 +409,12 @@ pub use crate::listener::{
 };
 pub use crate::pool::{Pool, WorkerInfo};
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
+#[cfg(feature = "tls")]
+pub use crate::tcp::connect_tls;
+pub use crate::tcp::{TcpListener, TcpPeer, connect_plaintext_tcp};
+/// The rustls that the `tls` feature is built with, for building its configs.
+#[cfg(feature = "tls")]
+pub use rustls;
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("aiosock supports Linux only: it relies on pidfds, PR_SET_PDEATHSIG and /proc");

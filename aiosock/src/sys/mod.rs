@@ -11,6 +11,7 @@
 //!   probes, blocking waits where no runtime is left);
 //! - [`named`]: named sockets: binding a path with its mode set before anyone can see it,
 //!   or an abstract name; accepting with the peer's credentials; connecting;
+//! - [`tcp`]: TCP keepalive timings;
 //! - [`reactor`]: registration with the Tokio reactor;
 //! - [`registry`]: the process-wide registry of live sockets, which a forked child lets go of;
 //! - [`process`]: fork, exit, the parent-death signal, pidfds, the inherited descriptor and
@@ -27,6 +28,7 @@ mod process;
 mod reactor;
 mod registry;
 mod socket;
+mod tcp;
 
 pub(crate) use named::{
     MAX_ADDRESS_LEN, SocketFile, accept, bind_abstract, bind_path, connect_abstract, connect_path,
@@ -42,3 +44,4 @@ pub(crate) use socket::{
     advise_free, peer_can_receive, poll_writable, recv, recv_spare, send_vectored, set_nonblocking,
     shutdown_read, shutdown_write, socketpair,
 };
+pub(crate) use tcp::set_keepalive;

@@ -1,0 +1,438 @@
+//! Across hosts: the same protocols over TCP, secured with TLS (feature `tls`), or over
+//! plaintext TCP where the network is trusted.
+//!
+//! A [`TcpListener`] accepts connections as typed [`Endpoint`]s, and [`connect_tls`] (or
+//! [`connect_plaintext_tcp`]) connects to one. Once accepted or connected, an end is the
+//! same [`Endpoint`] that [`pair`](crate::pair) and [`connect`](crate::connect) give: the
+//! same hello and frames, calls, backpressure, decode budget and close. TLS is a layer
+//! below the hello: nothing about it reaches the wire format, and no transport
+//! negotiation is added (see the [wire format](crate#wire-format-version-2)).
+//!
+//! ```no_run
+//! # #[cfg(feature = "tls")]
+//! # mod example {
+//! use std::sync::Arc;
+//!
+//! #[aiosock::protocol]
+//! pub enum Request {
+//!     #[reply(u64)]
+//!     Square(u64),
+//! }
+//!
+//! #[aiosock::protocol]
+//! pub enum Nothing {
+//!     Never,
+//! }
+//!
+//! #[derive(Clone)]
+//! struct Squarer;
+//!
+//! impl RequestHandler for Squarer {
+//!     async fn on_square(&mut self, n: u64) -> u64 {
+//!         n * n
+//!     }
+//! }
+//!
+//! impl NothingHandler for () {
+//!     async fn on_never(&mut self) {}
+//! }
+//!
+//! // The server: its certificate and key, as rustls documents (`ServerConfig::builder()`).
+//! pub async fn server(config: Arc<aiosock::rustls::ServerConfig>) -> Result<(), aiosock::Error> {
+//!     let listener = aiosock::TcpListener::<Nothing, Request>::bind_tls("0.0.0.0:7000", config).await?;
+//!     loop {
+//!         match listener.accept().await {
+//!             Ok((end, peer)) => {
+//!                 println!("client {} ({} certificates)", peer.addr(), peer.certificates().len());
+//!                 tokio::spawn(end.serve(Squarer));
+//!             }
+//!             // One client's failed handshake: the listener goes on.
+//!             Err(e) => eprintln!("refused a client: {e}"),
+//!         }
+//!     }
+//! }
+//!
+//! // A client on another host, trusting the server's CA (`ClientConfig::builder()`).
+//! pub async fn client(config: Arc<aiosock::rustls::ClientConfig>) -> Result<(), Box<dyn std::error::Error>> {
+//!     let end = aiosock::connect_tls::<Request, Nothing>("server.example:7000", "server.example", config).await?;
+//!     let (tx, rx) = end.into_split();
+//!     tokio::spawn(rx.serve(()));
+//!     assert_eq!(RequestClient::new(tx).square(12).await?, 144);
+//!     Ok(())
+//! }
+//! # }
+//! ```
+//!
+//! # TLS
+//!
+//! Configuration is rustls's own: build a [`rustls::ServerConfig`] (a certificate chain
+//! and key; for mutual TLS, a client certificate verifier such as
+//! `WebPkiClientVerifier`) and a [`rustls::ClientConfig`] (the roots to trust; for mutual
+//! TLS, the client's certificate and key), as rustls documents, and hand them over in an
+//! `Arc`. aiosock re-exports the `rustls` it is built with as [`crate::rustls`], so that
+//! the versions match. The `tls` feature uses rustls's `ring` provider: install it as
+//! the process default, or build the configs with `builder_with_provider`.
+//!
+//! The handshake happens inside [`TcpListener::accept`] and [`connect_tls`], so a refused
+//! certificate is an [`Error::Tls`] there, with rustls's reason: a wrong CA is
+//! `invalid peer certificate: UnknownIssuer`, an expired certificate
+//! `invalid peer certificate: certificate expired: ...`, a missing client certificate under mutual TLS
+//! `peer sent no certificates`. Under TLS 1.3 the client's handshake finishes before the
+//! server has checked the client's certificate: a client that the server refuses gets its
+//! end from `connect_tls`, and then sees it close (`recv` returns `Ok(None)` or an error,
+//! sends fail with [`SendError::Closed`](crate::SendError::Closed)); the server's `accept`
+//! has the clear error. The client certificates a server accepted are in
+//! [`TcpPeer::certificates`].
+//!
+//! A handshake that does not finish within [`TcpListener::handshake_timeout`] (10 s by
+//! default) fails with [`Error::Tls`]. One `accept` call runs one handshake at a time: a
+//! server that expects many clients at once runs several accepting tasks on one listener
+//! (`accept` takes `&self`), or hands each accepted connection to a task of its own.
+//!
+//! # Plaintext TCP
+//!
+//! [`TcpListener::bind_plaintext`] and [`connect_plaintext_tcp`] carry the same bytes
+//! without any encryption or authentication: anyone on the path can read and change
+//! them, and anyone who can reach the port can connect. Use them only on a network you
+//! trust completely (a loopback, a private link between containers), never across the
+//! internet. They need no feature.
+//!
+//! # Sockets
+//!
+//! Every connection has `TCP_NODELAY` set (a frame goes out at once, without Nagle's
+//! delay) and keepalive on: the first probe after 60 s of silence, then every 10 s, and
+//! the connection is dropped after 6 unanswered probes, so a dead host or a cut link is
+//! seen after about two minutes even when neither side has anything to send.
+//!
+//! # How it works, and what it costs
+//!
+//! The machinery of an end (its writer, linger, flush at exit, and reads straight into
+//! the receive buffer) works on a Unix socket. A TCP or TLS connection is joined to it by
+//! a bridge: a task on the runtime that accepted or connected, which pumps bytes between
+//! the network stream and one end of a Unix socket pair whose other end is the user's
+//! [`Endpoint`]. The decode budget, frame limits, backpressure, calls and close are
+//! therefore exactly those of a local end: a hostile TLS peer gets the same budget as a
+//! local one. The cost is one copy and one hop per direction, and one extra socket pair
+//! per connection. The bridge holds at most 64 KiB per direction plus rustls's own
+//! bounded buffers, and reads only once it has written what it read: a peer that stalls,
+//! or a user that stops receiving, makes the other side wait rather than the bridge
+//! buffer.
+//!
+//! Closing, in each direction:
+//!
+//! - dropping every [`Sender`](crate::Sender) of the end sends TLS `close_notify`, then
+//!   TCP `FIN`: the peer's `recv` returns `Ok(None)` after every earlier message;
+//! - the peer's clean close (`close_notify`, or `FIN` on plaintext TCP) makes this end's
+//!   `recv` return `Ok(None)` after every earlier message;
+//! - dropping the whole end lets the bridge forward what it had written for at most its
+//!   [linger](crate::Config::set_linger), then closes the connection;
+//! - a reset, a TLS alert or a TCP `FIN` without TLS `close_notify` closes the end at
+//!   once: `recv` sees the end of the stream (an error if inside a frame), and sends
+//!   fail with [`SendError::Closed`](crate::SendError::Closed). The bridge cannot pass
+//!   the network error itself through the socket pair, so a TLS stream cut between two
+//!   frames looks like a close.
+//!
+//! The bridge lives on the runtime where the end was accepted or connected: shutting that
+//! runtime down closes the connection. An end from here cannot be handed to a child
+//! process with [`spawn`](crate::spawn) in any useful way (the bridge stays with this
+//! process). A process that forks ([`fork`](crate::fork)) after making TCP connections
+//! leaves the child copies of their sockets: close them (or exec) in the child.
+
+mod bridge;
+
+use std::fmt;
+use std::io;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpStream, ToSocketAddrs};
+
+use crate::channel::{Config, Endpoint};
+use crate::error::Error;
+use crate::{Protocol, sys};
+
+/// The default handshake timeout.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A listening TCP socket that accepts connections as typed ends sending `Out` and
+/// receiving `In`: over TLS ([`bind_tls`](Self::bind_tls), feature `tls`) or plaintext
+/// ([`bind_plaintext`](Self::bind_plaintext)). See the [module docs](self).
+pub struct TcpListener<Out, In> {
+    listener: tokio::net::TcpListener,
+    #[cfg(feature = "tls")]
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    config: Config,
+    handshake_timeout: Duration,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+/// Who connected to a [`TcpListener`]: the address, and under mutual TLS the client's
+/// certificate chain.
+#[derive(Debug, Clone)]
+pub struct TcpPeer {
+    addr: SocketAddr,
+    #[cfg(feature = "tls")]
+    certificates: Vec<rustls_pki_types::CertificateDer<'static>>,
+}
+
+impl TcpPeer {
+    /// The peer's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The certificate chain the client presented (its own certificate first), which the
+    /// server's verifier accepted; empty for plaintext TCP and for TLS without client
+    /// certificates.
+    #[cfg(feature = "tls")]
+    pub fn certificates(&self) -> &[rustls_pki_types::CertificateDer<'static>] {
+        &self.certificates
+    }
+}
+
+impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
+    /// The default [`handshake_timeout`](Self::handshake_timeout): 10 seconds.
+    pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = HANDSHAKE_TIMEOUT;
+
+    /// Listens on `addr` for **plaintext** TCP: no encryption, no authentication. Only
+    /// for networks trusted completely; see [the module docs](self#plaintext-tcp).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the address cannot be bound (in use, say).
+    pub async fn bind_plaintext(addr: impl ToSocketAddrs) -> Result<TcpListener<Out, In>, Error> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(TcpListener {
+            listener,
+            #[cfg(feature = "tls")]
+            tls: None,
+            config: Config::new(),
+            handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            _types: PhantomData,
+        })
+    }
+
+    /// Listens on `addr` for TLS over TCP, with the certificate, key and client
+    /// verification of `config` (feature `tls`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the address cannot be bound (in use, say).
+    #[cfg(feature = "tls")]
+    pub async fn bind_tls(
+        addr: impl ToSocketAddrs,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Result<TcpListener<Out, In>, Error> {
+        let mut listener = Self::bind_plaintext(addr).await?;
+        listener.tls = Some(tokio_rustls::TlsAcceptor::from(config));
+        Ok(listener)
+    }
+
+    /// Waits for the next connection and returns its end with the peer's address (and,
+    /// under mutual TLS, its certificates), once the TLS handshake is done.
+    ///
+    /// The end has this listener's [`Config`]. Its hello goes out when it is first used,
+    /// as with any [`Endpoint`].
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Tls`]: this client's TLS handshake failed (its certificate was refused
+    ///   or missing, it refused ours, or it did not finish in time). The connection is
+    ///   closed; the listener is fine: call `accept` again;
+    /// - [`Error::Io`]: accepting failed (out of descriptors, say), or the client reset
+    ///   the connection during the handshake.
+    ///
+    /// # Panics
+    ///
+    /// Outside a Tokio runtime with I/O and time enabled.
+    pub async fn accept(&self) -> Result<(Endpoint<Out, In>, TcpPeer), Error> {
+        let (stream, addr) = self.listener.accept().await?;
+        configure(&stream)?;
+        let linger = self.config.linger();
+        #[cfg(feature = "tls")]
+        if let Some(acceptor) = &self.tls {
+            let handshake = acceptor.accept(stream);
+            let stream = match tokio::time::timeout(self.handshake_timeout, handshake).await {
+                Ok(stream) => stream.map_err(tls_error)?,
+                Err(_elapsed) => return Err(handshake_timed_out(self.handshake_timeout)),
+            };
+            let certificates = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(<[_]>::to_vec)
+                .unwrap_or_default();
+            let fd = bridge::spawn(stream, linger)?;
+            let end = Endpoint::from_fd(fd).with_config(self.config.clone());
+            return Ok((end, TcpPeer { addr, certificates }));
+        }
+        let fd = bridge::spawn(stream, linger)?;
+        let end = Endpoint::from_fd(fd).with_config(self.config.clone());
+        Ok((
+            end,
+            TcpPeer {
+                addr,
+                #[cfg(feature = "tls")]
+                certificates: Vec::new(),
+            },
+        ))
+    }
+
+    /// The same listener, giving the ends it accepts `config`.
+    pub fn with_config(mut self, config: Config) -> TcpListener<Out, In> {
+        self.config = config;
+        self
+    }
+
+    /// The settings the ends it accepts get.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The same listener, failing a TLS handshake that takes longer than `timeout`.
+    pub fn with_handshake_timeout(mut self, timeout: Duration) -> TcpListener<Out, In> {
+        self.handshake_timeout = timeout;
+        self
+    }
+
+    /// How long a client may take over its TLS handshake
+    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`](Self::DEFAULT_HANDSHAKE_TIMEOUT) unless changed).
+    pub fn handshake_timeout(&self) -> Duration {
+        self.handshake_timeout
+    }
+
+    /// The address it listens on (with the port the system chose, for port 0).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] if the system cannot say.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Whether it speaks TLS (false: plaintext TCP).
+    pub fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
+    }
+}
+
+impl<Out, In> fmt::Debug for TcpListener<Out, In> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("TcpListener");
+        d.field("local_addr", &self.listener.local_addr().ok());
+        #[cfg(feature = "tls")]
+        d.field("tls", &self.tls.is_some());
+        #[cfg(not(feature = "tls"))]
+        d.field("tls", &false);
+        d.field("handshake_timeout", &self.handshake_timeout)
+            .finish()
+    }
+}
+
+/// Connects to `addr` over **plaintext** TCP, as an end that sends `Out` and receives
+/// `In`: no encryption, no authentication. Only for networks trusted completely; see
+/// [the module docs](self#plaintext-tcp).
+///
+/// # Errors
+///
+/// [`Error::NotListening`] if the connection was refused, [`Error::Io`] otherwise (no
+/// route, an address that does not resolve).
+///
+/// # Panics
+///
+/// Outside a Tokio runtime with I/O enabled.
+pub async fn connect_plaintext_tcp<Out: Protocol, In: Protocol>(
+    addr: impl ToSocketAddrs,
+) -> Result<Endpoint<Out, In>, Error> {
+    let stream = tcp_connect(addr).await?;
+    let config = Config::new();
+    let fd = bridge::spawn(stream, config.linger())?;
+    Ok(Endpoint::from_fd(fd))
+}
+
+/// Connects to `addr` over TLS, checking that the server's certificate is valid for
+/// `server_name` under `config` (feature `tls`), as an end that sends `Out` and receives
+/// `In`. For mutual TLS, `config` holds the client's certificate and key.
+///
+/// # Errors
+///
+/// - [`Error::Tls`]: the handshake failed: the server's certificate was refused
+///   (`invalid peer certificate: UnknownIssuer` for a wrong CA, `...: certificate expired: ...`), the
+///   server refused this client (a fatal alert, under TLS 1.2), `server_name` is not a
+///   valid DNS name or IP address, or the handshake took longer than
+///   [`TcpListener::DEFAULT_HANDSHAKE_TIMEOUT`];
+/// - [`Error::NotListening`]: the connection was refused;
+/// - [`Error::Io`]: anything else.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime with I/O and time enabled.
+#[cfg(feature = "tls")]
+pub async fn connect_tls<Out: Protocol, In: Protocol>(
+    addr: impl ToSocketAddrs,
+    server_name: &str,
+    config: Arc<rustls::ClientConfig>,
+) -> Result<Endpoint<Out, In>, Error> {
+    let name =
+        rustls_pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls {
+            reason: format!("invalid server name {server_name:?}: {e}"),
+        })?;
+    let stream = tcp_connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let timeout = HANDSHAKE_TIMEOUT;
+    let stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(stream) => stream.map_err(tls_error)?,
+        Err(_elapsed) => return Err(handshake_timed_out(timeout)),
+    };
+    let config = Config::new();
+    let fd = bridge::spawn(stream, config.linger())?;
+    Ok(Endpoint::from_fd(fd))
+}
+
+async fn tcp_connect(addr: impl ToSocketAddrs) -> Result<TcpStream, Error> {
+    let stream = TcpStream::connect(addr).await.map_err(|e| {
+        if e.kind() == io::ErrorKind::ConnectionRefused {
+            let address = e.to_string();
+            Error::NotListening { address }
+        } else {
+            Error::Io(e)
+        }
+    })?;
+    configure(&stream)?;
+    Ok(stream)
+}
+
+/// `TCP_NODELAY` and keepalive.
+pub(crate) fn configure(stream: &TcpStream) -> Result<(), Error> {
+    stream.set_nodelay(true)?;
+    sys::set_keepalive(stream.as_fd())?;
+    Ok(())
+}
+
+/// A handshake's `io::Error` as [`Error::Tls`] when rustls is behind it.
+#[cfg(feature = "tls")]
+fn tls_error(e: io::Error) -> Error {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Error::Tls {
+            reason: tls.to_string(),
+        },
+        None => Error::Io(e),
+    }
+}
+
+#[cfg(feature = "tls")]
+fn handshake_timed_out(timeout: Duration) -> Error {
+    Error::Tls {
+        reason: format!("the handshake did not finish within {timeout:?}"),
+    }
+}

@@ -1,0 +1,439 @@
+//! TCP and TLS: a round trip of messages and a call over TLS, mutual TLS, the certificate
+//! cases refused with `Error::Tls` (a wrong CA, an expired certificate, a missing client
+//! certificate), a hostile TLS peer held to the decode budget, close in both directions,
+//! and plaintext TCP with its socket options. Certificates are made here with rcgen.
+//!
+//! Run with `cargo test -p aiosock-tests --features tls --test tls`.
+
+use std::sync::Arc;
+
+use aiosock::{Error, TcpListener, connect_plaintext_tcp, connect_tls};
+use aiosock_tests::{frame_header, guard, hello};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::io::AsyncWriteExt;
+
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq)]
+enum Msg {
+    Text(String),
+    #[reply(u64)]
+    Square(u64),
+    Units(std::collections::BTreeSet<()>),
+}
+
+/// Serves `Msg`: answers calls, and forwards texts to a channel.
+struct Server(tokio::sync::mpsc::UnboundedSender<String>);
+
+impl MsgHandler for Server {
+    async fn on_text(&mut self, text: String) {
+        let _ = self.0.send(text);
+    }
+    async fn on_square(&mut self, n: u64) -> u64 {
+        n * n
+    }
+    async fn on_units(&mut self, _: std::collections::BTreeSet<()>) {}
+}
+
+/// A certificate authority that signs certificates for the tests.
+struct Ca {
+    issuer: Issuer<'static, KeyPair>,
+    cert: CertificateDer<'static>,
+}
+
+/// A certificate with its key.
+struct Leaf {
+    cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+}
+
+impl Ca {
+    fn new(name: &str) -> Ca {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).expect("CA certificate");
+        Ca {
+            issuer: Issuer::new(params, key),
+            cert: cert.der().clone(),
+        }
+    }
+
+    /// A certificate for `name`, valid now (or expired since 2021 with `expired`).
+    fn leaf(&self, name: &str, expired: bool) -> Leaf {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec![name.to_owned()]).expect("params");
+        params.distinguished_name.push(DnType::CommonName, name);
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        Leaf {
+            cert: cert.der().clone(),
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    }
+
+    fn roots(&self) -> Arc<RootCertStore> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert.clone()).expect("root");
+        Arc::new(roots)
+    }
+}
+
+fn server_config(leaf: &Leaf, client_ca: Option<&Ca>) -> Arc<ServerConfig> {
+    let builder = ServerConfig::builder();
+    let builder = match client_ca {
+        Some(ca) => builder.with_client_cert_verifier(
+            rustls::server::WebPkiClientVerifier::builder(ca.roots())
+                .build()
+                .expect("verifier"),
+        ),
+        None => builder.with_no_client_auth(),
+    };
+    Arc::new(
+        builder
+            .with_single_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
+            .expect("server config"),
+    )
+}
+
+fn client_config(ca: &Ca, leaf: Option<&Leaf>) -> Arc<ClientConfig> {
+    let builder = ClientConfig::builder().with_root_certificates(ca.roots());
+    Arc::new(match leaf {
+        Some(leaf) => builder
+            .with_client_auth_cert(vec![leaf.cert.clone()], leaf.key.clone_key())
+            .expect("client config"),
+        None => builder.with_no_client_auth(),
+    })
+}
+
+async fn tls_listener(config: Arc<ServerConfig>) -> (TcpListener<Msg, Msg>, String) {
+    let listener = TcpListener::<Msg, Msg>::bind_tls("127.0.0.1:0", config)
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    (listener, addr)
+}
+
+/// Sends texts and a call from `client` to `server` and back, then closes the client's
+/// sending direction and checks the server sees the close, and the other way round.
+async fn round_trip(client: aiosock::Endpoint<Msg, Msg>, server: aiosock::Endpoint<Msg, Msg>) {
+    let (texts_tx, mut texts) = tokio::sync::mpsc::unbounded_channel();
+    let (stx, srx) = server.into_split();
+    let serving = tokio::spawn(srx.serve(Server(texts_tx)));
+    let (tx, mut rx) = client.into_split();
+    // The client's receiver: it also takes the replies to the client's calls.
+    let collector = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while let Some(msg) = rx.recv().await.expect("recv") {
+            got.push(msg);
+        }
+        got
+    });
+    let client = MsgClient::new(tx);
+    for i in 0..100 {
+        client
+            .send(Msg::Text(format!("hello {i}")))
+            .await
+            .expect("send");
+    }
+    assert_eq!(guard("call", client.square(12)).await.expect("call"), 144);
+    for i in 0..100 {
+        let text = guard("text", texts.recv()).await.expect("a text");
+        assert_eq!(text, format!("hello {i}"));
+    }
+    // The server sends a message back and drops its sender; the client closes its
+    // direction: the server's serve returns, and the client sees the message, then the
+    // close.
+    stx.send(Msg::Text("bye".into())).await.expect("send back");
+    drop(stx);
+    drop(client);
+    guard("serve ends", serving)
+        .await
+        .expect("join")
+        .expect("serve");
+    let got = guard("collector", collector).await.expect("join");
+    assert_eq!(got, vec![Msg::Text("bye".into())]);
+}
+
+#[tokio::test]
+async fn messages_and_a_call_travel_over_tls() {
+    let ca = Ca::new("aiosock test CA");
+    let (listener, addr) = tls_listener(server_config(&ca.leaf("localhost", false), None)).await;
+    let connecting = tokio::spawn(async move {
+        connect_tls::<Msg, Msg>(addr, "localhost", client_config(&ca, None)).await
+    });
+    let (server, peer) = guard("accept", listener.accept()).await.expect("accept");
+    assert!(peer.certificates().is_empty());
+    assert!(listener.is_tls());
+    let client = connecting.await.expect("join").expect("connect");
+    round_trip(client, server).await;
+}
+
+#[tokio::test]
+async fn mutual_tls_is_accepted_and_shows_the_client_certificate() {
+    let ca = Ca::new("aiosock test CA");
+    let client_leaf = ca.leaf("client", false);
+    let client_cert = client_leaf.cert.clone();
+    let (listener, addr) =
+        tls_listener(server_config(&ca.leaf("localhost", false), Some(&ca))).await;
+    let connecting = tokio::spawn(async move {
+        connect_tls::<Msg, Msg>(addr, "localhost", client_config(&ca, Some(&client_leaf))).await
+    });
+    let (server, peer) = guard("accept", listener.accept()).await.expect("accept");
+    assert_eq!(peer.certificates(), &[client_cert]);
+    assert!(peer.addr().ip().is_loopback());
+    let client = connecting.await.expect("join").expect("connect");
+    round_trip(client, server).await;
+}
+
+/// Connects with `client` to a listener with `server`, and returns what each side got.
+async fn handshake(
+    server: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
+) -> (
+    Result<aiosock::Endpoint<Msg, Msg>, Error>,
+    Result<aiosock::Endpoint<Msg, Msg>, Error>,
+) {
+    let (listener, addr) = tls_listener(server).await;
+    let connecting =
+        tokio::spawn(async move { connect_tls::<Msg, Msg>(addr, "localhost", client).await });
+    let accepted = guard("accept", listener.accept()).await.map(|(end, _)| end);
+    let connected = guard("connect", connecting).await.expect("join");
+    (accepted, connected)
+}
+
+fn tls_reason(result: Result<aiosock::Endpoint<Msg, Msg>, Error>) -> String {
+    match result {
+        Err(Error::Tls { reason }) => {
+            let shown = Error::Tls {
+                reason: reason.clone(),
+            }
+            .to_string();
+            assert!(shown.starts_with("TLS handshake failed: "), "{shown}");
+            reason
+        }
+        Err(e) => panic!("expected Error::Tls, got {e:?}"),
+        Ok(_) => panic!("expected Error::Tls, got an end"),
+    }
+}
+
+#[tokio::test]
+async fn a_server_certificate_from_another_ca_is_refused() {
+    let ca = Ca::new("aiosock test CA");
+    let other = Ca::new("another CA");
+    let (accepted, connected) = handshake(
+        server_config(&other.leaf("localhost", false), None),
+        client_config(&ca, None),
+    )
+    .await;
+    let reason = tls_reason(connected);
+    assert!(
+        reason.contains("invalid peer certificate: UnknownIssuer"),
+        "{reason}"
+    );
+    // The client told the server why.
+    let reason = tls_reason(accepted);
+    assert!(reason.contains("UnknownCA"), "{reason}");
+}
+
+#[tokio::test]
+async fn an_expired_server_certificate_is_refused() {
+    let ca = Ca::new("aiosock test CA");
+    let (_, connected) = handshake(
+        server_config(&ca.leaf("localhost", true), None),
+        client_config(&ca, None),
+    )
+    .await;
+    let reason = tls_reason(connected);
+    assert!(
+        reason.contains("invalid peer certificate: certificate expired"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_certificate_for_another_name_is_refused() {
+    let ca = Ca::new("aiosock test CA");
+    let (_, connected) = handshake(
+        server_config(&ca.leaf("elsewhere.example", false), None),
+        client_config(&ca, None),
+    )
+    .await;
+    let reason = tls_reason(connected);
+    assert!(
+        reason.contains("certificate not valid for name \"localhost\""),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_client_certificate_under_mutual_tls_is_refused() {
+    let ca = Ca::new("aiosock test CA");
+    let (accepted, connected) = handshake(
+        server_config(&ca.leaf("localhost", false), Some(&ca)),
+        client_config(&ca, None),
+    )
+    .await;
+    let reason = tls_reason(accepted);
+    assert!(reason.contains("no certificates"), "{reason}");
+    // Under TLS 1.3 the client's handshake was done before the server refused it: its end
+    // closes.
+    if let Ok(end) = connected {
+        let (_tx, mut rx) = end.into_split();
+        assert!(guard("recv", rx.recv()).await.map_or(true, |m| m.is_none()));
+    }
+}
+
+#[tokio::test]
+async fn client_certificates_from_another_ca_or_expired_are_refused() {
+    let ca = Ca::new("aiosock test CA");
+    let other = Ca::new("another CA");
+    let server = || server_config(&ca.leaf("localhost", false), Some(&ca));
+    let (accepted, _) = handshake(
+        server(),
+        client_config(&ca, Some(&other.leaf("client", false))),
+    )
+    .await;
+    let reason = tls_reason(accepted);
+    assert!(
+        reason.contains("invalid peer certificate: UnknownIssuer"),
+        "{reason}"
+    );
+    let (accepted, _) =
+        handshake(server(), client_config(&ca, Some(&ca.leaf("client", true)))).await;
+    let reason = tls_reason(accepted);
+    assert!(
+        reason.contains("invalid peer certificate: certificate expired"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_hostile_tls_peer_gets_the_same_decode_budget() {
+    // A raw tokio-rustls client sends a valid hello, then `Units(BTreeSet<()>)` claiming
+    // 2^60 elements in a 10-byte frame: the same frame a local peer is refused for.
+    let ca = Ca::new("aiosock test CA");
+    let (listener, addr) = tls_listener(server_config(&ca.leaf("localhost", false), None)).await;
+    let config = client_config(&ca, None);
+    let raw = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        let mut payload = vec![2, 0xfd];
+        payload.extend((1u64 << 60).to_le_bytes());
+        let bytes = [
+            hello::<Msg, Msg>(),
+            frame_header(payload.len() as u32, 0, 0),
+            payload,
+        ]
+        .concat();
+        tls.write_all(&bytes).await.expect("write");
+        tls.flush().await.expect("flush");
+        tls
+    });
+    let (server, _) = guard("accept", listener.accept()).await.expect("accept");
+    let (_tx, mut rx) = server.into_split();
+    let result = guard("recv", rx.recv()).await;
+    assert!(
+        matches!(
+            result,
+            Err(Error::OverBudget {
+                len: 10,
+                budget: 4256
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(matches!(rx.recv().await, Ok(None)), "the stream is over");
+    drop(raw.await.expect("raw peer"));
+}
+
+#[tokio::test]
+async fn a_tls_peer_that_vanishes_closes_the_end() {
+    let ca = Ca::new("aiosock test CA");
+    let (listener, addr) = tls_listener(server_config(&ca.leaf("localhost", false), None)).await;
+    let config = client_config(&ca, None);
+    let raw = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .expect("handshake");
+        tls.write_all(&hello::<Msg, Msg>()).await.expect("hello");
+        tls.flush().await.expect("flush");
+        tls
+    });
+    let (server, _) = guard("accept", listener.accept()).await.expect("accept");
+    // The peer's TCP connection closes without close_notify.
+    drop(raw.await.expect("raw peer"));
+    let (tx, mut rx) = server.into_split();
+    assert!(matches!(guard("recv", rx.recv()).await, Ok(None)));
+    guard("closed", tx.closed()).await;
+}
+
+/// The TCP socket options of this process's connection from local port `port`, from the
+/// kernel's table: whether its keepalive timer runs.
+fn keepalive_timer_runs(local_port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).any(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = fields[1].rsplit(':').next().expect("port");
+        // `tr` (the timer) is 2 for the keepalive timer.
+        u16::from_str_radix(port, 16) == Ok(local_port) && fields[5].starts_with("02:")
+    })
+}
+
+#[tokio::test]
+async fn plaintext_tcp_round_trip_with_nodelay_and_keepalive() {
+    let listener = TcpListener::<Msg, Msg>::bind_plaintext("127.0.0.1:0")
+        .await
+        .expect("bind");
+    assert!(!listener.is_tls());
+    let addr = listener.local_addr().expect("addr");
+    let connecting = tokio::spawn(connect_plaintext_tcp::<Msg, Msg>(addr));
+    let (server, peer) = guard("accept", listener.accept()).await.expect("accept");
+    assert!(peer.certificates().is_empty());
+    let client = connecting.await.expect("join").expect("connect");
+    // Both sockets of the connection: the server's (local port = the listener's) and the
+    // client's (local port = the peer's port), with their keepalive timers running.
+    guard("keepalive", async {
+        while !(keepalive_timer_runs(addr.port()) && keepalive_timer_runs(peer.addr().port())) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    round_trip(client, server).await;
+    // The options as accept and connect set them, read back with getsockopt.
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    aiosock::__private::configure_tcp(&stream).expect("configure");
+    use nix::sys::socket::{getsockopt, sockopt};
+    assert!(getsockopt(&stream, sockopt::TcpNoDelay).expect("nodelay"));
+    assert!(getsockopt(&stream, sockopt::KeepAlive).expect("keepalive"));
+    assert_eq!(getsockopt(&stream, sockopt::TcpKeepIdle).expect("idle"), 60);
+    assert_eq!(
+        getsockopt(&stream, sockopt::TcpKeepInterval).expect("interval"),
+        10
+    );
+    assert_eq!(
+        getsockopt(&stream, sockopt::TcpKeepCount).expect("count"),
+        6
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_is_not_listening() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let err = connect_plaintext_tcp::<Msg, Msg>(addr).await.unwrap_err();
+    assert!(matches!(err, Error::NotListening { .. }), "{err:?}");
+}
