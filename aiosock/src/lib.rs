@@ -222,6 +222,18 @@
 //! may connect before anything is written to the peer: by default, only this user. A
 //! client calls [`connect`] (or [`connect_abstract`]). See the [`listener`] module.
 //!
+//! # Across hosts: TCP and TLS
+//!
+//! The same protocols run between hosts over TCP, secured with TLS through rustls
+//! (feature `tls`): [`TcpListener::bind_plaintext`] or `TcpListener::bind_tls` with a
+//! `rustls::ServerConfig` (server authentication, or mutual with a client certificate
+//! verifier), and `connect_tls` with a `rustls::ClientConfig`. A refused certificate is an
+//! [`Error::Tls`] with rustls's reason. Plaintext TCP ([`connect_plaintext_tcp`]) is an
+//! explicit opt-in for trusted networks. Every connection has `TCP_NODELAY` and
+//! keepalive. The hello and frames are the same on every transport; a bridge task joins
+//! the network stream to an ordinary [`Endpoint`], so the decode budget, backpressure,
+//! calls and close are those of a local end. See the [`tcp`] module.
+//!
 //! # Waiting on many receivers
 //!
 //! ipc-channel has a receiver set; with aiosock, the Tokio idioms do the job. For a few
@@ -369,6 +381,10 @@
 //!   child processes starting and exiting (info). Without the feature no tracing code is
 //!   compiled in; with it and no subscriber, the benchmark shows no measurable cost
 //!   (`cargo run --release -p aiosock-benches --features tracing -- small rtt`).
+//! - `tls` (off by default): `TcpListener::bind_tls` and `connect_tls`, TLS over TCP
+//!   through rustls (with its `ring` provider) and tokio-rustls, and a re-export of
+//!   `rustls` as `aiosock::rustls`. Without it, rustls is not built. Plaintext TCP needs
+//!   no feature.
 //!
 //! # Guide
 //!

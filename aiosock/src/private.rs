@@ -140,8 +140,8 @@ pub mod bytes {
     }
 }
 
-/// Sets `TCP_NODELAY` and keepalive on `stream`, exactly as [`TcpListener::accept`]
-/// (crate::TcpListener::accept) and the connect functions do, for the tests.
+/// Sets `TCP_NODELAY` and keepalive on `stream`, exactly as
+/// [`TcpListener::accept`](crate::TcpListener::accept) and the connect functions do, for the tests.
 pub fn configure_tcp(stream: &tokio::net::TcpStream) -> Result<(), crate::Error> {
     crate::tcp::configure(stream)
 }

@@ -1,7 +1,7 @@
 //! Across hosts: the same protocols over TCP, secured with TLS (feature `tls`), or over
 //! plaintext TCP where the network is trusted.
 //!
-//! A [`TcpListener`] accepts connections as typed [`Endpoint`]s, and [`connect_tls`] (or
+//! A [`TcpListener`] accepts connections as typed [`Endpoint`]s, and `connect_tls` (or
 //! [`connect_plaintext_tcp`]) connects to one. Once accepted or connected, an end is the
 //! same [`Endpoint`] that [`pair`](crate::pair) and [`connect`](crate::connect) give: the
 //! same hello and frames, calls, backpressure, decode budget and close. TLS is a layer
@@ -9,6 +9,7 @@
 //! negotiation is added (see the [wire format](crate#wire-format-version-2)).
 //!
 //! ```no_run
+//! # #![allow(dead_code)]
 //! # #[cfg(feature = "tls")]
 //! # mod example {
 //! use std::sync::Arc;
@@ -65,15 +66,15 @@
 //!
 //! # TLS
 //!
-//! Configuration is rustls's own: build a [`rustls::ServerConfig`] (a certificate chain
+//! Configuration is rustls's own: build a `rustls::ServerConfig` (a certificate chain
 //! and key; for mutual TLS, a client certificate verifier such as
-//! `WebPkiClientVerifier`) and a [`rustls::ClientConfig`] (the roots to trust; for mutual
+//! `WebPkiClientVerifier`) and a `rustls::ClientConfig` (the roots to trust; for mutual
 //! TLS, the client's certificate and key), as rustls documents, and hand them over in an
-//! `Arc`. aiosock re-exports the `rustls` it is built with as [`crate::rustls`], so that
+//! `Arc`. aiosock re-exports the `rustls` it is built with as `aiosock::rustls`, so that
 //! the versions match. The `tls` feature uses rustls's `ring` provider: install it as
 //! the process default, or build the configs with `builder_with_provider`.
 //!
-//! The handshake happens inside [`TcpListener::accept`] and [`connect_tls`], so a refused
+//! The handshake happens inside [`TcpListener::accept`] and `connect_tls`, so a refused
 //! certificate is an [`Error::Tls`] there, with rustls's reason: a wrong CA is
 //! `invalid peer certificate: UnknownIssuer`, an expired certificate
 //! `invalid peer certificate: certificate expired: ...`, a missing client certificate under mutual TLS
@@ -82,7 +83,7 @@
 //! end from `connect_tls`, and then sees it close (`recv` returns `Ok(None)` or an error,
 //! sends fail with [`SendError::Closed`](crate::SendError::Closed)); the server's `accept`
 //! has the clear error. The client certificates a server accepted are in
-//! [`TcpPeer::certificates`].
+//! `TcpPeer::certificates`.
 //!
 //! A handshake that does not finish within [`TcpListener::handshake_timeout`] (10 s by
 //! default) fails with [`Error::Tls`]. One `accept` call runs one handshake at a time: a
@@ -159,7 +160,7 @@ use crate::{Protocol, sys};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A listening TCP socket that accepts connections as typed ends sending `Out` and
-/// receiving `In`: over TLS ([`bind_tls`](Self::bind_tls), feature `tls`) or plaintext
+/// receiving `In`: over TLS (`bind_tls`, feature `tls`) or plaintext
 /// ([`bind_plaintext`](Self::bind_plaintext)). See the [module docs](self).
 pub struct TcpListener<Out, In> {
     listener: tokio::net::TcpListener,
