@@ -437,3 +437,110 @@ async fn connecting_to_nothing_is_not_listening() {
     let err = connect_plaintext_tcp::<Msg, Msg>(addr).await.unwrap_err();
     assert!(matches!(err, Error::NotListening { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn a_worker_process_over_plaintext_tcp_answers_and_its_death_is_seen() {
+    use aiosock_tests::workers::{Reply, Request, worker};
+    let listener = TcpListener::<Request, Reply>::bind_plaintext("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut child = worker(env!("CARGO_BIN_EXE_worker"), "connect-tcp")
+        .arg(&addr)
+        .spawn()
+        .expect("spawn worker");
+    let (end, _) = guard("accept", listener.accept()).await.expect("accept");
+    let (tx, mut rx) = end.into_split();
+    let data = vec![7; 100_000];
+    tx.send(Request::Echo {
+        id: 1,
+        data: data.clone(),
+    })
+    .await
+    .expect("send");
+    assert_eq!(
+        guard("echo", rx.recv()).await.expect("recv"),
+        Some(Reply::Echo { id: 1, data })
+    );
+    child.kill().expect("kill -9");
+    let after = guard("death seen", rx.recv()).await;
+    assert!(matches!(after, Ok(None) | Err(_)), "{after:?}");
+    let _ = child.wait();
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_read_makes_sends_wait_not_the_bridge_buffer() {
+    let ca = Ca::new("aiosock test CA");
+    let (listener, addr) = tls_listener(server_config(&ca.leaf("localhost", false), None)).await;
+    let connecting = tokio::spawn(async move {
+        connect_tls::<Msg, Msg>(addr, "localhost", client_config(&ca, None)).await
+    });
+    let (server, _) = guard("accept", listener.accept()).await.expect("accept");
+    let client = connecting.await.expect("join").expect("connect");
+    let (tx, _rx) = client.into_split();
+    // The server never receives: the client's buffer, the socket pairs, the bridges and
+    // TCP fill up, and `try_send` says `Full` well before 256 MiB went out.
+    let chunk = "x".repeat(64 * 1024);
+    let mut sent = 0usize;
+    let full = guard("fills up", async {
+        loop {
+            match tx.try_send(Msg::Text(chunk.clone())) {
+                Ok(()) => sent += chunk.len(),
+                Err(aiosock::TrySendError::Full(_)) => {
+                    // Give the pumps time to drain what they can, then try again.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    if tx.try_send(Msg::Text(chunk.clone())).is_err() {
+                        return sent;
+                    }
+                    sent += chunk.len();
+                }
+                Err(e) => panic!("{e:?}"),
+            }
+            assert!(sent < 256 << 20, "256 MiB accepted: nothing holds back");
+        }
+    })
+    .await;
+    assert!(full > 0);
+    drop(server);
+}
+
+#[tokio::test]
+async fn the_bridge_ends_when_the_end_is_dropped_and_the_peer_stays_silent() {
+    let ca = Ca::new("aiosock test CA");
+    let (listener, addr) = tls_listener(server_config(&ca.leaf("localhost", false), None)).await;
+    let config = client_config(&ca, None);
+    let raw = tokio::spawn(async move {
+        let tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .expect("handshake")
+    });
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let (server, _) = guard("accept", listener.accept()).await.expect("accept");
+    let mut tls = raw.await.expect("raw peer");
+    let with_bridge = metrics.num_alive_tasks();
+    assert!(with_bridge >= 1);
+    let (tx, rx) = server.into_split();
+    tx.send(Msg::Text("last".into())).await.expect("send");
+    drop((tx, rx));
+    // The peer reads the hello, the last message and then close_notify: a clean end.
+    let mut got = Vec::new();
+    use tokio::io::AsyncReadExt;
+    guard("read to close_notify", tls.read_to_end(&mut got))
+        .await
+        .expect("a clean close");
+    let mut expected = hello::<Msg, Msg>();
+    aiosock::__private::wire::encode_one(&mut expected, &Msg::Text("last".into()), 1 << 20)
+        .expect("encode");
+    assert_eq!(got, expected);
+    // The peer keeps its side open and silent; the bridge ends anyway.
+    guard("bridge ends", async {
+        while metrics.num_alive_tasks() >= with_bridge {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    drop(tls);
+}

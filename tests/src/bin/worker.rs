@@ -76,7 +76,7 @@ fn main() {
         "reexec-adopt" => reexec_adopt(),
         "calls" => calls(false),
         "calls-concurrent" => calls(true),
-        "connect" | "connect-abstract" | "probe" | "probe-bind" | "listen" => {
+        "connect" | "connect-abstract" | "connect-tcp" | "probe" | "probe-bind" | "listen" => {
             named(&mode, &std::env::args().nth(2).unwrap_or_default())
         }
         "burst" => burst(
@@ -336,6 +336,7 @@ fn named(mode: &str, address: &str) -> Result<(), BoxError> {
                 }
             }
             "connect-abstract" => aiosock::connect_abstract::<Reply, Request>(address).await,
+            "connect-tcp" => aiosock::connect_plaintext_tcp::<Reply, Request>(address).await,
             _ => aiosock::connect::<Reply, Request>(address).await,
         };
         let end = match connected {
