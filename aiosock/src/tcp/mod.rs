@@ -125,8 +125,10 @@
 //!   TCP `FIN`: the peer's `recv` returns `Ok(None)` after every earlier message;
 //! - the peer's clean close (`close_notify`, or `FIN` on plaintext TCP) makes this end's
 //!   `recv` return `Ok(None)` after every earlier message;
-//! - dropping the whole end lets the bridge forward what it had written for at most its
-//!   [linger](crate::Config::set_linger), then closes the connection;
+//! - dropping the whole end lets the bridge forward what it had written for at most a
+//!   [linger](crate::Config::set_linger): that of the listener's [`Config`] for an
+//!   accepted end, the default (5 s) for a connected one (changing the end's config after
+//!   connecting does not reach the bridge); then the connection closes;
 //! - a reset, a TLS alert or a TCP `FIN` without TLS `close_notify` closes the end at
 //!   once: `recv` sees the end of the stream (an error if inside a frame), and sends
 //!   fail with [`SendError::Closed`](crate::SendError::Closed). The bridge cannot pass
