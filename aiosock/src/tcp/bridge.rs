@@ -2,7 +2,7 @@
 //! over TCP) and one end of a Unix socket pair, whose other end the user gets as an
 //! ordinary [`Endpoint`](crate::Endpoint).
 //!
-//! Each direction holds one buffer of [`BUF`] bytes and reads the next chunk only once
+//! Each direction holds one buffer of [`BUF`] bytes (64 KiB) and reads the next chunk only once
 //! the last one was written, so backpressure passes through: a user who stops receiving
 //! fills the socket pair, the pump stops reading the network, and TCP's window closes on
 //! the peer; a peer that stops reading fills TCP's buffers, the pump stops reading the
@@ -119,15 +119,19 @@ where
 async fn up<W: AsyncWrite + Unpin>(local: &UnixStream, net: &mut W) -> io::Result<()> {
     let mut buf = vec![0; BUF];
     loop {
-        local.readable().await?;
         let n = match local.try_read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing more for now: push out what is buffered (a TLS record in the
+                // making), then wait for the user's next bytes.
+                net.flush().await?;
+                local.readable().await?;
+                continue;
+            }
             Err(e) => return Err(e),
         };
         net.write_all(&buf[..n]).await?;
-        net.flush().await?;
     }
     net.shutdown().await
 }
