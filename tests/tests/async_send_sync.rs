@@ -35,6 +35,22 @@ fn types_are_send_and_sync() {
     error::<SendError<Traffic>>();
     error::<TrySendError<Traffic>>();
     error::<TryRecvError>();
+    send::<aiosock::TcpListener<Traffic, Traffic>>();
+    sync::<aiosock::TcpListener<Traffic, Traffic>>();
+    send::<aiosock::TcpPeer>();
+    sync::<aiosock::TcpPeer>();
+}
+
+/// The TCP futures are `Send`: a server spawns its accept loop.
+#[allow(dead_code)]
+fn tcp_futures_are_send(listener: &aiosock::TcpListener<Traffic, Traffic>) {
+    assert_send_future(&listener.accept());
+    assert_send_future(&aiosock::connect_plaintext_tcp::<Traffic, Traffic>(
+        "127.0.0.1:1",
+    ));
+    assert_send_future(&aiosock::TcpListener::<Traffic, Traffic>::bind_plaintext(
+        "127.0.0.1:0",
+    ));
 }
 
 struct Echo {

@@ -544,3 +544,35 @@ async fn the_bridge_ends_when_the_end_is_dropped_and_the_peer_stays_silent() {
     .await;
     drop(tls);
 }
+
+#[tokio::test]
+async fn a_client_that_stalls_its_handshake_does_not_hold_up_the_others() {
+    let ca = Ca::new("aiosock test CA");
+    let (listener, addr) = tls_listener(server_config(&ca.leaf("localhost", false), None)).await;
+    let listener = listener.with_handshake_timeout(std::time::Duration::from_secs(1));
+    // Connects over TCP and sends nothing.
+    let stalled = tokio::net::TcpStream::connect(&addr).await.expect("tcp");
+    let config = client_config(&ca, None);
+    let connecting =
+        tokio::spawn(async move { connect_tls::<Msg, Msg>(addr, "localhost", config).await });
+    let (end, _) = tokio::time::timeout(std::time::Duration::from_millis(500), listener.accept())
+        .await
+        .expect("the good client was accepted before the stalled one's timeout")
+        .expect("accept");
+    let client = connecting.await.expect("join").expect("connect");
+    // The stalled one times out with a clear error.
+    let err = guard("timeout", listener.accept()).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Tls { reason } if reason.contains("did not finish within")),
+        "{err:?}"
+    );
+    drop((stalled, end, client));
+}
+
+/// The TLS futures are `Send` too.
+#[allow(dead_code)]
+fn tls_futures_are_send(config: Arc<ClientConfig>, server: Arc<ServerConfig>) {
+    fn send<F: std::future::Future + Send>(_: F) {}
+    send(connect_tls::<Msg, Msg>("127.0.0.1:1", "localhost", config));
+    send(TcpListener::<Msg, Msg>::bind_tls("127.0.0.1:0", server));
+}

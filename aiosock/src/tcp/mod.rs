@@ -86,9 +86,11 @@
 //! `TcpPeer::certificates`.
 //!
 //! A handshake that does not finish within [`TcpListener::handshake_timeout`] (10 s by
-//! default) fails with [`Error::Tls`]. One `accept` call runs one handshake at a time: a
-//! server that expects many clients at once runs several accepting tasks on one listener
-//! (`accept` takes `&self`), or hands each accepted connection to a task of its own.
+//! default) fails with [`Error::Tls`]. A listener runs up to [`MAX_HANDSHAKES`] (64)
+//! handshakes at once, each in a task of its own, and `accept` returns whichever finishes
+//! first: a slow or stalled client does not hold up the others. Further connections wait
+//! in the kernel's backlog. `accept` is cancel safe: handshakes it started go on, and a
+//! later `accept` returns them.
 //!
 //! # Plaintext TCP
 //!
@@ -161,6 +163,33 @@ use crate::{Protocol, sys};
 /// The default handshake timeout.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many TLS handshakes one listener runs at once; further connections wait in the
+/// kernel's backlog.
+pub const MAX_HANDSHAKES: usize = 64;
+
+/// One server-side handshake, within `timeout`; then the bridge.
+#[cfg(feature = "tls")]
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    addr: SocketAddr,
+    timeout: Duration,
+    linger: Duration,
+) -> Result<(std::os::fd::OwnedFd, TcpPeer), Error> {
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(stream) => stream.map_err(tls_error)?,
+        Err(_elapsed) => return Err(handshake_timed_out(timeout)),
+    };
+    let certificates = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    let fd = bridge::spawn(stream, linger)?;
+    Ok((fd, TcpPeer { addr, certificates }))
+}
+
 /// A listening TCP socket that accepts connections as typed ends sending `Out` and
 /// receiving `In`: over TLS (`bind_tls`, feature `tls`) or plaintext
 /// ([`bind_plaintext`](Self::bind_plaintext)). See the [module docs](self).
@@ -170,6 +199,10 @@ pub struct TcpListener<Out, In> {
     tls: Option<tokio_rustls::TlsAcceptor>,
     config: Config,
     handshake_timeout: Duration,
+    /// Handshakes in progress, each in a task, finished ones waiting to be taken.
+    #[cfg(feature = "tls")]
+    handshakes:
+        tokio::sync::Mutex<tokio::task::JoinSet<Result<(std::os::fd::OwnedFd, TcpPeer), Error>>>,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -215,6 +248,8 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
             tls: None,
             config: Config::new(),
             handshake_timeout: Self::DEFAULT_HANDSHAKE_TIMEOUT,
+            #[cfg(feature = "tls")]
+            handshakes: tokio::sync::Mutex::new(tokio::task::JoinSet::new()),
             _types: PhantomData,
         })
     }
@@ -253,27 +288,14 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
     ///
     /// Outside a Tokio runtime with I/O and time enabled.
     pub async fn accept(&self) -> Result<(Endpoint<Out, In>, TcpPeer), Error> {
-        let (stream, addr) = self.listener.accept().await?;
-        configure(&stream)?;
-        let linger = self.config.linger();
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
-            let handshake = acceptor.accept(stream);
-            let stream = match tokio::time::timeout(self.handshake_timeout, handshake).await {
-                Ok(stream) => stream.map_err(tls_error)?,
-                Err(_elapsed) => return Err(handshake_timed_out(self.handshake_timeout)),
-            };
-            let certificates = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(<[_]>::to_vec)
-                .unwrap_or_default();
-            let fd = bridge::spawn(stream, linger)?;
-            let end = Endpoint::from_fd(fd).with_config(self.config.clone());
-            return Ok((end, TcpPeer { addr, certificates }));
+            let (fd, peer) = self.accept_tls(acceptor).await?;
+            return Ok((Endpoint::from_fd(fd).with_config(self.config.clone()), peer));
         }
-        let fd = bridge::spawn(stream, linger)?;
+        let (stream, addr) = self.listener.accept().await?;
+        configure(&stream)?;
+        let fd = bridge::spawn(stream, self.config.linger())?;
         let end = Endpoint::from_fd(fd).with_config(self.config.clone());
         Ok((
             end,
@@ -283,6 +305,36 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
                 certificates: Vec::new(),
             },
         ))
+    }
+
+    /// Accepts connections and starts their handshakes, each in a task of its own (at
+    /// most [`MAX_HANDSHAKES`] at once), until one finishes.
+    #[cfg(feature = "tls")]
+    async fn accept_tls(
+        &self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+    ) -> Result<(std::os::fd::OwnedFd, TcpPeer), Error> {
+        let mut pending = self.handshakes.lock().await;
+        loop {
+            tokio::select! {
+                Some(done) = pending.join_next(), if !pending.is_empty() => match done {
+                    Ok(result) => return result,
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    Err(_cancelled) => continue,
+                },
+                accepted = self.listener.accept(), if pending.len() < MAX_HANDSHAKES => {
+                    let (stream, addr) = accepted?;
+                    configure(&stream)?;
+                    pending.spawn(handshake(
+                        acceptor.clone(),
+                        stream,
+                        addr,
+                        self.handshake_timeout,
+                        self.config.linger(),
+                    ));
+                }
+            }
+        }
     }
 
     /// The same listener, giving the ends it accepts `config`.
