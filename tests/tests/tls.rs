@@ -576,3 +576,48 @@ fn tls_futures_are_send(config: Arc<ClientConfig>, server: Arc<ServerConfig>) {
     send(connect_tls::<Msg, Msg>("127.0.0.1:1", "localhost", config));
     send(TcpListener::<Msg, Msg>::bind_tls("127.0.0.1:0", server));
 }
+
+#[tokio::test]
+async fn a_worker_process_over_tls_answers_and_its_death_is_seen() {
+    use aiosock_tests::workers::{Reply, Request, worker};
+    let ca = Ca::new("aiosock test CA");
+    let ca_file = std::env::temp_dir().join(format!("aiosock-tls-ca-{}.der", std::process::id()));
+    std::fs::write(&ca_file, ca.cert.as_ref()).expect("write the CA");
+    let listener = TcpListener::<Request, Reply>::bind_tls(
+        "127.0.0.1:0",
+        server_config(&ca.leaf("localhost", false), None),
+    )
+    .await
+    .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut child = worker(env!("CARGO_BIN_EXE_worker"), "connect-tls")
+        .arg(&addr)
+        .arg(&ca_file)
+        .spawn()
+        .expect("spawn worker");
+    let (end, _) = guard("accept", listener.accept()).await.expect("accept");
+    let (tx, mut rx) = end.into_split();
+    let data = vec![9; 1 << 20];
+    for id in 0..5 {
+        tx.send(Request::Echo {
+            id,
+            data: data.clone(),
+        })
+        .await
+        .expect("send");
+    }
+    for id in 0..5 {
+        assert_eq!(
+            guard("echo", rx.recv()).await.expect("recv"),
+            Some(Reply::Echo {
+                id,
+                data: data.clone()
+            })
+        );
+    }
+    child.kill().expect("kill -9");
+    let after = guard("death seen", rx.recv()).await;
+    assert!(matches!(after, Ok(None) | Err(_)), "{after:?}");
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&ca_file);
+}

@@ -28,6 +28,9 @@
 //!   multi-thread runtime; panics are contained;
 //! - `connect <path>` / `connect-abstract <name>`: connects to a `Listener<Request, Reply>`
 //!   by name (`aiosock::connect`) and serves it like `serve`;
+//! - `connect-tcp <addr>`: the same over plaintext TCP (`connect_plaintext_tcp`);
+//! - `connect-tls <addr> <ca.der>` (feature `tls`): the same over TLS to `localhost` at
+//!   `addr`, trusting the CA certificate in the DER file `ca.der`;
 //! - `probe <path>`: connects by path and prints one line: `connect-error <Variant>` if
 //!   connecting failed, else, after its first receive, `closed` (the server closed without
 //!   a hello: `Ok(None)` or a reset) or `message`;
@@ -76,9 +79,8 @@ fn main() {
         "reexec-adopt" => reexec_adopt(),
         "calls" => calls(false),
         "calls-concurrent" => calls(true),
-        "connect" | "connect-abstract" | "connect-tcp" | "probe" | "probe-bind" | "listen" => {
-            named(&mode, &std::env::args().nth(2).unwrap_or_default())
-        }
+        "connect" | "connect-abstract" | "connect-tcp" | "connect-tls" | "probe" | "probe-bind"
+        | "listen" => named(&mode, &std::env::args().nth(2).unwrap_or_default()),
         "burst" => burst(
             &std::env::args().nth(2).unwrap_or_default(),
             &std::env::args().nth(3).unwrap_or_default(),
@@ -337,6 +339,16 @@ fn named(mode: &str, address: &str) -> Result<(), BoxError> {
             }
             "connect-abstract" => aiosock::connect_abstract::<Reply, Request>(address).await,
             "connect-tcp" => aiosock::connect_plaintext_tcp::<Reply, Request>(address).await,
+            #[cfg(feature = "tls")]
+            "connect-tls" => {
+                let ca = std::fs::read(std::env::args().nth(3).unwrap_or_default())?;
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(rustls::pki_types::CertificateDer::from(ca))?;
+                let config = rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                aiosock::connect_tls::<Reply, Request>(address, "localhost", Arc::new(config)).await
+            }
             _ => aiosock::connect::<Reply, Request>(address).await,
         };
         let end = match connected {
