@@ -126,7 +126,8 @@ mod tests {
     use super::*;
     use crate::ctxt::Ctxt;
 
-    fn canonical_of(tokens: TokenStream) -> String {
+    /// `f` applied to the IR of the enum `tokens`.
+    fn with_protocol<R>(tokens: TokenStream, f: impl FnOnce(&Protocol<'_>) -> R) -> R {
         let input: DeriveInput = syn::parse2(tokens).unwrap();
         let Data::Enum(data) = &input.data else {
             panic!("not an enum")
@@ -134,18 +135,15 @@ mod tests {
         let cx = Ctxt::new();
         let protocol = Protocol::from_syn(&cx, &input, data);
         cx.check().unwrap();
-        canonical(&protocol)
+        f(&protocol)
+    }
+
+    fn canonical_of(tokens: TokenStream) -> String {
+        with_protocol(tokens, canonical)
     }
 
     fn fingerprint_of(tokens: TokenStream) -> u64 {
-        let input: DeriveInput = syn::parse2(tokens).unwrap();
-        let Data::Enum(data) = &input.data else {
-            panic!("not an enum")
-        };
-        let cx = Ctxt::new();
-        let protocol = Protocol::from_syn(&cx, &input, data);
-        cx.check().unwrap();
-        fingerprint(&protocol)
+        with_protocol(tokens, fingerprint)
     }
 
     fn to_worker() -> u64 {

@@ -213,3 +213,28 @@ pub fn proc_status_kib(field: &str) -> u64 {
 }
 
 pub mod workers;
+
+/// How many descriptors this process has open.
+pub fn open_fd_count() -> usize {
+    std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
+}
+
+/// Waits until this process's descriptor count is back to `baseline` (writer tasks close
+/// their end's socket shortly after the last sender is gone), panicking with `what` if it
+/// is not within 30 s.
+pub async fn fd_count_settles_at(baseline: usize, what: &str) {
+    let settle = async {
+        while open_fd_count() > baseline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    if tokio::time::timeout(Duration::from_secs(30), settle)
+        .await
+        .is_err()
+    {
+        panic!(
+            "{what}: {} descriptors open, {baseline} before",
+            open_fd_count()
+        );
+    }
+}

@@ -262,3 +262,42 @@ async fn recv_request_answers_calls_it_dispatches_and_no_others() {
     drop((q, b_tx, b_rx));
     guard("serving", serving).await.unwrap().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_calls_and_never_reads_cannot_grow_the_queue_of_owed_answers() {
+    const CALLS: u64 = 100_000;
+    let (ours, theirs) = aiosock::pair::<Q, Q>().expect("pair");
+    let mut config = aiosock::Config::new();
+    config.set_capacity(1024);
+    let (_tx, mut rx) = ours.with_config(config).into_split();
+    let mut peer = raw_peer(theirs);
+    // The peer writes its hello and 100,000 calls from a thread, and never reads: every call
+    // `recv` hands out owes it an `Unanswered` report, which piles up on our side once the
+    // socket is full.
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        let mut bytes = hello::<Q, Q>();
+        for id in 0..CALLS {
+            bytes.extend(call_header(2, 0x0001, id));
+            bytes.extend([0, 1]);
+        }
+        let _ = peer.write_all(&bytes);
+        peer
+    });
+    let mut received = 0u64;
+    loop {
+        match guard("recv", rx.recv()).await {
+            Ok(Some(Q::Ask(1))) => received += 1,
+            Ok(None) | Err(_) => break,
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    // Past twice the capacity of owed reports, the connection ended before every call was
+    // received, and the peer's writes stopped.
+    assert!(received < CALLS, "all {CALLS} calls were received");
+    let mut peer = writer.join().expect("writer");
+    // What we owed and wrote is readable, then the end: nothing more was queued.
+    let mut got = Vec::new();
+    let _ = peer.read_to_end(&mut got);
+    assert!(!got.is_empty());
+}

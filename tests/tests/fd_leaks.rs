@@ -2,32 +2,10 @@
 //! process's descriptor count where it started. (Alone in its binary, so that no other
 //! test opens descriptors meanwhile.)
 
-use std::time::Duration;
-
 use aiosock_tests::workers::{Reply, Request, worker};
-use aiosock_tests::{Traffic, guard};
+use aiosock_tests::{Traffic, fd_count_settles_at, guard, open_fd_count};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
-}
-
-/// Waits until the count is back to `baseline`: writer tasks close their end's socket
-/// shortly after the last sender is gone.
-async fn settles_at(baseline: usize, what: &str) {
-    let settle = async {
-        while open_fds() > baseline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(30), settle)
-        .await
-        .is_err()
-    {
-        panic!("{what}: {} descriptors open, {baseline} before", open_fds());
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairs_and_children_leave_no_descriptor_behind() {
@@ -36,7 +14,7 @@ async fn pairs_and_children_leave_no_descriptor_behind() {
     let mut child = aiosock::spawn(worker(WORKER, "serve"), there).expect("spawn");
     drop(here);
     guard("warm-up child", child.wait()).await.expect("wait");
-    let baseline = open_fds();
+    let baseline = open_fd_count();
 
     for i in 0..1000u64 {
         let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("pair");
@@ -66,7 +44,7 @@ async fn pairs_and_children_leave_no_descriptor_behind() {
             }
         }
     }
-    settles_at(baseline, "after 1000 pairs").await;
+    fd_count_settles_at(baseline, "after 1000 pairs").await;
 
     for _ in 0..200 {
         let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
@@ -83,5 +61,5 @@ async fn pairs_and_children_leave_no_descriptor_behind() {
         assert_eq!(guard("close", rx.recv()).await.expect("recv"), None);
         assert!(guard("exit", child.wait()).await.expect("wait").success());
     }
-    settles_at(baseline, "after 200 children").await;
+    fd_count_settles_at(baseline, "after 200 children").await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use aiosock::__private::{CountingAlloc, peak_of};
 use aiosock::{Config, Error, Receiver, Sender};
-use aiosock_tests::{frame_header, guard, hello, raw_peer, write_raw};
+use aiosock_tests::{frame_header, guard, hello, open_fd_count, raw_peer, write_raw};
 
 #[global_allocator]
 static ALLOCATOR: CountingAlloc = CountingAlloc;
@@ -37,10 +37,6 @@ fn raw_pair() -> (Sender<Raw>, Receiver<Raw>, UnixStream) {
 
 fn frame(payload: &[u8]) -> Vec<u8> {
     [frame_header(payload.len() as u32, 0, 0), payload.to_vec()].concat()
-}
-
-fn open_fd_count() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
 }
 
 /// Sends a valid frame, then `bytes`, and returns the error the second `recv` gives,

@@ -3,33 +3,12 @@
 //! binary, so that no other test opens descriptors meanwhile.)
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aiosock::Listener;
-use aiosock_tests::guard;
 use aiosock_tests::workers::{Reply, Request};
+use aiosock_tests::{fd_count_settles_at, guard, open_fd_count};
 
 const CLIENTS: u64 = 1000;
-
-fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").expect("fd dir").count()
-}
-
-/// Waits until the count is back to `baseline`: writer tasks close their end's socket
-/// shortly after the last sender is gone.
-async fn settles_at(baseline: usize, what: &str) {
-    let settle = async {
-        while open_fds() > baseline {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    if tokio::time::timeout(Duration::from_secs(30), settle)
-        .await
-        .is_err()
-    {
-        panic!("{what}: {} descriptors open, {baseline} before", open_fds());
-    }
-}
 
 /// Serves one client: echoes each request until it closes.
 async fn echo_server(end: aiosock::Endpoint<Reply, Request>) {
@@ -81,9 +60,9 @@ async fn a_thousand_clients_at_once_leave_no_descriptor_behind() {
 
     // The listener and the runtime are open: what is open now must be all that is open
     // after each round.
-    let baseline = open_fds();
+    let baseline = open_fd_count();
     drop(guard("warm-up", one_client(&path, u64::MAX)).await);
-    settles_at(baseline, "after one client").await;
+    fd_count_settles_at(baseline, "after one client").await;
 
     for round in 0..2 {
         // Every client holds its connection until all of them are connected and answered
@@ -103,7 +82,7 @@ async fn a_thousand_clients_at_once_leave_no_descriptor_behind() {
             })
             .collect();
         guard("all clients connected", all_in.wait()).await;
-        let open = open_fds();
+        let open = open_fd_count();
         assert!(
             open >= baseline + 2 * CLIENTS as usize,
             "{open} descriptors open with {CLIENTS} connections, {baseline} before"
@@ -112,7 +91,7 @@ async fn a_thousand_clients_at_once_leave_no_descriptor_behind() {
         for client in clients {
             guard("client", client).await.expect("client task");
         }
-        settles_at(baseline, &format!("after round {round}")).await;
+        fd_count_settles_at(baseline, &format!("after round {round}")).await;
     }
 
     server.abort();

@@ -44,6 +44,12 @@ fn kill_9(pid: u32) {
     assert!(status.success());
 }
 
+/// Kills (`kill -9`) the one worker with a call in flight.
+fn kill_the_worker_with_the_call(pool: &Pool<AskClient>) {
+    let taken = pool.workers().into_iter().find(|w| w.in_flight == 1);
+    kill_9(taken.and_then(|w| w.pid).expect("a worker with the call"));
+}
+
 fn pids(pool: &Pool<AskClient>) -> Vec<u32> {
     pool.workers().iter().map(|w| w.pid.expect("up")).collect()
 }
@@ -162,22 +168,12 @@ async fn an_idempotent_call_is_made_again_when_its_worker_dies() {
     let pool = pool(2);
     let mut slow = Box::pin(pool.call_idempotent(async |ask| ask.slow_square(5, 500).await));
     start(&mut slow);
-    let taken = pool
-        .workers()
-        .into_iter()
-        .find(|w| w.in_flight == 1)
-        .unwrap();
-    kill_9(taken.pid.unwrap());
+    kill_the_worker_with_the_call(&pool);
     assert_eq!(guard("retried", slow).await, Ok(25));
     // The same call, not marked idempotent, fails.
     let mut once = Box::pin(pool.call(async |ask| ask.slow_square(5, 500).await));
     start(&mut once);
-    let taken = pool
-        .workers()
-        .into_iter()
-        .find(|w| w.in_flight == 1)
-        .unwrap();
-    kill_9(taken.pid.unwrap());
+    kill_the_worker_with_the_call(&pool);
     assert_eq!(guard("once", once).await, Err(CallError::Closed));
     guard("shutdown", pool.shutdown(Duration::from_secs(10))).await;
 }

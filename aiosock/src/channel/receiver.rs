@@ -15,7 +15,7 @@ use crate::channel::reader::ReadBuf;
 use crate::channel::responder::{self, Responder};
 use crate::channel::shared::Shared;
 use crate::error::{CallError, Error, Part, TryRecvError};
-use crate::protocol::ProtocolId;
+use crate::protocol::{Answer, ProtocolId};
 use crate::wire::{self, Decoded, Decoder, Failure, Kind};
 use crate::{Dispatch, Protocol, sys, trace};
 
@@ -375,21 +375,10 @@ impl<T: Protocol> Receiver<T> {
         H: Send,
     {
         while let Some((msg, responder)) = self.next_request().await? {
-            let work = catch_unwind(msg.dispatch_answer(&mut handler));
-            match self.reading_ahead(work).await {
-                Ok(answer) => {
-                    if let Some(responder) = responder {
-                        self.reading_ahead(responder.answer(answer)).await;
-                    }
-                }
-                Err(panic) => {
-                    let message = panic_message(&*panic);
-                    if let Some(responder) = responder {
-                        responder.fail(Failure::Panicked(message.clone()));
-                    }
-                    self.report_panic(message);
-                    std::panic::resume_unwind(panic);
-                }
+            let handled = answered(msg.dispatch_answer(&mut handler), responder);
+            if let Err(panic) = self.reading_ahead(handled).await {
+                self.report_panic(panic_message(&*panic));
+                std::panic::resume_unwind(panic);
             }
         }
         T::closed(&mut handler).await;
@@ -512,14 +501,8 @@ impl<T: Protocol> Receiver<T> {
             let Some((msg, responder)) = next else { break };
             let mut clone = handler.clone();
             tasks.spawn(async move {
-                let outcome = catch_unwind(msg.dispatch_answer(&mut clone)).await;
-                match (outcome, responder) {
-                    (Ok(answer), Some(responder)) => responder.answer(answer).await,
-                    (Err(panic), Some(responder)) => {
-                        responder.fail(Failure::Panicked(panic_message(&*panic)));
-                    }
-                    (_, None) => {}
-                }
+                // A panic is contained here: its caller was answered with it.
+                let _ = answered(msg.dispatch_answer(&mut clone), responder).await;
             });
         }
         while tasks.join_next().await.is_some() {}
@@ -786,6 +769,29 @@ impl<T: Protocol> futures_core::Stream for Receiver<T> {
     }
 }
 
+/// Runs a handler method (`work`) and, if the message was a call, answers it with what the
+/// method returned, or with the panic's message if it panicked; the panic comes back as
+/// the error, for the caller to resume or contain.
+async fn answered(
+    work: impl Future<Output = Answer>,
+    responder: Option<Responder>,
+) -> Result<(), Box<dyn Any + Send>> {
+    match catch_unwind(work).await {
+        Ok(answer) => {
+            if let Some(responder) = responder {
+                responder.answer(answer).await;
+            }
+            Ok(())
+        }
+        Err(panic) => {
+            if let Some(responder) = responder {
+                responder.fail(Failure::Panicked(panic_message(&*panic)));
+            }
+            Err(panic)
+        }
+    }
+}
+
 /// Runs `work`, catching a panic in it (its payload comes back as the error).
 async fn catch_unwind<F: Future>(work: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut work = std::pin::pin!(work);
@@ -859,18 +865,8 @@ impl<T: Protocol> Request<T> {
         H: Send,
     {
         let Request { msg, responder } = self;
-        match catch_unwind(msg.dispatch_answer(handler)).await {
-            Ok(answer) => {
-                if let Some(responder) = responder {
-                    responder.answer(answer).await;
-                }
-            }
-            Err(panic) => {
-                if let Some(responder) = responder {
-                    responder.fail(Failure::Panicked(panic_message(&*panic)));
-                }
-                std::panic::resume_unwind(panic);
-            }
+        if let Err(panic) = answered(msg.dispatch_answer(handler), responder).await {
+            std::panic::resume_unwind(panic);
         }
     }
 }

@@ -61,20 +61,11 @@ impl Responder {
         };
         // Answered only once the reply is queued (or the peer is gone): if this future is
         // dropped while it waits for room, `drop` tells the caller instead.
-        loop {
-            match self.shared.push(&mut frame, true) {
-                Ok(()) | Err(Refused::Closed) => {
-                    self.answered = true;
-                    return;
-                }
-                Err(Refused::Full) => {
-                    if self.shared.ready().await.is_err() {
-                        self.answered = true;
-                        return;
-                    }
-                }
-            }
+        if let Err(Refused::Full) = self.shared.push(&mut frame, true) {
+            // Queued, or closed (then the peer is gone and owed nothing).
+            let _ = self.shared.push_when_room(&mut frame).await;
         }
+        self.answered = true;
     }
 
     /// Tells the caller that the call failed, without waiting (see

@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use serde::de::DeserializeOwned;
 
 use crate::channel::calls::{Calls, decode_reply};
-use crate::channel::shared::{Offer, Refused, Shared};
+use crate::channel::shared::{Offer, Shared};
 use crate::error::{CallError, SendError, TrySendError};
 use crate::wire::Kind;
 use crate::{Protocol, trace};
@@ -133,19 +133,11 @@ impl<T: Protocol> Sender<T> {
                 Err(why) => return Err(SendError::Invalid(msg, why)),
             };
             let waiting = trace::Stopwatch::start();
-            loop {
-                if self.shared.ready().await.is_err() {
-                    return Err(SendError::Closed(msg));
-                }
-                match self.shared.push(&mut frame, true) {
-                    Ok(()) => {
-                        waiting.report(&self.shared.span, "send");
-                        return Ok(());
-                    }
-                    Err(Refused::Closed) => return Err(SendError::Closed(msg)),
-                    Err(Refused::Full) => {}
-                }
+            if self.shared.push_when_room(&mut frame).await.is_err() {
+                return Err(SendError::Closed(msg));
             }
+            waiting.report(&self.shared.span, "send");
+            Ok(())
         }
     }
 
@@ -189,15 +181,8 @@ impl<T: Protocol> Sender<T> {
                     });
                 }
             };
-            while !frame.is_empty() {
-                if self.shared.ready().await.is_err() {
-                    return Err(CallError::Closed);
-                }
-                match self.shared.push(&mut frame, true) {
-                    Ok(()) => {}
-                    Err(Refused::Closed) => return Err(CallError::Closed),
-                    Err(Refused::Full) => {}
-                }
+            if !frame.is_empty() && self.shared.push_when_room(&mut frame).await.is_err() {
+                return Err(CallError::Closed);
             }
             call.sent = true;
             let reply = std::future::poll_fn(|cx| calls.poll_outcome(id, cx)).await;

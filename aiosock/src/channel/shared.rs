@@ -372,6 +372,20 @@ impl Shared {
         .await
     }
 
+    /// Queues `frame` (refused once for lack of room), waiting for room as often as it takes.
+    /// `Err` once the end is closed for sending. Cancel safe: until it returns `Ok`, the frame
+    /// was not queued.
+    pub(crate) async fn push_when_room(&self, frame: &mut Vec<u8>) -> Result<(), ()> {
+        loop {
+            self.ready().await?;
+            match self.push(frame, true) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Closed) => return Err(()),
+                Err(Refused::Full) => {}
+            }
+        }
+    }
+
     /// Waits until everything queued so far is in the kernel; `Err` if closed first.
     pub(crate) async fn flush(&self) -> Result<(), ()> {
         let target = self.out().queued;

@@ -48,6 +48,58 @@ const NO_CALLS: &str = "this system takes no part in the calls workloads";
 const NO_POOL: &str = "this system takes no part in the pool workload";
 
 /// Whether this build has the RPC peers.
+/// Defines the `System` of an RPC framework benchmarked in the calls workloads only and
+/// built with the feature `rpc-peers`: its module's `imp::parent` and `imp::child` run the
+/// two sides.
+macro_rules! rpc_peer {
+    ($(#[$doc:meta])* $ty:ident, $name:literal) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $ty;
+
+        impl super::System for $ty {
+            fn name(&self) -> &'static str {
+                $name
+            }
+
+            fn takes_part(&self, workload: crate::workload::Workload) -> bool {
+                workload.is_calls()
+            }
+
+            fn unsupported(&self, _: crate::workload::Workload) -> Option<&'static str> {
+                super::peers_missing()
+            }
+
+            fn parent(
+                &self,
+                child: crate::process::ChildCmd,
+                role: &crate::workload::Role,
+            ) -> Result<crate::workload::Outcome, crate::BoxError> {
+                match role {
+                    #[cfg(feature = "rpc-peers")]
+                    crate::workload::Role::Call(plan) => imp::parent(child, plan),
+                    _ => {
+                        drop(child);
+                        Err(super::peers_missing().unwrap_or(super::NO_CALLS).into())
+                    }
+                }
+            }
+
+            fn child(
+                &self,
+                role: &crate::workload::Role,
+            ) -> Result<crate::workload::Outcome, crate::BoxError> {
+                match role {
+                    #[cfg(feature = "rpc-peers")]
+                    crate::workload::Role::Answer => imp::child(),
+                    _ => Err(super::peers_missing().unwrap_or(super::NO_CALLS).into()),
+                }
+            }
+        }
+    };
+}
+use rpc_peer;
+
 fn peers_missing() -> Option<&'static str> {
     (!cfg!(feature = "rpc-peers")).then_some(PEERS_MISSING)
 }

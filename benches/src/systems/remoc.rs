@@ -7,47 +7,11 @@
 //! Unix socketpair that the child gets as its stdin, split into its read and write halves;
 //! remoc's default codec. Calls workloads only; built with the feature `rpc-peers`.
 
-use super::System;
-use crate::BoxError;
-use crate::process::ChildCmd;
-use crate::workload::{Outcome, Role, Workload};
-
-/// remoc.
-#[derive(Debug)]
-pub(crate) struct Remoc;
-
-impl System for Remoc {
-    fn name(&self) -> &'static str {
-        "remoc"
-    }
-
-    fn takes_part(&self, workload: Workload) -> bool {
-        workload.is_calls()
-    }
-
-    fn unsupported(&self, _: Workload) -> Option<&'static str> {
-        super::peers_missing()
-    }
-
-    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
-        match role {
-            #[cfg(feature = "rpc-peers")]
-            Role::Call(plan) => imp::parent(child, plan),
-            _ => {
-                drop(child);
-                Err(super::peers_missing().unwrap_or(super::NO_CALLS).into())
-            }
-        }
-    }
-
-    fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
-        match role {
-            #[cfg(feature = "rpc-peers")]
-            Role::Answer => imp::child(),
-            _ => Err(super::peers_missing().unwrap_or(super::NO_CALLS).into()),
-        }
-    }
-}
+super::rpc_peer!(
+    /// remoc.
+    Remoc,
+    "remoc"
+);
 
 #[cfg(feature = "rpc-peers")]
 mod imp {

@@ -6,47 +6,11 @@
 //! `tokio_serde`'s bincode (length-delimited frames), over a Unix socketpair that the child
 //! gets as its stdin. Calls workloads only; built with the feature `rpc-peers`.
 
-use super::System;
-use crate::BoxError;
-use crate::process::ChildCmd;
-use crate::workload::{Outcome, Role, Workload};
-
-/// tarpc.
-#[derive(Debug)]
-pub(crate) struct Tarpc;
-
-impl System for Tarpc {
-    fn name(&self) -> &'static str {
-        "tarpc"
-    }
-
-    fn takes_part(&self, workload: Workload) -> bool {
-        workload.is_calls()
-    }
-
-    fn unsupported(&self, _: Workload) -> Option<&'static str> {
-        super::peers_missing()
-    }
-
-    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
-        match role {
-            #[cfg(feature = "rpc-peers")]
-            Role::Call(plan) => imp::parent(child, plan),
-            _ => {
-                drop(child);
-                Err(super::peers_missing().unwrap_or(super::NO_CALLS).into())
-            }
-        }
-    }
-
-    fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
-        match role {
-            #[cfg(feature = "rpc-peers")]
-            Role::Answer => imp::child(),
-            _ => Err(super::peers_missing().unwrap_or(super::NO_CALLS).into()),
-        }
-    }
-}
+super::rpc_peer!(
+    /// tarpc.
+    Tarpc,
+    "tarpc"
+);
 
 #[cfg(feature = "rpc-peers")]
 mod imp {
