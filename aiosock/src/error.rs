@@ -58,14 +58,12 @@ pub enum Error {
         max: usize,
     },
 
-    /// A frame announced file descriptors, which wire version 1 does not carry.
-    #[error(
-        "the peer sent a frame announcing {count} file descriptors, which this end does not accept"
-    )]
-    UnexpectedFds {
-        /// The announced count.
-        count: u16,
-    },
+    /// The descriptors that came with the peer's frames are not what the frames announce,
+    /// or a message that carries them (an [`Fd`](crate::Fd), a channel end, a
+    /// [`Shm`](crate::Shm)) does not hold together. Every descriptor received and not yet
+    /// delivered in a message was closed.
+    #[error("the peer sent descriptors this end does not accept")]
+    Fds(#[source] FdError),
 
     /// A frame header has flag bits this version does not know.
     #[error("the peer sent a frame with unknown flags {flags:#06x}")]
@@ -252,6 +250,111 @@ impl fmt::Display for Part {
     }
 }
 
+/// What is wrong with the descriptors the peer sent, in [`Error::Fds`].
+///
+/// Descriptors travel with the frame that carries them (see the crate docs' wire format):
+/// the frame's header announces how many, and its message refers to each by its index.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FdError {
+    /// A frame announced `announced` descriptors, but `arrived` came with it.
+    #[error("a frame announced {announced} descriptors, but {arrived} arrived with it")]
+    Mismatch {
+        /// The count in the frame's header.
+        announced: usize,
+        /// The descriptors that came with the frame's first byte.
+        arrived: usize,
+    },
+    /// Descriptors arrived that no frame claims.
+    #[error("{count} descriptors arrived that no frame claims")]
+    Stray {
+        /// How many.
+        count: usize,
+    },
+    /// A frame carries more descriptors than this end accepts in one frame
+    /// ([`Config::max_fds_per_frame`](crate::Config::max_fds_per_frame)).
+    #[error("a frame carries {count} descriptors, over this end's maximum of {max} per frame")]
+    TooManyInFrame {
+        /// The descriptors announced or received.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The end would hold more descriptors for messages it has not delivered yet than it
+    /// accepts ([`Config::max_fds`](crate::Config::max_fds)).
+    #[error(
+        "the peer sent {count} descriptors not yet delivered, over this end's maximum of {max}"
+    )]
+    TooManyHeld {
+        /// The descriptors that would be held.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The kernel could not hand over every descriptor the peer sent (`MSG_CTRUNC`): this
+    /// process ran out of descriptors (its `RLIMIT_NOFILE`), or the peer sent more than fit.
+    #[error(
+        "the kernel dropped descriptors the peer sent (this process may be out of descriptors)"
+    )]
+    Truncated,
+    /// A message refers to descriptor `index`, but its frame carries only `count`.
+    #[error("a message refers to descriptor {index}, but its frame carries {count}")]
+    BadIndex {
+        /// The index in the message.
+        index: u32,
+        /// The descriptors the frame carries.
+        count: usize,
+    },
+    /// A message refers to one of its frame's descriptors twice.
+    #[error("a message refers to descriptor {index} twice")]
+    Reused {
+        /// The index.
+        index: u32,
+    },
+    /// A frame carries descriptors its message does not refer to.
+    #[error("a frame carries {count} descriptors that its message does not use")]
+    Unused {
+        /// How many.
+        count: usize,
+    },
+    /// A channel end in a message is not a connected Unix stream socket.
+    #[error("a channel end in a message is not a Unix stream socket")]
+    NotASocket,
+    /// A shared-memory buffer in a message is not a memfd sealed against every change
+    /// (`F_SEAL_WRITE`, `F_SEAL_SHRINK`, `F_SEAL_GROW` and `F_SEAL_SEAL`): its sender
+    /// could still change or shrink it under the reader.
+    #[error(
+        "a shared-memory buffer is not sealed against changes (its seals are {seals:#x}): its sender could still change it"
+    )]
+    NotSealed {
+        /// The seals it has (`F_GET_SEALS`), 0 if it cannot have any.
+        seals: u32,
+    },
+    /// A shared-memory buffer's size is not the size its message gives.
+    #[error("a shared-memory buffer is {actual} bytes, but its message says {announced}")]
+    ShmSize {
+        /// The size in the message.
+        announced: u64,
+        /// The memfd's size.
+        actual: u64,
+    },
+    /// A shared-memory buffer is larger than this end accepts
+    /// ([`Config::max_shm_len`](crate::Config::max_shm_len)).
+    #[error("a shared-memory buffer of {len} bytes is over this end's maximum of {max}")]
+    ShmTooLarge {
+        /// Its size.
+        len: u64,
+        /// The maximum.
+        max: u64,
+    },
+    /// A shared-memory buffer could not be mapped.
+    #[error("a shared-memory buffer could not be mapped: {reason}")]
+    ShmMap {
+        /// The system's error.
+        reason: String,
+    },
+}
+
 /// Why bincode could not decode a payload; `source()` has bincode's own error.
 ///
 /// When the cause is a serde shape that bincode cannot carry (a type inside a field that
@@ -310,6 +413,19 @@ pub enum InvalidMessage {
     /// The message's `Serialize` implementation failed.
     #[error("the message could not be encoded")]
     Encode(#[source] EncodeError),
+    /// The message carries more descriptors than one frame can: the kernel passes at most
+    /// 253 (`SCM_MAX_FD`) with one `sendmsg`.
+    #[error("the message carries {count} descriptors, over the maximum of {max} per message")]
+    TooManyFds {
+        /// The descriptors in the message.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The message carries descriptors, which this end's transport cannot pass (TCP and
+    /// TLS carry bytes only).
+    #[error("the message carries descriptors, which this end's transport (TCP) cannot pass")]
+    FdsNotCarried,
 }
 
 /// A failed [`Sender::send`](crate::Sender::send); the message comes back inside.

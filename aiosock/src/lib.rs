@@ -400,11 +400,13 @@
 mod bytes;
 mod channel;
 mod error;
+mod fd;
 pub mod guide;
 pub mod listener;
 mod pool;
 mod process;
 mod protocol;
+mod shm;
 mod sys;
 pub mod tcp;
 mod trace;
@@ -417,9 +419,11 @@ pub mod __private;
 pub use crate::bytes::Bytes;
 pub use crate::channel::{Config, Endpoint, Receiver, Request, Sender, pair};
 pub use crate::error::{
-    CallError, DecodeError, EncodeError, Error, InvalidMessage, Part, SendError, TryRecvError,
-    TrySendError,
+    CallError, DecodeError, EncodeError, Error, FdError, InvalidMessage, Part, SendError,
+    TryRecvError, TrySendError,
 };
+pub use crate::fd::Fd;
+pub use crate::shm::{Shm, ShmBuf};
 pub use crate::listener::{
     AcceptPolicy, BindOptions, Listener, PeerCred, connect, connect_abstract,
 };

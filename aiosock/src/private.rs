@@ -77,7 +77,7 @@ pub mod wire {
                 });
             }
         };
-        wire::encode_frame_as(out, value, usize::MAX, kind)
+        wire::encode_frame_as(out, value, usize::MAX, kind).map(drop)
     }
 
     /// Decodes the frame at the start of `buf` (no hello) with the default decode budget,
@@ -88,7 +88,10 @@ pub mod wire {
         buf: &[u8],
         max: usize,
     ) -> Result<Option<(T, usize)>, Error> {
-        match wire::Decoder::frames_only(Limits::new(max)).decode(buf)? {
+        let limits = Limits::new(max);
+        let mut fds = wire::Attached::default();
+        fds.read(buf.len(), Vec::new(), false, &limits);
+        match wire::Decoder::frames_only(limits).decode(buf, &mut fds)? {
             wire::Decoded::Message { msg, used, .. } => Ok(Some((msg, used))),
             _ => Ok(None),
         }

@@ -124,12 +124,10 @@ pub(crate) enum AnswerKind {
     /// A one-way variant: nothing to send back.
     None,
     /// A call variant's reply, encoded as a whole reply frame whose call id is still to
-    /// be filled in.
-    Reply(Vec<u8>),
-    /// A call variant's reply that could not be encoded.
-    Invalid(crate::error::EncodeError),
-    /// A call variant's reply too large for a frame.
-    TooLarge { len: usize, max: usize },
+    /// be filled in, with the descriptors the frame carries.
+    Reply(Vec<u8>, Vec<std::os::fd::OwnedFd>),
+    /// A call variant's reply that cannot be sent: it did not encode, or is too large.
+    Refused(crate::error::InvalidMessage),
 }
 
 impl Answer {
@@ -147,11 +145,8 @@ impl Answer {
             usize::MAX,
             crate::wire::Kind::Reply(0),
         ) {
-            Ok(()) => Answer(AnswerKind::Reply(frame)),
-            Err(crate::error::InvalidMessage::Encode(e)) => Answer(AnswerKind::Invalid(e)),
-            Err(crate::error::InvalidMessage::TooLarge { len, max }) => {
-                Answer(AnswerKind::TooLarge { len, max })
-            }
+            Ok(fds) => Answer(AnswerKind::Reply(frame, fds)),
+            Err(why) => Answer(AnswerKind::Refused(why)),
         }
     }
 }
@@ -160,8 +155,8 @@ impl fmt::Debug for Answer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.0 {
             AnswerKind::None => "Answer::None",
-            AnswerKind::Reply(_) => "Answer::Reply(..)",
-            AnswerKind::Invalid(_) | AnswerKind::TooLarge { .. } => "Answer::Invalid(..)",
+            AnswerKind::Reply(..) => "Answer::Reply(..)",
+            AnswerKind::Refused(_) => "Answer::Invalid(..)",
         })
     }
 }

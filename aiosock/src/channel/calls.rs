@@ -28,8 +28,10 @@ use std::task::{Context, Poll, Waker};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
+use std::os::fd::OwnedFd;
+
 use crate::error::{CallError, Error};
-use crate::wire::{self, Failure};
+use crate::wire::{self, Failure, Limits};
 
 /// Replies up to this long are decoded under the table's lock, in one critical section.
 const DECODE_UNDER_LOCK: usize = 4096;
@@ -41,12 +43,14 @@ fn decoded(
     failed: bool,
     decode: DecodeReply,
     payload: &[u8],
-    per_byte: usize,
+    fds: Vec<OwnedFd>,
+    limits: &Limits,
 ) -> (Result<Reply, CallError>, Option<Error>) {
     let decoded = if failed {
-        wire::decode_payload::<Failure>(payload, per_byte).map(|failure| Err(failure.into()))
+        wire::decode_payload_with::<Failure>(payload, limits.decode_budget, fds, 0)
+            .map(|failure| Err(failure.into()))
     } else {
-        decode(payload, per_byte).map(Ok)
+        decode(payload, fds, limits).map(Ok)
     };
     match decoded {
         Ok(result) => (result, None),
@@ -64,15 +68,17 @@ fn decoded(
 /// A decoded reply, of the type its caller asked for.
 pub(crate) type Reply = Box<dyn Any + Send>;
 
-/// Decodes a reply payload at the given decode budget per byte.
-pub(crate) type DecodeReply = fn(&[u8], usize) -> Result<Reply, Error>;
+/// Decodes a reply payload, with the descriptors its frame carries, within the limits.
+pub(crate) type DecodeReply = fn(&[u8], Vec<OwnedFd>, &Limits) -> Result<Reply, Error>;
 
 /// The [`DecodeReply`] for replies of type `R`.
 pub(crate) fn decode_reply<R: DeserializeOwned + Send + 'static>(
     payload: &[u8],
-    per_byte: usize,
+    fds: Vec<OwnedFd>,
+    limits: &Limits,
 ) -> Result<Reply, Error> {
-    wire::decode_payload::<R>(payload, per_byte).map(|reply| Box::new(reply) as Reply)
+    wire::decode_payload_with::<R>(payload, limits.decode_budget, fds, limits.max_shm_len)
+        .map(|reply| Box::new(reply) as Reply)
 }
 
 #[derive(Debug)]
@@ -286,7 +292,8 @@ impl Calls {
         id: u64,
         failed: bool,
         payload: &[u8],
-        per_byte: usize,
+        fds: Vec<OwnedFd>,
+        limits: &Limits,
     ) -> Result<(), Error> {
         let mut table = self.table();
         let decode = match table.slot(id) {
@@ -298,9 +305,9 @@ impl Calls {
                 // While the reply is decoded the slot says so: if a `Deserialize` panics,
                 // the receiver unwinds, and `end` still fails the caller.
                 *slot = Slot::Decoding { id, waker };
-                if payload.len() <= DECODE_UNDER_LOCK {
+                if payload.len() <= DECODE_UNDER_LOCK && fds.is_empty() {
                     // A small reply: decoded in the same critical section.
-                    let (result, error) = decoded(id, failed, decode, payload, per_byte);
+                    let (result, error) = decoded(id, failed, decode, payload, fds, limits);
                     let waker = match std::mem::replace(slot, Slot::Done { id, result }) {
                         Slot::Decoding { waker, .. } => waker,
                         _ => None,
@@ -323,7 +330,8 @@ impl Calls {
         };
         drop(table);
         // Decode a large reply outside the lock: it does not hold up other calls.
-        let (result, error) = decoded(id, failed, decode, payload, per_byte);
+        // So is one with descriptors, whose checks may make system calls.
+        let (result, error) = decoded(id, failed, decode, payload, fds, limits);
         let mut table = self.table();
         if let Some(slot) = table.slot(id) {
             match std::mem::replace(slot, Slot::Free) {
@@ -481,8 +489,8 @@ mod tests {
         let b = start_now(&calls, true).unwrap();
         assert_ne!(a, b);
         assert!(outcome(&calls, a).is_pending());
-        calls.complete(b, false, &payload(&20u64), 16).unwrap();
-        calls.complete(a, false, &payload(&10u64), 16).unwrap();
+        calls.complete(b, false, &payload(&20u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls.complete(a, false, &payload(&10u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
         assert_eq!((reply_u64(&calls, a), reply_u64(&calls, b)), (10, 20));
         assert_eq!(calls.live(), 0);
     }
@@ -493,7 +501,7 @@ mod tests {
         let a = start_now(&calls, false).unwrap();
         let _b = start_now(&calls, false).unwrap();
         assert_eq!(start_now(&calls, false), Err(CallError::Full));
-        calls.complete(a, false, &payload(&1u64), 16).unwrap();
+        calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
         // The slot is freed when the caller takes its reply.
         assert_eq!(start_now(&calls, false), Err(CallError::Full));
         assert_eq!(reply_u64(&calls, a), 1);
@@ -507,7 +515,7 @@ mod tests {
         let second = start_now(&calls, true).unwrap();
         assert_eq!((first, second), (u64::MAX - 1, u64::MAX));
         // Free `second` only: the table keeps `first` live while ids wrap to 0, 1, 2...
-        calls.complete(second, false, &payload(&0u64), 16).unwrap();
+        calls.complete(second, false, &payload(&0u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
         reply_u64(&calls, second);
         let mut seen = vec![first];
         for _ in 0..3 {
@@ -518,7 +526,7 @@ mod tests {
         // 0, 1 and then 3: 2 shares its slot with the live u64::MAX - 1.
         assert_eq!(&seen[1..], [0, 1, 3]);
         for id in seen {
-            calls.complete(id, false, &payload(&id), 16).unwrap();
+            calls.complete(id, false, &payload(&id), Vec::new(), &Limits::new(1 << 20)).unwrap();
             assert_eq!(reply_u64(&calls, id), id);
         }
     }
@@ -538,7 +546,7 @@ mod tests {
                 live.push(id);
             } else if !live.is_empty() {
                 let id = live.swap_remove((rng as usize / 3) % live.len());
-                calls.complete(id, false, &payload(&id), 16).unwrap();
+                calls.complete(id, false, &payload(&id), Vec::new(), &Limits::new(1 << 20)).unwrap();
                 assert_eq!(reply_u64(&calls, id), id);
             }
         }
@@ -548,20 +556,20 @@ mod tests {
     fn unknown_repeated_and_wrong_type_replies_are_errors() {
         let calls = Calls::new(4);
         assert!(matches!(
-            calls.complete(77, false, &payload(&1u64), 16),
+            calls.complete(77, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)),
             Err(Error::UnexpectedReply { id: 77 })
         ));
         let a = start_now(&calls, true).unwrap();
-        calls.complete(a, false, &payload(&1u64), 16).unwrap();
+        calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
         // Answered twice: the second finds nothing waiting, even before the caller looked.
         assert!(matches!(
-            calls.complete(a, false, &payload(&1u64), 16),
+            calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)),
             Err(Error::UnexpectedReply { .. })
         ));
         reply_u64(&calls, a);
         let b = start_now(&calls, true).unwrap();
         let err = calls
-            .complete(b, false, &payload(&"not a number"), 16)
+            .complete(b, false, &payload(&"not a number"), Vec::new(), &Limits::new(1 << 20))
             .unwrap_err();
         assert!(
             matches!(err, Error::BadReply { id, .. } if id == b),
@@ -592,8 +600,8 @@ mod tests {
             "the table is full"
         );
         // Both slots free at once: both waiters must start (one stored wake-up would not do).
-        calls.complete(a, false, &payload(&1u64), 16).unwrap();
-        calls.complete(b, false, &payload(&2u64), 16).unwrap();
+        calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls.complete(b, false, &payload(&2u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
         reply_u64(&calls, a);
         reply_u64(&calls, b);
         for waiter in waiters {
@@ -617,7 +625,7 @@ mod tests {
         let calls = Calls::new(4);
         let a = start_now(&calls, true).unwrap();
         let failure = payload(&Failure::Panicked("boom".into()));
-        calls.complete(a, true, &failure, 16).unwrap();
+        calls.complete(a, true, &failure, Vec::new(), &Limits::new(1 << 20)).unwrap();
         assert!(matches!(
             outcome(&calls, a),
             Poll::Ready(Err(CallError::Panicked { message })) if message == "boom"
@@ -632,7 +640,7 @@ mod tests {
         assert_eq!(calls.live(), 1);
         assert_eq!(start_now(&calls, false), Err(CallError::Full));
         // The late reply is discarded, and frees the slot.
-        calls.complete(a, false, &payload(&5u64), 16).unwrap();
+        calls.complete(a, false, &payload(&5u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
         assert_eq!(calls.live(), 0);
         let b = start_now(&calls, false).unwrap();
         assert_ne!(a, b);

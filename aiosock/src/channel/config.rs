@@ -37,6 +37,11 @@ pub struct Config {
     decode_budget: usize,
     linger: Duration,
     max_calls: usize,
+    max_fds_per_frame: usize,
+    max_fds: usize,
+    max_shm_len: u64,
+    /// The transport passes descriptors (a Unix socket); false for an end bridged to TCP.
+    carries_fds: bool,
 }
 
 impl Config {
@@ -55,6 +60,16 @@ impl Config {
     pub const MAX_CALLS_LIMIT: usize = 1 << 16;
     /// The default linger: 5 seconds.
     pub const DEFAULT_LINGER: Duration = Duration::from_secs(5);
+    /// The default number of descriptors one incoming message may carry: 64.
+    pub const DEFAULT_MAX_FDS_PER_FRAME: usize = wire::DEFAULT_MAX_FDS_PER_FRAME;
+    /// The most descriptors one message can carry at all: 253, what the kernel passes
+    /// with one `sendmsg` (`SCM_MAX_FD`).
+    pub const MAX_FDS_PER_FRAME_LIMIT: usize = wire::MAX_FDS_PER_FRAME;
+    /// The default number of descriptors an end holds for messages it has not delivered:
+    /// 1024.
+    pub const DEFAULT_MAX_FDS: usize = wire::DEFAULT_MAX_FDS;
+    /// The default size of the largest shared-memory buffer accepted: 1 GiB.
+    pub const DEFAULT_MAX_SHM_LEN: u64 = wire::DEFAULT_MAX_SHM_LEN;
 
     /// The defaults: [`DEFAULT_CAPACITY`](Self::DEFAULT_CAPACITY),
     /// [`DEFAULT_MAX_FRAME_LEN`](Self::DEFAULT_MAX_FRAME_LEN),
@@ -67,6 +82,10 @@ impl Config {
             decode_budget: Self::DEFAULT_DECODE_BUDGET,
             linger: Self::DEFAULT_LINGER,
             max_calls: Self::DEFAULT_MAX_CALLS,
+            max_fds_per_frame: Self::DEFAULT_MAX_FDS_PER_FRAME,
+            max_fds: Self::DEFAULT_MAX_FDS,
+            max_shm_len: Self::DEFAULT_MAX_SHM_LEN,
+            carries_fds: true,
         }
     }
 
@@ -91,6 +110,9 @@ impl Config {
         wire::Limits {
             max_frame_len: self.max_frame_len,
             decode_budget: self.decode_budget,
+            max_fds_per_frame: self.max_fds_per_frame,
+            max_fds: self.max_fds,
+            max_shm_len: self.max_shm_len,
         }
     }
 
@@ -162,6 +184,65 @@ impl Config {
     /// The most calls in flight at once.
     pub fn max_calls(&self) -> usize {
         self.max_calls
+    }
+
+    /// Sets how many descriptors one incoming message may carry (0 to 253): a frame that
+    /// announces or brings more is [`FdError::TooManyInFrame`](crate::FdError::TooManyInFrame).
+    /// 0 refuses descriptors altogether. What this end sends is limited only by the
+    /// kernel's 253.
+    pub fn set_max_fds_per_frame(&mut self, fds: usize) -> &mut Config {
+        self.max_fds_per_frame = fds.min(Self::MAX_FDS_PER_FRAME_LIMIT);
+        self
+    }
+
+    /// The most descriptors one incoming message may carry.
+    pub fn max_fds_per_frame(&self) -> usize {
+        self.max_fds_per_frame
+    }
+
+    /// Sets how many descriptors this end holds at most for messages it has received but
+    /// not delivered yet: those that arrived and wait for the rest of their frame, and those
+    /// in messages [`serve`](crate::Receiver::serve) read ahead while a method ran. Once
+    /// delivered, a message's descriptors are the program's. Reading ahead stops before
+    /// the limit; a peer that sends past it is
+    /// [`FdError::TooManyHeld`](crate::FdError::TooManyHeld). Keep it well under the
+    /// process's descriptor limit (`RLIMIT_NOFILE`) divided by the connections it serves.
+    pub fn set_max_fds(&mut self, fds: usize) -> &mut Config {
+        self.max_fds = fds;
+        self
+    }
+
+    /// The most descriptors held for undelivered messages.
+    pub fn max_fds(&self) -> usize {
+        self.max_fds
+    }
+
+    /// Sets the size of the largest shared-memory buffer ([`Shm`](crate::Shm)) this end
+    /// accepts in a message, in bytes. A larger one is
+    /// [`FdError::ShmTooLarge`](crate::FdError::ShmTooLarge). The buffer's memory belongs
+    /// to its memfd, not to this process, but pages of it this process reads that its
+    /// sender never wrote are allocated when read, so lower this for untrusted peers.
+    pub fn set_max_shm_len(&mut self, bytes: u64) -> &mut Config {
+        self.max_shm_len = bytes;
+        self
+    }
+
+    /// The largest shared-memory buffer accepted, in bytes.
+    pub fn max_shm_len(&self) -> u64 {
+        self.max_shm_len
+    }
+
+    /// This end's transport cannot pass descriptors (TCP): a message holding one is
+    /// refused at `send`, and none are accepted.
+    pub(crate) fn without_fds(&mut self) -> &mut Config {
+        self.carries_fds = false;
+        self.max_fds_per_frame = 0;
+        self
+    }
+
+    /// Whether this end's transport passes descriptors.
+    pub(crate) fn carries_fds(&self) -> bool {
+        self.carries_fds
     }
 }
 

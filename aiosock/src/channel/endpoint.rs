@@ -6,7 +6,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::channel::shared::Shared;
 use crate::channel::{Config, Receiver, Sender};
-use crate::error::Error;
+use crate::error::{Error, FdError};
+use crate::fd;
 use crate::protocol::ProtocolId;
 use crate::sys::{self, Socket};
 use crate::trace;
@@ -55,6 +56,8 @@ pub struct Endpoint<Out, In> {
     config: Config,
     /// The peer's process id, where it is known (an end inherited from the parent).
     peer_pid: Option<u32>,
+    /// The socket leads to a bridge to TCP, which passes no descriptors.
+    bridged: bool,
     _types: PhantomData<fn(Out) -> In>,
 }
 
@@ -104,8 +107,16 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
             fd: Socket::new(fd),
             config: Config::new(),
             peer_pid: None,
+            bridged: false,
             _types: PhantomData,
         }
+    }
+
+    /// The same end, recorded as leading to a bridge to TCP: it sends and accepts no
+    /// descriptors.
+    pub(crate) fn bridged(mut self) -> Endpoint<Out, In> {
+        self.bridged = true;
+        self
     }
 
     /// The same end, recorded as connected to process `pid` (for tracing).
@@ -150,7 +161,11 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
             self.fd.as_fd().as_raw_fd(),
             self.peer_pid,
         );
-        let shared = Shared::new(self.fd, self.config, &sends, &expects, span);
+        let mut config = self.config;
+        if self.bridged {
+            config.without_fds();
+        }
+        let shared = Shared::new(self.fd, config, &sends, &expects, span);
         (
             Sender::new(shared.clone()),
             Receiver::new(shared, sends, expects),
@@ -238,6 +253,79 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
         let served = rx.serve_concurrent(handler, limit).await;
         drop(tx);
         served
+    }
+}
+
+/// An endpoint travels in a message as a descriptor (see [`Fd`](crate::Fd)): the receiver
+/// gets an end of the same connection, typed as the field says, with the default
+/// [`Config`] (settings do not travel). The new end checks its protocols in its own hello
+/// once it is used, as every end does, so a field whose types do not match its peer's
+/// fails there with [`Error::ProtocolMismatch`].
+///
+/// Only a whole, unused endpoint can travel: once split, an end's halves share a live
+/// queue, a writer task and a read buffer in this process, which cannot move. So the
+/// halves ([`Sender`], [`Receiver`]) are not messages; send the endpoint before splitting
+/// it. A received socket that is not a Unix stream socket is
+/// [`FdError::NotASocket`](crate::FdError::NotASocket).
+///
+/// # Examples
+///
+/// A broker makes a pair and hands one end to each of two workers, which then talk
+/// directly:
+///
+/// ```
+/// #[aiosock::protocol]
+/// #[derive(Debug)]
+/// enum Chat {
+///     Line(String),
+/// }
+///
+/// #[aiosock::protocol]
+/// #[derive(Debug)]
+/// enum FromBroker {
+///     Introduce(aiosock::Endpoint<Chat, Chat>),
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let (to_a, at_a) = aiosock::pair::<FromBroker, FromBroker>()?;
+/// # let (to_b, at_b) = aiosock::pair::<FromBroker, FromBroker>()?;
+/// # let (to_a, _) = to_a.into_split();
+/// # let (to_b, _) = to_b.into_split();
+/// # let (_, mut a_rx) = at_a.into_split();
+/// # let (_, mut b_rx) = at_b.into_split();
+/// // The broker, with a channel to each worker:
+/// let (for_a, for_b) = aiosock::pair::<Chat, Chat>()?;
+/// to_a.send(FromBroker::Introduce(for_a)).await?;
+/// to_b.send(FromBroker::Introduce(for_b)).await?;
+///
+/// // Worker A:
+/// let Some(FromBroker::Introduce(end)) = a_rx.recv().await? else { panic!() };
+/// let (a_tx, _a_rx) = end.into_split();
+/// a_tx.send(Chat::Line("hello, B".into())).await?;
+///
+/// // Worker B:
+/// let Some(FromBroker::Introduce(end)) = b_rx.recv().await? else { panic!() };
+/// let (_b_tx, mut b_chat) = end.into_split();
+/// assert!(matches!(b_chat.recv().await?, Some(Chat::Line(line)) if line == "hello, B"));
+/// # Ok(())
+/// # }
+/// ```
+impl<Out: Protocol, In: Protocol> serde::Serialize for Endpoint<Out, In> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let index = fd::attach(self.fd.as_fd()).map_err(serde::ser::Error::custom)?;
+        serializer.serialize_u32(index)
+    }
+}
+
+impl<'de, Out: Protocol, In: Protocol> serde::Deserialize<'de> for Endpoint<Out, In> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let index = <u32 as serde::Deserialize>::deserialize(deserializer)?;
+        let socket = fd::claim(index).map_err(serde::de::Error::custom)?;
+        if !sys::is_unix_stream(socket.as_fd()) {
+            return Err(serde::de::Error::custom(fd::refuse(FdError::NotASocket)));
+        }
+        Ok(Endpoint::from_fd(socket))
     }
 }
 

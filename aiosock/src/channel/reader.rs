@@ -1,10 +1,12 @@
-//! The read buffer of a receiver: bytes read from the socket and not yet decoded, kept in
-//! the receiver itself so that a cancelled `recv` loses nothing.
+//! The read buffer of a receiver: bytes read from the socket and not yet decoded, and the
+//! descriptors that came with them, kept in the receiver itself so that a cancelled
+//! `recv` loses nothing.
 
 use std::io;
 use std::os::fd::BorrowedFd;
 
 use crate::sys;
+use crate::wire::{Attached, Limits};
 
 /// Bytes read at once when nothing larger is needed.
 pub(crate) const READ_CHUNK: usize = 64 * 1024;
@@ -13,11 +15,14 @@ pub(crate) const READ_CHUNK: usize = 64 * 1024;
 /// with nothing buffered, and dropped after a frame much smaller than it.
 const KEEP_WHEN_IDLE: usize = 4 * READ_CHUNK;
 
-/// `buf[start..]` holds bytes read and not yet decoded.
-#[derive(Debug, Default)]
+/// `buf[start..]` holds bytes read and not yet decoded; `fds` the descriptors read and
+/// not yet claimed by a frame.
+#[derive(Debug)]
 pub(crate) struct ReadBuf {
     buf: Vec<u8>,
     start: usize,
+    fds: Attached,
+    limits: Limits,
     /// Bytes needed in `buf[start..]` before decoding can go on.
     need: usize,
     /// The peer's end of the stream was read.
@@ -27,9 +32,31 @@ pub(crate) struct ReadBuf {
 }
 
 impl ReadBuf {
+    pub(crate) fn new(limits: Limits) -> ReadBuf {
+        ReadBuf {
+            buf: Vec::new(),
+            start: 0,
+            fds: Attached::default(),
+            limits,
+            need: 0,
+            eof: false,
+            advised: false,
+        }
+    }
+
     /// The bytes not decoded yet.
     pub(crate) fn pending(&self) -> &[u8] {
         &self.buf[self.start..]
+    }
+
+    /// The bytes not decoded yet, and the descriptors not claimed yet.
+    pub(crate) fn parts(&mut self) -> (&[u8], &mut Attached) {
+        (&self.buf[self.start..], &mut self.fds)
+    }
+
+    /// The descriptors not claimed yet.
+    pub(crate) fn fds(&mut self) -> &mut Attached {
+        &mut self.fds
     }
 
     /// The first `n` pending bytes were decoded.
@@ -56,12 +83,12 @@ impl ReadBuf {
         self.buf.capacity()
     }
 
-    /// Drops everything, for good.
+    /// Drops everything, for good: the bytes, and the descriptors (closed).
     pub(crate) fn clear(&mut self) {
-        *self = ReadBuf {
-            eof: self.eof,
-            ..ReadBuf::default()
-        };
+        self.buf = Vec::new();
+        self.start = 0;
+        self.need = 0;
+        self.fds.clear();
     }
 
     /// Makes room for the next read. The buffer grows with the bytes that actually arrive
@@ -99,7 +126,9 @@ impl ReadBuf {
             }
             Ok(got) => {
                 self.advised = false;
-                Ok(got.drained())
+                let drained = got.drained();
+                self.fds.read(got.len, got.fds, got.truncated, &self.limits);
+                Ok(drained)
             }
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
                 self.eof = true;

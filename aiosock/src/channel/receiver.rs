@@ -24,11 +24,13 @@ type Observer<T> = Box<dyn FnMut(&T) + Send>;
 /// A message to handle, with the promise to answer it if it is a call.
 type Pending<T> = (T, Option<Responder>);
 
-/// A message as read: its call id if the peer wants an answer, and the frame's length.
+/// A message as read: its call id if the peer wants an answer, the frame's length, and
+/// how many descriptors it holds.
 struct Incoming<T> {
     msg: T,
     call: Option<u64>,
     len: usize,
+    fds: usize,
 }
 
 /// Receives messages of type `T` from the peer.
@@ -74,8 +76,9 @@ pub struct Receiver<T> {
     /// An error or the end was returned: the stream is over, and nothing more is read.
     failed: bool,
     observer: Option<Observer<T>>,
-    /// Messages read ahead while `serve` ran a handler, each with its promise to answer.
-    held: VecDeque<Pending<T>>,
+    /// Messages read ahead while `serve` ran a handler, each with its promise to answer
+    /// and the number of descriptors it holds.
+    held: VecDeque<(Pending<T>, usize)>,
     /// The frame bytes of the messages in `held`.
     held_bytes: usize,
     /// How the stream ended while reading ahead: returned once `held` is empty.
@@ -88,7 +91,7 @@ impl<T: Protocol> Receiver<T> {
         let limits = shared.config.limits();
         Receiver {
             shared,
-            buf: ReadBuf::default(),
+            buf: ReadBuf::new(limits),
             decoder: Decoder::new(sends, expects, limits),
             failed: false,
             observer: None,
@@ -518,7 +521,8 @@ impl<T: Protocol> Receiver<T> {
     }
 
     fn poll_request(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Pending<T>>, Error>> {
-        if let Some((msg, responder)) = self.held.pop_front() {
+        if let Some(((msg, responder), fds)) = self.held.pop_front() {
+            self.buf.fds().release(fds);
             if self.held.is_empty() {
                 self.held_bytes = 0;
             }
@@ -545,7 +549,7 @@ impl<T: Protocol> Receiver<T> {
             if let Poll::Ready(out) = work.as_mut().poll(cx) {
                 return Poll::Ready(out);
             }
-            while self.ended.is_none() && self.held_bytes < self.shared.config.capacity() {
+            while self.ended.is_none() && self.room_to_read_ahead() {
                 match self.poll_incoming(cx) {
                     Poll::Pending => break,
                     Poll::Ready(Ok(Some(incoming))) => {
@@ -553,7 +557,8 @@ impl<T: Protocol> Receiver<T> {
                             .call
                             .map(|id| Responder::new(self.shared.clone(), id));
                         self.held_bytes += incoming.len;
-                        self.held.push_back((incoming.msg, responder));
+                        self.buf.fds().hold(incoming.fds);
+                        self.held.push_back(((incoming.msg, responder), incoming.fds));
                     }
                     Poll::Ready(Ok(None)) => self.ended = Some(Ok(())),
                     Poll::Ready(Err(e)) => self.ended = Some(Err(e)),
@@ -562,6 +567,17 @@ impl<T: Protocol> Receiver<T> {
             Poll::Pending
         })
         .await
+    }
+
+    /// Whether `serve` may read another message ahead: the messages held take less than
+    /// the end's capacity in frame bytes, and leave room under
+    /// [`Config::max_fds`](crate::Config::max_fds) for what the next reads may bring
+    /// (up to two frames' descriptors wait to be claimed).
+    fn room_to_read_ahead(&mut self) -> bool {
+        let config = &self.shared.config;
+        let held_fds = self.buf.fds().held();
+        self.held_bytes < config.capacity()
+            && (held_fds == 0 || held_fds + 2 * config.max_fds_per_frame() <= config.max_fds())
     }
 
     /// `serve` stops on a panic: the peer learns the message, and its calls fail with it.
@@ -603,8 +619,14 @@ impl<T: Protocol> Receiver<T> {
     #[inline]
     fn decode_buffered(&mut self) -> Result<Option<Incoming<T>>, Error> {
         loop {
-            match self.decoder.decode(self.buf.pending())? {
-                Decoded::Message { msg, used, call } => {
+            let (pending, fds) = self.buf.parts();
+            match self.decoder.decode(pending, fds)? {
+                Decoded::Message {
+                    msg,
+                    used,
+                    call,
+                    fds,
+                } => {
                     self.buf.consume(used);
                     if let Some(observer) = &mut self.observer {
                         observer(&msg);
@@ -613,17 +635,19 @@ impl<T: Protocol> Receiver<T> {
                         msg,
                         call,
                         len: used,
+                        fds,
                     }));
                 }
                 Decoded::Reply {
                     id,
                     failed,
                     payload,
+                    fds,
                     used,
                 } => {
-                    let budget = self.shared.config.decode_budget();
+                    let limits = self.shared.config.limits();
                     let bytes = &self.buf.pending()[payload];
-                    self.shared.calls.complete(id, failed, bytes, budget)?;
+                    self.shared.calls.complete(id, failed, bytes, fds, &limits)?;
                     self.buf.consume(used);
                 }
                 Decoded::Panicked { message, used } => {
@@ -647,6 +671,8 @@ impl<T: Protocol> Receiver<T> {
         // The peer closed its sending side; ask whether it can still receive ours.
         self.shared.probe_peer();
         if self.buf.pending().is_empty() {
+            // Descriptors that no frame claimed came with the last bytes.
+            self.buf.fds().finish()?;
             Ok(None)
         } else if self.decoder.awaiting_hello() {
             Err(Error::Truncated { what: Part::Hello })

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::channel::shared::{Refused, Shared};
+use crate::error::InvalidMessage;
 use crate::protocol::{Answer, AnswerKind};
 use crate::wire::{self, Failure, Kind};
 
@@ -44,26 +45,26 @@ impl Responder {
             return;
         }
         let max = self.shared.config.max_frame_len();
-        let mut frame = match answer.0 {
-            AnswerKind::Reply(mut frame) => match wire::finish_reply(&mut frame, self.id, max) {
-                Ok(()) => frame,
+        let (mut frame, mut fds) = match answer.0 {
+            AnswerKind::Reply(mut frame, fds) => match wire::finish_reply(&mut frame, self.id, max) {
+                Ok(()) if !fds.is_empty() && !self.shared.config.carries_fds() => {
+                    let why = InvalidMessage::FdsNotCarried;
+                    return self.fail(Failure::BadReply(why.to_string()));
+                }
+                Ok(()) => (frame, fds),
                 Err(why) => return self.fail(Failure::BadReply(why.to_string())),
             },
             AnswerKind::None => {
                 let why = "the message's variant is one-way: it has no reply".to_owned();
                 return self.fail(Failure::BadReply(why));
             }
-            AnswerKind::Invalid(e) => return self.fail(Failure::BadReply(e.to_string())),
-            AnswerKind::TooLarge { len, max } => {
-                let why = crate::error::InvalidMessage::TooLarge { len, max };
-                return self.fail(Failure::BadReply(why.to_string()));
-            }
+            AnswerKind::Refused(why) => return self.fail(Failure::BadReply(why.to_string())),
         };
         // Answered only once the reply is queued (or the peer is gone): if this future is
         // dropped while it waits for room, `drop` tells the caller instead.
-        if let Err(Refused::Full) = self.shared.push(&mut frame, true) {
+        if let Err(Refused::Full) = self.shared.push(&mut frame, &mut fds, true) {
             // Queued, or closed (then the peer is gone and owed nothing).
-            let _ = self.shared.push_when_room(&mut frame).await;
+            let _ = self.shared.push_when_room(&mut frame, &mut fds).await;
         }
         self.answered = true;
     }

@@ -129,11 +129,16 @@ impl<T: Protocol> Sender<T> {
             let mut frame = match self.shared.offer(&msg, true) {
                 Ok(Offer::Queued) => return Ok(()),
                 Ok(Offer::Closed) => return Err(SendError::Closed(msg)),
-                Ok(Offer::Full(frame)) => frame,
+                Ok(Offer::Full(frame, fds)) => (frame, fds),
                 Err(why) => return Err(SendError::Invalid(msg, why)),
             };
             let waiting = trace::Stopwatch::start();
-            if self.shared.push_when_room(&mut frame).await.is_err() {
+            if self
+                .shared
+                .push_when_room(&mut frame.0, &mut frame.1)
+                .await
+                .is_err()
+            {
                 return Err(SendError::Closed(msg));
             }
             waiting.report(&self.shared.span, "send");
@@ -170,18 +175,19 @@ impl<T: Protocol> Sender<T> {
                 sent: false,
                 done: false,
             };
-            let mut frame = match self.shared.offer_as(&msg, Kind::Call(id), true) {
-                Ok(Offer::Queued) => Vec::new(),
+            let (mut frame, mut fds) = match self.shared.offer_as(&msg, Kind::Call(id), true) {
+                Ok(Offer::Queued) => (Vec::new(), Vec::new()),
                 Ok(Offer::Closed) => return Err(CallError::Closed),
-                Ok(Offer::Full(_)) if !wait => return Err(CallError::Full),
-                Ok(Offer::Full(frame)) => frame,
+                Ok(Offer::Full(..)) if !wait => return Err(CallError::Full),
+                Ok(Offer::Full(frame, fds)) => (frame, fds),
                 Err(why) => {
                     return Err(CallError::Invalid {
                         reason: why.to_string(),
                     });
                 }
             };
-            if !frame.is_empty() && self.shared.push_when_room(&mut frame).await.is_err() {
+            if !frame.is_empty() && self.shared.push_when_room(&mut frame, &mut fds).await.is_err()
+            {
                 return Err(CallError::Closed);
             }
             call.sent = true;
@@ -221,7 +227,7 @@ impl<T: Protocol> Sender<T> {
         self.shared.attach_if_in_runtime();
         match self.shared.offer(&msg, true) {
             Ok(Offer::Queued) => Ok(()),
-            Ok(Offer::Full(_)) => Err(TrySendError::Full(msg)),
+            Ok(Offer::Full(..)) => Err(TrySendError::Full(msg)),
             Ok(Offer::Closed) => Err(TrySendError::Closed(msg)),
             Err(why) => Err(TrySendError::Invalid(msg, why)),
         }
@@ -363,7 +369,7 @@ impl<T: Protocol> futures_sink::Sink<T> for Sender<T> {
         // the frame still goes in (the capacity is then exceeded by this one message).
         match self.shared.offer(&msg, false) {
             Ok(Offer::Queued) => Ok(()),
-            Ok(Offer::Full(_) | Offer::Closed) => Err(SendError::Closed(Some(msg))),
+            Ok(Offer::Full(..) | Offer::Closed) => Err(SendError::Closed(Some(msg))),
             Err(why) => Err(SendError::Invalid(Some(msg), why)),
         }
     }

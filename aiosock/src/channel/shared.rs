@@ -16,7 +16,7 @@
 //! Lock order: `batch`, then `out`. A sender holding `out` only ever *tries* `batch`.
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -130,7 +130,7 @@ impl Shared {
         );
         let queued = hello.len() as u64;
         let mut queue = Queue::default();
-        queue.push(&mut hello);
+        queue.push(&mut hello, &mut Vec::new());
         let shared = Arc::new(Shared {
             socket: Arc::new(socket),
             io: OnceLock::new(),
@@ -242,9 +242,15 @@ impl Shared {
         trace::event!(&self.span, debug, "sending direction ended");
     }
 
-    /// Queues the frame `frame` (made by [`encode`]) unless the end is closed or, with
-    /// `bounded`, the queue is at capacity. On success `frame` is left empty.
-    pub(crate) fn push(&self, frame: &mut Vec<u8>, bounded: bool) -> Result<(), Refused> {
+    /// Queues the frame `frame` (made by [`offer`](Self::offer)), with the descriptors
+    /// `fds` it carries, unless the end is closed or, with `bounded`, the queue is at
+    /// capacity. On success `frame` and `fds` are left empty.
+    pub(crate) fn push(
+        &self,
+        frame: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        bounded: bool,
+    ) -> Result<(), Refused> {
         let mut out = self.out();
         if out.closed {
             return Err(Refused::Closed);
@@ -253,7 +259,7 @@ impl Shared {
             return Err(Refused::Full);
         }
         out.queued += frame.len() as u64;
-        out.queue.push(frame);
+        out.queue.push(frame, fds);
         let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
             Writer::Idle(waker) if !out.inline_spent => {
                 // The writer is idle, so this frame is all that is queued: write it now,
@@ -375,10 +381,14 @@ impl Shared {
     /// Queues `frame` (refused once for lack of room), waiting for room as often as it takes.
     /// `Err` once the end is closed for sending. Cancel safe: until it returns `Ok`, the frame
     /// was not queued.
-    pub(crate) async fn push_when_room(&self, frame: &mut Vec<u8>) -> Result<(), ()> {
+    pub(crate) async fn push_when_room(
+        &self,
+        frame: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+    ) -> Result<(), ()> {
         loop {
             self.ready().await?;
-            match self.push(frame, true) {
+            match self.push(frame, fds, true) {
                 Ok(()) => return Ok(()),
                 Err(Refused::Closed) => return Err(()),
                 Err(Refused::Full) => {}
@@ -476,7 +486,7 @@ impl Shared {
             self.end_sending();
         } else {
             // Refused only when closed: then the peer is gone and owed nothing.
-            let _ = self.push(frame, false);
+            let _ = self.push(frame, &mut Vec::new(), false);
         }
     }
 
@@ -567,8 +577,9 @@ impl Shared {
 pub(crate) enum Offer {
     /// Queued: accepted.
     Queued,
-    /// The queue is at capacity; the encoded frame comes back, to be pushed later.
-    Full(Vec<u8>),
+    /// The queue is at capacity; the encoded frame and its descriptors come back, to be
+    /// pushed later.
+    Full(Vec<u8>, Vec<OwnedFd>),
     /// The end is closed for sending.
     Closed,
 }
@@ -602,11 +613,15 @@ impl Shared {
                 Err(_) => &mut fresh,
             };
             frame.clear();
-            wire::encode_frame_as(frame, msg, self.config.max_frame_len(), kind)?;
+            let mut fds = wire::encode_frame_as(frame, msg, self.config.max_frame_len(), kind)?;
+            if !fds.is_empty() && !self.config.carries_fds() {
+                frame.clear();
+                return Err(InvalidMessage::FdsNotCarried);
+            }
             let small = frame.len() <= KEEP_SCRATCH / 8;
-            let offer = match self.push(frame, bounded) {
+            let offer = match self.push(frame, &mut fds, bounded) {
                 Ok(()) => Offer::Queued,
-                Err(Refused::Full) => Offer::Full(std::mem::take(frame)),
+                Err(Refused::Full) => Offer::Full(std::mem::take(frame), fds),
                 Err(Refused::Closed) => Offer::Closed,
             };
             if small && frame.capacity() > KEEP_SCRATCH {

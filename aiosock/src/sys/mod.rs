@@ -14,6 +14,7 @@
 //! - [`tcp`]: TCP keepalive timings;
 //! - [`reactor`]: registration with the Tokio reactor;
 //! - [`registry`]: the process-wide registry of live sockets, which a forked child lets go of;
+//! - [`shm`]: sealed shared memory: memfds, their seals, and mappings;
 //! - [`process`]: fork, exit, the parent-death signal, pidfds, the inherited descriptor and
 //!   the exit hook;
 //! - [`alloc`]: a counting allocator for the tests and the fuzz harness.
@@ -27,6 +28,7 @@ mod named;
 mod process;
 mod reactor;
 mod registry;
+mod shm;
 mod socket;
 mod tcp;
 
@@ -40,8 +42,10 @@ pub(crate) use process::{
 };
 pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_other_sockets};
+pub(crate) use shm::{Mapping, file_size, fully_sealed, memfd, seal, seals};
 pub(crate) use socket::{
-    advise_free, peer_can_receive, poll_writable, recv, recv_spare, send_vectored, set_nonblocking,
-    shutdown_read, shutdown_write, socketpair,
+    MAX_FDS_PER_SEND, advise_free, is_unix_stream, peer_can_receive, poll_writable, recv,
+    recv_spare, send_vectored_with_fds, set_nonblocking, shutdown_read,
+    shutdown_write, socketpair,
 };
 pub(crate) use tcp::set_keepalive;

@@ -2,13 +2,14 @@
 
 use std::io;
 use std::mem::MaybeUninit;
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::mem::{size_of, size_of_val};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::socket::{AddressFamily, MsgFlags, Shutdown, SockFlag, SockType};
+use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, Shutdown, SockFlag, SockType};
 
 pub(super) fn io_err(e: Errno) -> io::Error {
     io::Error::from_raw_os_error(e as i32)
@@ -39,16 +40,25 @@ pub(crate) fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
-/// One non-blocking vectored send (`sendmsg`) that never raises `SIGPIPE`.
-pub(crate) fn send_vectored(
+/// The most descriptors the kernel passes with one `sendmsg` (`SCM_MAX_FD`).
+pub(crate) const MAX_FDS_PER_SEND: usize = 253;
+
+/// One non-blocking vectored send (`sendmsg`) that never raises `SIGPIPE`, passing `fds`
+/// (at most [`MAX_FDS_PER_SEND`]) with the first byte written (`SCM_RIGHTS`). If it
+/// writes any byte, the kernel holds its own references to the descriptors: the caller
+/// may close its copies.
+pub(crate) fn send_vectored_with_fds(
     fd: BorrowedFd<'_>,
     bufs: &[std::io::IoSlice<'_>],
+    fds: &[RawFd],
 ) -> io::Result<usize> {
+    let rights = [ControlMessage::ScmRights(fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
     loop {
         match nix::sys::socket::sendmsg::<()>(
             fd.as_raw_fd(),
             bufs,
-            &[],
+            cmsgs,
             MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
             None,
         ) {
@@ -69,29 +79,41 @@ pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// What one [`recv_spare`] read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) struct Received {
     /// Bytes read; 0 at the end of the stream.
     pub(crate) len: usize,
     /// The read filled the space it was given.
     pub(crate) full: bool,
-    /// The bytes came with ancillary data (descriptors), which was discarded: the kernel
-    /// ends a read after such a segment, so a short read does not mean the socket drained.
-    pub(crate) ancillary: bool,
+    /// The descriptors that came with the bytes (`SCM_RIGHTS`, close-on-exec). The kernel
+    /// ends a read after the segment that carries them, so one read brings at most one
+    /// segment's descriptors, and those were sent with a byte inside this read.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// The kernel could not hand over every descriptor that came (`MSG_CTRUNC`): the ones
+    /// that did not fit, or that this process had no room for, were closed.
+    pub(crate) truncated: bool,
 }
 
 impl Received {
     /// Whether this read proves the socket empty: it stopped short of the space it had,
     /// not at a segment boundary that ancillary data made.
     pub(crate) fn drained(&self) -> bool {
-        self.len > 0 && !self.full && !self.ancillary
+        self.len > 0 && !self.full && self.fds.is_empty() && !self.truncated
     }
 }
 
+/// Room for the control message of one segment's descriptors: `CMSG_SPACE` of
+/// [`MAX_FDS_PER_SEND`] descriptors, in 8-byte words so that the buffer is aligned for
+/// `cmsghdr`.
+// SAFETY: `CMSG_SPACE` only computes a size from its argument.
+const CONTROL_WORDS: usize = unsafe {
+    nix::libc::CMSG_SPACE((MAX_FDS_PER_SEND * size_of::<RawFd>()) as u32) as usize
+}
+.div_ceil(8);
+
 /// One non-blocking `recvmsg` into the spare capacity of `buf`, which grows by the bytes
 /// received. Nothing is zero-filled first, so a large buffer costs only what arrives.
-/// Descriptors the peer attached are discarded by the kernel (no control buffer is given:
-/// it closes them and reports `MSG_CTRUNC`).
+/// Descriptors the peer attached come back in [`Received::fds`], close-on-exec.
 pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Received> {
     let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
     let mut iov = nix::libc::iovec {
@@ -99,15 +121,20 @@ pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Re
         iov_len: spare.len(),
     };
     let space = spare.len();
+    let mut control = [MaybeUninit::<u64>::uninit(); CONTROL_WORDS];
     loop {
         // SAFETY: a zeroed `msghdr` is a valid empty header (null name and control, no
-        // flags); it is then pointed at one iovec that lives until the call returns.
+        // flags); it is then pointed at one iovec and at the control buffer, which both
+        // live until the call returns.
         let mut msg: nix::libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = &mut iov;
         msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = size_of_val(&control) as _;
         // SAFETY: `recvmsg` writes at most `iov_len` bytes into the vector's own allocation
-        // past its length (never reading it, so uninitialised bytes are fine), and writes
-        // only `msg_flags` into the header, which is valid for the call.
+        // past its length (never reading it, so uninitialised bytes are fine), at most
+        // `msg_controllen` bytes into the control buffer, and the lengths and flags into
+        // the header, which is valid for the call.
         let r = unsafe {
             nix::libc::recvmsg(
                 fd.as_raw_fd(),
@@ -123,7 +150,8 @@ pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Re
             return Ok(Received {
                 len,
                 full: len == space,
-                ancillary: msg.msg_flags & nix::libc::MSG_CTRUNC != 0,
+                fds: received_fds(&msg),
+                truncated: msg.msg_flags & nix::libc::MSG_CTRUNC != 0,
             });
         }
         let e = io::Error::last_os_error();
@@ -131,6 +159,42 @@ pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Re
             return Err(e);
         }
     }
+}
+
+/// Takes ownership of the descriptors in the control messages `recvmsg` filled in.
+fn received_fds(msg: &nix::libc::msghdr) -> Vec<OwnedFd> {
+    let mut fds = Vec::new();
+    if msg.msg_controllen == 0 {
+        return fds;
+    }
+    // SAFETY: `msg` is the header `recvmsg` just filled in: `msg_control` points at the
+    // control buffer, and `msg_controllen` says how much of it the kernel wrote, so these
+    // macros walk only complete headers inside it.
+    let mut cmsg = unsafe { nix::libc::CMSG_FIRSTHDR(msg) };
+    while !cmsg.is_null() {
+        // SAFETY: `CMSG_FIRSTHDR`/`CMSG_NXTHDR` return null or a header wholly inside the
+        // written part of the buffer, which is aligned for `cmsghdr`.
+        let header = unsafe { &*cmsg };
+        if header.cmsg_level == nix::libc::SOL_SOCKET && header.cmsg_type == nix::libc::SCM_RIGHTS
+        {
+            // SAFETY: as above; `CMSG_LEN(0)` is the header's own size.
+            let data_offset = unsafe { nix::libc::CMSG_LEN(0) } as usize;
+            let count = (header.cmsg_len as usize).saturating_sub(data_offset) / size_of::<RawFd>();
+            // SAFETY: `CMSG_DATA` points just past this header, inside the buffer.
+            let data = unsafe { nix::libc::CMSG_DATA(cmsg) };
+            for i in 0..count {
+                // SAFETY: the `count` descriptors lie inside the control message, which the
+                // kernel wrote (possibly unaligned for `i32`, hence `read_unaligned`).
+                let raw = unsafe { data.cast::<RawFd>().add(i).read_unaligned() };
+                // SAFETY: the kernel just installed this descriptor in this process for
+                // us (`SCM_RIGHTS`); nothing else owns it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+        // SAFETY: `cmsg` is a valid header of `msg`'s control buffer (see above).
+        cmsg = unsafe { nix::libc::CMSG_NXTHDR(msg, cmsg) };
+    }
+    fds
 }
 
 /// Tells the kernel that the memory behind `buf`'s spare capacity is not needed
@@ -222,7 +286,7 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Whether `fd` is a Unix stream socket.
-pub(super) fn is_unix_stream(fd: BorrowedFd<'_>) -> bool {
+pub(crate) fn is_unix_stream(fd: BorrowedFd<'_>) -> bool {
     use nix::sys::socket::{UnixAddr, getsockname, getsockopt, sockopt};
     let stream = getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);
     stream && getsockname::<UnixAddr>(fd.as_raw_fd()).is_ok()
@@ -293,12 +357,49 @@ mod tests {
         send(a.as_fd(), b"second").expect("send");
         let mut buf = Vec::with_capacity(64);
         let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
-        // The kernel stops after the segment that carried descriptors (and closes them).
+        // The kernel stops after the segment that carried descriptors.
         assert_eq!(buf, b"first");
-        assert!(got.ancillary && !got.drained(), "{got:?}");
+        assert!(!got.drained(), "{got:?}");
+        assert_eq!((got.fds.len(), got.truncated), (1, false));
+        let fd_flags =
+            FdFlag::from_bits_retain(fcntl(&got.fds[0], FcntlArg::F_GETFD).expect("getfd"));
+        assert!(fd_flags.contains(FdFlag::FD_CLOEXEC), "received close-on-exec");
         let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
         assert_eq!(buf, b"firstsecond");
-        assert!(got.drained(), "{got:?}");
+        assert!(got.drained() && got.fds.is_empty(), "{got:?}");
+    }
+
+    #[test]
+    fn the_most_descriptors_one_send_can_carry_arrive_together_and_in_order() {
+        let (a, b) = socketpair().expect("socketpair");
+        let files: Vec<std::fs::File> = (0..MAX_FDS_PER_SEND)
+            .map(|_| std::fs::File::open("/dev/null").expect("open"))
+            .collect();
+        let raws: Vec<RawFd> = files.iter().map(AsRawFd::as_raw_fd).collect();
+        let inodes = |fds: &[BorrowedFd<'_>]| -> Vec<(u64, i32)> {
+            fds.iter()
+                .map(|fd| {
+                    let st = nix::sys::stat::fstat(fd).expect("fstat");
+                    (st.st_ino, fcntl(fd, FcntlArg::F_GETFL).expect("getfl"))
+                })
+                .collect()
+        };
+        let sent = send_vectored_with_fds(a.as_fd(), &[std::io::IoSlice::new(b"x")], &raws)
+            .expect("sendmsg");
+        assert_eq!(sent, 1);
+        let mut buf = Vec::with_capacity(16);
+        let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
+        assert_eq!((got.len, got.fds.len(), got.truncated), (1, MAX_FDS_PER_SEND, false));
+        let sent_ids = inodes(&files.iter().map(AsFd::as_fd).collect::<Vec<_>>());
+        let got_ids = inodes(&got.fds.iter().map(AsFd::as_fd).collect::<Vec<_>>());
+        assert_eq!(sent_ids, got_ids);
+        // One more than the kernel passes at once is refused, and nothing is sent.
+        let extra = std::fs::File::open("/dev/null").expect("open");
+        let mut too_many = raws.clone();
+        too_many.push(extra.as_raw_fd());
+        let err = send_vectored_with_fds(a.as_fd(), &[std::io::IoSlice::new(b"y")], &too_many)
+            .expect_err("over SCM_MAX_FD");
+        assert_eq!(err.raw_os_error(), Some(nix::libc::EINVAL));
     }
 
     #[test]

@@ -291,12 +291,12 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
             let (fd, peer) = self.accept_tls(acceptor).await?;
-            return Ok((Endpoint::from_fd(fd).with_config(self.config.clone()), peer));
+            return Ok((Endpoint::from_fd(fd).with_config(self.config.clone()).bridged(), peer));
         }
         let (stream, addr) = self.listener.accept().await?;
         configure(&stream)?;
         let fd = bridge::spawn(stream, self.config.linger())?;
-        let end = Endpoint::from_fd(fd).with_config(self.config.clone());
+        let end = Endpoint::from_fd(fd).with_config(self.config.clone()).bridged();
         Ok((
             end,
             TcpPeer {
@@ -409,7 +409,7 @@ pub async fn connect_plaintext_tcp<Out: Protocol, In: Protocol>(
     let stream = tcp_connect(addr).await?;
     let config = Config::new();
     let fd = bridge::spawn(stream, config.linger())?;
-    Ok(Endpoint::from_fd(fd))
+    Ok(Endpoint::from_fd(fd).bridged())
 }
 
 /// Connects to `addr` over TLS, checking that the server's certificate is valid for
@@ -448,7 +448,7 @@ pub async fn connect_tls<Out: Protocol, In: Protocol>(
     };
     let config = Config::new();
     let fd = bridge::spawn(stream, config.linger())?;
-    Ok(Endpoint::from_fd(fd))
+    Ok(Endpoint::from_fd(fd).bridged())
 }
 
 async fn tcp_connect(addr: impl ToSocketAddrs) -> Result<TcpStream, Error> {

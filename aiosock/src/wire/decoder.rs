@@ -3,27 +3,34 @@
 use serde::de::DeserializeOwned;
 
 use std::ops::Range;
+use std::os::fd::OwnedFd;
 
-use super::{CALL_ID_LEN, FrameHeader, HEADER_LEN, Kind, Limits, PeerHello, decode_payload};
+use super::{
+    Attached, CALL_ID_LEN, FrameHeader, HEADER_LEN, Kind, Limits, PeerHello, decode_payload_with,
+};
 use crate::error::{Error, Part};
 use crate::protocol::{Protocol, ProtocolId};
 
 /// What the decoder made of the start of a buffer.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum Decoded<T> {
-    /// A message, taking `used` bytes; `call` is its call id if the peer wants an answer.
+    /// A message, taking `used` bytes; `call` is its call id if the peer wants an answer,
+    /// and `fds` the number of descriptors it holds.
     Message {
         msg: T,
         used: usize,
         call: Option<u64>,
+        fds: usize,
     },
     /// An answer to call `id`, taking `used` bytes. The payload (at `payload` in the
     /// buffer) is the reply value, or a `Failure` if `failed`; which type it must decode
-    /// as is known only to the caller, so the receiver decodes it.
+    /// as is known only to the caller, so the receiver decodes it, with `fds`, the
+    /// descriptors the frame carries.
     Reply {
         id: u64,
         failed: bool,
         payload: Range<usize>,
+        fds: Vec<OwnedFd>,
         used: usize,
     },
     /// The peer's `serve` stopped on a panic with this message, taking `used` bytes.
@@ -79,17 +86,29 @@ impl Decoder {
         self.hello.is_some()
     }
 
-    /// Decodes what starts `buf`. Never allocates more than the checks in
-    /// [`FrameHeader::decode`] and [`decode_payload`] allow.
+    /// Decodes what starts `buf`, the bytes received and not decoded yet; `fds` holds the
+    /// descriptors received and not claimed yet, and knows how much of the stream was
+    /// received (so `buf` starts at stream offset `fds.received() - buf.len()`). Never
+    /// allocates more than the checks in [`FrameHeader::decode`] and
+    /// [`decode_payload_with`] allow.
     #[inline]
-    pub(crate) fn decode<T: DeserializeOwned>(&mut self, buf: &[u8]) -> Result<Decoded<T>, Error> {
+    pub(crate) fn decode<T: DeserializeOwned>(
+        &mut self,
+        buf: &[u8],
+        fds: &mut Attached,
+    ) -> Result<Decoded<T>, Error> {
         if self.hello.is_some() {
             return self.decode_hello(buf).map(|used| match used {
                 None => Decoded::Need(buf.len() + 1),
                 Some(used) => Decoded::Hello { used },
             });
         }
-        let Some(header) = FrameHeader::decode(buf, self.limits.max_frame_len)? else {
+        let at = fds.received() - buf.len() as u64;
+        fds.check(at)?;
+        let limits = &self.limits;
+        let Some(header) =
+            FrameHeader::decode(buf, limits.max_frame_len, limits.max_fds_per_frame)?
+        else {
             let need = if buf.len() < HEADER_LEN {
                 HEADER_LEN
             } else {
@@ -102,32 +121,32 @@ impl Decoder {
         let Some(bytes) = buf.get(payload.clone()) else {
             return Ok(Decoded::Need(used));
         };
+        let attached = fds.take(at, header.fds)?;
+        let (per_byte, max_shm) = (limits.decode_budget, limits.max_shm_len);
         let call = match header.kind {
             Kind::Message => None,
             Kind::Call(id) => Some(id),
-            Kind::Reply(id) => {
+            Kind::Reply(id) | Kind::Failed(id) => {
                 return Ok(Decoded::Reply {
                     id,
-                    failed: false,
+                    failed: matches!(header.kind, Kind::Failed(_)),
                     payload,
-                    used,
-                });
-            }
-            Kind::Failed(id) => {
-                return Ok(Decoded::Reply {
-                    id,
-                    failed: true,
-                    payload,
+                    fds: attached,
                     used,
                 });
             }
             Kind::Panicked => {
-                let message = decode_payload(bytes, self.limits.decode_budget)?;
+                let message = decode_payload_with(bytes, per_byte, attached, max_shm)?;
                 return Ok(Decoded::Panicked { message, used });
             }
         };
-        let msg = decode_payload(bytes, self.limits.decode_budget)?;
-        Ok(Decoded::Message { msg, used, call })
+        let msg = decode_payload_with(bytes, per_byte, attached, max_shm)?;
+        Ok(Decoded::Message {
+            msg,
+            used,
+            call,
+            fds: header.fds,
+        })
     }
 }
 
@@ -141,12 +160,13 @@ pub(crate) fn decode_stream<T: Protocol>(
 ) -> (Vec<T>, Option<Error>) {
     let me = ProtocolId::of::<T>();
     let mut decoder = Decoder::new(me.clone(), me, limits);
+    let mut fds = Attached::default();
     let mut msgs = Vec::new();
     let mut start = 0;
     let mut end = 0;
     let chunk = chunk.max(1);
     loop {
-        match decoder.decode::<T>(&bytes[start..end]) {
+        match decoder.decode::<T>(&bytes[start..end], &mut fds) {
             Err(e) => return (msgs, Some(e)),
             Ok(Decoded::Message { msg, used, .. }) => {
                 msgs.push(msg);
@@ -155,14 +175,18 @@ pub(crate) fn decode_stream<T: Protocol>(
             Ok(Decoded::Reply {
                 failed: true,
                 payload,
+                fds,
                 used,
                 ..
             }) => {
                 // As a receiver does: a failure report must decode.
                 let range = start + payload.start..start + payload.end;
-                if let Err(e) =
-                    super::decode_payload::<super::Failure>(&bytes[range], limits.decode_budget)
-                {
+                if let Err(e) = decode_payload_with::<super::Failure>(
+                    &bytes[range],
+                    limits.decode_budget,
+                    fds,
+                    limits.max_shm_len,
+                ) {
                     return (msgs, Some(e));
                 }
                 start += used;
@@ -176,6 +200,11 @@ pub(crate) fn decode_stream<T: Protocol>(
             }
             Ok(Decoded::Hello { used }) => start += used,
             Ok(Decoded::Need(_)) if end == bytes.len() => {
+                if start == end
+                    && let Err(e) = fds.finish()
+                {
+                    return (msgs, Some(e));
+                }
                 let err = (start < end).then_some(Error::Truncated {
                     what: if decoder.awaiting_hello() {
                         Part::Hello
@@ -185,7 +214,11 @@ pub(crate) fn decode_stream<T: Protocol>(
                 });
                 return (msgs, err);
             }
-            Ok(Decoded::Need(_)) => end = (end + chunk).min(bytes.len()),
+            Ok(Decoded::Need(_)) => {
+                let next = (end + chunk).min(bytes.len());
+                fds.read(next - end, Vec::new(), false, &limits);
+                end = next;
+            }
         }
     }
 }

@@ -4,9 +4,12 @@ use bincode::config::{Configuration, standard};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use std::os::fd::OwnedFd;
+
 use super::budget::{Budget, Budgeted, Exceeded, MAX_DEPTH, units_for};
-use super::{CALL_ID_LEN, HEADER_LEN};
-use crate::error::{DecodeError, EncodeError, Error, InvalidMessage};
+use super::{CALL_ID_LEN, HEADER_LEN, MAX_FDS_PER_FRAME};
+use crate::error::{DecodeError, EncodeError, Error, FdError, InvalidMessage};
+use crate::fd;
 
 const CONFIG: Configuration = standard();
 
@@ -78,39 +81,55 @@ pub(crate) enum Failure {
 pub(crate) struct FrameHeader {
     /// Payload length in bytes, checked against the maximum.
     pub(crate) len: usize,
+    /// Descriptors that travel with the frame, checked against the maximum.
+    pub(crate) fds: usize,
     /// What the frame carries.
     pub(crate) kind: Kind,
 }
 
 impl FrameHeader {
     /// Decodes and checks the header at the start of `buf`; `Ok(None)` if `buf` is shorter
-    /// than the header. Nothing is allocated: the length is checked against `max` first.
+    /// than the header. Nothing is allocated: the length is checked against `max` (and the
+    /// descriptor count against `max_fds`) first.
     #[inline]
-    pub(crate) fn decode(buf: &[u8], max: usize) -> Result<Option<FrameHeader>, Error> {
+    pub(crate) fn decode(
+        buf: &[u8],
+        max: usize,
+        max_fds: usize,
+    ) -> Result<Option<FrameHeader>, Error> {
         let Some(head) = buf.get(..HEADER_LEN) else {
             return Ok(None);
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-        let fds = u16::from_le_bytes([head[4], head[5]]);
+        let fds = usize::from(u16::from_le_bytes([head[4], head[5]]));
         let flags = u16::from_le_bytes([head[6], head[7]]);
-        if fds != 0 {
-            return Err(Error::UnexpectedFds { count: fds });
-        }
         let len = usize::try_from(len).unwrap_or(usize::MAX);
         if len > max {
             return Err(Error::FrameTooLarge { len, max });
         }
+        if fds > max_fds {
+            return Err(Error::Fds(FdError::TooManyInFrame {
+                count: fds,
+                max: max_fds,
+            }));
+        }
         if flags == 0 {
             return Ok(Some(FrameHeader {
                 len,
+                fds,
                 kind: Kind::Message,
             }));
         }
-        Self::decode_flagged(buf, len, flags)
+        Self::decode_flagged(buf, len, fds, flags)
     }
 
     #[cold]
-    fn decode_flagged(buf: &[u8], len: usize, flags: u16) -> Result<Option<FrameHeader>, Error> {
+    fn decode_flagged(
+        buf: &[u8],
+        len: usize,
+        fds: usize,
+        flags: u16,
+    ) -> Result<Option<FrameHeader>, Error> {
         const KNOWN: u16 = FLAG_CALL | FLAG_REPLY | FLAG_FAILED | FLAG_PANICKED;
         if flags & !KNOWN != 0 {
             return Err(Error::UnknownFlags { flags });
@@ -128,7 +147,7 @@ impl FrameHeader {
             FLAG_PANICKED => Some(Kind::Panicked),
             _ => return Err(Error::BadFlags { flags }),
         };
-        Ok(kind.map(|kind| FrameHeader { len, kind }))
+        Ok(kind.map(|kind| FrameHeader { len, fds, kind }))
     }
 
     /// The header's length.
@@ -142,35 +161,46 @@ impl FrameHeader {
     }
 }
 
-/// Appends one frame holding `msg` to `out`. On error `out` is left as it was.
+/// Appends one frame holding `msg` to `out`. On error `out` is left as it was. For a
+/// message without descriptors (the tests, the benchmark's wire rows).
 #[inline]
 pub(crate) fn encode_frame<T: Serialize>(
     out: &mut Vec<u8>,
     msg: &T,
     max: usize,
 ) -> Result<(), InvalidMessage> {
-    encode_frame_as(out, msg, max, Kind::Message)
+    encode_frame_as(out, msg, max, Kind::Message).map(drop)
 }
 
-/// Appends one frame of `kind` holding `msg` to `out`. On error `out` is left as it was.
+/// Appends one frame of `kind` holding `msg` to `out`, and returns the descriptors the
+/// frame carries: duplicates of those in `msg` (see [`crate::fd`]), which the frame's
+/// header counts and which must travel with its first byte. On error `out` is left as it
+/// was and the duplicates are closed.
 pub(crate) fn encode_frame_as<T: Serialize>(
     out: &mut Vec<u8>,
     msg: &T,
     max: usize,
     kind: Kind,
-) -> Result<(), InvalidMessage> {
+) -> Result<Vec<OwnedFd>, InvalidMessage> {
     let start = out.len();
     let header_len = kind.header_len();
     out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN][..header_len]);
-    let encoded = bincode::serde::encode_into_writer(msg, VecWriter(out), CONFIG);
+    let (encoded, fds) =
+        fd::collecting(|| bincode::serde::encode_into_writer(msg, VecWriter(out), CONFIG));
     let len = out.len() - start - header_len;
     let result = match encoded {
         Err(source) => Err(InvalidMessage::Encode(EncodeError(source))),
         Ok(()) if len > max => Err(InvalidMessage::TooLarge { len, max }),
+        Ok(()) if fds.len() > MAX_FDS_PER_FRAME => Err(InvalidMessage::TooManyFds {
+            count: fds.len(),
+            max: MAX_FDS_PER_FRAME,
+        }),
         Ok(()) => match u32::try_from(len) {
             Ok(len32) => {
-                write_header(&mut out[start..start + header_len], len32, kind);
-                return Ok(());
+                // At most MAX_FDS_PER_FRAME (253), checked above.
+                let count = u16::try_from(fds.len()).unwrap_or(u16::MAX);
+                write_header(&mut out[start..start + header_len], len32, count, kind);
+                return Ok(fds);
             }
             Err(_) => Err(InvalidMessage::TooLarge {
                 len,
@@ -193,9 +223,9 @@ pub(crate) fn finish_reply(frame: &mut [u8], id: u64, max: usize) -> Result<(), 
     Ok(())
 }
 
-fn write_header(head: &mut [u8], len: u32, kind: Kind) {
+fn write_header(head: &mut [u8], len: u32, fds: u16, kind: Kind) {
     head[0..4].copy_from_slice(&len.to_le_bytes());
-    head[4..6].copy_from_slice(&0u16.to_le_bytes());
+    head[4..6].copy_from_slice(&fds.to_le_bytes());
     head[6..8].copy_from_slice(&kind.flags().to_le_bytes());
     if let Some(id) = kind.id() {
         head[8..16].copy_from_slice(&id.to_le_bytes());
@@ -205,13 +235,25 @@ fn write_header(head: &mut [u8], len: u32, kind: Kind) {
 /// Encodes `value` as a payload on its own (no frame header).
 #[cfg(test)]
 pub(crate) fn encode_payload<T: Serialize>(value: &T) -> Result<Vec<u8>, EncodeError> {
+    encode_payload_with(value).map(|(payload, _)| payload)
+}
+
+/// Encodes `value` as a payload on its own, with the descriptors it carries.
+#[cfg(test)]
+pub(crate) fn encode_payload_with<T: Serialize>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
     let mut out = Vec::new();
-    bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG).map_err(EncodeError)?;
-    Ok(out)
+    let (encoded, fds) = fd::collecting(|| {
+        bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG)
+    });
+    encoded.map_err(EncodeError)?;
+    Ok((out, fds))
 }
 
 /// Decodes one message from a whole payload, which it must consume exactly, spending at
 /// most `per_byte` units of decode budget per payload byte (plus the fixed allowance).
+/// For a frame that carries no descriptors.
 ///
 /// # Allocation and work
 ///
@@ -226,11 +268,37 @@ pub(crate) fn decode_payload<T: DeserializeOwned>(
     payload: &[u8],
     per_byte: usize,
 ) -> Result<T, Error> {
+    decode_payload_with(payload, per_byte, Vec::new(), 0)
+}
+
+/// [`decode_payload`] for a frame that carries `fds`: the message's descriptor fields
+/// take them by index (see [`crate::fd`]), each exactly once, and shared-memory buffers up
+/// to `max_shm_len` bytes are accepted. A descriptor the message does not take is
+/// [`FdError::Unused`], and is closed with any that an error leaves.
+#[inline]
+pub(crate) fn decode_payload_with<T: DeserializeOwned>(
+    payload: &[u8],
+    per_byte: usize,
+    fds: Vec<OwnedFd>,
+    max_shm_len: u64,
+) -> Result<T, Error> {
     let units = units_for(payload.len(), per_byte);
     let budget = Budget::new(units);
-    let decoded =
-        bincode::serde::seed_decode_from_slice(Budgeted::<T>::new(&budget), payload, CONFIG);
-    checked(payload.len(), units, &budget, decoded)
+    let (decoded, taken) = fd::providing(fds, max_shm_len, || {
+        bincode::serde::seed_decode_from_slice(Budgeted::<T>::new(&budget), payload, CONFIG)
+    });
+    // A limit of ours decides the error first, then a descriptor the message could not
+    // take (which made serde fail), then bincode's own error.
+    if budget.exceeded().is_none()
+        && let Some(problem) = taken.problem
+    {
+        return Err(Error::Fds(problem));
+    }
+    let msg = checked(payload.len(), units, &budget, decoded)?;
+    match taken.unused {
+        0 => Ok(msg),
+        count => Err(Error::Fds(FdError::Unused { count })),
+    }
 }
 
 /// [`decode_payload`], also returning the budget units spent.
@@ -262,6 +330,7 @@ fn checked<T>(
             Exceeded::Depth => Error::TooDeep { max: MAX_DEPTH },
         });
     }
+
     match decoded {
         Ok((msg, used)) if used == len => Ok(msg),
         Ok((_, used)) => Err(Error::TrailingBytes { len, used }),
@@ -302,7 +371,7 @@ mod tests {
     fn decode_all(bytes: &[u8], max: usize) -> Result<Vec<Msg>, Error> {
         let mut at = 0;
         let mut out = Vec::new();
-        while let Some(h) = FrameHeader::decode(&bytes[at..], max)? {
+        while let Some(h) = FrameHeader::decode(&bytes[at..], max, 8)? {
             let Some(payload) = bytes.get(at + HEADER_LEN..at + h.frame_len()) else {
                 break;
             };
@@ -339,7 +408,7 @@ mod tests {
         });
         for cut in 0..bytes.len() {
             let part = &bytes[..cut];
-            match FrameHeader::decode(part, 1024).unwrap() {
+            match FrameHeader::decode(part, 1024, 8).unwrap() {
                 None => assert!(cut < HEADER_LEN),
                 Some(h) => assert!(part.len() < h.frame_len()),
             }
@@ -352,7 +421,7 @@ mod tests {
         for len in [u32::MAX, 1 << 31, 65] {
             let mut head = len.to_le_bytes().to_vec();
             head.extend([0, 0, 0, 0]);
-            let err = FrameHeader::decode(&head, 64).unwrap_err();
+            let err = FrameHeader::decode(&head, 64, 8).unwrap_err();
             assert!(
                 matches!(err, Error::FrameTooLarge { len: l, max: 64 } if l == len as usize),
                 "{err}"
@@ -361,27 +430,32 @@ mod tests {
         let mut head = 64u32.to_le_bytes().to_vec();
         head.extend([0, 0, 0, 0]);
         assert_eq!(
-            FrameHeader::decode(&head, 64).unwrap(),
+            FrameHeader::decode(&head, 64, 8).unwrap(),
             Some(FrameHeader {
                 len: 64,
+                fds: 0,
                 kind: Kind::Message
             })
         );
     }
 
     #[test]
-    fn fds_and_unknown_or_conflicting_flags_are_rejected() {
-        let head = [0, 0, 0, 0, 1, 0, 0, 0];
+    fn too_many_fds_and_unknown_or_conflicting_flags_are_rejected() {
+        let head = [0, 0, 0, 0, 9, 0, 0, 0];
         assert!(matches!(
-            FrameHeader::decode(&head, 64),
-            Err(Error::UnexpectedFds { count: 1 })
+            FrameHeader::decode(&head, 64, 8),
+            Err(Error::Fds(FdError::TooManyInFrame { count: 9, max: 8 }))
         ));
+        assert_eq!(
+            FrameHeader::decode(&head, 64, 9).unwrap().map(|h| h.fds),
+            Some(9)
+        );
         for flags in [0x0010u16, 0x8000, 0x0011] {
             let mut head = vec![0, 0, 0, 0, 0, 0];
             head.extend(flags.to_le_bytes());
             head.extend([0; 8]);
             assert!(
-                matches!(FrameHeader::decode(&head, 64), Err(Error::UnknownFlags { flags: f }) if f == flags),
+                matches!(FrameHeader::decode(&head, 64, 8), Err(Error::UnknownFlags { flags: f }) if f == flags),
                 "{flags:#x}"
             );
         }
@@ -398,7 +472,7 @@ mod tests {
             head.extend(flags.to_le_bytes());
             head.extend([0; 8]);
             assert!(
-                matches!(FrameHeader::decode(&head, 64), Err(Error::BadFlags { flags: f }) if f == flags),
+                matches!(FrameHeader::decode(&head, 64, 8), Err(Error::BadFlags { flags: f }) if f == flags),
                 "{flags:#x}"
             );
         }
@@ -440,7 +514,7 @@ mod tests {
         assert_eq!(bytes, expected);
         let mut at = 0;
         let mut kinds = Vec::new();
-        while let Some(h) = FrameHeader::decode(&bytes[at..], 64).unwrap() {
+        while let Some(h) = FrameHeader::decode(&bytes[at..], 64, 8).unwrap() {
             kinds.push((h.kind, h.len));
             at += h.frame_len();
         }
@@ -457,7 +531,7 @@ mod tests {
         );
         // A call or reply header cut before the end of its id needs more bytes.
         for cut in HEADER_LEN..HEADER_LEN + CALL_ID_LEN {
-            assert_eq!(FrameHeader::decode(&bytes[..cut], 64).unwrap(), None);
+            assert_eq!(FrameHeader::decode(&bytes[..cut], 64, 8).unwrap(), None);
         }
     }
 

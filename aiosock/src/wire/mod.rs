@@ -6,18 +6,20 @@
 //! file, which the crate docs include as their "Wire format" section. The benchmark and
 //! fuzz hooks reach it through `crate::__private`.
 
+mod attached;
 mod budget;
 mod decoder;
 mod frame;
 mod hello;
 
+pub(crate) use attached::Attached;
 pub(crate) use budget::{ALLOWANCE, DEFAULT_DECODE_BUDGET, MAX_DEPTH, MEMORY_PER_UNIT};
 pub(crate) use decoder::{Decoded, Decoder, decode_stream};
 #[cfg(test)]
-pub(crate) use frame::encode_payload;
+pub(crate) use frame::{encode_payload, encode_payload_with};
 pub(crate) use frame::{
-    Failure, FrameHeader, Kind, decode_payload, decode_payload_spending, encode_frame,
-    encode_frame_as, finish_reply,
+    Failure, FrameHeader, Kind, decode_payload, decode_payload_spending, decode_payload_with,
+    encode_frame, encode_frame_as, finish_reply,
 };
 pub(crate) use hello::{PeerHello, encode_hello};
 
@@ -28,17 +30,36 @@ pub(crate) struct Limits {
     pub(crate) max_frame_len: usize,
     /// Decode budget units per payload byte.
     pub(crate) decode_budget: usize,
+    /// The most descriptors one frame may carry.
+    pub(crate) max_fds_per_frame: usize,
+    /// The most descriptors the receiver holds for messages it has not delivered.
+    pub(crate) max_fds: usize,
+    /// The largest shared-memory buffer accepted, in bytes.
+    pub(crate) max_shm_len: u64,
 }
 
 impl Limits {
-    /// A maximum frame length and the default decode budget.
+    /// A maximum frame length and the defaults for the rest.
     pub(crate) fn new(max_frame_len: usize) -> Limits {
         Limits {
             max_frame_len,
             decode_budget: DEFAULT_DECODE_BUDGET,
+            max_fds_per_frame: DEFAULT_MAX_FDS_PER_FRAME,
+            max_fds: DEFAULT_MAX_FDS,
+            max_shm_len: DEFAULT_MAX_SHM_LEN,
         }
     }
 }
+
+/// The most descriptors one frame carries: what the kernel passes with one `sendmsg`.
+pub(crate) const MAX_FDS_PER_FRAME: usize = crate::sys::MAX_FDS_PER_SEND;
+/// The most descriptors one frame may carry unless configured otherwise.
+pub(crate) const DEFAULT_MAX_FDS_PER_FRAME: usize = 64;
+/// The most descriptors a receiver holds for undelivered messages unless configured
+/// otherwise.
+pub(crate) const DEFAULT_MAX_FDS: usize = 1024;
+/// The largest shared-memory buffer a receiver accepts unless configured otherwise.
+pub(crate) const DEFAULT_MAX_SHM_LEN: u64 = 1 << 30;
 
 /// The four bytes every stream starts with.
 pub(crate) const MAGIC: [u8; 4] = *b"AIOS";

@@ -1,0 +1,351 @@
+//! [`Fd`]: a file descriptor as a message field, and the context that carries descriptors
+//! between a message's serde code and the frame it travels in.
+//!
+//! A message is encoded and decoded by serde, which knows nothing of descriptors. So
+//! while an end encodes a message, a collector is installed for the thread: each
+//! descriptor the message holds ([`Fd`], a channel end, a [`Shm`](crate::Shm)) puts a
+//! duplicate of itself into it and writes only its index. The frame then carries the
+//! collected descriptors (`SCM_RIGHTS`, with its first byte) and announces their count in
+//! its header. While an end decodes a frame, the descriptors that came with it are
+//! installed the same way, and each field takes its own by index. Every descriptor must be
+//! taken exactly once: an index past the frame's descriptors, one taken twice, or one left
+//! over is [`Error::Fds`](crate::Error::Fds), and whatever was not taken is closed.
+//!
+//! Duplicates are sent, not the message's own descriptors, because serde encodes from a
+//! shared reference: the message keeps its descriptors, so a message that cannot be sent
+//! comes back whole inside the error.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+
+use serde::de::Error as _;
+use serde::ser::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::FdError;
+
+/// A file descriptor that travels inside a message.
+///
+/// Put it in a variant's field, and the descriptor travels with the message's frame
+/// (`SCM_RIGHTS` over the Unix socket): the peer receives its own descriptor for the same
+/// open file, socket or pipe (close-on-exec), as if it had been duplicated into it. Use
+/// it to hand a worker a file it could not open itself, a connected socket, or one end of
+/// a pipe.
+///
+/// The sender keeps its own descriptor: the frame carries a duplicate, closed once it is
+/// in the kernel, so a message that cannot be sent comes back inside the error with its
+/// descriptors. Descriptors travel only between local processes: an end over TCP refuses
+/// a message holding one ([`InvalidMessage::FdsNotCarried`](crate::InvalidMessage::FdsNotCarried)).
+///
+/// Limits: the kernel passes at most 253 descriptors with one message, and the receiver
+/// accepts at most [`Config::max_fds_per_frame`](crate::Config::max_fds_per_frame) per
+/// message and [`Config::max_fds`](crate::Config::max_fds) received and not yet delivered.
+///
+/// # Examples
+///
+/// ```
+/// use std::io::{Read, Seek, Write};
+///
+/// #[aiosock::protocol]
+/// #[derive(Debug)]
+/// enum Job {
+///     Read { file: aiosock::Fd },
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let (parent, worker) = aiosock::pair::<Job, Job>()?;
+/// let (tx, _) = parent.into_split();
+/// let (_, mut rx) = worker.into_split();
+///
+/// let mut file = tempfile()?;
+/// file.write_all(b"opened by the parent")?;
+/// file.rewind()?;
+/// tx.send(Job::Read { file: file.into() }).await?;
+///
+/// let Some(Job::Read { file }) = rx.recv().await? else { panic!("a job") };
+/// let mut text = String::new();
+/// std::fs::File::from(file).read_to_string(&mut text)?;
+/// assert_eq!(text, "opened by the parent");
+/// # Ok(())
+/// # }
+/// # fn tempfile() -> std::io::Result<std::fs::File> {
+/// #     let path = std::env::temp_dir().join(format!("aiosock-fd-doc-{}", std::process::id()));
+/// #     let file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
+/// #     std::fs::remove_file(&path)?;
+/// #     Ok(file)
+/// # }
+/// ```
+pub struct Fd(OwnedFd);
+
+impl Fd {
+    /// Wraps a descriptor (an `OwnedFd`, a `File`, a socket: anything that converts into
+    /// an `OwnedFd`).
+    pub fn new(fd: impl Into<OwnedFd>) -> Fd {
+        Fd(fd.into())
+    }
+
+    /// A second `Fd` for the same open file (`dup`, close-on-exec).
+    ///
+    /// # Errors
+    ///
+    /// If the process is out of descriptors.
+    pub fn try_clone(&self) -> std::io::Result<Fd> {
+        self.0.try_clone().map(Fd)
+    }
+
+    /// The descriptor.
+    pub fn into_owned_fd(self) -> OwnedFd {
+        self.0
+    }
+}
+
+impl fmt::Debug for Fd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Fd").field(&self.0.as_raw_fd()).finish()
+    }
+}
+
+impl AsFd for Fd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl IntoRawFd for Fd {
+    fn into_raw_fd(self) -> RawFd {
+        self.0.into_raw_fd()
+    }
+}
+
+macro_rules! conversions {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<$ty> for Fd {
+            fn from(value: $ty) -> Fd {
+                Fd(OwnedFd::from(value))
+            }
+        }
+
+        impl From<Fd> for $ty {
+            fn from(fd: Fd) -> $ty {
+                <$ty>::from(fd.0)
+            }
+        }
+    )*};
+}
+
+conversions!(
+    OwnedFd,
+    File,
+    std::os::unix::net::UnixStream,
+    std::os::unix::net::UnixListener,
+    std::os::unix::net::UnixDatagram,
+    std::net::TcpStream,
+    std::net::TcpListener,
+    std::net::UdpSocket,
+    std::process::ChildStdin,
+    std::process::ChildStdout,
+    std::process::ChildStderr,
+    std::io::PipeReader,
+    std::io::PipeWriter,
+);
+
+impl Serialize for Fd {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let index = attach(self.0.as_fd()).map_err(S::Error::custom)?;
+        serializer.serialize_u32(index)
+    }
+}
+
+impl<'de> Deserialize<'de> for Fd {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Fd, D::Error> {
+        let index = u32::deserialize(deserializer)?;
+        claim(index).map(Fd).map_err(D::Error::custom)
+    }
+}
+
+thread_local! {
+    /// Descriptors collected while a message is encoded on this thread.
+    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// Descriptors handed out while a frame is decoded on this thread.
+    static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
+}
+
+/// The descriptors of the frame being decoded, and the first problem with them.
+struct Incoming {
+    slots: Vec<Option<OwnedFd>>,
+    problem: Option<FdError>,
+    max_shm_len: u64,
+}
+
+/// Runs `encode` with a fresh collector installed: its result and the descriptors that
+/// the message's fields attached, in index order. A collector that was installed before
+/// (a `Serialize` that sends a message of its own) is restored after.
+pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
+    let outer = OUTGOING.with(|cell| cell.replace(Some(Vec::new())));
+    let result = encode();
+    let fds = OUTGOING.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), outer));
+    (result, fds.unwrap_or_default())
+}
+
+/// While a message is encoded: attaches a duplicate of `fd` to its frame, and returns the
+/// index the message refers to it by.
+pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
+    OUTGOING.with(|cell| {
+        let mut collected = cell.borrow_mut();
+        let Some(fds) = collected.as_mut() else {
+            return Err("descriptors in messages are encoded only by aiosock's ends".to_owned());
+        };
+        let index =
+            u32::try_from(fds.len()).map_err(|_| "too many descriptors in one message".to_owned())?;
+        let dup = fd
+            .try_clone_to_owned()
+            .map_err(|e| format!("could not duplicate a descriptor to send: {e}"))?;
+        fds.push(dup);
+        Ok(index)
+    })
+}
+
+/// What became of a frame's descriptors while its message was decoded.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    /// The first descriptor a field could not take (an index out of range, one taken
+    /// twice, a channel end or buffer that failed its checks).
+    pub(crate) problem: Option<FdError>,
+    /// Descriptors no field took (now closed).
+    pub(crate) unused: usize,
+}
+
+/// Runs `decode` with the frame's descriptors `fds` installed (and the largest shared
+/// buffer accepted): its result, and what became of the descriptors. Whatever was not
+/// taken is closed.
+pub(crate) fn providing<R>(
+    fds: Vec<OwnedFd>,
+    max_shm_len: u64,
+    decode: impl FnOnce() -> R,
+) -> (R, Taken) {
+    let incoming = Incoming {
+        slots: fds.into_iter().map(Some).collect(),
+        problem: None,
+        max_shm_len,
+    };
+    let outer = INCOMING.with(|cell| cell.replace(Some(incoming)));
+    let result = decode();
+    let done = INCOMING.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), outer));
+    let taken = match done {
+        Some(done) => Taken {
+            problem: done.problem,
+            unused: done.slots.iter().filter(|slot| slot.is_some()).count(),
+        },
+        None => Taken {
+            problem: None,
+            unused: 0,
+        },
+    };
+    (result, taken)
+}
+
+/// Records `problem` with the frame being decoded (the first one counts), and gives the
+/// text for serde's error.
+pub(crate) fn refuse(problem: FdError) -> String {
+    let text = problem.to_string();
+    INCOMING.with(|cell| {
+        if let Some(incoming) = cell.borrow_mut().as_mut() {
+            incoming.problem.get_or_insert(problem);
+        }
+    });
+    text
+}
+
+/// While a frame is decoded: takes its descriptor number `index`.
+pub(crate) fn claim(index: u32) -> Result<OwnedFd, String> {
+    let taken = INCOMING.with(|cell| {
+        let mut incoming = cell.borrow_mut();
+        let Some(incoming) = incoming.as_mut() else {
+            return Err(None);
+        };
+        let count = incoming.slots.len();
+        match incoming.slots.get_mut(index as usize) {
+            None => Err(Some(FdError::BadIndex { index, count })),
+            Some(slot) => slot.take().ok_or(Some(FdError::Reused { index })),
+        }
+    });
+    match taken {
+        Ok(fd) => Ok(fd),
+        Err(Some(problem)) => Err(refuse(problem)),
+        Err(None) => Err("descriptors in messages are decoded only by aiosock's ends".to_owned()),
+    }
+}
+
+/// While a frame is decoded: the largest shared-memory buffer the receiver accepts.
+pub(crate) fn max_shm_len() -> u64 {
+    INCOMING.with(|cell| cell.borrow().as_ref().map_or(0, |i| i.max_shm_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{decode_payload_with, encode_payload_with};
+
+    #[derive(Debug, serde::Serialize, serde::Deserialize)]
+    struct Two {
+        a: Fd,
+        b: Option<Fd>,
+    }
+
+    fn devnull() -> Fd {
+        Fd::from(File::open("/dev/null").expect("open"))
+    }
+
+    #[test]
+    fn a_message_keeps_its_descriptors_and_the_frame_carries_duplicates() {
+        let msg = Two {
+            a: devnull(),
+            b: Some(devnull()),
+        };
+        let (payload, fds) = encode_payload_with(&msg).expect("encode");
+        assert_eq!(payload, [0, 1, 1], "indices 0 and Some(1)");
+        assert_eq!(fds.len(), 2);
+        assert_ne!(fds[0].as_raw_fd(), msg.a.as_raw_fd(), "a duplicate");
+        let back: Two = decode_payload_with(&payload, 16, fds, 0).expect("decode");
+        assert!(back.b.is_some());
+    }
+
+    #[test]
+    fn every_descriptor_is_taken_exactly_once() {
+        let three = || (0..3).map(|_| devnull().into_owned_fd()).collect::<Vec<_>>();
+        let problem = |payload: &[u8], fds: Vec<OwnedFd>| match decode_payload_with::<Two>(
+            payload, 16, fds, 0,
+        ) {
+            Err(crate::Error::Fds(problem)) => problem,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            problem(&[0, 1, 9], three()),
+            FdError::BadIndex { index: 9, count: 3 }
+        );
+        assert_eq!(problem(&[1, 1, 1], three()), FdError::Reused { index: 1 });
+        assert_eq!(problem(&[0, 1, 1], three()), FdError::Unused { count: 1 });
+        assert_eq!(problem(&[0, 0], three()), FdError::Unused { count: 2 });
+        assert_eq!(problem(&[0, 0], vec![]), FdError::BadIndex { index: 0, count: 0 });
+    }
+
+    #[test]
+    fn outside_an_end_an_fd_neither_encodes_nor_decodes() {
+        let fd = devnull();
+        let mut out = Vec::new();
+        let encoded = bincode::serde::encode_into_std_write(&fd, &mut out, bincode::config::standard());
+        assert!(encoded.is_err());
+        let decoded: Result<(Fd, usize), _> =
+            bincode::serde::decode_from_slice(&[0], bincode::config::standard());
+        assert!(decoded.is_err());
+    }
+}
