@@ -204,8 +204,8 @@ pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
         let Some(fds) = collected.as_mut() else {
             return Err("descriptors in messages are encoded only by aiosock's ends".to_owned());
         };
-        let index =
-            u32::try_from(fds.len()).map_err(|_| "too many descriptors in one message".to_owned())?;
+        let index = u32::try_from(fds.len())
+            .map_err(|_| "too many descriptors in one message".to_owned())?;
         let dup = fd
             .try_clone_to_owned()
             .map_err(|e| format!("could not duplicate a descriptor to send: {e}"))?;
@@ -321,7 +321,11 @@ mod tests {
 
     #[test]
     fn every_descriptor_is_taken_exactly_once() {
-        let three = || (0..3).map(|_| devnull().into_owned_fd()).collect::<Vec<_>>();
+        let three = || {
+            (0..3)
+                .map(|_| devnull().into_owned_fd())
+                .collect::<Vec<_>>()
+        };
         let problem = |payload: &[u8], fds: Vec<OwnedFd>| match decode_payload_with::<Two>(
             payload, 16, fds, 0,
         ) {
@@ -335,14 +339,18 @@ mod tests {
         assert_eq!(problem(&[1, 1, 1], three()), FdError::Reused { index: 1 });
         assert_eq!(problem(&[0, 1, 1], three()), FdError::Unused { count: 1 });
         assert_eq!(problem(&[0, 0], three()), FdError::Unused { count: 2 });
-        assert_eq!(problem(&[0, 0], vec![]), FdError::BadIndex { index: 0, count: 0 });
+        assert_eq!(
+            problem(&[0, 0], vec![]),
+            FdError::BadIndex { index: 0, count: 0 }
+        );
     }
 
     #[test]
     fn outside_an_end_an_fd_neither_encodes_nor_decodes() {
         let fd = devnull();
         let mut out = Vec::new();
-        let encoded = bincode::serde::encode_into_std_write(&fd, &mut out, bincode::config::standard());
+        let encoded =
+            bincode::serde::encode_into_std_write(&fd, &mut out, bincode::config::standard());
         assert!(encoded.is_err());
         let decoded: Result<(Fd, usize), _> =
             bincode::serde::decode_from_slice(&[0], bincode::config::standard());

@@ -423,12 +423,12 @@ pub use crate::error::{
     TryRecvError, TrySendError,
 };
 pub use crate::fd::Fd;
-pub use crate::shm::{Shm, ShmBuf};
 pub use crate::listener::{
     AcceptPolicy, BindOptions, Listener, PeerCred, connect, connect_abstract,
 };
 pub use crate::pool::{Pool, WorkerInfo};
 pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
+pub use crate::shm::{Shm, ShmBuf};
 #[cfg(feature = "tls")]
 pub use crate::tcp::connect_tls;
 pub use crate::tcp::{TcpListener, TcpPeer, connect_plaintext_tcp};

@@ -155,6 +155,106 @@ pub fn start_calls(
     (child, AskClient::new(tx), tokio::spawn(rx.serve(Doubler)))
 }
 
+/// Lines between two workers that a broker introduced to each other.
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chat {
+    /// Line number `n` (0, 1, 2, …).
+    Line(u64),
+}
+
+/// Calls from a test (the parent) to a `resources` worker: descriptors, channel ends and
+/// shared memory in messages.
+#[aiosock::protocol]
+#[derive(Debug)]
+pub enum Resources {
+    /// Answered with the contents of the file, read from its current offset: the worker
+    /// only reads what the parent opened.
+    #[reply(Result<String, String>)]
+    ReadFile(aiosock::Fd),
+    /// One-way: the worker sends the same descriptor back as `Returned::Echo` with the
+    /// same `tag` (`pad` is ballast, to make frames large).
+    Echo {
+        /// Chosen by the parent, comes back unchanged.
+        tag: u64,
+        /// Comes back.
+        fd: aiosock::Fd,
+        /// Ignored.
+        pad: Vec<u8>,
+    },
+    /// One-way: the worker drops the descriptors (the hostile-limit tests' message).
+    Many(Vec<aiosock::Fd>),
+    /// Answered with the buffer's length and [`checksum`].
+    #[reply((u64, u64))]
+    Sum(aiosock::Shm),
+    /// One-way: the worker adds the buffer to a running count (see `Taken`).
+    Take(aiosock::Shm),
+    /// Answered with the number of `Take`s so far and the sum of their checksums.
+    #[reply((u64, u64))]
+    Taken,
+    /// An end of a pair the parent made. With `speak`, the worker sends `Chat::Line(0..lines)`
+    /// on it, closes it and answers `lines`; else it receives every line, checks they come
+    /// in order, and answers how many came once the other side closed.
+    #[reply(Result<u64, String>)]
+    Join {
+        /// The worker's end.
+        end: aiosock::Endpoint<Chat, Chat>,
+        /// Whether this worker speaks or listens.
+        speak: bool,
+        /// How many lines the speaker sends.
+        lines: u64,
+    },
+    /// Answered with a fresh end, on whose other side the worker then streams
+    /// `Chat::Line(0..n)` and closes.
+    #[reply(aiosock::Endpoint<Chat, Chat>)]
+    Results(u64),
+    /// Answered with how many descriptors the worker has open, once everything it sent
+    /// back is in the kernel.
+    #[reply(usize)]
+    OpenFds,
+}
+
+/// What a `resources` worker sends its parent on its own.
+#[aiosock::protocol]
+#[derive(Debug)]
+pub enum Returned {
+    /// A descriptor from `Resources::Echo`, sent back.
+    Echo {
+        /// The request's tag.
+        tag: u64,
+        /// The request's descriptor.
+        fd: aiosock::Fd,
+    },
+}
+
+/// Drops what a `resources` worker sends back (for parents that only make calls).
+impl ReturnedHandler for () {
+    async fn on_echo(&mut self, _tag: u64, _fd: aiosock::Fd) {}
+}
+
+/// A checksum of a buffer's bytes (FNV-1a over 8-byte words, then the tail).
+pub fn checksum(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325u64;
+    let mut words = bytes.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        hash = (hash ^ u64::from_le_bytes(w)).wrapping_mul(0x0100_0000_01b3);
+    }
+    for &b in words.remainder() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// `len` bytes that differ for every `seq`, for shared-memory buffers.
+pub fn shm_pattern(seq: u64, len: usize) -> Vec<u8> {
+    let base = mix(seq);
+    (0..len)
+        .map(|i| (base.wrapping_add(i as u64 / 8).wrapping_mul(0x9e37_79b9)) as u8)
+        .collect()
+}
+
 /// How many messages the `burst` worker sends.
 pub const BURST: u64 = 20_000;
 

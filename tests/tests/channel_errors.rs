@@ -450,10 +450,18 @@ fn bad_inputs() -> Vec<BadInput> {
             is_expected: |e| matches!(e, Error::Truncated { what: Part::Frame }),
         },
         BadInput {
-            name: "fds announced",
+            name: "fds announced, none sent",
             bytes: after_hello(&[frame_header(2, 1, 0), vec![1, 5]].concat()),
             before: vec![],
-            is_expected: |e| matches!(e, Error::UnexpectedFds { count: 1 }),
+            is_expected: |e| {
+                matches!(
+                    e,
+                    Error::Fds(aiosock::FdError::Mismatch {
+                        announced: 1,
+                        arrived: 0
+                    })
+                )
+            },
         },
         BadInput {
             name: "unknown flags",

@@ -1,15 +1,14 @@
-//! A raw socket plays a hostile or broken peer: bad payloads, descriptors it should not
-//! send, a stalled half frame, and a hello followed by nothing. (`channel_errors.rs` has
-//! the header-level cases: magic, version, lengths, truncation, fds and flags.)
+//! A raw socket plays a hostile or broken peer: bad payloads, a stalled half frame, and a
+//! hello followed by nothing. (`channel_errors.rs` has the header-level cases: magic,
+//! version, lengths, truncation, fds and flags; `fds_hostile.rs` has descriptors.)
 
-use std::io::{IoSlice, Write};
-use std::os::fd::{AsFd, AsRawFd};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use aiosock::__private::{CountingAlloc, peak_of};
 use aiosock::{Config, Error, Receiver, Sender};
-use aiosock_tests::{frame_header, guard, hello, open_fd_count, raw_peer, write_raw};
+use aiosock_tests::{frame_header, guard, hello, raw_peer, write_raw};
 
 #[global_allocator]
 static ALLOCATOR: CountingAlloc = CountingAlloc;
@@ -116,47 +115,6 @@ fn a_string_claiming_a_huge_length_fails_without_allocating_it() {
     let cause = bincode_cause(&result.expect_err("a bad frame"));
     assert!(cause.starts_with("UnexpectedEnd"), "{cause}");
     assert!(peak < 4096, "receiving the frame allocated {peak} bytes");
-}
-
-#[tokio::test]
-async fn descriptors_sent_without_a_frame_are_dropped_not_received() {
-    let (_tx, mut rx, peer) = raw_pair();
-    let mut peer = peer;
-    write_raw(&mut peer, &hello::<Raw, Raw>());
-    assert!(rx.try_recv().is_err(), "nothing yet");
-    let before = open_fd_count();
-    // Ancillary data carrying 8 descriptors (a file opened 8 times), with the bytes of
-    // a valid frame: version 1 never receives descriptors.
-    let files: Vec<std::fs::File> = (0..8)
-        .map(|_| std::fs::File::open("/dev/null").expect("open"))
-        .collect();
-    let fds: Vec<i32> = files.iter().map(|f| f.as_raw_fd()).collect();
-    let bytes = frame(&[1, 42]);
-    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-    let sent = nix::sys::socket::sendmsg::<()>(
-        peer.as_fd().as_raw_fd(),
-        &[IoSlice::new(&bytes)],
-        &cmsg,
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
-    assert_eq!(sent, bytes.len());
-    drop(files);
-    let after_send = open_fd_count();
-    assert_eq!(
-        guard("recv", rx.recv()).await.expect("recv"),
-        Some(Raw::Num(42)),
-        "the frame's bytes still arrive"
-    );
-    // Once received, the in-flight descriptors are gone: none was installed here.
-    let after_recv = open_fd_count();
-    assert!(
-        after_recv <= before,
-        "descriptors leaked into the receiver: {before} before, {after_send} in flight, {after_recv} after"
-    );
-    drop(peer);
-    assert!(matches!(guard("end", rx.recv()).await, Ok(None)));
 }
 
 #[tokio::test]
@@ -280,34 +238,4 @@ async fn a_claim_of_2_to_the_60_zero_sized_elements_fails_promptly() {
         "{result:?}"
     );
     assert!(matches!(rx.recv().await, Ok(None)), "the stream is over");
-}
-
-#[tokio::test]
-async fn a_frame_after_a_segment_that_carried_descriptors_is_not_stranded() {
-    // The kernel ends a read after a segment that carries descriptors, so the first read
-    // returns less than there is. Readiness must not be forgotten on such a short read:
-    // the second frame is already there and no further event will announce it.
-    let (_tx, mut rx, mut peer) = raw_pair();
-    write_raw(&mut peer, &hello::<Raw, Raw>());
-    let file = std::fs::File::open("/dev/null").expect("open");
-    let fds = [file.as_raw_fd()];
-    let first = frame(&[1, 41]);
-    let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-    nix::sys::socket::sendmsg::<()>(
-        peer.as_fd().as_raw_fd(),
-        &[IoSlice::new(&first)],
-        &cmsg,
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
-    write_raw(&mut peer, &frame(&[1, 42]));
-    assert_eq!(
-        guard("first", rx.recv()).await.expect("recv"),
-        Some(Raw::Num(41))
-    );
-    assert_eq!(
-        guard("second", rx.recv()).await.expect("recv"),
-        Some(Raw::Num(42))
-    );
 }

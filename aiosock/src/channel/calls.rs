@@ -489,8 +489,24 @@ mod tests {
         let b = start_now(&calls, true).unwrap();
         assert_ne!(a, b);
         assert!(outcome(&calls, a).is_pending());
-        calls.complete(b, false, &payload(&20u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
-        calls.complete(a, false, &payload(&10u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(
+                b,
+                false,
+                &payload(&20u64),
+                Vec::new(),
+                &Limits::new(1 << 20),
+            )
+            .unwrap();
+        calls
+            .complete(
+                a,
+                false,
+                &payload(&10u64),
+                Vec::new(),
+                &Limits::new(1 << 20),
+            )
+            .unwrap();
         assert_eq!((reply_u64(&calls, a), reply_u64(&calls, b)), (10, 20));
         assert_eq!(calls.live(), 0);
     }
@@ -501,7 +517,9 @@ mod tests {
         let a = start_now(&calls, false).unwrap();
         let _b = start_now(&calls, false).unwrap();
         assert_eq!(start_now(&calls, false), Err(CallError::Full));
-        calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20))
+            .unwrap();
         // The slot is freed when the caller takes its reply.
         assert_eq!(start_now(&calls, false), Err(CallError::Full));
         assert_eq!(reply_u64(&calls, a), 1);
@@ -515,7 +533,15 @@ mod tests {
         let second = start_now(&calls, true).unwrap();
         assert_eq!((first, second), (u64::MAX - 1, u64::MAX));
         // Free `second` only: the table keeps `first` live while ids wrap to 0, 1, 2...
-        calls.complete(second, false, &payload(&0u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(
+                second,
+                false,
+                &payload(&0u64),
+                Vec::new(),
+                &Limits::new(1 << 20),
+            )
+            .unwrap();
         reply_u64(&calls, second);
         let mut seen = vec![first];
         for _ in 0..3 {
@@ -526,7 +552,9 @@ mod tests {
         // 0, 1 and then 3: 2 shares its slot with the live u64::MAX - 1.
         assert_eq!(&seen[1..], [0, 1, 3]);
         for id in seen {
-            calls.complete(id, false, &payload(&id), Vec::new(), &Limits::new(1 << 20)).unwrap();
+            calls
+                .complete(id, false, &payload(&id), Vec::new(), &Limits::new(1 << 20))
+                .unwrap();
             assert_eq!(reply_u64(&calls, id), id);
         }
     }
@@ -546,7 +574,9 @@ mod tests {
                 live.push(id);
             } else if !live.is_empty() {
                 let id = live.swap_remove((rng as usize / 3) % live.len());
-                calls.complete(id, false, &payload(&id), Vec::new(), &Limits::new(1 << 20)).unwrap();
+                calls
+                    .complete(id, false, &payload(&id), Vec::new(), &Limits::new(1 << 20))
+                    .unwrap();
                 assert_eq!(reply_u64(&calls, id), id);
             }
         }
@@ -556,11 +586,19 @@ mod tests {
     fn unknown_repeated_and_wrong_type_replies_are_errors() {
         let calls = Calls::new(4);
         assert!(matches!(
-            calls.complete(77, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)),
+            calls.complete(
+                77,
+                false,
+                &payload(&1u64),
+                Vec::new(),
+                &Limits::new(1 << 20)
+            ),
             Err(Error::UnexpectedReply { id: 77 })
         ));
         let a = start_now(&calls, true).unwrap();
-        calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20))
+            .unwrap();
         // Answered twice: the second finds nothing waiting, even before the caller looked.
         assert!(matches!(
             calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)),
@@ -569,7 +607,13 @@ mod tests {
         reply_u64(&calls, a);
         let b = start_now(&calls, true).unwrap();
         let err = calls
-            .complete(b, false, &payload(&"not a number"), Vec::new(), &Limits::new(1 << 20))
+            .complete(
+                b,
+                false,
+                &payload(&"not a number"),
+                Vec::new(),
+                &Limits::new(1 << 20),
+            )
             .unwrap_err();
         assert!(
             matches!(err, Error::BadReply { id, .. } if id == b),
@@ -600,8 +644,12 @@ mod tests {
             "the table is full"
         );
         // Both slots free at once: both waiters must start (one stored wake-up would not do).
-        calls.complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
-        calls.complete(b, false, &payload(&2u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(a, false, &payload(&1u64), Vec::new(), &Limits::new(1 << 20))
+            .unwrap();
+        calls
+            .complete(b, false, &payload(&2u64), Vec::new(), &Limits::new(1 << 20))
+            .unwrap();
         reply_u64(&calls, a);
         reply_u64(&calls, b);
         for waiter in waiters {
@@ -625,7 +673,9 @@ mod tests {
         let calls = Calls::new(4);
         let a = start_now(&calls, true).unwrap();
         let failure = payload(&Failure::Panicked("boom".into()));
-        calls.complete(a, true, &failure, Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(a, true, &failure, Vec::new(), &Limits::new(1 << 20))
+            .unwrap();
         assert!(matches!(
             outcome(&calls, a),
             Poll::Ready(Err(CallError::Panicked { message })) if message == "boom"
@@ -640,7 +690,9 @@ mod tests {
         assert_eq!(calls.live(), 1);
         assert_eq!(start_now(&calls, false), Err(CallError::Full));
         // The late reply is discarded, and frees the slot.
-        calls.complete(a, false, &payload(&5u64), Vec::new(), &Limits::new(1 << 20)).unwrap();
+        calls
+            .complete(a, false, &payload(&5u64), Vec::new(), &Limits::new(1 << 20))
+            .unwrap();
         assert_eq!(calls.live(), 0);
         let b = start_now(&calls, false).unwrap();
         assert_ne!(a, b);

@@ -111,7 +111,7 @@ impl Config {
             max_frame_len: self.max_frame_len,
             decode_budget: self.decode_budget,
             max_fds_per_frame: self.max_fds_per_frame,
-            max_fds: self.max_fds,
+            max_fds: self.max_fds(),
             max_shm_len: self.max_shm_len,
         }
     }
@@ -201,12 +201,14 @@ impl Config {
     }
 
     /// Sets how many descriptors this end holds at most for messages it has received but
-    /// not delivered yet: those that arrived and wait for the rest of their frame, and those
-    /// in messages [`serve`](crate::Receiver::serve) read ahead while a method ran. Once
-    /// delivered, a message's descriptors are the program's. Reading ahead stops before
-    /// the limit; a peer that sends past it is
-    /// [`FdError::TooManyHeld`](crate::FdError::TooManyHeld). Keep it well under the
-    /// process's descriptor limit (`RLIMIT_NOFILE`) divided by the connections it serves.
+    /// not delivered yet (at least twice [`max_fds_per_frame`](Self::max_fds_per_frame),
+    /// which it is raised to): those that arrived and wait for the rest of their frame
+    /// (at most two frames' worth: a peer that sends more is
+    /// [`FdError::Stray`](crate::FdError::Stray)), and those in messages
+    /// [`serve`](crate::Receiver::serve) read ahead while a method ran, which stops
+    /// reading ahead before the limit. Once delivered, a message's descriptors are the
+    /// program's. Keep it well under the process's descriptor limit (`RLIMIT_NOFILE`)
+    /// divided by the connections it serves.
     pub fn set_max_fds(&mut self, fds: usize) -> &mut Config {
         self.max_fds = fds;
         self
@@ -214,7 +216,7 @@ impl Config {
 
     /// The most descriptors held for undelivered messages.
     pub fn max_fds(&self) -> usize {
-        self.max_fds
+        self.max_fds.max(2 * self.max_fds_per_frame)
     }
 
     /// Sets the size of the largest shared-memory buffer ([`Shm`](crate::Shm)) this end

@@ -173,7 +173,10 @@ impl Batch {
             }
             n -= left;
             self.sent = 0;
-            if let Some(Seg { bytes: mut done, .. }) = self.segs.pop_front() {
+            if let Some(Seg {
+                bytes: mut done, ..
+            }) = self.segs.pop_front()
+            {
                 done.clear();
                 if done.capacity() <= SMALL_SEGMENT {
                     if self.spare.len() < POOL {

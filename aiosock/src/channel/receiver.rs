@@ -558,7 +558,8 @@ impl<T: Protocol> Receiver<T> {
                             .map(|id| Responder::new(self.shared.clone(), id));
                         self.held_bytes += incoming.len;
                         self.buf.fds().hold(incoming.fds);
-                        self.held.push_back(((incoming.msg, responder), incoming.fds));
+                        self.held
+                            .push_back(((incoming.msg, responder), incoming.fds));
                     }
                     Poll::Ready(Ok(None)) => self.ended = Some(Ok(())),
                     Poll::Ready(Err(e)) => self.ended = Some(Err(e)),
@@ -647,7 +648,9 @@ impl<T: Protocol> Receiver<T> {
                 } => {
                     let limits = self.shared.config.limits();
                     let bytes = &self.buf.pending()[payload];
-                    self.shared.calls.complete(id, failed, bytes, fds, &limits)?;
+                    self.shared
+                        .calls
+                        .complete(id, failed, bytes, fds, &limits)?;
                     self.buf.consume(used);
                 }
                 Decoded::Panicked { message, used } => {

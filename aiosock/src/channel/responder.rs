@@ -46,7 +46,8 @@ impl Responder {
         }
         let max = self.shared.config.max_frame_len();
         let (mut frame, mut fds) = match answer.0 {
-            AnswerKind::Reply(mut frame, fds) => match wire::finish_reply(&mut frame, self.id, max) {
+            AnswerKind::Reply(mut frame, fds) => match wire::finish_reply(&mut frame, self.id, max)
+            {
                 Ok(()) if !fds.is_empty() && !self.shared.config.carries_fds() => {
                     let why = InvalidMessage::FdsNotCarried;
                     return self.fail(Failure::BadReply(why.to_string()));

@@ -186,7 +186,12 @@ impl<T: Protocol> Sender<T> {
                     });
                 }
             };
-            if !frame.is_empty() && self.shared.push_when_room(&mut frame, &mut fds).await.is_err()
+            if !frame.is_empty()
+                && self
+                    .shared
+                    .push_when_room(&mut frame, &mut fds)
+                    .await
+                    .is_err()
             {
                 return Err(CallError::Closed);
             }

@@ -170,8 +170,14 @@ mod tests {
         assert_eq!(file_size(fd.as_fd()).expect("size"), 8192);
         let read = Mapping::read_only(fd.as_fd(), 8192).expect("map read-only");
         assert_eq!(read.as_slice()[100], 7);
-        assert!(Mapping::writable(fd.as_fd(), 8192).is_err(), "sealed for writing");
-        assert!(nix::unistd::ftruncate(&fd, 0).is_err(), "sealed against shrinking");
+        assert!(
+            Mapping::writable(fd.as_fd(), 8192).is_err(),
+            "sealed for writing"
+        );
+        assert!(
+            nix::unistd::ftruncate(&fd, 0).is_err(),
+            "sealed against shrinking"
+        );
     }
 
     #[test]
@@ -180,6 +186,11 @@ mod tests {
         assert_eq!(seals(file.as_fd()), 0);
         assert!(file_size(file.as_fd()).is_err(), "not a regular file");
         let empty = memfd(0).expect("memfd");
-        assert!(Mapping::read_only(empty.as_fd(), 0).expect("empty").as_slice().is_empty());
+        assert!(
+            Mapping::read_only(empty.as_fd(), 0)
+                .expect("empty")
+                .as_slice()
+                .is_empty()
+        );
     }
 }

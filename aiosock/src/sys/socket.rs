@@ -106,10 +106,9 @@ impl Received {
 /// [`MAX_FDS_PER_SEND`] descriptors, in 8-byte words so that the buffer is aligned for
 /// `cmsghdr`.
 // SAFETY: `CMSG_SPACE` only computes a size from its argument.
-const CONTROL_WORDS: usize = unsafe {
-    nix::libc::CMSG_SPACE((MAX_FDS_PER_SEND * size_of::<RawFd>()) as u32) as usize
-}
-.div_ceil(8);
+const CONTROL_WORDS: usize =
+    unsafe { nix::libc::CMSG_SPACE((MAX_FDS_PER_SEND * size_of::<RawFd>()) as u32) as usize }
+        .div_ceil(8);
 
 /// One non-blocking `recvmsg` into the spare capacity of `buf`, which grows by the bytes
 /// received. Nothing is zero-filled first, so a large buffer costs only what arrives.
@@ -175,8 +174,7 @@ fn received_fds(msg: &nix::libc::msghdr) -> Vec<OwnedFd> {
         // SAFETY: `CMSG_FIRSTHDR`/`CMSG_NXTHDR` return null or a header wholly inside the
         // written part of the buffer, which is aligned for `cmsghdr`.
         let header = unsafe { &*cmsg };
-        if header.cmsg_level == nix::libc::SOL_SOCKET && header.cmsg_type == nix::libc::SCM_RIGHTS
-        {
+        if header.cmsg_level == nix::libc::SOL_SOCKET && header.cmsg_type == nix::libc::SCM_RIGHTS {
             // SAFETY: as above; `CMSG_LEN(0)` is the header's own size.
             let data_offset = unsafe { nix::libc::CMSG_LEN(0) } as usize;
             let count = (header.cmsg_len as usize).saturating_sub(data_offset) / size_of::<RawFd>();
@@ -363,7 +361,10 @@ mod tests {
         assert_eq!((got.fds.len(), got.truncated), (1, false));
         let fd_flags =
             FdFlag::from_bits_retain(fcntl(&got.fds[0], FcntlArg::F_GETFD).expect("getfd"));
-        assert!(fd_flags.contains(FdFlag::FD_CLOEXEC), "received close-on-exec");
+        assert!(
+            fd_flags.contains(FdFlag::FD_CLOEXEC),
+            "received close-on-exec"
+        );
         let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
         assert_eq!(buf, b"firstsecond");
         assert!(got.drained() && got.fds.is_empty(), "{got:?}");
@@ -389,7 +390,10 @@ mod tests {
         assert_eq!(sent, 1);
         let mut buf = Vec::with_capacity(16);
         let got = recv_spare(b.as_fd(), &mut buf).expect("recv");
-        assert_eq!((got.len, got.fds.len(), got.truncated), (1, MAX_FDS_PER_SEND, false));
+        assert_eq!(
+            (got.len, got.fds.len(), got.truncated),
+            (1, MAX_FDS_PER_SEND, false)
+        );
         let sent_ids = inodes(&files.iter().map(AsFd::as_fd).collect::<Vec<_>>());
         let got_ids = inodes(&got.fds.iter().map(AsFd::as_fd).collect::<Vec<_>>());
         assert_eq!(sent_ids, got_ids);

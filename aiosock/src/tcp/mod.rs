@@ -291,12 +291,19 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
         #[cfg(feature = "tls")]
         if let Some(acceptor) = &self.tls {
             let (fd, peer) = self.accept_tls(acceptor).await?;
-            return Ok((Endpoint::from_fd(fd).with_config(self.config.clone()).bridged(), peer));
+            return Ok((
+                Endpoint::from_fd(fd)
+                    .with_config(self.config.clone())
+                    .bridged(),
+                peer,
+            ));
         }
         let (stream, addr) = self.listener.accept().await?;
         configure(&stream)?;
         let fd = bridge::spawn(stream, self.config.linger())?;
-        let end = Endpoint::from_fd(fd).with_config(self.config.clone()).bridged();
+        let end = Endpoint::from_fd(fd)
+            .with_config(self.config.clone())
+            .bridged();
         Ok((
             end,
             TcpPeer {

@@ -244,9 +244,8 @@ pub(crate) fn encode_payload_with<T: Serialize>(
     value: &T,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
     let mut out = Vec::new();
-    let (encoded, fds) = fd::collecting(|| {
-        bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG)
-    });
+    let (encoded, fds) =
+        fd::collecting(|| bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG));
     encoded.map_err(EncodeError)?;
     Ok((out, fds))
 }

@@ -15,12 +15,12 @@ mod hello;
 pub(crate) use attached::Attached;
 pub(crate) use budget::{ALLOWANCE, DEFAULT_DECODE_BUDGET, MAX_DEPTH, MEMORY_PER_UNIT};
 pub(crate) use decoder::{Decoded, Decoder, decode_stream};
-#[cfg(test)]
-pub(crate) use frame::{encode_payload, encode_payload_with};
 pub(crate) use frame::{
     Failure, FrameHeader, Kind, decode_payload, decode_payload_spending, decode_payload_with,
     encode_frame, encode_frame_as, finish_reply,
 };
+#[cfg(test)]
+pub(crate) use frame::{encode_payload, encode_payload_with};
 pub(crate) use hello::{PeerHello, encode_hello};
 
 /// The limits a receiver decodes within.

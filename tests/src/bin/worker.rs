@@ -38,6 +38,14 @@
 //!   and echoes for every client until killed;
 //! - `probe-bind <path>`: binds a `Listener` at `path` and prints `bound`, or
 //!   `bind-error <Variant>`;
+//! - `resources`: serves `Resources` (descriptors, channel ends, shared memory), sending
+//!   echoed descriptors back as `Returned`;
+//! - `fork-resources`: from this single-threaded process, forks a child (`aiosock::fork`)
+//!   that serves `Resources`, hands it a file the parent opened, and exits 0 if the child
+//!   read it back;
+//! - `fds-rlimit`: receives one `Resources::Many`, then lowers its descriptor limit so that
+//!   the next message's descriptors cannot all be installed; prints `truncated closed` if
+//!   that receive fails with `FdError::Truncated` and leaves no descriptor open;
 //! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
 //!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
 //!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
@@ -49,8 +57,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aiosock_tests::workers::{
-    AskHandler, BURST, Back, BackClient, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply, Request,
-    RequestHandler, Stranger, emfile_reply, open_fds, peak_rss_kib, soak_data,
+    AskHandler, BURST, Back, BackClient, Chat, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply,
+    Request, RequestHandler, Resources, ResourcesClient, ResourcesHandler, Returned, Stranger,
+    checksum, emfile_reply, open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -77,6 +86,9 @@ fn main() {
         "plain-fork" => plain_fork(),
         "reexec" => reexec(),
         "reexec-adopt" => reexec_adopt(),
+        "resources" => resources(),
+        "fork-resources" => fork_resources(),
+        "fds-rlimit" => fds_rlimit(),
         "calls" => calls(false),
         "calls-concurrent" => calls(true),
         "connect" | "connect-abstract" | "connect-tcp" | "connect-tls" | "probe" | "probe-bind"
@@ -171,6 +183,175 @@ fn calls(concurrent: bool) -> Result<(), BoxError> {
         } else {
             rx.serve(answerer).await?;
         }
+        Ok(())
+    })
+}
+
+/// Serves `Resources`.
+struct Keeper {
+    back: aiosock::Sender<Returned>,
+    takes: u64,
+    sum: u64,
+}
+
+impl Keeper {
+    fn new(back: aiosock::Sender<Returned>) -> Keeper {
+        Keeper {
+            back,
+            takes: 0,
+            sum: 0,
+        }
+    }
+}
+
+impl ResourcesHandler for Keeper {
+    async fn on_read_file(&mut self, file: aiosock::Fd) -> Result<String, String> {
+        use std::io::Read as _;
+        let mut text = String::new();
+        std::fs::File::from(file)
+            .read_to_string(&mut text)
+            .map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+
+    async fn on_echo(&mut self, tag: u64, fd: aiosock::Fd, _pad: Vec<u8>) {
+        if let Err(e) = self.back.send(Returned::Echo { tag, fd }).await {
+            panic!("sending an echo back failed: {e}");
+        }
+    }
+
+    async fn on_many(&mut self, _fds: Vec<aiosock::Fd>) {}
+
+    async fn on_sum(&mut self, shm: aiosock::Shm) -> (u64, u64) {
+        (shm.len() as u64, checksum(&shm))
+    }
+
+    async fn on_take(&mut self, shm: aiosock::Shm) {
+        self.takes += 1;
+        self.sum = self.sum.wrapping_add(checksum(&shm));
+    }
+
+    async fn on_taken(&mut self) -> (u64, u64) {
+        (self.takes, self.sum)
+    }
+
+    async fn on_join(
+        &mut self,
+        end: aiosock::Endpoint<Chat, Chat>,
+        speak: bool,
+        lines: u64,
+    ) -> Result<u64, String> {
+        let (tx, mut rx) = end.into_split();
+        if speak {
+            for n in 0..lines {
+                tx.send(Chat::Line(n)).await.map_err(|e| e.to_string())?;
+            }
+            tx.flush().await.map_err(|e| e.to_string())?;
+            return Ok(lines);
+        }
+        drop(tx);
+        let mut count = 0;
+        while let Some(Chat::Line(n)) = rx.recv().await.map_err(|e| e.to_string())? {
+            if n != count {
+                return Err(format!("line {n} came where {count} was due"));
+            }
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    async fn on_results(&mut self, n: u64) -> aiosock::Endpoint<Chat, Chat> {
+        let (mine, theirs) = aiosock::pair::<Chat, Chat>().expect("pair");
+        tokio::spawn(async move {
+            let (tx, _rx) = mine.into_split();
+            for i in 0..n {
+                if tx.send(Chat::Line(i)).await.is_err() {
+                    break;
+                }
+            }
+        });
+        theirs
+    }
+
+    async fn on_open_fds(&mut self) -> usize {
+        // Descriptors of echoes still queued are this end's until the kernel has them.
+        let _ = self.back.flush().await;
+        open_fds().len()
+    }
+}
+
+fn resources() -> Result<(), BoxError> {
+    let end = aiosock::inherited::<Returned, Resources>()?;
+    runtime()?.block_on(async move {
+        let (tx, rx) = end.into_split();
+        rx.serve(Keeper::new(tx)).await?;
+        Ok(())
+    })
+}
+
+fn fork_resources() -> Result<(), BoxError> {
+    use std::io::{Seek as _, Write as _};
+    let (here, there) = aiosock::pair::<Resources, Returned>()?;
+    let mut child = aiosock::fork(there, |end| async move {
+        let (tx, rx) = end.into_split();
+        rx.serve(Keeper::new(tx)).await.map(drop)
+    })?;
+    let path = std::env::temp_dir().join(format!("aiosock-fork-fd-{}", std::process::id()));
+    let mut file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    file.write_all(b"opened before the fork's child asked")?;
+    file.rewind()?;
+    runtime()?.block_on(async move {
+        let (tx, rx) = here.into_split();
+        let serving = tokio::spawn(rx.serve(()));
+        let client = ResourcesClient::new(tx);
+        let read =
+            tokio::time::timeout(Duration::from_secs(30), client.read_file(file.into())).await??;
+        if read.as_deref() != Ok("opened before the fork's child asked") {
+            return Err(format!("the forked child read {read:?}").into());
+        }
+        drop(client);
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait()).await??;
+        if !status.success() {
+            return Err(format!("forked child exited with {status}").into());
+        }
+        serving.abort();
+        println!("forked child read the file");
+        Ok(())
+    })
+}
+
+fn fds_rlimit() -> Result<(), BoxError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let end = aiosock::inherited::<Returned, Resources>()?;
+    runtime()?.block_on(async move {
+        let (_tx, mut rx) = end.into_split();
+        match rx.recv().await? {
+            Some(Resources::Many(fds)) => drop(fds),
+            other => return Err(format!("expected Many first, got {other:?}").into()),
+        }
+        let before = open_fds().len();
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+        // Room for one more descriptor at most (fewer where numbers are taken above it).
+        let tight = u64::try_from(before)? + 1;
+        setrlimit(Resource::RLIMIT_NOFILE, tight, hard)?;
+        let got = rx.recv().await;
+        setrlimit(Resource::RLIMIT_NOFILE, soft, hard)?;
+        match got {
+            Err(aiosock::Error::Fds(aiosock::FdError::Truncated)) => {}
+            other => return Err(format!("expected a truncation, got {other:?}").into()),
+        }
+        let after = open_fds().len();
+        if after != before {
+            return Err(
+                format!("{after} descriptors open after the error, {before} before").into(),
+            );
+        }
+        println!("truncated closed");
         Ok(())
     })
 }

@@ -1,0 +1,261 @@
+//! Descriptors in messages between real processes: the `resources` worker reads files the
+//! test opened, sends descriptors back, and counts its own.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsFd;
+use std::process::Stdio;
+
+use aiosock::{Fd, InvalidMessage, SendError};
+use aiosock_tests::workers::{Resources, ResourcesClient, Returned, until_gone, worker};
+use aiosock_tests::{fd_count_settles_at, guard, open_fd_count};
+
+const EXE: &str = env!("CARGO_BIN_EXE_worker");
+
+fn start(mode: &str) -> (aiosock::Child, ResourcesClient, aiosock::Receiver<Returned>) {
+    let (here, there) = aiosock::pair::<Resources, Returned>().expect("pair");
+    let child = aiosock::spawn(worker(EXE, mode), there).expect("spawn worker");
+    let (tx, rx) = here.into_split();
+    (child, ResourcesClient::new(tx), rx)
+}
+
+/// A file holding `text`, open for reading at its start, whose path is already gone: only
+/// its descriptor reaches it.
+fn unlinked_file(text: &str) -> File {
+    let path = std::env::temp_dir().join(format!(
+        "aiosock-fds-{}-{}",
+        std::process::id(),
+        aiosock_tests::Rng::new(text.len() as u64).next_u64()
+    ));
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .expect("create");
+    std::fs::remove_file(&path).expect("unlink");
+    file.write_all(text.as_bytes()).expect("write");
+    file.rewind().expect("rewind");
+    file
+}
+
+/// The device and inode a descriptor points at.
+fn identity(fd: impl AsFd) -> (u64, u64) {
+    let st = nix::sys::stat::fstat(fd.as_fd()).expect("fstat");
+    (st.st_dev, st.st_ino)
+}
+
+#[tokio::test]
+async fn a_worker_reads_a_file_that_only_its_parent_could_open() {
+    let (_child, client, rx) = start("resources");
+    tokio::spawn(rx.serve(()));
+    let text = "opened by the parent, read by the worker";
+    let read = guard("read", client.read_file(unlinked_file(text).into()))
+        .await
+        .expect("call");
+    assert_eq!(read.as_deref(), Ok(text));
+}
+
+#[tokio::test]
+async fn descriptors_pass_across_fork_too() {
+    let out = tokio::process::Command::new(EXE)
+        .arg("fork-resources")
+        .output();
+    let out = guard("fork-resources", out).await.expect("run the worker");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("forked child read the file"),
+        "{}: {stdout} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_descriptor_arrives_with_its_own_message_in_order_under_load() {
+    // Eight tasks send 250 messages each, every seventh with 200 KiB of ballast (so that
+    // writes are partial and batches mix sizes). Each carries the read end of a pipe that
+    // holds its own tag; the worker sends every descriptor back with the tag it came with.
+    const SENDERS: u64 = 8;
+    const EACH: u64 = 250;
+    let (_child, client, mut rx) = start("resources");
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                for seq in 0..EACH {
+                    let tag = sender << 32 | seq;
+                    let (reader, mut writer) = std::io::pipe().expect("pipe");
+                    writer.write_all(&tag.to_le_bytes()).expect("fill the pipe");
+                    drop(writer);
+                    let pad = if seq % 7 == 0 {
+                        vec![seq as u8; 200 * 1024]
+                    } else {
+                        Vec::new()
+                    };
+                    client.echo(tag, reader.into(), pad).await.expect("send");
+                }
+            })
+        })
+        .collect();
+    let mut next = vec![0u64; SENDERS as usize];
+    for _ in 0..SENDERS * EACH {
+        let Some(Returned::Echo { tag, fd }) = guard("echo", rx.recv()).await.expect("recv") else {
+            panic!("the worker closed early");
+        };
+        let (sender, seq) = (tag >> 32, tag & 0xffff_ffff);
+        assert_eq!(seq, next[sender as usize], "sender {sender}'s order");
+        next[sender as usize] += 1;
+        let mut inside = Vec::new();
+        std::io::PipeReader::from(fd)
+            .read_to_end(&mut inside)
+            .expect("read the pipe");
+        assert_eq!(
+            inside,
+            tag.to_le_bytes(),
+            "the descriptor of message {tag:#x}"
+        );
+    }
+    for task in senders {
+        guard("sender", task).await.expect("sender task");
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_descriptors_through_a_worker_and_back_leave_no_descriptor_open() {
+    let (_child, client, mut rx) = start("resources");
+    let file = File::open("/dev/null").expect("open");
+    let mut round = async |tag: u64| {
+        client
+            .echo(tag, Fd::new(file.try_clone().expect("dup")), Vec::new())
+            .await
+            .expect("send");
+        match guard("echo", rx.recv()).await.expect("recv") {
+            Some(Returned::Echo { tag: back, fd }) => {
+                assert_eq!((back, identity(&fd)), (tag, identity(&file)));
+            }
+            None => panic!("the worker closed"),
+        }
+    };
+    round(0).await;
+    let baseline = open_fd_count();
+    for tag in 1..=10_000 {
+        round(tag).await;
+    }
+    fd_count_settles_at(baseline, "after 10,000 descriptors").await;
+}
+
+#[tokio::test]
+async fn the_worker_holds_no_descriptor_after_passing_thousands() {
+    let (_child, client, rx) = start("resources");
+    tokio::spawn(rx.serve(()));
+    let file = File::open("/dev/null").expect("open");
+    let before = guard("count", client.open_fds()).await.expect("call");
+    for tag in 0..2_000 {
+        let fds = (0..4)
+            .map(|_| Fd::new(file.try_clone().expect("dup")))
+            .collect();
+        if tag % 2 == 0 {
+            client.many(fds).await.expect("send");
+        } else {
+            let one = Fd::new(file.try_clone().expect("dup"));
+            client.echo(tag, one, Vec::new()).await.expect("send");
+            drop(fds);
+        }
+    }
+    let after = guard("count", client.open_fds()).await.expect("call");
+    assert_eq!(after, before, "descriptors open in the worker");
+}
+
+#[tokio::test]
+async fn a_message_whose_peer_is_gone_comes_back_with_its_descriptors() {
+    let (mut child, client, rx) = start("resources");
+    tokio::spawn(rx.serve(()));
+    guard("warm up", client.open_fds()).await.expect("call");
+    let pid = child.id();
+    child.kill().await.expect("kill -9");
+    guard("gone", until_gone(pid)).await;
+    let file = File::open("/dev/null").expect("open");
+    let id = identity(&file);
+    let mut msg = Resources::Echo {
+        tag: 1,
+        fd: Fd::from(file),
+        pad: Vec::new(),
+    };
+    let back = loop {
+        match guard("send", client.send(msg)).await {
+            Ok(()) => {
+                // Accepted before the end learnt the peer was gone: make a new one.
+                msg = Resources::Echo {
+                    tag: 1,
+                    fd: Fd::from(File::open("/dev/null").expect("open")),
+                    pad: Vec::new(),
+                };
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(SendError::Closed(back)) => break back,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let Resources::Echo { fd, .. } = back else {
+        panic!("another message came back")
+    };
+    let (dev, ino) = identity(&fd);
+    let (nul_dev, nul_ino) = identity(File::open("/dev/null").expect("open"));
+    assert!(
+        (dev, ino) == id || (dev, ino) == (nul_dev, nul_ino),
+        "the descriptor came back open"
+    );
+}
+
+#[tokio::test]
+async fn a_receiver_out_of_descriptors_fails_with_truncated_and_closes_what_came() {
+    let (here, there) = aiosock::pair::<Resources, Returned>().expect("pair");
+    let mut cmd = worker(EXE, "fds-rlimit");
+    cmd.stdout(Stdio::piped());
+    let mut child = aiosock::spawn(cmd, there).expect("spawn");
+    let mut stdout = child.take_stdout().expect("stdout");
+    let (tx, _rx) = here.into_split();
+    let file = File::open("/dev/null").expect("open");
+    let fds = |n: usize| -> Vec<Fd> {
+        (0..n)
+            .map(|_| Fd::new(file.try_clone().expect("dup")))
+            .collect()
+    };
+    tx.send(Resources::Many(fds(1))).await.expect("send");
+    tx.send(Resources::Many(fds(16))).await.expect("send");
+    let status = guard("exit", child.wait()).await.expect("wait");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).expect("read stdout");
+    assert!(
+        status.success() && out.contains("truncated closed"),
+        "{status}: {out}"
+    );
+}
+
+#[tokio::test]
+async fn an_end_over_tcp_refuses_descriptors_at_send() {
+    let listener = aiosock::TcpListener::<Returned, Resources>::bind_plaintext("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let accepting = tokio::spawn(async move { listener.accept().await });
+    let end = aiosock::connect_plaintext_tcp::<Resources, Returned>(addr)
+        .await
+        .expect("connect");
+    let _server = guard("accept", accepting)
+        .await
+        .expect("task")
+        .expect("accept");
+    let (tx, _rx) = end.into_split();
+    let file = File::open("/dev/null").expect("open");
+    let id = identity(&file);
+    match tx.send(Resources::Many(vec![Fd::from(file)])).await {
+        Err(SendError::Invalid(Resources::Many(fds), InvalidMessage::FdsNotCarried)) => {
+            assert_eq!(identity(&fds[0]), id, "the message came back whole");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Messages without descriptors still go.
+    tx.send(Resources::Many(Vec::new())).await.expect("send");
+}
