@@ -212,6 +212,40 @@
 //!   another type that happens to decode, a `u8` where a `u64` is expected, is not caught.)
 //!   Replies are decoded within the same [decode budget](#the-decode-budget) as messages.
 //!
+//! # Resources in messages: descriptors, channel ends, shared memory
+//!
+//! Three field types carry things that are not bytes, between local processes:
+//!
+//! - [`Fd`]: an open file, socket or pipe. The peer gets its own descriptor for the same
+//!   open file (`SCM_RIGHTS`, close-on-exec), as a `dup` into its process would. Converts
+//!   from and into `File`, `OwnedFd`, `UnixStream`, `TcpStream` and the other std types
+//!   that own a descriptor.
+//! - [`Endpoint`]: a channel end, typed. A broker makes a [`pair`] and gives each end to a
+//!   different worker; a worker hands its parent a fresh channel for a stream of results.
+//!   The new connection checks its protocols in its own hello. Only a whole, unused end
+//!   travels (a split end's halves live on in this process).
+//! - [`Shm`]: a large payload in sealed shared memory. Fill a [`ShmBuf`] in place, freeze
+//!   it, send it; the receiver maps the same pages read-only after checking that nobody
+//!   can change them any more. The bytes never pass through the socket.
+//!
+//! Each descriptor travels with the frame of its message, whatever else is in flight
+//! (batched frames, concurrent senders, partial writes). The sender keeps its own: the
+//! frame carries a duplicate, closed once it is in the kernel, so a message that cannot be
+//! sent (or whose `send` future is dropped before it was queued) comes back, or is
+//! dropped, with its descriptors. A message can hold up to 253 descriptors (what the
+//! kernel passes at once); the receiver takes at most [`Config::max_fds_per_frame`] per
+//! message, holds at most [`Config::max_fds`] for messages not yet delivered, and accepts
+//! shared buffers up to [`Config::max_shm_len`]. Everything a peer can get wrong is an
+//! [`Error::Fds`] naming an [`FdError`], with every descriptor it sent and this end did not
+//! deliver closed (see the wire format's "Descriptors" and `SECURITY.md`).
+//!
+//! Whether `Vec<u8>` and [`Bytes`] fields above some size should travel by memfd on their
+//! own was measured (the benchmark's `shm-4m` workload, system `aiosock-vec-shm`): see the
+//! README's performance section. They do not: a `Vec` must still be copied into the memfd
+//! and out of the mapping, so the socket's two copies are replaced by two copies plus a
+//! memfd, its page faults and a mapping; only a payload built in place in a [`ShmBuf`]
+//! saves the copies.
+//!
 //! # Connecting by name
 //!
 //! Processes that are not parent and child meet at a named Unix socket: a server binds a
@@ -312,7 +346,7 @@
 //! | method | cancel safe | if the future is dropped |
 //! |---|---|---|
 //! | [`Receiver::recv`] | yes | no message is lost; read progress stays in the receiver |
-//! | [`Sender::send`] | yes | the message was not queued (as tokio's `mpsc::Sender::send`) |
+//! | [`Sender::send`] | yes | the message was not queued (as tokio's `mpsc::Sender::send`); the duplicates of its descriptors are closed |
 //! | [`Sender::ready`], [`Sender::flush`], [`Sender::closed`] | yes | they only wait |
 //! | [`Receiver::serve`], [`Receiver::serve_concurrent`], [`Endpoint::serve`] | no | the receiver and handler are dropped; a message being handled is lost, and a call being answered fails with [`CallError::Unanswered`] |
 //! | a generated client's call (`client.square(7)`) | yes | the call is cancelled: not sent, or its late reply is dropped |

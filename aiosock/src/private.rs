@@ -121,6 +121,19 @@ pub mod wire {
     ) -> (Vec<T>, Option<Error>) {
         wire::decode_stream(bytes, chunk, Limits::new(max_frame_len))
     }
+
+    /// [`decode_stream`] with descriptors: the read that brings the byte at each
+    /// `(offset, count)` of `batches` brings `count` descriptors from `make_fd`, as the
+    /// kernel hands them over. For the fuzz target that checks no descriptor leaks.
+    pub fn decode_stream_with_fds<T: crate::Protocol>(
+        bytes: &[u8],
+        chunk: usize,
+        max_frame_len: usize,
+        batches: &[(usize, usize)],
+        make_fd: &mut dyn FnMut() -> Option<std::os::fd::OwnedFd>,
+    ) -> (Vec<T>, Option<Error>) {
+        wire::decode_stream_with(bytes, chunk, Limits::new(max_frame_len), batches, make_fd)
+    }
 }
 
 /// Serde `with` module that encodes a `Vec<u8>` as one byte string instead of a sequence

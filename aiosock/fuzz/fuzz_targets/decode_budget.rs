@@ -5,9 +5,7 @@
 
 #![no_main]
 
-use aiosock::__private::wire::{
-    ALLOWANCE, ERROR_SLACK, MEMORY_PER_UNIT, decode_payload_spending,
-};
+use aiosock::__private::wire::{ALLOWANCE, ERROR_SLACK, MEMORY_PER_UNIT, decode_payload_spending};
 use aiosock::__private::{CountingAlloc, peak_of};
 use aiosock_fuzz::Msg;
 use libfuzzer_sys::fuzz_target;
@@ -21,8 +19,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let per_byte = usize::from(knob % 64) + 1;
-    let ((result, spent), peak) =
-        peak_of(|| decode_payload_spending::<Msg>(payload, per_byte));
+    let ((result, spent), peak) = peak_of(|| decode_payload_spending::<Msg>(payload, per_byte));
     let units = payload.len() * per_byte + ALLOWANCE;
     assert!(spent <= units, "spent {spent} of {units} units");
     let slack = if result.is_err() { ERROR_SLACK } else { 0 };

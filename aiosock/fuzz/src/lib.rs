@@ -63,3 +63,37 @@ pub enum Msg {
     /// Single-entry maps of a large value.
     Singletons(Vec<BTreeMap<u8, Big>>),
 }
+
+/// A protocol whose messages hold descriptors, for the `decode_fds` target.
+#[aiosock::protocol]
+#[derive(Debug)]
+pub enum Carry {
+    /// No descriptor.
+    Num(u64),
+    /// One.
+    One(aiosock::Fd),
+    /// Any number.
+    Files(Vec<aiosock::Fd>),
+    /// Maybe one, and a string.
+    Maybe(Option<aiosock::Fd>, String),
+    /// A channel end.
+    End(aiosock::Endpoint<Carry, Carry>),
+    /// A shared-memory buffer.
+    Buf(aiosock::Shm),
+}
+
+/// The hello of a side that sends and expects `P`, built from the documented layout.
+pub fn hello_of<P: aiosock::Protocol>() -> Vec<u8> {
+    let name = P::NAME.as_bytes();
+    let len = u16::try_from(name.len()).expect("a short name");
+    let mut out = b"AIOS".to_vec();
+    out.extend(2u16.to_le_bytes());
+    out.extend(len.to_le_bytes());
+    out.extend(len.to_le_bytes());
+    out.extend(0u16.to_le_bytes());
+    out.extend(P::FINGERPRINT.to_le_bytes());
+    out.extend(P::FINGERPRINT.to_le_bytes());
+    out.extend(name);
+    out.extend(name);
+    out
+}

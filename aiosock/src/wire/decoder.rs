@@ -158,6 +158,22 @@ pub(crate) fn decode_stream<T: Protocol>(
     chunk: usize,
     limits: Limits,
 ) -> (Vec<T>, Option<Error>) {
+    decode_stream_with(bytes, chunk, limits, &[], &mut || None)
+}
+
+/// [`decode_stream`] with descriptors: `batches` lists `(offset, count)` in stream order,
+/// and the read that brings the byte at `offset` brings `count` descriptors made by
+/// `make_fd` (reads are cut so that each brings at most one batch, as the kernel's are).
+/// A batch `make_fd` cannot fill (it returns `None`) is left short. For property tests
+/// and fuzzing: whatever the bytes and batches, every descriptor not in a message returned
+/// must be closed when this returns.
+pub(crate) fn decode_stream_with<T: Protocol>(
+    bytes: &[u8],
+    chunk: usize,
+    limits: Limits,
+    batches: &[(usize, usize)],
+    make_fd: &mut dyn FnMut() -> Option<OwnedFd>,
+) -> (Vec<T>, Option<Error>) {
     let me = ProtocolId::of::<T>();
     let mut decoder = Decoder::new(me.clone(), me, limits);
     let mut fds = Attached::default();
@@ -165,6 +181,7 @@ pub(crate) fn decode_stream<T: Protocol>(
     let mut start = 0;
     let mut end = 0;
     let chunk = chunk.max(1);
+    let mut batches = batches.iter().copied().peekable();
     loop {
         match decoder.decode::<T>(&bytes[start..end], &mut fds) {
             Err(e) => return (msgs, Some(e)),
@@ -215,8 +232,22 @@ pub(crate) fn decode_stream<T: Protocol>(
                 return (msgs, err);
             }
             Ok(Decoded::Need(_)) => {
-                let next = (end + chunk).min(bytes.len());
-                fds.read(next - end, Vec::new(), false, &limits);
+                let mut next = (end + chunk).min(bytes.len());
+                // Batches behind the bytes already read can no longer arrive.
+                while batches.next_if(|&(at, _)| at < end).is_some() {}
+                let mut arrived = Vec::new();
+                if let Some(&(at, count)) = batches.peek()
+                    && at < next
+                {
+                    batches.next();
+                    arrived = (0..count).map_while(|_| make_fd()).collect();
+                    // The kernel ends a read after the segment that carried descriptors;
+                    // here, before the next batch, so that each read brings one.
+                    if let Some(&(following, _)) = batches.peek() {
+                        next = next.min(following.max(at + 1));
+                    }
+                }
+                fds.read(next - end, arrived, false, &limits);
                 end = next;
             }
         }
@@ -306,6 +337,136 @@ mod tests {
             let mut bytes = stream(&[]);
             bytes.extend(tail);
             let _ = decode_stream::<Msg>(&bytes, chunk, Limits::new(4096));
+        }
+    }
+
+    #[aiosock_derive::protocol(crate = "crate")]
+    #[derive(Debug)]
+    enum Carry {
+        Num(u64),
+        One(crate::Fd),
+        Files(Vec<crate::Fd>),
+        Maybe(Option<crate::Fd>, String),
+    }
+
+    /// Descriptors of one memfd named for this test, and how many of them are open.
+    struct Marked {
+        memfd: std::fs::File,
+        name: String,
+    }
+
+    impl Marked {
+        fn new(tag: &str) -> Marked {
+            let name = format!("aiosock-wire-{tag}-{}", std::process::id());
+            let cname = std::ffi::CString::new(name.clone()).unwrap();
+            let memfd = nix::sys::memfd::memfd_create(
+                cname.as_c_str(),
+                nix::sys::memfd::MFdFlags::MFD_CLOEXEC,
+            )
+            .unwrap();
+            Marked {
+                memfd: memfd.into(),
+                name,
+            }
+        }
+
+        fn fd(&self) -> Option<OwnedFd> {
+            self.memfd.try_clone().ok().map(OwnedFd::from)
+        }
+
+        /// Descriptors of the memfd open, other than `self.memfd`.
+        fn open(&self) -> usize {
+            std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|t| t.to_string_lossy().contains(&self.name))
+                .count()
+                - 1
+        }
+    }
+
+    fn carry() -> impl Strategy<Value = (u8, u8)> {
+        (0u8..4, 0u8..5)
+    }
+
+    /// A stream of `Carry` messages (kinds and descriptor counts from `shapes`), and where
+    /// each frame's descriptors go: its first byte.
+    fn carry_stream(shapes: &[(u8, u8)], marked: &Marked) -> (Vec<u8>, Vec<(usize, usize)>) {
+        let mut bytes = hello_of::<Carry>();
+        let mut batches = Vec::new();
+        for (i, &(kind, n)) in shapes.iter().enumerate() {
+            let fd = || crate::Fd::from(marked.fd().unwrap());
+            let msg = match kind {
+                0 => Carry::Num(i as u64),
+                1 => Carry::One(fd()),
+                2 => Carry::Files((0..n).map(|_| fd()).collect()),
+                _ => Carry::Maybe((n % 2 == 1).then(fd), "x".repeat(usize::from(n) * 50)),
+            };
+            let at = bytes.len();
+            let sent = crate::wire::encode_frame_as(&mut bytes, &msg, 1 << 20, Kind::Message)
+                .unwrap()
+                .len();
+            if sent > 0 {
+                batches.push((at, sent));
+            }
+        }
+        (bytes, batches)
+    }
+
+    proptest! {
+        #[test]
+        fn descriptors_reach_their_own_messages_at_any_chunk_size(
+            shapes in proptest::collection::vec(carry(), 0..24),
+            chunk in 1usize..200,
+        ) {
+            let marked = Marked::new("valid");
+            let (bytes, batches) = carry_stream(&shapes, &marked);
+            let sent: usize = batches.iter().map(|b| b.1).sum();
+            let (got, err) = decode_stream_with::<Carry>(
+                &bytes, chunk, Limits::new(1 << 20), &batches, &mut || marked.fd());
+            prop_assert!(err.is_none(), "{err:?}");
+            prop_assert_eq!(got.len(), shapes.len());
+            prop_assert_eq!(marked.open(), sent, "each descriptor in its message");
+            for (msg, &(kind, n)) in got.iter().zip(&shapes) {
+                let fds = match msg {
+                    Carry::Num(_) => 0,
+                    Carry::One(_) => 1,
+                    Carry::Files(f) => f.len(),
+                    Carry::Maybe(f, s) => { prop_assert_eq!(s.len(), usize::from(n) * 50); usize::from(f.is_some()) }
+                };
+                let expected = match kind { 0 => 0, 1 => 1, 2 => usize::from(n), _ => usize::from(n % 2) };
+                prop_assert_eq!(fds, expected);
+            }
+            drop(got);
+            prop_assert_eq!(marked.open(), 0);
+        }
+
+        #[test]
+        fn misplaced_descriptors_are_an_error_and_closed_never_a_leak(
+            shapes in proptest::collection::vec(carry(), 1..12),
+            moves in proptest::collection::vec((any::<usize>(), 0usize..6), 0..6),
+            chunk in 1usize..200,
+        ) {
+            let marked = Marked::new("misplaced");
+            let (bytes, mut batches) = carry_stream(&shapes, &marked);
+            for (at, count) in moves {
+                let at = at % bytes.len();
+                match batches.iter_mut().find(|b| b.0 >= at) {
+                    Some(batch) if count % 2 == 0 => *batch = (at, count),
+                    _ => batches.push((at, count)),
+                }
+            }
+            batches.sort();
+            let (got, _err) = decode_stream_with::<Carry>(
+                &bytes, chunk, Limits::new(1 << 20), &batches, &mut || marked.fd());
+            let delivered: usize = got.iter().map(|m| match m {
+                Carry::Num(_) => 0,
+                Carry::One(_) => 1,
+                Carry::Files(f) => f.len(),
+                Carry::Maybe(f, _) => usize::from(f.is_some()),
+            }).sum();
+            prop_assert_eq!(marked.open(), delivered, "only delivered descriptors stay open");
         }
     }
 

@@ -478,6 +478,50 @@ mod tests {
     }
 
     #[test]
+    fn fd_test_vector() {
+        #[derive(serde::Serialize)]
+        enum Carry {
+            _Num(u64),
+            Two(crate::Fd, Option<crate::Fd>, u8),
+        }
+        let open = || crate::Fd::from(std::fs::File::open("/dev/null").unwrap());
+        let mut bytes = Vec::new();
+        let fds = encode_frame_as(
+            &mut bytes,
+            &Carry::Two(open(), Some(open()), 9),
+            64,
+            Kind::Call(5),
+        )
+        .unwrap();
+        let expected: &[u8] = &[
+            5, 0, 0, 0, 2, 0, 1, 0, // len 5, two fds, CALL
+            5, 0, 0, 0, 0, 0, 0, 0, // call id 5
+            1, 0, 1, 1, 9, // variant 1, fd 0, Some(fd 1), 9
+        ];
+        assert_eq!(bytes, expected);
+        assert_eq!(fds.len(), 2);
+        let header = FrameHeader::decode(&bytes, 64, 2).unwrap().unwrap();
+        assert_eq!((header.fds, header.kind), (2, Kind::Call(5)));
+    }
+
+    #[test]
+    fn a_message_with_more_descriptors_than_one_send_passes_is_refused() {
+        let files: Vec<crate::Fd> = (0..=MAX_FDS_PER_FRAME)
+            .map(|_| crate::Fd::from(std::fs::File::open("/dev/null").unwrap()))
+            .collect();
+        let mut out = vec![1];
+        let err = encode_frame_as(&mut out, &files, usize::MAX, Kind::Message).unwrap_err();
+        assert!(matches!(
+            err,
+            InvalidMessage::TooManyFds {
+                count: 254,
+                max: 253
+            }
+        ));
+        assert_eq!(out, [1], "nothing of the refused frame stays behind");
+    }
+
+    #[test]
     fn call_test_vector() {
         let mut bytes = Vec::new();
         encode_frame_as(&mut bytes, &Msg::Ping(7), 64, Kind::Call(0x0102)).unwrap();

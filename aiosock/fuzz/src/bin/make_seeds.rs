@@ -43,11 +43,20 @@ fn main() {
         vec![],
         vec![Msg::Unit],
         vec![Msg::Num(300, -7), Msg::Text { s: "héllo".into() }],
-        vec![Msg::Blob(vec![0xff; 40]), Msg::Bytes(Bytes::from(vec![1, 2, 3]))],
+        vec![
+            Msg::Blob(vec![0xff; 40]),
+            Msg::Bytes(Bytes::from(vec![1, 2, 3])),
+        ],
         vec![Msg::Items(vec![(1, "a".into()), (65535, String::new())])],
         vec![Msg::Maybe(Some(vec![None, Some(9)])), Msg::Maybe(None)],
-        vec![Msg::Float(1.5, 'λ'), Msg::Unit, Msg::Num(u64::MAX, i32::MIN)],
-        vec![Msg::Nested(Box::new(Msg::Nested(Box::new(Msg::Text { s: "deep".into() }))))],
+        vec![
+            Msg::Float(1.5, 'λ'),
+            Msg::Unit,
+            Msg::Num(u64::MAX, i32::MIN),
+        ],
+        vec![Msg::Nested(Box::new(Msg::Nested(Box::new(Msg::Text {
+            s: "deep".into(),
+        }))))],
         vec![
             Msg::NoneOfBig(vec![None, Some([3; 32]), None]),
             Msg::Units(vec![(); 5]),
@@ -92,7 +101,7 @@ fn main() {
         frame(&Msg::Num(5, 6), 0x0001, 1),
         frame(&Msg::Unit, 0x0001, u64::MAX),
         frame(&49u64, 0x0002, 1),
-        frame(&(1u8), 0x0006, 2),          // Failure::Unanswered
+        frame(&(1u8), 0x0006, 2),         // Failure::Unanswered
         frame(&(0u8, "boom"), 0x0006, 3), // Failure::Panicked("boom")
         frame(&"a panic", 0x0008, 0),
     ];
@@ -103,5 +112,9 @@ fn main() {
         seed.extend(tail);
         std::fs::write(dir.join(format!("seed-calls-{i}")), seed).expect("write seed");
     }
-    println!("seeds written to {} and {}", dir.display(), budget_dir.display());
+    println!(
+        "seeds written to {} and {}",
+        dir.display(),
+        budget_dir.display()
+    );
 }
