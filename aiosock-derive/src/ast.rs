@@ -46,6 +46,9 @@ pub(crate) struct Variant<'a> {
     pub(crate) client_method: Option<Ident>,
     /// The keys of the variant's `#[serde(...)]` attributes.
     pub(crate) serde: SerdeAttrs,
+    /// Marked `#[added]`: a peer built with an earlier version of the enum may not know
+    /// this variant.
+    pub(crate) added: bool,
     pub(crate) original: &'a syn::Variant,
 }
 
@@ -148,6 +151,7 @@ impl<'a> Variant<'a> {
             reply: attr::reply(cx, variant).map(|ty| replace_self(&ty, enum_ident)),
             client_method: case::client_method_name(&variant.ident),
             serde: SerdeAttrs::from_attrs(&variant.attrs),
+            added: attr::added(cx, variant),
             original: variant,
         }
     }

@@ -90,6 +90,37 @@ fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<(Path, Span)> {
     Ok((path, lit.span()))
 }
 
+/// Whether `attr` is an `#[added]`, the macro's own attribute for variants added to a
+/// protocol after its first version (see `check::added_at_the_end`). It is not a real
+/// attribute either: the macro removes every one from the enum it emits.
+pub(crate) fn is_added(attr: &Attribute) -> bool {
+    attr.path().is_ident("added")
+}
+
+/// Whether a variant is marked `#[added]`. One with arguments (`#[added(2)]`,
+/// `#[added = "v2"]`) or a second one records an error; the variant still counts as added.
+pub(crate) fn added(cx: &Ctxt, variant: &syn::Variant) -> bool {
+    let mut seen = false;
+    for attr in variant.attrs.iter().filter(|attr| is_added(attr)) {
+        if seen {
+            cx.error_spanned_by(
+                attr,
+                format_args!(
+                    "duplicate #[added] on variant `{}`",
+                    syn::ext::IdentExt::unraw(&variant.ident),
+                ),
+            );
+        } else if !matches!(attr.meta, Meta::Path(_)) {
+            cx.error_spanned_by(
+                attr,
+                "#[added] takes no arguments; write `#[added]` on each variant added after the protocol's first version",
+            );
+        }
+        seen = true;
+    }
+    seen
+}
+
 /// Whether `attr` is a `#[reply(...)]`, the macro's own attribute. It is not a real
 /// attribute: the macro removes every one from the enum it emits.
 pub(crate) fn is_reply(attr: &Attribute) -> bool {

@@ -18,6 +18,7 @@ pub(crate) fn check(cx: &Ctxt, protocol: &Protocol<'_>) {
     unique_method_names(cx, protocol);
     client_method_names(cx, protocol);
     reply_only_on_variants(cx, protocol);
+    added_at_the_end(cx, protocol);
     no_self_in_replies(cx, protocol);
     no_cfg_on_fields(cx, protocol);
     externally_tagged(cx, protocol);
@@ -225,6 +226,47 @@ fn reply_only_on_variants(cx: &Ctxt, protocol: &Protocol<'_>) {
             cx.error_spanned_by(
                 attr,
                 "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
+            );
+        }
+    }
+}
+
+/// `#[added]` marks a variant that a peer built from an earlier version of the enum may not
+/// know. Variants travel by position, so an older peer knows a prefix of them: new
+/// variants can only go at the end, and once one is marked added, every later one is too.
+/// On the enum or a field it would mean nothing.
+fn added_at_the_end(cx: &Ctxt, protocol: &Protocol<'_>) {
+    let mut first_added: Option<&Variant<'_>> = None;
+    for variant in &protocol.variants {
+        match first_added {
+            None if variant.added => first_added = Some(variant),
+            Some(added) if !variant.added => cx.error_spanned_by(
+                variant.ident,
+                format_args!(
+                    "variant `{}` must be marked #[added] too: it comes after `{}`, which is, and variants added to a protocol go at its end",
+                    syn::ext::IdentExt::unraw(variant.ident),
+                    syn::ext::IdentExt::unraw(added.ident),
+                ),
+            ),
+            _ => {}
+        }
+    }
+    for attr in protocol.attrs.iter().filter(|attr| attr::is_added(attr)) {
+        cx.error_spanned_by(
+            attr,
+            "#[added] on a #[aiosock::protocol] enum is not supported; put it on each variant added after the protocol's first version",
+        );
+    }
+    for field in protocol.variants.iter().flat_map(|v| &v.fields) {
+        for attr in field
+            .original
+            .attrs
+            .iter()
+            .filter(|attr| attr::is_added(attr))
+        {
+            cx.error_spanned_by(
+                attr,
+                "#[added] on a field is not supported: add a variant instead, at the end of the enum, marked #[added]",
             );
         }
     }
@@ -542,6 +584,30 @@ mod tests {
                 "#[reply] on a #[aiosock::protocol] enum is not supported; put #[reply(T)] on each variant that the peer answers with a `T`",
                 "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
                 "#[reply] on a field of a #[aiosock::protocol] enum is not supported; put it on the variant, as in `#[reply(u64)] Square(u64)`",
+            ]
+        );
+    }
+
+    #[test]
+    fn added_variants_go_at_the_end_and_only_on_variants() {
+        assert!(
+            errors(
+                quote!(),
+                quote! { enum E { A, #[added] B, #[added] C(u8) } }
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            errors(
+                quote!(),
+                quote! { #[added] enum E { A, #[added] B, C(#[added] u8), #[added(2)] #[added] D } }
+            ),
+            [
+                "#[added] takes no arguments; write `#[added]` on each variant added after the protocol's first version",
+                "duplicate #[added] on variant `D`",
+                "variant `C` must be marked #[added] too: it comes after `B`, which is, and variants added to a protocol go at its end",
+                "#[added] on a #[aiosock::protocol] enum is not supported; put it on each variant added after the protocol's first version",
+                "#[added] on a field is not supported: add a variant instead, at the end of the enum, marked #[added]",
             ]
         );
     }

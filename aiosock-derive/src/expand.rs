@@ -67,15 +67,15 @@ fn without_helper_attrs(mut item: DeriveInput) -> TokenStream {
             }
         }
     }
-    strip_reply_attrs(&mut item);
+    strip_own_attrs(&mut item);
     item.into_token_stream()
 }
 
-/// Removes every `#[reply(...)]` from the enum, its variants and their fields: it is the
-/// macro's own attribute, not a real one. (On the enum or a field it is an error, which
-/// `check` reports.)
-fn strip_reply_attrs(item: &mut DeriveInput) {
-    let not_reply = |attr: &Attribute| !attr::is_reply(attr);
+/// Removes every `#[reply(...)]` and `#[added]` from the enum, its variants and their
+/// fields: they are the macro's own attributes, not real ones. (On the enum or a field
+/// they are errors, which `check` reports.)
+fn strip_own_attrs(item: &mut DeriveInput) {
+    let not_reply = |attr: &Attribute| !attr::is_reply(attr) && !attr::is_added(attr);
     item.attrs.retain(not_reply);
     if let Data::Enum(data) = &mut item.data {
         for variant in &mut data.variants {
@@ -135,7 +135,7 @@ impl<'a> Generator<'a> {
         let private = &self.private;
         let serde_crate = self.private_path_lit("serde");
         let bytes = self.private_path_lit("bytes");
-        strip_reply_attrs(&mut item);
+        strip_own_attrs(&mut item);
         let added: [Attribute; 2] = [
             syn::parse_quote!(#[derive(#private::serde::Serialize, #private::serde::Deserialize)]),
             syn::parse_quote!(#[serde(crate = #serde_crate)]),
@@ -235,12 +235,106 @@ impl<'a> Generator<'a> {
         let name = self.protocol.name();
         let fingerprint = Literal::u64_suffixed(fingerprint::fingerprint(self.protocol));
         let has_calls = self.has_calls();
+        let evolution = self.evolution();
         quote! {
             #[automatically_derived]
             impl #private::Protocol for #ident {
                 const NAME: &'static ::core::primitive::str = #name;
                 const FINGERPRINT: ::core::primitive::u64 = #fingerprint;
                 const HAS_CALLS: ::core::primitive::bool = #has_calls;
+                #evolution
+            }
+        }
+    }
+
+    /// The items of `Protocol` for compatible evolution: the names and fingerprints of the
+    /// variants compiled in, in the order serde numbers them (a variant behind a `#[cfg]`
+    /// that is off has no number), how many of them are not `#[added]`, and the number of
+    /// a message's variant. Computed in constant blocks, each variant's step under the
+    /// variant's `#[cfg]`s.
+    fn evolution(&self) -> TokenStream {
+        let variants = &self.protocol.variants;
+        let count = variants.iter().map(|variant| {
+            let cfgs = variant.cfgs();
+            quote!(#(#cfgs)* { __n += 1; })
+        });
+        let baseline = variants.iter().filter(|v| !v.added).map(|variant| {
+            let cfgs = variant.cfgs();
+            quote!(#(#cfgs)* { __n += 1; })
+        });
+        let fill = |value: &dyn Fn(&Variant<'_>) -> TokenStream| -> Vec<TokenStream> {
+            variants
+                .iter()
+                .map(|variant| {
+                    let cfgs = variant.cfgs();
+                    let value = value(variant);
+                    quote!(#(#cfgs)* { __all[__i] = #value; __i += 1; })
+                })
+                .collect()
+        };
+        let names = fill(&|variant| {
+            let name = syn::ext::IdentExt::unraw(variant.ident).to_string();
+            quote!(#name)
+        });
+        let prints = fill(&|variant| {
+            let print =
+                Literal::u64_suffixed(fingerprint::variant_fingerprint(self.protocol, variant));
+            quote!(#print)
+        });
+        let arms = variants.iter().enumerate().map(|(at, variant)| {
+            let cfgs: Vec<_> = variant.cfgs().collect();
+            let ident = variant.ident;
+            let before = variants[..at].iter().map(|earlier| {
+                let cfgs = earlier.cfgs();
+                quote!(#(#cfgs)* { __i += 1; })
+            });
+            if at == 0 {
+                return quote!(#(#cfgs)* Self::#ident { .. } => 0,);
+            }
+            quote! {
+                #(#cfgs)*
+                Self::#ident { .. } => {
+                    let mut __i = 0usize;
+                    #(#before)*
+                    __i
+                }
+            }
+        });
+        let private = &self.private;
+        let ident = self.protocol.ident;
+        let count_of = quote!(<#ident as #private::Protocol>::VARIANT_COUNT);
+        quote! {
+            #[doc(hidden)]
+            const VARIANT_COUNT: ::core::primitive::usize = {
+                let mut __n = 0usize;
+                #(#count)*
+                __n
+            };
+            const VARIANTS: &'static [&'static ::core::primitive::str] = &{
+                let mut __all = [""; #count_of];
+                let mut __i = 0usize;
+                #(#names)*
+                let _ = __i;
+                __all
+            };
+            const BASELINE: ::core::primitive::usize = {
+                let mut __n = 0usize;
+                #(#baseline)*
+                __n
+            };
+            #[doc(hidden)]
+            const VARIANT_FINGERPRINTS: &'static [::core::primitive::u64] = &{
+                let mut __all = [0u64; #count_of];
+                let mut __i = 0usize;
+                #(#prints)*
+                let _ = __i;
+                __all
+            };
+            #[doc(hidden)]
+            fn variant_index(&self) -> ::core::primitive::usize {
+                match *self {
+                    #(#arms)*
+                }
             }
         }
     }
@@ -874,13 +968,41 @@ mod tests {
     }
 
     #[test]
+    fn evolution_items_follow_the_variants_their_cfgs_and_added() {
+        let out = expand_ok(
+            quote!(),
+            quote! { enum E { A, #[cfg(x)] B(u8), #[added] C { c: u8 }, #[added] #[cfg(y)] D } },
+        );
+        for item in [
+            "const VARIANT_COUNT : :: core :: primitive :: usize = { let mut __n = 0usize ; \
+             { __n += 1 ; } # [cfg (x)] { __n += 1 ; } { __n += 1 ; } # [cfg (y)] { __n += 1 ; } __n } ;",
+            "let mut __all = [\"\" ; < E as :: aiosock :: __private :: Protocol > :: VARIANT_COUNT] ; \
+             let mut __i = 0usize ; { __all [__i] = \"A\" ; __i += 1 ; } \
+             # [cfg (x)] { __all [__i] = \"B\" ; __i += 1 ; } { __all [__i] = \"C\" ; __i += 1 ; } \
+             # [cfg (y)] { __all [__i] = \"D\" ; __i += 1 ; } let _ = __i ; __all } ;",
+            // Only the variants before the first `#[added]` are the baseline.
+            "const BASELINE : :: core :: primitive :: usize = { let mut __n = 0usize ; \
+             { __n += 1 ; } # [cfg (x)] { __n += 1 ; } __n } ;",
+            "Self :: A { .. } => 0 ,",
+            "# [cfg (y)] Self :: D { .. } => { let mut __i = 0usize ; { __i += 1 ; } \
+             # [cfg (x)] { __i += 1 ; } { __i += 1 ; } __i }",
+        ] {
+            assert!(out.contains(item), "{item} in {out}");
+        }
+        assert!(
+            !out.contains("added"),
+            "the attribute is the macro's own: {out}"
+        );
+    }
+
+    #[test]
     fn has_calls_follows_the_variants_and_their_cfgs() {
         let has_calls = |input| {
             let out = expand_ok(quote!(), input);
             let start = out.find("const HAS_CALLS").expect("HAS_CALLS");
             let end = start
                 + out[start..]
-                    .find("} # [automatically_derived]")
+                    .find("# [doc (hidden)] const VARIANT_COUNT")
                     .expect("end");
             out[start..end].to_owned()
         };

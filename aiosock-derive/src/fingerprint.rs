@@ -21,7 +21,7 @@ use proc_macro2::{Delimiter, Spacing, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::Attribute;
 
-use crate::ast::Protocol;
+use crate::ast::{Protocol, Variant};
 
 const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
@@ -36,37 +36,54 @@ pub(crate) fn fingerprint(protocol: &Protocol<'_>) -> u64 {
     if hash == 0 { 1 } else { hash }
 }
 
+/// The fingerprint of one variant, for compatible evolution: the FNV-1a hash of the
+/// enum's name and `#[serde]` attributes and the variant's part of [`canonical`] (never 0,
+/// as [`fingerprint`]). Two builds whose variants at the same position have the same
+/// fingerprint encode and decode them the same way, as far as the tokens tell.
+pub(crate) fn variant_fingerprint(protocol: &Protocol<'_>, variant: &Variant<'_>) -> u64 {
+    let mut out = format!("enum {}\n", protocol.name());
+    push_attrs(&mut out, protocol.attrs, "serde");
+    push_variant(&mut out, variant);
+    let hash = fnv1a(out.as_bytes());
+    if hash == 0 { 1 } else { hash }
+}
+
 /// The text that is hashed.
 pub(crate) fn canonical(protocol: &Protocol<'_>) -> String {
     let mut out = format!("enum {}\n", protocol.name());
     push_attrs(&mut out, protocol.attrs, "serde");
     for variant in &protocol.variants {
-        // Writing to a `String` cannot fail.
-        let _ = writeln!(
-            out,
-            "variant {} {}",
-            syn::ext::IdentExt::unraw(variant.ident),
-            variant.style.as_str()
-        );
-        push_attrs(&mut out, &variant.original.attrs, "cfg");
-        push_attrs(&mut out, &variant.original.attrs, "serde");
-        if let Some(reply) = &variant.reply {
-            out.push_str("reply ");
-            write_tokens(&mut out, reply.to_token_stream());
-            out.push('\n');
-        }
-        for field in &variant.fields {
-            let name = match &field.original.ident {
-                Some(ident) => syn::ext::IdentExt::unraw(ident).to_string(),
-                None => field.member.to_token_stream().to_string(),
-            };
-            let _ = write!(out, "field {name} ");
-            write_tokens(&mut out, field.ty.to_token_stream());
-            out.push('\n');
-            push_attrs(&mut out, &field.original.attrs, "serde");
-        }
+        push_variant(&mut out, variant);
     }
     out
+}
+
+/// A variant's part of [`canonical`].
+fn push_variant(out: &mut String, variant: &Variant<'_>) {
+    // Writing to a `String` cannot fail.
+    let _ = writeln!(
+        out,
+        "variant {} {}",
+        syn::ext::IdentExt::unraw(variant.ident),
+        variant.style.as_str()
+    );
+    push_attrs(out, &variant.original.attrs, "cfg");
+    push_attrs(out, &variant.original.attrs, "serde");
+    if let Some(reply) = &variant.reply {
+        out.push_str("reply ");
+        write_tokens(out, reply.to_token_stream());
+        out.push('\n');
+    }
+    for field in &variant.fields {
+        let name = match &field.original.ident {
+            Some(ident) => syn::ext::IdentExt::unraw(ident).to_string(),
+            None => field.member.to_token_stream().to_string(),
+        };
+        let _ = write!(out, "field {name} ");
+        write_tokens(out, field.ty.to_token_stream());
+        out.push('\n');
+        push_attrs(out, &field.original.attrs, "serde");
+    }
 }
 
 fn push_attrs(out: &mut String, attrs: &[Attribute], name: &str) {
@@ -277,6 +294,39 @@ mod tests {
             call,
             fingerprint_of(quote! { enum E { #[reply(u64)] /** Squares. */ Square(u64), Stop } })
         );
+    }
+
+    #[test]
+    fn a_variant_s_fingerprint_depends_on_it_and_the_enum_only() {
+        let prints = |tokens: TokenStream| {
+            with_protocol(tokens, |p| {
+                p.variants
+                    .iter()
+                    .map(|v| variant_fingerprint(p, v))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let v1 = prints(quote! { enum E { A(u8), #[reply(u8)] B } });
+        let v2 = prints(quote! { enum E { A(u8), #[reply(u8)] B, #[added] C { x: String } } });
+        assert_eq!(v1[..], v2[..2], "an added variant leaves the others alone");
+        assert_ne!(v2[2], v2[0]);
+        // The enum's name and serde attributes are part of every variant's.
+        assert_ne!(prints(quote! { enum F { A(u8) } })[0], v1[0]);
+        assert_ne!(
+            prints(quote! { #[serde(rename_all = "lowercase")] enum E { A(u8) } })[0],
+            v1[0]
+        );
+        // So is the variant's shape, its reply type and its place's cfg.
+        for changed in [
+            quote! { enum E { A(u16) } },
+            quote! { enum E { #[reply(u8)] A(u8) } },
+            quote! { enum E { #[cfg(unix)] A(u8) } },
+            quote! { enum E { Aa(u8) } },
+        ] {
+            assert_ne!(prints(changed.clone())[0], v1[0], "{changed}");
+        }
+        // `#[added]` itself is not: one side may mark a variant the other has always had.
+        assert_eq!(prints(quote! { enum E { #[added] A(u8) } })[0], v1[0]);
     }
 
     #[test]

@@ -387,7 +387,8 @@ fn decode_hint(e: &bincode::error::DecodeError) -> &'static str {
     }
 }
 
-/// Why a message cannot be sent at all, whatever the peer does.
+/// Why a message cannot be sent: it cannot be encoded for any peer, or this peer cannot
+/// take it.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum InvalidMessage {
@@ -415,6 +416,14 @@ pub enum InvalidMessage {
     /// TLS carry bytes only).
     #[error("the message carries descriptors, which this end's transport (TCP) cannot pass")]
     FdsNotCarried,
+    /// The message's variant is one the peer does not know: the peer runs an earlier
+    /// version of the protocol, from before the variant was `#[added]` (see
+    /// [compatible evolution](crate#compatible-evolution)). Nothing was sent.
+    #[error("the peer runs an earlier version of the protocol, without variant `{variant}`")]
+    UnknownVariant {
+        /// The variant's name.
+        variant: &'static str,
+    },
 }
 
 /// A failed [`Sender::send`](crate::Sender::send); the message comes back inside.
@@ -558,6 +567,13 @@ pub enum CallError {
     /// full. Nothing was sent.
     #[error("too many calls in flight")]
     Full,
+    /// The peer runs an earlier version of the protocol, without the call's variant (see
+    /// [compatible evolution](crate#compatible-evolution)). Nothing was sent.
+    #[error("the peer runs an earlier version of the protocol, without variant `{variant}`")]
+    UnknownVariant {
+        /// The variant's name.
+        variant: &'static str,
+    },
     /// The call's message cannot be sent: it does not encode, or is larger than the
     /// maximum frame length. Nothing was sent.
     #[error("the call's message cannot be sent: {reason}")]

@@ -246,6 +246,80 @@
 //! memfd, its page faults and a mapping; only a payload built in place in a [`ShmBuf`]
 //! saves the copies.
 //!
+//! # Compatible evolution
+//!
+//! Long-lived systems upgrade one process at a time, so a build with a newer version of a
+//! protocol must talk to one with an older version. The rules, in the manner of
+//! protobuf's:
+//!
+//! 1. **Add variants at the end, and mark each `#[added]`.** A build that has them talks
+//!    to one that does not, over the variants both know. Every variant after the first
+//!    `#[added]` one must be marked too (the macro says so otherwise).
+//! 2. **Never remove, reorder, rename or change a variant** (its fields, their types, its
+//!    reply type, its serde attributes), and never add one in the middle: variants travel
+//!    by position, so the ends would misread each other. The hello catches it:
+//!    [`Error::ProtocolMismatch`] before the first message.
+//! 3. **Sending a variant the peer does not know fails at `send`**, with the message
+//!    handed back: [`SendError::Invalid`] with [`InvalidMessage::UnknownVariant`] naming
+//!    the variant (for a call, [`CallError::UnknownVariant`]). It never reaches the peer,
+//!    so it is never a decode error there. Check for it where an older peer is possible,
+//!    and fall back to what it knows.
+//! 4. **A variant without `#[added]` is one every peer must know.** Appending a variant
+//!    without the mark is therefore a mismatch with older builds, like any other change;
+//!    mark it to make the change compatible. The mark may stay forever (it costs
+//!    nothing once the peer's hello is known), or go once no older build is left.
+//! 5. **The enum's name is the protocol's.** Renaming it is a new protocol.
+//!
+//! How it works: each hello lists, for the protocol the side sends and the one it expects,
+//! a fingerprint per variant and how many variants come before the first `#[added]` one
+//! (see the wire format's hello). Two ends are compatible when one's list is a prefix of
+//! the other's and each knows the other's unmarked variants; each end then knows how many
+//! of its variants the peer knows. A send of an `#[added]` variant checks that number:
+//! before the peer's hello has arrived, `send` waits for it (once per connection: the peer
+//! writes its hello first thing; the end peeks at its socket for it if its receiver has
+//! not read it yet), and [`Sender::try_send`] returns [`TrySendError::Full`] until it is
+//! there. Sends of the other variants never wait. The fingerprints have the limits of
+//! [`Protocol`]'s: a change in a type behind a field is not seen.
+//!
+//! ```
+//! // Version 1, still running somewhere:
+//! mod v1 {
+//!     #[aiosock::protocol]
+//!     pub enum Job {
+//!         Run(String),
+//!     }
+//! }
+//!
+//! // Version 2:
+//! mod v2 {
+//!     #[aiosock::protocol]
+//!     #[derive(Debug)]
+//!     pub enum Job {
+//!         Run(String),
+//!         #[added]
+//!         Cancel(String),
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // In a real program the two ends are in processes built from each version.
+//! let (new, old) = aiosock::pair::<v2::Job, v2::Job>()?;
+//! let old = aiosock::Endpoint::<v1::Job, v1::Job>::from_fd(old.into_fd());
+//! let (tx, _rx) = new.into_split();
+//! let (_old_tx, mut old_rx) = old.into_split();
+//! tx.send(v2::Job::Run("build".into())).await?; // both know `Run`
+//! match tx.send(v2::Job::Cancel("build".into())).await {
+//!     Err(aiosock::SendError::Invalid(v2::Job::Cancel(_), why)) => {
+//!         assert_eq!(why.to_string(), "the peer runs an earlier version of the protocol, without variant `Cancel`");
+//!     }
+//!     other => panic!("{other:?}"),
+//! }
+//! assert!(matches!(old_rx.recv().await?, Some(v1::Job::Run(_))));
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! # Connecting by name
 //!
 //! Processes that are not parent and child meet at a named Unix socket: a server binds a
@@ -526,8 +600,11 @@ pub use crate::protocol::{Client, Dispatch, Mismatch, Protocol, ProtocolId};
 ///   places bytes live);
 /// - `impl aiosock::Protocol for Msg`: the name `"Msg"`, a fingerprint of the enum's shape
 ///   (reply types included), which the two ends compare in their hello (see [`Protocol`]
-///   for its limits), and [`HAS_CALLS`](Protocol::HAS_CALLS), whether any variant that is
-///   compiled in has a `#[reply]`;
+///   for its limits), [`HAS_CALLS`](Protocol::HAS_CALLS), whether any variant that is
+///   compiled in has a `#[reply]`, and for [compatible evolution](crate#compatible-evolution)
+///   the variants' names ([`VARIANTS`](Protocol::VARIANTS)), how many come before the
+///   first `#[added]` one ([`BASELINE`](Protocol::BASELINE)), and a fingerprint per
+///   variant;
 /// - `trait MsgHandler: Send`, with the enum's visibility, one method per variant named
 ///   `on_` + the variant in snake case, taking the fields by value (named fields by name):
 ///   `on_unit(&mut self)`, `on_tuple(&mut self, _0: u8, _1: String)`,
@@ -583,9 +660,18 @@ pub use crate::protocol::{Client, Dispatch, Mismatch, Protocol, ProtocolId};
 /// - the reply sits next to the request it answers, so the protocol reads as one list of
 ///   messages, each with its answer, and changing one changes the fingerprint in one place.
 ///
+/// # Evolution: `#[added]`
+///
+/// A variant added after the protocol's first version goes at the end of the enum, marked
+/// `#[added]`: a peer built with the earlier enum then still talks to this one, over the
+/// variants both know, and sending it a variant it does not know fails at `send` with
+/// [`InvalidMessage::UnknownVariant`]. Every variant after the first `#[added]` one must be
+/// marked too. See [compatible evolution](crate#compatible-evolution) for the rules.
+///
 /// # Errors
 ///
-/// The macro rejects, with an error at the offending tokens: anything but an enum, an enum
+/// The macro rejects, with an error at the offending tokens: `#[added]` with arguments,
+/// repeated, on the enum or a field, or followed by a variant without it; anything but an enum, an enum
 /// without variants, generic parameters or lifetimes, two variants whose handler methods
 /// would have the same name, `#[cfg]` on a field, unknown or repeated arguments, the
 /// serde attributes below, `#[reply]` on the enum or on a field, a repeated `#[reply]`,

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 /// A message type that can travel over an aiosock channel.
 ///
 /// Implemented by `#[aiosock::protocol]`. The name and fingerprint go into the hello that
-/// each side writes first (see the [wire format](crate#wire-format-version-1)), so that two processes built from
+/// each side writes first (see the [wire format](crate#wire-format-version-2)), so that two processes built from
 /// different enums notice it before the first message and fail with
 /// [`Error::ProtocolMismatch`](crate::Error::ProtocolMismatch).
 ///
@@ -48,6 +48,21 @@ pub trait Protocol: Serialize + DeserializeOwned + Send + 'static {
     /// it. An end that receives such a protocol keeps its sending direction open for the
     /// answers while its receiver runs.
     const HAS_CALLS: bool = false;
+    /// The names of the variants compiled in, in order (their position is their number on
+    /// the wire).
+    const VARIANTS: &'static [&'static str];
+    /// How many of the first variants are not marked `#[added]`: every peer must know
+    /// them (see [compatible evolution](crate#compatible-evolution)).
+    const BASELINE: usize;
+    /// `VARIANTS.len()`, for array lengths in the generated code. Not public API.
+    #[doc(hidden)]
+    const VARIANT_COUNT: usize;
+    /// A fingerprint per variant in `VARIANTS`, carried in the hello. Not public API.
+    #[doc(hidden)]
+    const VARIANT_FINGERPRINTS: &'static [u64];
+    /// The number of this message's variant. Not public API.
+    #[doc(hidden)]
+    fn variant_index(&self) -> usize;
 }
 
 /// Calls the method of a generated handler trait that matches a message's variant.
@@ -197,6 +212,35 @@ impl fmt::Debug for ProtocolId {
 impl fmt::Display for ProtocolId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "`{}` ({:#018x})", self.name, self.fingerprint)
+    }
+}
+
+/// A protocol as this end knows it: its name and fingerprint, and for compatible
+/// evolution its variants' fingerprints and how many of them are not `#[added]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shape {
+    pub(crate) id: ProtocolId,
+    pub(crate) variants: &'static [u64],
+    pub(crate) baseline: usize,
+}
+
+impl Shape {
+    pub(crate) fn of<P: Protocol>() -> Shape {
+        Shape {
+            id: ProtocolId::of::<P>(),
+            variants: P::VARIANT_FINGERPRINTS,
+            baseline: P::BASELINE,
+        }
+    }
+
+    /// A protocol without variant fingerprints, for tests of the hello.
+    #[cfg(test)]
+    pub(crate) fn plain(name: &str, fingerprint: u64) -> Shape {
+        Shape {
+            id: ProtocolId::new(name.to_owned(), fingerprint),
+            variants: &[],
+            baseline: 0,
+        }
     }
 }
 

@@ -137,19 +137,38 @@ impl Rng {
 }
 
 /// The hello of a side that sends `S` and expects `E`, built by hand from the layout
-/// documented in `aiosock::wire` (not with aiosock's own encoder).
+/// documented in `aiosock::wire` (not with aiosock's own encoder), with the variants
+/// extension, as aiosock writes it.
 pub fn hello<S: Protocol, E: Protocol>() -> Vec<u8> {
+    let mut ext = Vec::new();
+    for (prints, baseline) in [
+        (S::VARIANT_FINGERPRINTS, S::BASELINE),
+        (E::VARIANT_FINGERPRINTS, E::BASELINE),
+    ] {
+        ext.extend_from_slice(&short(prints.len()).to_le_bytes());
+        ext.extend_from_slice(&short(baseline).to_le_bytes());
+        for print in prints {
+            ext.extend_from_slice(&print.to_le_bytes());
+        }
+    }
     let mut out = Vec::new();
     out.extend_from_slice(b"AIOS");
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&name_len(S::NAME).to_le_bytes());
     out.extend_from_slice(&name_len(E::NAME).to_le_bytes());
-    out.extend_from_slice(&0u16.to_le_bytes()); // no extensions
+    out.extend_from_slice(&short(4 + ext.len()).to_le_bytes());
     out.extend_from_slice(&S::FINGERPRINT.to_le_bytes());
     out.extend_from_slice(&E::FINGERPRINT.to_le_bytes());
     out.extend_from_slice(S::NAME.as_bytes());
     out.extend_from_slice(E::NAME.as_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes()); // the variants extension
+    out.extend_from_slice(&short(ext.len()).to_le_bytes());
+    out.extend_from_slice(&ext);
     out
+}
+
+fn short(n: usize) -> u16 {
+    u16::try_from(n).expect("test protocols are small")
 }
 
 /// The hello of aiosock 0.1 (wire version 1) for a side that sends `S` and expects `E`.

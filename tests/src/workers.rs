@@ -255,6 +255,78 @@ pub fn shm_pattern(seq: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// The first version of an evolving protocol, for the `evolve v1` worker and the tests
+/// that pair it with a newer build (see [`evolve_v2`]).
+pub mod evolve_v1 {
+    /// From the parent.
+    #[aiosock::protocol]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Evolving {
+        /// Counted; the worker reports it with `Report::Pinged`.
+        Ping(u64),
+        /// Answered with the sum of the pings so far.
+        #[reply(u64)]
+        Pings,
+    }
+
+    /// From the worker.
+    #[aiosock::protocol]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Report {
+        /// A ping arrived.
+        Pinged(u64),
+    }
+}
+
+/// The second version: variants added at the end, marked `#[added]`.
+pub mod evolve_v2 {
+    /// From the parent.
+    #[aiosock::protocol]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Evolving {
+        /// As in version 1.
+        Ping(u64),
+        /// As in version 1.
+        #[reply(u64)]
+        Pings,
+        /// New: answered with the text in upper case.
+        #[added]
+        #[reply(String)]
+        Upper(String),
+        /// New: one-way, counted.
+        #[added]
+        Note(String),
+    }
+
+    /// From the worker.
+    #[aiosock::protocol]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Report {
+        /// As in version 1.
+        Pinged(u64),
+        /// New: the worker also says what it was pinged with, to a parent that knows it.
+        #[added]
+        Noted(String),
+    }
+}
+
+/// A broken third version: a variant appended without `#[added]`, so an older build
+/// cannot talk to it.
+pub mod evolve_unmarked {
+    /// From the parent.
+    #[aiosock::protocol]
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Evolving {
+        /// As in version 1.
+        Ping(u64),
+        /// As in version 1.
+        #[reply(u64)]
+        Pings,
+        /// New, but not marked `#[added]`.
+        Stop,
+    }
+}
+
 /// How many messages the `burst` worker sends.
 pub const BURST: u64 = 20_000;
 

@@ -8,7 +8,7 @@ use crate::channel::shared::Shared;
 use crate::channel::{Config, Receiver, Sender};
 use crate::error::{Error, FdError};
 use crate::fd;
-use crate::protocol::ProtocolId;
+use crate::protocol::Shape;
 use crate::sys::{self, Socket};
 use crate::trace;
 use crate::{Dispatch, Protocol};
@@ -148,16 +148,17 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
 
     /// Splits the end into its sending and receiving halves.
     ///
-    /// Nothing is written or registered yet: the halves attach to the Tokio runtime in
-    /// which they are first used, and the hello is the first thing the sender writes.
+    /// Works without a runtime: the end writes its hello to the socket at once (without
+    /// blocking; what the socket does not take waits in the outgoing buffer), and the
+    /// halves attach to the Tokio runtime in which they are first used.
     pub fn into_split(self) -> (Sender<Out>, Receiver<In>) {
         // The socket came from `pair` or a parent: it may still be blocking.
         let _ = sys::set_nonblocking(self.fd.as_fd());
-        let sends = ProtocolId::of::<Out>();
-        let expects = ProtocolId::of::<In>();
+        let sends = Shape::of::<Out>();
+        let expects = Shape::of::<In>();
         let span = trace::connection(
-            sends.name(),
-            expects.name(),
+            sends.id.name(),
+            expects.id.name(),
             self.fd.as_fd().as_raw_fd(),
             self.peer_pid,
         );
@@ -165,7 +166,11 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
         if self.bridged {
             config.without_fds();
         }
-        let shared = Shared::new(self.fd, config, &sends, &expects, span);
+        let shared = Shared::new(self.fd, config, sends.clone(), expects.clone(), span);
+        // The hello goes out now, runtime or not: the peer learns what this end speaks
+        // (and a peer's send of an `#[added]` variant need not wait) before this end is
+        // first used.
+        shared.write_queued_now();
         (
             Sender::new(shared.clone()),
             Receiver::new(shared, sends, expects),

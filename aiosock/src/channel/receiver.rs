@@ -15,7 +15,7 @@ use crate::channel::reader::ReadBuf;
 use crate::channel::responder::{self, Responder};
 use crate::channel::shared::Shared;
 use crate::error::{CallError, Error, Part, TryRecvError};
-use crate::protocol::{Answer, ProtocolId};
+use crate::protocol::{Answer, Shape};
 use crate::wire::{self, Decoded, Decoder, Failure, Kind};
 use crate::{Dispatch, Protocol, sys, trace};
 
@@ -87,7 +87,7 @@ pub struct Receiver<T> {
 }
 
 impl<T: Protocol> Receiver<T> {
-    pub(crate) fn new(shared: Arc<Shared>, sends: ProtocolId, expects: ProtocolId) -> Receiver<T> {
+    pub(crate) fn new(shared: Arc<Shared>, sends: Shape, expects: Shape) -> Receiver<T> {
         let limits = shared.config.limits();
         Receiver {
             shared,
@@ -657,8 +657,9 @@ impl<T: Protocol> Receiver<T> {
                     self.buf.consume(used);
                     return Err(Error::PeerPanicked { message });
                 }
-                Decoded::Hello { used } => {
+                Decoded::Hello { used, known } => {
                     trace::event!(&self.shared.span, debug, "peer hello checked");
+                    self.shared.peer_knows(known);
                     self.buf.consume(used);
                 }
                 Decoded::Need(need) => {

@@ -10,7 +10,7 @@ use serde::de::DeserializeOwned;
 
 use crate::channel::calls::{Calls, decode_reply};
 use crate::channel::shared::{Offer, Shared};
-use crate::error::{CallError, SendError, TrySendError};
+use crate::error::{CallError, InvalidMessage, SendError, TrySendError};
 use crate::wire::Kind;
 use crate::{Protocol, trace};
 
@@ -84,7 +84,60 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Whether the peer knows a message's variant.
+enum Knows {
+    Yes,
+    /// The peer's hello says it does not: the variant's name.
+    No(&'static str),
+    /// The peer's hello was not read yet.
+    NotYet,
+}
+
 impl<T: Protocol> Sender<T> {
+    /// Whether the peer knows `msg`'s variant: always for a protocol without `#[added]`
+    /// variants and for the variants before them, else as the peer's hello says.
+    #[inline]
+    fn knows(&self, msg: &T) -> Knows {
+        if T::BASELINE >= T::VARIANT_COUNT {
+            return Knows::Yes;
+        }
+        self.knows_variant(msg.variant_index())
+    }
+
+    fn knows_variant(&self, index: usize) -> Knows {
+        if index < T::BASELINE {
+            return Knows::Yes;
+        }
+        match self.shared.known() {
+            Some(known) if index < known => Knows::Yes,
+            Some(_) => Knows::No(T::VARIANTS.get(index).copied().unwrap_or("?")),
+            None => Knows::NotYet,
+        }
+    }
+
+    /// [`knows`](Self::knows), waiting for the peer's hello if it was not read yet: `Ok`
+    /// if the peer knows the variant, its name if not, `Err(None)` if the peer is gone.
+    fn knows_now(
+        &self,
+        msg: &T,
+    ) -> impl Future<Output = Result<(), Option<&'static str>>> + Send + '_ {
+        let mut knows = self.knows(msg);
+        // Only the variant's number crosses the wait (`T` need not be `Sync`).
+        let index = matches!(knows, Knows::NotYet).then(|| msg.variant_index());
+        async move {
+            if let Some(index) = index {
+                while let Knows::NotYet = knows {
+                    self.shared.peer_hello().await.map_err(|()| None)?;
+                    knows = self.knows_variant(index);
+                }
+            }
+            match knows {
+                Knows::No(variant) => Err(Some(variant)),
+                Knows::Yes | Knows::NotYet => Ok(()),
+            }
+        }
+    }
+
     pub(crate) fn new(shared: Arc<Shared>) -> Sender<T> {
         Sender {
             shared,
@@ -126,6 +179,14 @@ impl<T: Protocol> Sender<T> {
             if !attached {
                 return Err(SendError::Closed(msg));
             }
+            match self.knows_now(&msg).await {
+                Ok(()) => {}
+                Err(Some(variant)) => {
+                    let why = InvalidMessage::UnknownVariant { variant };
+                    return Err(SendError::Invalid(msg, why));
+                }
+                Err(None) => return Err(SendError::Closed(msg)),
+            }
             let mut frame = match self.shared.offer(&msg, true) {
                 Ok(Offer::Queued) => return Ok(()),
                 Ok(Offer::Closed) => return Err(SendError::Closed(msg)),
@@ -166,6 +227,11 @@ impl<T: Protocol> Sender<T> {
         async move {
             if !attached {
                 return Err(CallError::Closed);
+            }
+            match self.knows_now(&msg).await {
+                Ok(()) => {}
+                Err(Some(variant)) => return Err(CallError::UnknownVariant { variant }),
+                Err(None) => return Err(CallError::Closed),
             }
             let calls = &self.shared.calls;
             let id = calls.start(decode_reply::<R>, wait).await?;
@@ -224,12 +290,28 @@ impl<T: Protocol> Sender<T> {
     /// config.set_capacity(1);
     /// let (a, _b) = aiosock::pair::<Msg, Msg>()?;
     /// let (tx, _rx) = a.with_config(config).into_split();
-    /// // No runtime here: the hello stays queued, so the buffer is already at capacity.
+    /// // No runtime here: the first message stays queued, and the buffer is at capacity.
+    /// tx.try_send(Msg::Tick).expect("room for one");
     /// assert!(matches!(tx.try_send(Msg::Tick), Err(aiosock::TrySendError::Full(_))));
     /// # Ok::<(), aiosock::Error>(())
     /// ```
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.shared.attach_if_in_runtime();
+        let unknown = |variant| InvalidMessage::UnknownVariant { variant };
+        match self.knows(&msg) {
+            Knows::Yes => {}
+            Knows::No(variant) => return Err(TrySendError::Invalid(msg, unknown(variant))),
+            Knows::NotYet => match self.shared.try_peer_hello() {
+                Err(()) => return Err(TrySendError::Closed(msg)),
+                // The peer's hello is not here yet: try again later (`send` waits for it).
+                Ok(None) => return Err(TrySendError::Full(msg)),
+                Ok(Some(_)) => {
+                    if let Knows::No(variant) = self.knows(&msg) {
+                        return Err(TrySendError::Invalid(msg, unknown(variant)));
+                    }
+                }
+            },
+        }
         match self.shared.offer(&msg, true) {
             Ok(Offer::Queued) => Ok(()),
             Ok(Offer::Full(..)) => Err(TrySendError::Full(msg)),
@@ -366,10 +448,30 @@ impl<T: Protocol> futures_sink::Sink<T> for Sender<T> {
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let _ = self.shared.attach();
+        if T::BASELINE < T::VARIANT_COUNT {
+            // A protocol with `#[added]` variants: `start_send` must know what the peer
+            // knows, so readiness includes the peer's hello.
+            return self.poll_pending(cx, |shared| {
+                Box::pin(async move {
+                    shared.peer_hello().await?;
+                    shared.ready().await
+                })
+            });
+        }
         self.poll_pending(cx, |shared| Box::pin(async move { shared.ready().await }))
     }
 
     fn start_send(self: Pin<&mut Self>, msg: T) -> Result<(), Self::Error> {
+        match self.knows(&msg) {
+            Knows::Yes => {}
+            Knows::No(variant) => {
+                let why = InvalidMessage::UnknownVariant { variant };
+                return Err(SendError::Invalid(Some(msg), why));
+            }
+            // `poll_ready` waited for the peer's hello; it can only be missing if the
+            // connection ended.
+            Knows::NotYet => return Err(SendError::Closed(Some(msg))),
+        }
         // `poll_ready` returned Ok, so the buffer had room; if a clone filled it since,
         // the frame still goes in (the capacity is then exceeded by this one message).
         match self.shared.offer(&msg, false) {

@@ -17,6 +17,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -28,7 +29,7 @@ use crate::channel::calls::Calls;
 use crate::channel::queue::{Batch, Queue};
 use crate::channel::{Config, linger, writer};
 use crate::error::{CallError, InvalidMessage};
-use crate::protocol::ProtocolId;
+use crate::protocol::Shape;
 use crate::sys::{self, SharedFd, Socket};
 use crate::{trace, wire};
 
@@ -112,22 +113,43 @@ pub(crate) struct Shared {
     /// [`crate::fork`]) shares the socket: it must never write to it or shut it down
     /// behind the parent's back, when it exits or drops its copies.
     owner: u32,
+    /// What this end sends and expects, as its hello says.
+    sends: Shape,
+    expects: Shape,
+    /// How many variants of what this end sends the peer knows, from the peer's hello;
+    /// [`UNKNOWN`] until it was read (by the receiver, or peeked by a sender).
+    known: AtomicUsize,
+    /// A duplicate of the socket registered for read readiness, for a sender that waits
+    /// for the peer's hello (see [`peer_hello`](Self::peer_hello)).
+    hello_watch: OnceLock<Option<AsyncFd<Socket>>>,
+}
+
+/// The peer's hello has not been read yet.
+const UNKNOWN: usize = usize::MAX;
+
+/// The longest hello: the fixed part, two names and the largest extensions.
+const MAX_HELLO: usize = wire::HELLO_FIXED_LEN + 2 * wire::MAX_NAME_LEN + u16::MAX as usize;
+
+/// What peeking at the socket told of the peer's hello.
+enum Peeked {
+    /// The peer knows this many of the variants this end sends.
+    Known(usize),
+    /// Not there yet (or already read by the receiver, which records it).
+    NotYet,
+    /// The peer is gone, or its hello does not match: nothing will be understood.
+    Never,
 }
 
 impl Shared {
     pub(crate) fn new(
         socket: Socket,
         config: Config,
-        sends: &ProtocolId,
-        expects: &ProtocolId,
+        sends: Shape,
+        expects: Shape,
         span: trace::Span,
     ) -> Arc<Shared> {
         let mut hello = Vec::new();
-        wire::encode_hello(
-            &mut hello,
-            (sends.name(), sends.fingerprint()),
-            (expects.name(), expects.fingerprint()),
-        );
+        wire::encode_hello(&mut hello, &sends, &expects);
         let queued = hello.len() as u64;
         let mut queue = Queue::default();
         queue.push(&mut hello, &mut Vec::new());
@@ -152,6 +174,10 @@ impl Shared {
             config,
             span,
             owner: std::process::id(),
+            sends,
+            expects,
+            known: AtomicUsize::new(UNKNOWN),
+            hello_watch: OnceLock::new(),
         });
         linger::register(&shared);
         shared
@@ -349,6 +375,14 @@ impl Shared {
         }
     }
 
+    /// Writes what is queued (at the split, the hello) if the socket takes it at once, from
+    /// any thread and without a runtime; what it does not take stays for the writer.
+    pub(crate) fn write_queued_now(&self) {
+        if let Some(mut batch) = self.try_batch() {
+            let _ = self.write_now(&mut batch);
+        }
+    }
+
     /// The task that receives on this end is about to wait: the next send may write inline.
     pub(crate) fn reader_waiting(&self) {
         self.out().inline_spent = false;
@@ -440,6 +474,98 @@ impl Shared {
                     }
                 }
                 // No descriptor to watch with (out of descriptors): probe now and then.
+                None => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        () = writer::pause() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// The receiver read the peer's hello: the peer knows the first `known` variants of
+    /// what this end sends.
+    pub(crate) fn peer_knows(&self, known: usize) {
+        self.known.store(known, Ordering::Release);
+        self.events.notify_waiters();
+    }
+
+    /// How many variants of what this end sends the peer knows, if its hello was read.
+    pub(crate) fn known(&self) -> Option<usize> {
+        match self.known.load(Ordering::Acquire) {
+            UNKNOWN => None,
+            known => Some(known),
+        }
+    }
+
+    /// Looks at the start of the incoming stream without taking it (`MSG_PEEK`): if the
+    /// receiver has not read the peer's hello yet, it is there.
+    fn peek_hello(&self) -> Peeked {
+        let mut buf = vec![0u8; MAX_HELLO];
+        match sys::peek(self.fd(), &mut buf) {
+            Ok(0) => Peeked::Never,
+            Ok(n) => match wire::PeerHello::decode(&buf[..n]) {
+                Ok(Some((hello, _))) => match hello.check(&self.sends, &self.expects) {
+                    Ok(known) => {
+                        self.known.store(known, Ordering::Release);
+                        Peeked::Known(known)
+                    }
+                    // The receiver reports the mismatch.
+                    Err(_) => Peeked::Never,
+                },
+                // A hello cut short, or the receiver took the hello and what is left is
+                // frames: it records what the hello said.
+                Ok(None) | Err(_) => Peeked::NotYet,
+            },
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Peeked::NotYet,
+            Err(_) => Peeked::Never,
+        }
+    }
+
+    /// How many variants the peer knows, peeking once if its hello was not read yet:
+    /// `Ok(None)` if it has not arrived, `Err` if it never will.
+    pub(crate) fn try_peer_hello(&self) -> Result<Option<usize>, ()> {
+        if let Some(known) = self.known() {
+            return Ok(Some(known));
+        }
+        match self.peek_hello() {
+            Peeked::Known(known) => Ok(Some(known)),
+            Peeked::NotYet if self.known_closed() => Err(()),
+            Peeked::NotYet => Ok(self.known()),
+            Peeked::Never => self.known().map(Some).ok_or(()),
+        }
+    }
+
+    /// Waits until the peer's hello was read (by the receiver) or is in the socket to peek
+    /// at: how many variants of what this end sends the peer knows. `Err` if the peer is
+    /// gone or its hello does not match. Only a send of an `#[added]` variant waits here,
+    /// once: the peer writes its hello first thing.
+    pub(crate) async fn peer_hello(&self) -> Result<usize, ()> {
+        let watch = self
+            .hello_watch
+            .get_or_init(|| {
+                let dup = self.socket.try_clone().ok()?;
+                sys::register_owned(dup, tokio::io::Interest::READABLE).ok()
+            })
+            .as_ref();
+        loop {
+            let notified = self.events.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(known) = self.try_peer_hello()? {
+                return Ok(known);
+            }
+            match watch {
+                Some(watch) => {
+                    tokio::select! {
+                        () = &mut notified => {}
+                        ready = watch.readable() => match ready {
+                            Ok(mut ready) => ready.clear_ready(),
+                            Err(_) => writer::pause().await,
+                        },
+                    }
+                }
                 None => {
                     tokio::select! {
                         () = &mut notified => {}

@@ -44,7 +44,13 @@ pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_other_sockets};
 pub(crate) use shm::{Mapping, file_size, fully_sealed, memfd, seal, seals};
 pub(crate) use socket::{
-    MAX_FDS_PER_SEND, advise_free, is_unix_stream, peer_can_receive, poll_writable, recv,
+    MAX_FDS_PER_SEND, advise_free, is_unix_stream, peek, peer_can_receive, poll_writable, recv,
     recv_spare, send_vectored_with_fds, set_nonblocking, shutdown_read, shutdown_write, socketpair,
 };
 pub(crate) use tcp::set_keepalive;
+
+/// Held by the unit tests that spawn a process and by those that need a socket to be
+/// really closed when they drop it: a process forked meanwhile would hold a copy of it
+/// until its `exec`.
+#[cfg(test)]
+pub(crate) static SPAWN_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());

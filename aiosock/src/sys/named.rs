@@ -372,6 +372,10 @@ mod tests {
 
     #[test]
     fn nothing_listening_is_refused_or_missing() {
+        // No process may be forked while the socket is dropped (it would keep a copy).
+        let _spawning = super::super::SPAWN_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let dir = temp_dir("refused");
         let path = dir.join("gone.sock");
         let err = connect_path(&path).expect_err("missing");

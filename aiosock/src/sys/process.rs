@@ -373,7 +373,11 @@ mod tests {
 
     #[test]
     fn a_pidfd_kills_its_own_process() {
+        let spawning = super::super::SPAWN_LOCK
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         let mut child = Command::new("sleep").arg("30").spawn().expect("sleep");
+        drop(spawning);
         let pidfd = Pidfd::open(child.id()).expect("pidfd");
         pidfd.kill().expect("kill");
         let status = child.wait().expect("wait");

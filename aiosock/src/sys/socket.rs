@@ -68,6 +68,20 @@ pub(crate) fn send_vectored_with_fds(
     }
 }
 
+/// One non-blocking `recv` with `MSG_PEEK` into `buf`: the bytes stay in the socket.
+pub(crate) fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::sys::socket::recv(
+            fd.as_raw_fd(),
+            buf,
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_PEEK,
+        ) {
+            Err(Errno::EINTR) => continue,
+            other => return other.map_err(io_err),
+        }
+    }
+}
+
 /// One non-blocking `recv` into `buf`.
 pub(crate) fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
     loop {

@@ -9,7 +9,7 @@ use super::{
     Attached, CALL_ID_LEN, FrameHeader, HEADER_LEN, Kind, Limits, PeerHello, decode_payload_with,
 };
 use crate::error::{Error, Part};
-use crate::protocol::{Protocol, ProtocolId};
+use crate::protocol::{Protocol, Shape};
 
 /// What the decoder made of the start of a buffer.
 #[derive(Debug)]
@@ -35,8 +35,9 @@ pub(crate) enum Decoded<T> {
     },
     /// The peer's `serve` stopped on a panic with this message, taking `used` bytes.
     Panicked { message: String, used: usize },
-    /// The peer's hello, checked, taking `used` bytes.
-    Hello { used: usize },
+    /// The peer's hello, checked, taking `used` bytes; the peer knows the first `known`
+    /// variants of the protocol this side sends.
+    Hello { used: usize, known: usize },
     /// Nothing whole yet: at least `need` bytes (from the start) are needed.
     Need(usize),
 }
@@ -45,12 +46,12 @@ pub(crate) enum Decoded<T> {
 #[derive(Debug, Clone)]
 pub(crate) struct Decoder {
     /// What this side sends and expects, until the peer's hello was checked.
-    hello: Option<(ProtocolId, ProtocolId)>,
+    hello: Option<(Shape, Shape)>,
     limits: Limits,
 }
 
 impl Decoder {
-    pub(crate) fn new(sends: ProtocolId, expects: ProtocolId, limits: Limits) -> Decoder {
+    pub(crate) fn new(sends: Shape, expects: Shape, limits: Limits) -> Decoder {
         Decoder {
             hello: Some((sends, expects)),
             limits,
@@ -65,18 +66,19 @@ impl Decoder {
         }
     }
 
-    /// Decodes and checks the peer's hello: the bytes it took, or `None` while incomplete.
+    /// Decodes and checks the peer's hello: the bytes it took and how many of this side's
+    /// variants the peer knows, or `None` while incomplete.
     #[cold]
-    fn decode_hello(&mut self, buf: &[u8]) -> Result<Option<usize>, Error> {
+    fn decode_hello(&mut self, buf: &[u8]) -> Result<Option<(usize, usize)>, Error> {
         let Some((sends, expects)) = &self.hello else {
-            return Ok(Some(0));
+            return Ok(Some((0, usize::MAX)));
         };
         match PeerHello::decode(buf)? {
             None => Ok(None),
             Some((peer, used)) => {
-                peer.check(sends.clone(), expects.clone())?;
+                let known = peer.check(sends, expects)?;
                 self.hello = None;
-                Ok(Some(used))
+                Ok(Some((used, known)))
             }
         }
     }
@@ -100,7 +102,7 @@ impl Decoder {
         if self.hello.is_some() {
             return self.decode_hello(buf).map(|used| match used {
                 None => Decoded::Need(buf.len() + 1),
-                Some(used) => Decoded::Hello { used },
+                Some((used, known)) => Decoded::Hello { used, known },
             });
         }
         let at = fds.received() - buf.len() as u64;
@@ -174,7 +176,7 @@ pub(crate) fn decode_stream_with<T: Protocol>(
     batches: &[(usize, usize)],
     make_fd: &mut dyn FnMut() -> Option<OwnedFd>,
 ) -> (Vec<T>, Option<Error>) {
-    let me = ProtocolId::of::<T>();
+    let me = Shape::of::<T>();
     let mut decoder = Decoder::new(me.clone(), me, limits);
     let mut fds = Attached::default();
     let mut msgs = Vec::new();
@@ -215,7 +217,7 @@ pub(crate) fn decode_stream_with<T: Protocol>(
             Ok(Decoded::Panicked { message, .. }) => {
                 return (msgs, Some(Error::PeerPanicked { message }));
             }
-            Ok(Decoded::Hello { used }) => start += used,
+            Ok(Decoded::Hello { used, .. }) => start += used,
             Ok(Decoded::Need(_)) if end == bytes.len() => {
                 if start == end
                     && let Err(e) = fds.finish()
@@ -285,9 +287,8 @@ mod tests {
     /// The hello of a side that sends and expects `P`.
     fn hello_of<P: Protocol>() -> Vec<u8> {
         let mut out = Vec::new();
-        let id = ProtocolId::of::<P>();
-        let named = (id.name(), id.fingerprint());
-        encode_hello(&mut out, named, named);
+        let shape = Shape::of::<P>();
+        encode_hello(&mut out, &shape, &shape);
         out
     }
 
@@ -538,7 +539,8 @@ mod tests {
     #[test]
     fn the_hello_is_checked_before_any_frame() {
         let mut bytes = Vec::new();
-        encode_hello(&mut bytes, ("Other", 1), ("Other", 1));
+        let other = Shape::plain("Other", 1);
+        encode_hello(&mut bytes, &other, &other);
         encode_frame(&mut bytes, &Msg::Unit, 1 << 20).unwrap();
         let (got, err) = decode_stream::<Msg>(&bytes, 7, Limits::new(1 << 20));
         assert!(got.is_empty());

@@ -2,22 +2,61 @@
 
 use super::{HELLO_FIXED_LEN, MAGIC, MAX_NAME_LEN, VERSION};
 use crate::error::Error;
-use crate::protocol::ProtocolId;
+use crate::protocol::{ProtocolId, Shape};
 
-/// Appends the hello of a side that sends `sends` and expects `expects`.
-pub(crate) fn encode_hello(out: &mut Vec<u8>, sends: (&str, u64), expects: (&str, u64)) {
-    let s = truncated(sends.0);
-    let e = truncated(expects.0);
+/// The tag of the extension that lists each protocol's variant fingerprints.
+pub(crate) const EXT_VARIANTS: u16 = 1;
+
+/// Appends the hello of a side that sends `sends` and expects `expects`, with the
+/// variants extension when either has variants (see `FORMAT.md`).
+pub(crate) fn encode_hello(out: &mut Vec<u8>, sends: &Shape, expects: &Shape) {
+    let s = truncated(sends.id.name());
+    let e = truncated(expects.id.name());
+    let ext = variants_extension(sends, expects);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&len_u16(s).to_le_bytes());
     out.extend_from_slice(&len_u16(e).to_le_bytes());
-    // No extensions are defined yet (see `FORMAT.md`).
-    out.extend_from_slice(&0u16.to_le_bytes());
-    out.extend_from_slice(&sends.1.to_le_bytes());
-    out.extend_from_slice(&expects.1.to_le_bytes());
+    out.extend_from_slice(&(ext.len() as u16).to_le_bytes());
+    out.extend_from_slice(&sends.id.fingerprint().to_le_bytes());
+    out.extend_from_slice(&expects.id.fingerprint().to_le_bytes());
     out.extend_from_slice(s.as_bytes());
     out.extend_from_slice(e.as_bytes());
+    out.extend_from_slice(&ext);
+}
+
+/// The variants extension (tag, length and data), or nothing when neither side has
+/// variants or the lists do not fit in an extension.
+fn variants_extension(sends: &Shape, expects: &Shape) -> Vec<u8> {
+    if sends.variants.is_empty() && expects.variants.is_empty() {
+        return Vec::new();
+    }
+    let mut data = Vec::new();
+    for shape in [sends, expects] {
+        let (Ok(count), Ok(baseline)) = (
+            u16::try_from(shape.variants.len()),
+            u16::try_from(shape.baseline),
+        ) else {
+            return Vec::new();
+        };
+        data.extend_from_slice(&count.to_le_bytes());
+        data.extend_from_slice(&baseline.to_le_bytes());
+        for print in shape.variants {
+            data.extend_from_slice(&print.to_le_bytes());
+        }
+    }
+    // The whole extensions field must fit its u16 length.
+    let Ok(len) = u16::try_from(data.len()) else {
+        return Vec::new();
+    };
+    if usize::from(len) + 4 > usize::from(u16::MAX) {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(4 + data.len());
+    out.extend_from_slice(&EXT_VARIANTS.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&data);
+    out
 }
 
 /// A name cut to [`MAX_NAME_LEN`] bytes at a character boundary.
@@ -34,11 +73,21 @@ fn len_u16(s: &str) -> u16 {
     u16::try_from(s.len()).unwrap_or(u16::MAX)
 }
 
+/// A peer's list of one protocol's variant fingerprints, from the variants extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Variants {
+    pub(crate) prints: Vec<u64>,
+    /// How many of the first are not `#[added]`: the peer needs this end to know them.
+    pub(crate) baseline: usize,
+}
+
 /// The peer's hello, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PeerHello {
     pub(crate) sends: ProtocolId,
     pub(crate) expects: ProtocolId,
+    /// The variants of what the peer sends and expects, if its hello lists them.
+    pub(crate) variants: Option<(Variants, Variants)>,
 }
 
 impl PeerHello {
@@ -81,50 +130,115 @@ impl PeerHello {
         let e_fp = u64_at(buf, 20);
         let s_name = name_at(buf, HELLO_FIXED_LEN, s_len)?;
         let e_name = name_at(buf, HELLO_FIXED_LEN + s_len, e_len)?;
-        check_extensions(&buf[names_end..total])?;
+        let variants = extensions(&buf[names_end..total])?;
         let hello = PeerHello {
             sends: ProtocolId::new(s_name, s_fp),
             expects: ProtocolId::new(e_name, e_fp),
+            variants,
         };
         Ok(Some((hello, total)))
     }
 
-    /// Checks the peer's hello against what this side sends and expects.
-    pub(crate) fn check(self, sends: ProtocolId, expects: ProtocolId) -> Result<(), Error> {
-        if self.sends == expects && self.expects == sends {
-            Ok(())
-        } else {
-            Err(Error::ProtocolMismatch(Box::new(
+    /// Checks the peer's hello against what this side sends and expects (see
+    /// [`compatible`]): how many of the variants this side sends the peer knows.
+    pub(crate) fn check(self, sends: &Shape, expects: &Shape) -> Result<usize, Error> {
+        let (peer_sends, peer_expects) = match &self.variants {
+            Some((s, e)) => (Some(s), Some(e)),
+            None => (None, None),
+        };
+        let known = compatible(sends, &self.expects, peer_expects);
+        let understood = compatible(expects, &self.sends, peer_sends);
+        match (known, understood) {
+            (Some(known), Some(_)) => Ok(known),
+            _ => Err(Error::ProtocolMismatch(Box::new(
                 crate::protocol::Mismatch {
-                    local_sends: sends,
-                    local_expects: expects,
+                    local_sends: sends.id.clone(),
+                    local_expects: expects.id.clone(),
                     peer_sends: self.sends,
                     peer_expects: self.expects,
                 },
-            )))
+            ))),
         }
     }
 }
 
+/// Whether this end's `ours` and the peer's `theirs` (with its variants, if it listed
+/// them) are versions of one protocol that can talk: the same name, and either the same
+/// fingerprint, or variant lists of which one is a prefix of the other, where each side's
+/// baseline (the variants before its first `#[added]`) is within the other's list. Gives
+/// how many of `ours`' variants the peer knows.
+pub(crate) fn compatible(
+    ours: &Shape,
+    theirs: &ProtocolId,
+    variants: Option<&Variants>,
+) -> Option<usize> {
+    if ours.id.name() != theirs.name() {
+        return None;
+    }
+    if ours.id.fingerprint() == theirs.fingerprint() {
+        return Some(ours.variants.len());
+    }
+    let theirs = variants?;
+    let common = ours.variants.len().min(theirs.prints.len());
+    let same = ours.variants[..common] == theirs.prints[..common];
+    let baselines = ours.baseline <= theirs.prints.len() && theirs.baseline <= ours.variants.len();
+    (same && baselines).then_some(common)
+}
+
 /// Checks that `ext` is a well-formed list of extensions: each a `u16` tag, a `u16` length
-/// and that many bytes, filling `ext` exactly. No tag is defined yet, and unknown tags are
-/// skipped, so that a later version can add extensions that this one ignores.
-fn check_extensions(mut ext: &[u8]) -> Result<(), Error> {
+/// and that many bytes, filling `ext` exactly. Unknown tags are skipped, so that a later
+/// version can add extensions that this one ignores; the variants extension is decoded.
+fn extensions(mut ext: &[u8]) -> Result<Option<(Variants, Variants)>, Error> {
+    let mut variants = None;
     while !ext.is_empty() {
         let Some(head) = ext.get(..4) else {
             return Err(Error::BadHello {
                 reason: "an extension header is cut short",
             });
         };
+        let tag = u16::from_le_bytes([head[0], head[1]]);
         let len = usize::from(u16::from_le_bytes([head[2], head[3]]));
-        let Some(rest) = ext.get(4 + len..) else {
+        let Some(data) = ext.get(4..4 + len) else {
             return Err(Error::BadHello {
                 reason: "an extension is longer than the extensions' length",
             });
         };
-        ext = rest;
+        if tag == EXT_VARIANTS {
+            if variants.is_some() {
+                return Err(Error::BadHello {
+                    reason: "the variants extension appears twice",
+                });
+            }
+            variants = Some(variants_of(data)?);
+        }
+        ext = &ext[4 + len..];
     }
-    Ok(())
+    Ok(variants)
+}
+
+/// The two lists of the variants extension.
+fn variants_of(mut data: &[u8]) -> Result<(Variants, Variants), Error> {
+    const BAD: Error = Error::BadHello {
+        reason: "the variants extension is malformed",
+    };
+    let mut one = || -> Result<Variants, Error> {
+        let head = data.get(..4).ok_or(BAD)?;
+        let count = usize::from(u16::from_le_bytes([head[0], head[1]]));
+        let baseline = usize::from(u16::from_le_bytes([head[2], head[3]]));
+        let body = data.get(4..4 + 8 * count).ok_or(BAD)?;
+        if baseline > count {
+            return Err(BAD);
+        }
+        let prints = body.chunks_exact(8).map(|c| u64_at(c, 0)).collect();
+        data = &data[4 + 8 * count..];
+        Ok(Variants { prints, baseline })
+    };
+    let sends = one()?;
+    let expects = one()?;
+    if !data.is_empty() {
+        return Err(BAD);
+    }
+    Ok((sends, expects))
 }
 
 fn u64_at(buf: &[u8], at: usize) -> u64 {
@@ -147,8 +261,155 @@ mod tests {
 
     fn hello(sends: (&str, u64), expects: (&str, u64)) -> Vec<u8> {
         let mut out = Vec::new();
-        encode_hello(&mut out, sends, expects);
+        let (sends, expects) = (
+            Shape::plain(sends.0, sends.1),
+            Shape::plain(expects.0, expects.1),
+        );
+        encode_hello(&mut out, &sends, &expects);
         out
+    }
+
+    /// A protocol named `E` with these variant fingerprints, the first `baseline` of them
+    /// not `#[added]`.
+    fn shape(prints: &'static [u64], baseline: usize) -> Shape {
+        Shape {
+            id: ProtocolId::new("E".into(), prints.iter().fold(7, |h, p| h * 31 + p)),
+            variants: prints,
+            baseline,
+        }
+    }
+
+    /// The peer's hello for a side that sends and expects `shape`.
+    fn peer(shape: &Shape) -> PeerHello {
+        let mut out = Vec::new();
+        encode_hello(&mut out, shape, shape);
+        PeerHello::decode(&out).unwrap().unwrap().0
+    }
+
+    #[test]
+    fn variants_test_vector() {
+        let up = Shape {
+            id: ProtocolId::new("Up".into(), 0x10),
+            variants: &[0xa1, 0xa2],
+            baseline: 1,
+        };
+        let down = Shape {
+            id: ProtocolId::new("D".into(), 0x20),
+            variants: &[0xb1],
+            baseline: 1,
+        };
+        let mut bytes = Vec::new();
+        encode_hello(&mut bytes, &up, &down);
+        let expected: &[u8] = &[
+            b'A', b'I', b'O', b'S', 2, 0, // magic, version
+            2, 0, 1, 0, // name lengths
+            36, 0, // extensions length: 4 + 32
+            0x10, 0, 0, 0, 0, 0, 0, 0, // sends fingerprint
+            0x20, 0, 0, 0, 0, 0, 0, 0, // expects fingerprint
+            b'U', b'p', b'D', // names
+            1, 0, 32, 0, // tag 1 (variants), 32 bytes
+            2, 0, 1, 0, // sends: 2 variants, 1 before the first #[added]
+            0xa1, 0, 0, 0, 0, 0, 0, 0, 0xa2, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1,
+            0, // expects: 1 variant, 1 before the first #[added]
+            0xb1, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        assert_eq!(bytes, expected);
+        for cut in 0..bytes.len() {
+            assert_eq!(PeerHello::decode(&bytes[..cut]).unwrap(), None, "cut {cut}");
+        }
+        let (hello, used) = PeerHello::decode(&bytes).unwrap().unwrap();
+        assert_eq!(used, bytes.len());
+        assert_eq!(
+            hello.variants,
+            Some((
+                Variants {
+                    prints: vec![0xa1, 0xa2],
+                    baseline: 1
+                },
+                Variants {
+                    prints: vec![0xb1],
+                    baseline: 1
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn an_older_and_a_newer_build_agree_on_what_both_know() {
+        let old = shape(&[1, 2], 2);
+        let new = shape(&[1, 2, 3, 4], 2); // two variants #[added]
+        // The new side knows that the old one knows its first two variants; the old side
+        // that the new one knows all of its own.
+        assert_eq!(peer(&old).check(&new, &new).unwrap(), 2);
+        assert_eq!(peer(&new).check(&old, &old).unwrap(), 2);
+        // The same build: everything.
+        assert_eq!(peer(&new).check(&new, &new).unwrap(), 4);
+    }
+
+    #[test]
+    fn removed_reordered_changed_or_unmarked_variants_are_a_mismatch() {
+        let new = shape(&[1, 2, 3], 2);
+        for other in [
+            shape(&[1, 3], 2),       // a variant changed (or one removed from the middle)
+            shape(&[2, 1, 3], 3),    // reordered
+            shape(&[1, 2, 4], 2),    // the added one differs
+            shape(&[1], 1),          // misses a variant the new side does not mark added
+            shape(&[1, 2, 3, 4], 4), // a variant added without #[added]
+        ] {
+            assert!(
+                matches!(
+                    peer(&other).check(&new, &new),
+                    Err(Error::ProtocolMismatch(_))
+                ),
+                "{:?}",
+                other.variants
+            );
+            assert!(matches!(
+                peer(&new).check(&other, &other),
+                Err(Error::ProtocolMismatch(_))
+            ));
+        }
+        // Another name is another protocol, whatever its variants.
+        let mut renamed = shape(&[1, 2, 3], 2);
+        renamed.id = ProtocolId::new("F".into(), renamed.id.fingerprint());
+        assert!(peer(&renamed).check(&new, &new).is_err());
+        // A peer without the extension is compared by fingerprint alone.
+        let (plain, _) = PeerHello::decode(&hello(("E", 99), ("E", 99)))
+            .unwrap()
+            .unwrap();
+        assert!(plain.check(&new, &new).is_err());
+    }
+
+    #[test]
+    fn malformed_variant_lists_are_refused() {
+        let with_ext = |ext: &[u8]| {
+            let mut bytes = hello(("Up", 1), ("Down", 2));
+            let len = u16::try_from(ext.len()).unwrap().to_le_bytes();
+            bytes[10..12].copy_from_slice(&len);
+            bytes.extend_from_slice(ext);
+            bytes
+        };
+        for bad in [
+            &[1, 0, 4, 0, 1, 0, 0, 0][..],                // a count with no prints
+            &[1, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0][..],    // baseline over the count
+            &[1, 0, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7][..], // bytes left over
+            &[
+                1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            ][..], // twice
+        ] {
+            assert!(
+                matches!(
+                    PeerHello::decode(&with_ext(bad)),
+                    Err(Error::BadHello { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        // Two empty lists are well formed.
+        let (h, _) = PeerHello::decode(&with_ext(&[1, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0]))
+            .unwrap()
+            .unwrap();
+        assert!(h.variants.is_some());
     }
 
     #[test]
@@ -274,20 +535,15 @@ mod tests {
         let peer = PeerHello {
             sends: ProtocolId::new("A".into(), 1),
             expects: ProtocolId::new("B".into(), 2),
+            variants: None,
         };
         assert!(
             peer.clone()
-                .check(
-                    ProtocolId::new("B".into(), 2),
-                    ProtocolId::new("A".into(), 1)
-                )
+                .check(&Shape::plain("B", 2), &Shape::plain("A", 1))
                 .is_ok()
         );
         let err = peer
-            .check(
-                ProtocolId::new("B".into(), 2),
-                ProtocolId::new("C".into(), 3),
-            )
+            .check(&Shape::plain("B", 2), &Shape::plain("C", 3))
             .unwrap_err();
         let text = err.to_string();
         assert!(text.contains("`A`") && text.contains("`C`"), "{text}");

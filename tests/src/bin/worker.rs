@@ -46,6 +46,11 @@
 //! - `fds-rlimit`: receives one `Resources::Many`, then lowers its descriptor limit so that
 //!   the next message's descriptors cannot all be installed; prints `truncated closed` if
 //!   that receive fails with `FdError::Truncated` and leaves no descriptor open;
+//! - `evolve <v1|v2|unmarked>`: serves version 1 or 2 of `Evolving` (or the broken
+//!   version whose appended variant is not `#[added]`), reporting each ping back as
+//!   `Report::Pinged`; version 2 also tries `Report::Noted`, and when the parent closes
+//!   prints `noted N refused M` (how many the parent's version knew, and how many `send`
+//!   refused as unknown to it);
 //! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
 //!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
 //!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
@@ -87,6 +92,7 @@ fn main() {
         "reexec" => reexec(),
         "reexec-adopt" => reexec_adopt(),
         "resources" => resources(),
+        "evolve" => evolve(&std::env::args().nth(2).unwrap_or_default()),
         "fork-resources" => fork_resources(),
         "fds-rlimit" => fds_rlimit(),
         "calls" => calls(false),
@@ -352,6 +358,107 @@ fn fds_rlimit() -> Result<(), BoxError> {
             );
         }
         println!("truncated closed");
+        Ok(())
+    })
+}
+
+mod evolving {
+    use aiosock_tests::workers::{evolve_unmarked, evolve_v1, evolve_v2};
+
+    /// Serves version 1.
+    pub(super) struct V1 {
+        pub(super) out: aiosock::Sender<evolve_v1::Report>,
+        pub(super) sum: u64,
+    }
+
+    impl evolve_v1::EvolvingHandler for V1 {
+        async fn on_ping(&mut self, n: u64) {
+            self.sum += n;
+            let _ = self.out.send(evolve_v1::Report::Pinged(n)).await;
+        }
+        async fn on_pings(&mut self) -> u64 {
+            self.sum
+        }
+    }
+
+    /// Serves version 2.
+    pub(super) struct V2 {
+        pub(super) out: aiosock::Sender<evolve_v2::Report>,
+        pub(super) sum: u64,
+        pub(super) noted: u64,
+        pub(super) refused: u64,
+    }
+
+    impl evolve_v2::EvolvingHandler for V2 {
+        async fn on_ping(&mut self, n: u64) {
+            self.sum += n;
+            let _ = self.out.send(evolve_v2::Report::Pinged(n)).await;
+            match self
+                .out
+                .send(evolve_v2::Report::Noted(format!("ping {n}")))
+                .await
+            {
+                Ok(()) => self.noted += 1,
+                Err(aiosock::SendError::Invalid(
+                    evolve_v2::Report::Noted(_),
+                    aiosock::InvalidMessage::UnknownVariant { variant: "Noted" },
+                )) => self.refused += 1,
+                Err(e) => panic!("unexpected send error: {e:?}"),
+            }
+        }
+        async fn on_pings(&mut self) -> u64 {
+            self.sum
+        }
+        async fn on_upper(&mut self, text: String) -> String {
+            text.to_uppercase()
+        }
+        async fn on_note(&mut self, _text: String) {}
+        async fn closed(&mut self) {
+            println!("noted {} refused {}", self.noted, self.refused);
+        }
+    }
+
+    /// Serves the version with an unmarked appended variant.
+    pub(super) struct Unmarked;
+
+    impl evolve_unmarked::EvolvingHandler for Unmarked {
+        async fn on_ping(&mut self, _: u64) {}
+        async fn on_pings(&mut self) -> u64 {
+            0
+        }
+        async fn on_stop(&mut self) {}
+    }
+}
+
+fn evolve(version: &str) -> Result<(), BoxError> {
+    use aiosock_tests::workers::{evolve_unmarked, evolve_v1, evolve_v2};
+    runtime()?.block_on(async move {
+        match version {
+            "v1" => {
+                let end = aiosock::inherited::<evolve_v1::Report, evolve_v1::Evolving>()?;
+                let (out, rx) = end.into_split();
+                rx.serve(evolving::V1 { out, sum: 0 }).await?;
+            }
+            "v2" => {
+                let end = aiosock::inherited::<evolve_v2::Report, evolve_v2::Evolving>()?;
+                let (out, rx) = end.into_split();
+                let handler = evolving::V2 {
+                    out,
+                    sum: 0,
+                    noted: 0,
+                    refused: 0,
+                };
+                rx.serve(handler).await?;
+            }
+            "unmarked" => {
+                let end = aiosock::inherited::<evolve_v1::Report, evolve_unmarked::Evolving>()?;
+                let (_out, rx) = end.into_split();
+                if let Err(e) = rx.serve(evolving::Unmarked).await {
+                    println!("error {e}");
+                }
+            }
+            other => return Err(format!("unknown version {other:?}").into()),
+        }
         Ok(())
     })
 }

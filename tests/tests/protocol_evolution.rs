@@ -1,0 +1,148 @@
+//! Compatible evolution between real processes: a parent built with version 2 of a
+//! protocol (variants added at the end, marked `#[added]`) and a worker built with version
+//! 1, and the other way round. They talk over the variants both know; a variant the peer
+//! does not know fails at `send` with the message handed back, never as a decode error at
+//! the peer; a variant appended without `#[added]` is a mismatch.
+
+use std::io::Read;
+use std::process::Stdio;
+
+use aiosock::{CallError, Error, InvalidMessage, SendError};
+use aiosock_tests::guard;
+use aiosock_tests::workers::{evolve_v1, evolve_v2, worker};
+
+const EXE: &str = env!("CARGO_BIN_EXE_worker");
+
+fn start<Out: aiosock::Protocol, In: aiosock::Protocol>(
+    version: &str,
+) -> (aiosock::Child, aiosock::Sender<Out>, aiosock::Receiver<In>) {
+    let (here, there) = aiosock::pair::<Out, In>().expect("pair");
+    let mut cmd = worker(EXE, "evolve");
+    cmd.arg(version).stdout(Stdio::piped());
+    let child = aiosock::spawn(cmd, there).expect("spawn worker");
+    let (tx, rx) = here.into_split();
+    (child, tx, rx)
+}
+
+#[tokio::test]
+async fn a_new_parent_and_an_old_worker_talk_over_what_both_know() {
+    use evolve_v2::{Evolving, EvolvingClient, Report};
+    let (mut child, tx, mut rx) = start::<Evolving, Report>("v1");
+    let client = EvolvingClient::new(tx);
+    // The reports (and the replies) arrive through the receiver.
+    let reports = tokio::spawn(async move {
+        let mut pinged = Vec::new();
+        while let Some(report) = rx.recv().await? {
+            pinged.push(report);
+        }
+        Ok::<_, Error>(pinged)
+    });
+    // The first send of an added variant waits for the worker's hello, then fails with
+    // the message handed back.
+    match guard("note", client.note("hello".into())).await {
+        Err(SendError::Invalid(
+            Evolving::Note(text),
+            InvalidMessage::UnknownVariant { variant: "Note" },
+        )) => assert_eq!(text, "hello"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        guard("upper", client.upper("x".into())).await,
+        Err(CallError::UnknownVariant { variant: "Upper" })
+    );
+    match client.try_send(Evolving::Note("again".into())) {
+        Err(aiosock::TrySendError::Invalid(_, InvalidMessage::UnknownVariant { variant })) => {
+            assert_eq!(variant, "Note");
+        }
+        other => panic!("{other:?}"),
+    }
+    // What both know still works, before and after.
+    for n in 1..=10 {
+        client.ping(n).await.expect("ping");
+    }
+    assert_eq!(guard("pings", client.pings()).await.expect("call"), 55);
+    drop(client);
+    let pinged = guard("reports", reports)
+        .await
+        .expect("task")
+        .expect("recv");
+    assert_eq!(pinged, (1..=10).map(Report::Pinged).collect::<Vec<_>>());
+    assert!(guard("exit", child.wait()).await.expect("wait").success());
+}
+
+#[tokio::test]
+async fn an_old_parent_and_a_new_worker_talk_over_what_both_know() {
+    use evolve_v1::{Evolving, EvolvingClient, Report};
+    let (mut child, tx, mut rx) = start::<Evolving, Report>("v2");
+    let mut stdout = child.take_stdout().expect("stdout");
+    let client = EvolvingClient::new(tx);
+    let reports = tokio::spawn(async move {
+        let mut pinged = Vec::new();
+        // Any report of a variant this build does not know would be an error here.
+        while let Some(report) = rx.recv().await? {
+            pinged.push(report);
+        }
+        Ok::<_, Error>(pinged)
+    });
+    for n in 1..=10 {
+        client.ping(n).await.expect("ping");
+    }
+    assert_eq!(guard("pings", client.pings()).await.expect("call"), 55);
+    drop(client);
+    let pinged = guard("reports", reports)
+        .await
+        .expect("task")
+        .expect("recv");
+    assert_eq!(pinged, (1..=10).map(Report::Pinged).collect::<Vec<_>>());
+    assert!(guard("exit", child.wait()).await.expect("wait").success());
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).expect("stdout");
+    // The new worker's `Noted` reports were refused at its `send`, all ten.
+    assert!(out.contains("noted 0 refused 10"), "{out}");
+}
+
+#[tokio::test]
+async fn two_new_builds_use_the_added_variants() {
+    use evolve_v2::{Evolving, EvolvingClient, Report};
+    let (mut child, tx, mut rx) = start::<Evolving, Report>("v2");
+    let mut stdout = child.take_stdout().expect("stdout");
+    let client = EvolvingClient::new(tx);
+    let reports = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while let Some(report) = rx.recv().await? {
+            all.push(report);
+        }
+        Ok::<_, Error>(all)
+    });
+    assert_eq!(
+        guard("upper", client.upper("shout".into()))
+            .await
+            .expect("call"),
+        "SHOUT"
+    );
+    client.note("kept".into()).await.expect("note");
+    client.ping(3).await.expect("ping");
+    drop(client);
+    let all = guard("reports", reports)
+        .await
+        .expect("task")
+        .expect("recv");
+    assert_eq!(all, [Report::Pinged(3), Report::Noted("ping 3".into())]);
+    assert!(guard("exit", child.wait()).await.expect("wait").success());
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).expect("stdout");
+    assert!(out.contains("noted 1 refused 0"), "{out}");
+}
+
+#[tokio::test]
+async fn a_variant_appended_without_added_is_a_mismatch() {
+    let (mut child, tx, mut rx) = start::<evolve_v1::Evolving, evolve_v1::Report>("unmarked");
+    let mut stdout = child.take_stdout().expect("stdout");
+    let err = guard("recv", rx.recv()).await.expect_err("a mismatch");
+    assert!(matches!(err, Error::ProtocolMismatch(_)), "{err}");
+    drop((tx, rx));
+    assert!(guard("exit", child.wait()).await.expect("wait").success());
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).expect("stdout");
+    assert!(out.contains("protocol mismatch"), "{out}");
+}

@@ -1,0 +1,9 @@
+#[aiosock::protocol]
+pub enum Command {
+    Start,
+    #[added]
+    Pause,
+    Stop,
+}
+
+fn main() {}

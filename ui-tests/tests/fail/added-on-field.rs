@@ -1,0 +1,6 @@
+#[aiosock::protocol]
+pub enum Command {
+    Start(#[added] u64),
+}
+
+fn main() {}

@@ -1,0 +1,11 @@
+#[aiosock::protocol]
+pub enum Command {
+    Start,
+    #[added(2)]
+    Pause,
+    #[added]
+    #[added]
+    Stop,
+}
+
+fn main() {}
