@@ -412,6 +412,10 @@ pub enum InvalidMessage {
         /// The maximum.
         max: usize,
     },
+    /// A descriptor in the message could not be duplicated to travel with it: this process
+    /// is out of descriptors (`EMFILE`, `ENFILE`). The message keeps its own.
+    #[error("a descriptor in the message could not be duplicated to send")]
+    FdDuplicate(#[source] std::io::Error),
     /// The message carries descriptors, which this end's transport cannot pass (TCP and
     /// TLS carry bytes only).
     #[error("the message carries descriptors, which this end's transport (TCP) cannot pass")]

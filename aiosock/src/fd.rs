@@ -173,8 +173,9 @@ impl<'de> Deserialize<'de> for Fd {
 }
 
 thread_local! {
-    /// Descriptors collected while a message is encoded on this thread.
-    static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
+    /// Descriptors collected while a message is encoded on this thread, and the error of
+    /// the first that could not be duplicated.
+    static OUTGOING: RefCell<Option<Collected>> = const { RefCell::new(None) };
     /// Descriptors handed out while a frame is decoded on this thread.
     static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
 }
@@ -186,14 +187,23 @@ struct Incoming {
     max_shm_len: u64,
 }
 
-/// Runs `encode` with a fresh collector installed: its result and the descriptors that
-/// the message's fields attached, in index order. A collector that was installed before
-/// (a `Serialize` that sends a message of its own) is restored after.
-pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
-    let outer = OUTGOING.with(|cell| cell.replace(Some(Vec::new())));
+/// What a message's fields attached while it was encoded.
+#[derive(Debug, Default)]
+pub(crate) struct Collected {
+    /// The duplicates, in index order.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// Why a descriptor could not be duplicated (the process is out of descriptors).
+    pub(crate) failure: Option<std::io::Error>,
+}
+
+/// Runs `encode` with a fresh collector installed: its result and what the message's
+/// fields attached. A collector that was installed before (a `Serialize` that sends a
+/// message of its own) is restored after.
+pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Collected) {
+    let outer = OUTGOING.with(|cell| cell.replace(Some(Collected::default())));
     let result = encode();
-    let fds = OUTGOING.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), outer));
-    (result, fds.unwrap_or_default())
+    let collected = OUTGOING.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), outer));
+    (result, collected.unwrap_or_default())
 }
 
 /// While a message is encoded: attaches a duplicate of `fd` to its frame, and returns the
@@ -201,15 +211,19 @@ pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Vec<OwnedFd>) {
 pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
     OUTGOING.with(|cell| {
         let mut collected = cell.borrow_mut();
-        let Some(fds) = collected.as_mut() else {
+        let Some(collected) = collected.as_mut() else {
             return Err("descriptors in messages are encoded only by aiosock's ends".to_owned());
         };
-        let index = u32::try_from(fds.len())
+        let index = u32::try_from(collected.fds.len())
             .map_err(|_| "too many descriptors in one message".to_owned())?;
-        let dup = fd
-            .try_clone_to_owned()
-            .map_err(|e| format!("could not duplicate a descriptor to send: {e}"))?;
-        fds.push(dup);
+        match fd.try_clone_to_owned() {
+            Ok(dup) => collected.fds.push(dup),
+            Err(e) => {
+                let text = format!("could not duplicate a descriptor to send: {e}");
+                collected.failure.get_or_insert(e);
+                return Err(text);
+            }
+        }
         Ok(index)
     })
 }

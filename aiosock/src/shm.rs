@@ -87,7 +87,8 @@ impl ShmBuf {
         // writing while a writable shared mapping of it exists.
         drop(map);
         sys::seal(fd.as_fd())?;
-        let map = sys::Mapping::read_only(fd.as_fd(), len)?;
+        // The sender seldom reads what it sends: its pages are mapped when first read.
+        let map = sys::Mapping::read_only(fd.as_fd(), len, false)?;
         Ok(Shm {
             inner: Arc::new(Sealed { fd, map }),
         })
@@ -176,9 +177,11 @@ impl Shm {
             len,
             max: usize::MAX as u64,
         })?;
-        let map = sys::Mapping::read_only(fd.as_fd(), map_len).map_err(|e| FdError::ShmMap {
-            reason: e.to_string(),
-        })?;
+        // The receiver is about to read it: every page mapped at once.
+        let map =
+            sys::Mapping::read_only(fd.as_fd(), map_len, true).map_err(|e| FdError::ShmMap {
+                reason: e.to_string(),
+            })?;
         Ok(Shm {
             inner: Arc::new(Sealed { fd, map }),
         })

@@ -145,6 +145,60 @@ async fn ten_thousand_descriptors_through_a_worker_and_back_leave_no_descriptor_
     fd_count_settles_at(baseline, "after 10,000 descriptors").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_descriptors_holds_at_most_max_fds_of_them_open_while_queued() {
+    // Each message's descriptor is duplicated and held until the kernel takes it; the
+    // outgoing queue is bounded in descriptors too (Config::max_fds), so a burst of 20,000
+    // never holds 20,000 open, whatever the process's descriptor limit.
+    let (here, there) = aiosock::pair::<Resources, Returned>().expect("pair");
+    let mut config = aiosock::Config::new();
+    config.set_max_fds(256);
+    let _child = aiosock::spawn(worker(EXE, "resources"), there).expect("spawn worker");
+    let (tx, rx) = here.with_config(config).into_split();
+    tokio::spawn(rx.serve(()));
+    let client = ResourcesClient::new(tx);
+    guard("warm up", client.open_fds()).await.expect("call");
+    // Copies of one memfd named for this test: other tests open descriptors meanwhile.
+    let memfd =
+        nix::sys::memfd::memfd_create(c"aiosock-burst", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .expect("memfd");
+    let file = File::from(memfd);
+    let copies = || {
+        std::fs::read_dir("/proc/self/fd")
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|t| t.to_string_lossy().contains("aiosock-burst"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let peak = std::thread::spawn({
+        let watching = watching.clone();
+        move || {
+            let mut peak = 0;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(copies());
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
+            peak
+        }
+    });
+    for _ in 0..20_000 {
+        let fd = Fd::new(file.try_clone().expect("dup"));
+        client.many(vec![fd]).await.expect("send");
+    }
+    guard("flush", client.flush()).await.expect("flush");
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let peak = peak.join().expect("watcher");
+    // The queue's 256, the batch being written (as many again, plus one message), the
+    // message being encoded and its duplicate, and the memfd itself.
+    assert!(peak <= 2 * 256 + 4, "{peak} copies open at the peak");
+    let after = guard("count", client.open_fds()).await.expect("call");
+    assert!(after < 64, "the worker holds {after}");
+}
+
 #[tokio::test]
 async fn the_worker_holds_no_descriptor_after_passing_thousands() {
     let (_child, client, rx) = start("resources");

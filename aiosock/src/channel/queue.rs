@@ -3,11 +3,12 @@
 //! encoded into, moved rather than copied, so that it is copied once on its way to the
 //! kernel. The writer hands a batch of segments to the kernel with one vectored send.
 //!
-//! A frame that carries descriptors starts a segment of its own, which holds them, and a
-//! send never reaches past the start of the next such segment: so each `sendmsg` that
+//! A frame that carries descriptors is gathered like any other; its segment records them
+//! with the offset of the frame's first byte. A send starts at such an offset with those
+//! descriptors attached, and never reaches past the next one: so each `sendmsg` that
 //! passes descriptors starts with the frame they belong to and carries only its
-//! descriptors, as the receiver checks (see `wire::Attached`). The frames after it may
-//! share its segment.
+//! descriptors, as the receiver checks (see `wire::Attached`). The frames after it go in
+//! the same send, up to the next frame with descriptors.
 
 use std::collections::VecDeque;
 use std::io;
@@ -28,11 +29,19 @@ const POOL: usize = 4;
 /// memory it already has (no allocation, no page faults per message).
 const BIG_POOL: usize = 2;
 
-/// Bytes to hand to the kernel, and the descriptors that go with their first byte.
+/// Bytes to hand to the kernel, and the descriptors of the frames among them: each with
+/// the offset of its frame's first byte, in order.
 #[derive(Debug, Default)]
 struct Seg {
     bytes: Vec<u8>,
-    fds: Vec<OwnedFd>,
+    fds: Vec<(usize, Vec<OwnedFd>)>,
+}
+
+impl Seg {
+    /// The offset of the first frame with descriptors at or after `from`, if any.
+    fn next_fds(&self, from: usize) -> Option<usize> {
+        self.fds.iter().map(|(at, _)| *at).find(|&at| at >= from)
+    }
 }
 
 /// Whole frames, in order.
@@ -41,6 +50,8 @@ pub(crate) struct Queue {
     segs: VecDeque<Seg>,
     /// Bytes in `segs`.
     bytes: usize,
+    /// Descriptors in `segs`.
+    fds: usize,
     /// Emptied small segments, for reuse.
     pool: Vec<Vec<u8>>,
     /// Emptied large segments, for the next large messages to be encoded into.
@@ -57,38 +68,54 @@ impl Queue {
         self.bytes == 0
     }
 
+    /// Descriptors queued.
+    pub(crate) fn fds(&self) -> usize {
+        self.fds
+    }
+
     /// Appends one whole frame, and the descriptors `fds` it carries (taken, leaving
     /// `fds` empty). A large frame is taken out of `frame`, which gets an emptied large
     /// buffer back if the queue has one (else it is left empty); a small one is copied, and
     /// `frame` keeps its buffer for the next message.
     pub(crate) fn push(&mut self, frame: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) {
         self.bytes += frame.len();
+        self.fds += fds.len();
         let fds = std::mem::take(fds);
         if frame.len() >= OWN_SEGMENT_FROM {
             let recycled = self.big_pool.pop().unwrap_or_default();
-            self.segs.push_back(Seg {
+            let mut seg = Seg {
                 bytes: std::mem::replace(frame, recycled),
-                fds,
-            });
+                fds: Vec::new(),
+            };
+            if !fds.is_empty() {
+                seg.fds.push((0, fds));
+            }
+            self.segs.push_back(seg);
             return;
         }
-        match self.segs.back_mut() {
+        let last = match self.segs.back_mut() {
             Some(last)
-                if fds.is_empty()
-                    && last.bytes.len() < OWN_SEGMENT_FROM
+                if last.bytes.len() < OWN_SEGMENT_FROM
                     && last.bytes.len() + frame.len() <= SMALL_SEGMENT =>
             {
-                last.bytes.extend_from_slice(frame);
+                last
             }
             _ => {
-                let mut bytes = self
+                let bytes = self
                     .pool
                     .pop()
                     .unwrap_or_else(|| Vec::with_capacity(SMALL_SEGMENT / 4));
-                bytes.extend_from_slice(frame);
-                self.segs.push_back(Seg { bytes, fds });
+                self.segs.push_back(Seg {
+                    bytes,
+                    fds: Vec::new(),
+                });
+                self.segs.back_mut().expect("just pushed")
             }
+        };
+        if !fds.is_empty() {
+            last.fds.push((last.bytes.len(), fds));
         }
+        last.bytes.extend_from_slice(frame);
         frame.clear();
     }
 }
@@ -116,6 +143,7 @@ impl Batch {
         debug_assert!(self.is_done());
         std::mem::swap(&mut self.segs, &mut queue.segs);
         queue.bytes = 0;
+        queue.fds = 0;
         self.sent = 0;
         while queue.pool.len() < POOL {
             let Some(seg) = self.spare.pop() else { break };
@@ -131,30 +159,41 @@ impl Batch {
         self.spare_big.clear();
     }
 
-    /// One vectored, non-blocking send of what is left, up to the next segment that
-    /// carries descriptors (the first segment's go with this send): the bytes the kernel
-    /// took. Once any byte of a segment is written, its descriptors are in the kernel, and
-    /// this end's duplicates are closed.
+    /// One vectored, non-blocking send of what is left, up to the next frame that carries
+    /// descriptors (those of a frame starting where this send starts go with it): the
+    /// bytes the kernel took. Once any byte of a frame is written, its descriptors are in
+    /// the kernel, and this end's duplicates are closed.
     pub(crate) fn send_some(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
+        let mut attach: &[OwnedFd] = &[];
         for (i, seg) in self.segs.iter().take(MAX_IOVECS).enumerate() {
-            if i > 0 && !seg.fds.is_empty() {
+            let from = if i == 0 { self.sent } else { 0 };
+            let mut stop = seg.bytes.len();
+            match seg.next_fds(from) {
+                Some(at) if at == from && i == 0 => {
+                    // This send starts with a frame that carries descriptors.
+                    attach = seg.fds.iter().find(|(a, _)| *a == at).map_or(&[], |f| &f.1);
+                    stop = seg.next_fds(from + 1).unwrap_or(stop);
+                }
+                Some(at) if at == from => break,
+                Some(at) => stop = at,
+                None => {}
+            }
+            iov[i] = IoSlice::new(&seg.bytes[from..stop]);
+            n = i + 1;
+            if stop < seg.bytes.len() {
                 break;
             }
-            let from = if i == 0 { self.sent } else { 0 };
-            iov[i] = IoSlice::new(&seg.bytes[from..]);
-            n = i + 1;
         }
-        let fds: Vec<RawFd> = match self.segs.front() {
-            Some(first) => first.fds.iter().map(AsRawFd::as_raw_fd).collect(),
-            None => Vec::new(),
-        };
-        let written = sys::send_vectored_with_fds(fd, &iov[..n], &fds)?;
+        let raw: Vec<RawFd> = attach.iter().map(AsRawFd::as_raw_fd).collect();
+        let written = sys::send_vectored_with_fds(fd, &iov[..n], &raw)?;
         if written > 0
+            && !raw.is_empty()
             && let Some(first) = self.segs.front_mut()
         {
-            first.fds.clear();
+            let sent = self.sent;
+            first.fds.retain(|(at, _)| *at != sent);
         }
         self.advance(written);
         Ok(written)
@@ -212,6 +251,47 @@ mod tests {
         assert_eq!(queue.segs.len(), 2);
         assert_eq!(queue.segs[1].bytes.as_ptr(), ptr);
         assert_eq!(queue.len(), 200 + OWN_SEGMENT_FROM);
+    }
+
+    #[test]
+    fn frames_with_descriptors_share_segments_and_each_send_starts_with_one() {
+        use std::os::fd::AsFd;
+        let (a, b) = sys::socketpair().expect("socketpair");
+        let null = || OwnedFd::from(std::fs::File::open("/dev/null").expect("open"));
+        let mut queue = Queue::default();
+        // A, B (1 fd), C, D (2 fds), E: offsets 0, 100, 200, 300, 400.
+        let counts = [0usize, 1, 0, 2, 0];
+        for (i, &n) in counts.iter().enumerate() {
+            let mut frame = vec![i as u8; 100];
+            let mut fds: Vec<OwnedFd> = (0..n).map(|_| null()).collect();
+            queue.push(&mut frame, &mut fds);
+        }
+        assert_eq!((queue.segs.len(), queue.fds()), (1, 3), "one segment for all");
+        let mut batch = Batch::default();
+        batch.take_from(&mut queue);
+        let mut sends = Vec::new();
+        while !batch.is_done() {
+            let at = 500 - batch.segs.iter().map(|s| s.bytes.len()).sum::<usize>() + batch.sent;
+            let n = batch.send_some(a.as_fd()).expect("send");
+            sends.push((at, n));
+        }
+        // Sends stop before each frame with descriptors, and start with it.
+        assert_eq!(sends, [(0, 100), (100, 200), (300, 200)]);
+        let mut buf = Vec::with_capacity(1024);
+        let mut batches = Vec::new();
+        while buf.len() < 500 {
+            let before = buf.len();
+            let got = sys::recv_spare(b.as_fd(), &mut buf).expect("recv");
+            if !got.fds.is_empty() {
+                batches.push((before, buf.len(), got.fds.len()));
+            }
+        }
+        // Each batch came with a read that holds its frame's first byte.
+        assert_eq!(batches.len(), 2);
+        for ((start, end, n), (frame, expected)) in batches.into_iter().zip([(100, 1), (300, 2)]) {
+            assert!(start <= frame && frame < end && n == expected, "{start}..{end}: {n}");
+        }
+        assert_eq!(buf, (0..5u8).flat_map(|i| [i; 100]).collect::<Vec<_>>());
     }
 
     #[test]

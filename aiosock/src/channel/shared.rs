@@ -281,7 +281,7 @@ impl Shared {
         if out.closed {
             return Err(Refused::Closed);
         }
-        if bounded && out.queue.len() >= self.config.capacity() {
+        if bounded && !self.room(&out, fds.len()) {
             return Err(Refused::Full);
         }
         out.queued += frame.len() as u64;
@@ -401,12 +401,25 @@ impl Shared {
         }
     }
 
+    /// Whether the queue takes a frame with `fds` descriptors: it holds less than the
+    /// capacity in bytes and, for a frame with descriptors, leaves room for them under
+    /// [`Config::max_fds`] (or holds none: a frame always fits an empty queue).
+    fn room(&self, out: &Outgoing, fds: usize) -> bool {
+        let queued = out.queue.fds();
+        out.queue.len() < self.config.capacity()
+            && (fds == 0 || queued == 0 || queued + fds <= self.config.max_fds())
+    }
+
     /// Waits for space in the queue; `Err` once closed.
     pub(crate) async fn ready(&self) -> Result<(), ()> {
-        let cap = self.config.capacity();
+        self.ready_for(0).await
+    }
+
+    /// Waits for space in the queue for a frame with `fds` descriptors; `Err` once closed.
+    async fn ready_for(&self, fds: usize) -> Result<(), ()> {
         self.wait_until(|out| match () {
             () if out.closed => Some(Err(())),
-            () if out.queue.len() < cap => Some(Ok(())),
+            () if self.room(out, fds) => Some(Ok(())),
             () => None,
         })
         .await
@@ -421,7 +434,7 @@ impl Shared {
         fds: &mut Vec<OwnedFd>,
     ) -> Result<(), ()> {
         loop {
-            self.ready().await?;
+            self.ready_for(fds.len()).await?;
             match self.push(frame, fds, true) {
                 Ok(()) => return Ok(()),
                 Err(Refused::Closed) => return Err(()),

@@ -82,19 +82,33 @@ impl Mapping {
     /// Only for a memfd this process made and shares with nobody yet: the slice that
     /// [`as_mut_slice`](Self::as_mut_slice) gives out must be the only way to its bytes.
     pub(crate) fn writable(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        Mapping::new(fd, len, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, true)
+        let prot = ProtFlags::PROT_READ | ProtFlags::PROT_WRITE;
+        Mapping::new(fd, len, prot, MapFlags::MAP_POPULATE, true)
     }
 
-    /// Maps the `len` bytes of `fd` read-only, page tables filled at once (`MAP_POPULATE`).
+    /// Maps the `len` bytes of `fd` read-only; with `populate`, its page tables are
+    /// filled at once (`MAP_POPULATE`: for a reader about to read it all), else each page
+    /// is mapped when first read (for a sender that rarely reads what it sends).
     ///
     /// Only for a memfd that is fully sealed (checked by the caller) and at least `len`
     /// bytes long: then nobody can change its bytes or shrink it under the mapping, so the
     /// slice [`as_slice`](Self::as_slice) gives out never changes and never faults.
-    pub(crate) fn read_only(fd: BorrowedFd<'_>, len: usize) -> io::Result<Mapping> {
-        Mapping::new(fd, len, ProtFlags::PROT_READ, false)
+    pub(crate) fn read_only(fd: BorrowedFd<'_>, len: usize, populate: bool) -> io::Result<Mapping> {
+        let flags = if populate {
+            MapFlags::MAP_POPULATE
+        } else {
+            MapFlags::empty()
+        };
+        Mapping::new(fd, len, ProtFlags::PROT_READ, flags, false)
     }
 
-    fn new(fd: BorrowedFd<'_>, len: usize, prot: ProtFlags, writable: bool) -> io::Result<Mapping> {
+    fn new(
+        fd: BorrowedFd<'_>,
+        len: usize,
+        prot: ProtFlags,
+        flags: MapFlags,
+        writable: bool,
+    ) -> io::Result<Mapping> {
         let Some(length) = NonZeroUsize::new(len) else {
             return Ok(Mapping {
                 ptr: NonNull::dangling(),
@@ -110,7 +124,7 @@ impl Mapping {
                 None,
                 length,
                 prot,
-                MapFlags::MAP_SHARED | MapFlags::MAP_POPULATE,
+                MapFlags::MAP_SHARED | flags,
                 fd.as_fd(),
                 0,
             )
@@ -168,7 +182,7 @@ mod tests {
         seal(fd.as_fd()).expect("seal");
         assert!(fully_sealed(seals(fd.as_fd())));
         assert_eq!(file_size(fd.as_fd()).expect("size"), 8192);
-        let read = Mapping::read_only(fd.as_fd(), 8192).expect("map read-only");
+        let read = Mapping::read_only(fd.as_fd(), 8192, true).expect("map read-only");
         assert_eq!(read.as_slice()[100], 7);
         assert!(
             Mapping::writable(fd.as_fd(), 8192).is_err(),
@@ -187,7 +201,7 @@ mod tests {
         assert!(file_size(file.as_fd()).is_err(), "not a regular file");
         let empty = memfd(0).expect("memfd");
         assert!(
-            Mapping::read_only(empty.as_fd(), 0)
+            Mapping::read_only(empty.as_fd(), 0, false)
                 .expect("empty")
                 .as_slice()
                 .is_empty()

@@ -185,11 +185,18 @@ pub(crate) fn encode_frame_as<T: Serialize>(
     let start = out.len();
     let header_len = kind.header_len();
     out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN][..header_len]);
-    let (encoded, fds) =
+    let (encoded, collected) =
         fd::collecting(|| bincode::serde::encode_into_writer(msg, VecWriter(out), CONFIG));
+    let (fds, failure) = (collected.fds, collected.failure);
     let len = out.len() - start - header_len;
-    let result = match encoded {
-        Err(source) => Err(InvalidMessage::Encode(EncodeError(source))),
+    let result = match (encoded, failure) {
+        // Out of descriptors: a resource error, not the message's fault.
+        (Err(_), Some(failure)) => Err(InvalidMessage::FdDuplicate(failure)),
+        (Err(source), None) => Err(InvalidMessage::Encode(EncodeError(source))),
+        (Ok(()), _) => Ok(()),
+    };
+    let result = match result {
+        Err(why) => Err(why),
         Ok(()) if len > max => Err(InvalidMessage::TooLarge { len, max }),
         Ok(()) if fds.len() > MAX_FDS_PER_FRAME => Err(InvalidMessage::TooManyFds {
             count: fds.len(),
@@ -244,10 +251,10 @@ pub(crate) fn encode_payload_with<T: Serialize>(
     value: &T,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
     let mut out = Vec::new();
-    let (encoded, fds) =
+    let (encoded, collected) =
         fd::collecting(|| bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG));
     encoded.map_err(EncodeError)?;
-    Ok((out, fds))
+    Ok((out, collected.fds))
 }
 
 /// Decodes one message from a whole payload, which it must consume exactly, spending at
