@@ -24,6 +24,22 @@ pub fn fork_plain() -> std::io::Result<Option<u32>> {
     crate::sys::fork_plain()
 }
 
+/// One `recvmsg` on a socket into the spare capacity of `buf` (which grows by what
+/// arrived), waiting if the socket is blocking: the bytes read (0 at the end), and the
+/// descriptors that came with them, owned and close-on-exec; `Err` with `EMSGSIZE` if the
+/// kernel had to drop some (`MSG_CTRUNC`). For the benchmark's raw baseline of descriptor
+/// passing, so that its `unsafe` stays in aiosock's `sys`.
+pub fn recv_with_fds(
+    fd: std::os::fd::BorrowedFd<'_>,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    let got = crate::sys::recv_spare_blocking(fd, buf)?;
+    if got.truncated {
+        return Err(std::io::Error::from_raw_os_error(nix::libc::EMSGSIZE));
+    }
+    Ok((got.len, got.fds))
+}
+
 /// A counting allocator for tests and fuzzing that assert allocation bounds.
 pub use crate::sys::alloc::{CountingAlloc, peak_of};
 

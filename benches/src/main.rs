@@ -7,6 +7,7 @@
 //! cargo run --release -p aiosock-benches -- all --write-readme README.md  # regenerates the README's table
 //! cargo run --release -p aiosock-benches --features rpc-peers -- --quick calls  # calls, with tarpc and remoc
 //! cargo run --release -p aiosock-benches -- --reps 5 pool   # aiosock::Pool against a hand-written pool
+//! cargo run --release -p aiosock-benches --features shm-peers -- --reps 5 fds shm-4m  # descriptors, shared memory
 //! ```
 //!
 //! Workloads (each run with a parent and a child process, the child being this binary
@@ -22,7 +23,12 @@
 //! numbers come from; the parent starts them all): each job counts the Collatz steps of
 //! its start, 1,000,000 jobs per run (100,000 with `--quick`; at 200,000 the hand-written
 //! pool was done in 40 ms, too short on a noisy machine) after one per worker as a
-//! warm-up, every result checked: jobs/s (see `pool.rs`).
+//! warm-up, every result checked: jobs/s (see `pool.rs`). The resource workloads (see
+//! `resource.rs`): `fds` (one descriptor, a new duplicate of `/dev/null`, and a sequence
+//! number per message, each checked by `fstat` and closed by the receiver: thousands of
+//! descriptors/s, both directions) and `shm-4m` (4 MiB payloads built in place by the
+//! sender and summed whole by the receiver, in shared memory where the system has it:
+//! GB/s, parent to child).
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
@@ -39,7 +45,15 @@
 //! 64; 1,024 per worker gave 1.2 times more again, but that is the client's default
 //! `max_calls`, which leaves no room) and `pool-manual` (the hand-written pool that example had before
 //! the pool: jobs dealt round-robin as one-way messages, results streamed back and
-//! matched by id); the report ends with the ratio pool ÷ pool-manual in jobs/s.
+//! matched by id); the report ends with the ratio pool ÷ pool-manual in jobs/s. In the
+//! resource workloads, `raw-buffered` passes descriptors with a `sendmsg` each and sends
+//! `shm-4m` payloads as 4 MiB frames; `aiosock` sends `aiosock::Fd` and `aiosock::Shm`
+//! fields (built in a `ShmBuf`); `tokio-unix-ipc` its `Handle` (no shared memory: n/a in
+//! `shm-4m`); `ipc-channel` its `IpcSharedMemory` (no descriptors: n/a in `fds`);
+//! `aiosock-vec` the payload as a `Vec<u8>` field; `aiosock-vec-shm` a `Vec<u8>` copied
+//! into a `ShmBuf` and out again, an automatic memfd path simulated; and `iceoryx2`
+//! (zero-copy publish-subscribe) behind the feature `shm-peers`. The report ends with
+//! their ratios to each other.
 //! Repetitions are interleaved: each repetition runs every workload over every system
 //! (in a rotating order) before the next starts. Every
 //! received message is checked for order and content; a failed run is reported, not
@@ -63,6 +77,7 @@ mod pool;
 mod process;
 mod readme;
 mod report;
+mod resource;
 mod systems;
 mod wire;
 mod workload;
@@ -86,9 +101,11 @@ const RUN_GRACE: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
 usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
-workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, wire,
-           calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool
+workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
+           wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
+           in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
+           --features shm-peers);
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
            aiosock-manual, tarpc, remoc (the last two need --features rpc-peers);
            in the pool workload pool and pool-manual (2 worker processes each)
@@ -368,6 +385,22 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 systems::PEERS
             );
         }
+        if options.workloads.contains(&Workload::Fds) {
+            out += "fds: k descriptors/s, each a new dup of /dev/null (made in the loop by every \
+                    system), fstat-checked and closed by the receiver; tokio-unix-ipc's sender \
+                    closes each sent descriptor itself (its Handle never does); n is over \
+                    RLIMIT_NOFILE, so no system may keep what it passed\n";
+        }
+        if options.workloads.contains(&Workload::Shm4M) {
+            out += &format!(
+                "shm-4m: each 4 MiB payload written over a fresh zeroed buffer (ShmBuf for \
+                 aiosock, loaned sample for iceoryx2, Vec elsewhere; ipc-channel copies a \
+                 filled Vec with IpcSharedMemory::from_bytes), every u64 summed by the \
+                 receiver; aiosock-vec: a Vec<u8> field; aiosock-vec-shm: Vec copied into a \
+                 ShmBuf and out into a Vec; {}\n",
+                systems::SHM_PEERS
+            );
+        }
         if options.workloads.contains(&Workload::Pool) {
             out += &format!(
                 "pool: {} worker processes, n jobs (Collatz steps of 1..=n) after one per worker; \
@@ -381,6 +414,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
         out += &report::table(&records, &na, &names);
         out += &report::calls_summary(&records);
         out += &report::pool_summary(&records);
+        out += &report::resource_summary(&records);
     }
     if let Some(wire_table) = wire_table {
         out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";
@@ -480,8 +514,8 @@ fn run_once(
     sizes: &Sizes,
 ) -> Result<Vec<f64>, String> {
     let (parent_role, child_role) = sizes.roles(workload, dir, count);
-    let (run, child) =
-        Run::start(system.name(), &child_role, RUN_TIMEOUT).map_err(|e| e.to_string())?;
+    let (run, child) = Run::start(system.name(), &child_role, RUN_TIMEOUT)
+        .map_err(|e| process::error_chain(&*e))?;
     let parent = system.parent(child, &parent_role);
     let (parent, child) = run.finish(parent)?;
     report::values(workload, dir, count, &parent, &child)
@@ -512,8 +546,10 @@ fn child_main(args: &[String]) -> ExitCode {
         }
         Err(e) => {
             eprintln!(
-                "aiosock-benches child ({} {:?}): {e}",
-                args.system, args.role
+                "aiosock-benches child ({} {:?}): {}",
+                args.system,
+                args.role,
+                process::error_chain(&*e)
             );
             ExitCode::FAILURE
         }

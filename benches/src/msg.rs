@@ -3,7 +3,10 @@
 //!
 //! All systems send the same Rust type with the same serde impl (the one
 //! `#[aiosock::protocol]` derives, which writes `Vec<u8>` as one byte string), so the
-//! table compares transports, not message definitions.
+//! table compares transports, not message definitions. The `fds` and `shm-4m` workloads
+//! are the exception: their messages carry descriptors or shared memory, which each system
+//! has its own type for (see [`crate::resource`]); where a system sends a `shm-4m` payload
+//! as plain bytes, it is a `Data` built by [`Source`] and checked by [`Checker`] as here.
 
 use std::fmt;
 
@@ -34,14 +37,22 @@ pub(crate) enum Shape {
     Ping,
     /// `Data(Vec<u8>)` of this many bytes (at least 8).
     Data(usize),
+    /// One descriptor and a sequence number per message, in each system's own message
+    /// type (the `fds` workload; see [`crate::resource`]).
+    Fd,
+    /// A payload of this many bytes (a multiple of 8, at least 8) that the sender builds in
+    /// place, as [`resource::fill`](crate::resource::fill) writes it, and the receiver reads
+    /// whole (the `shm-4m` workload). A system with shared memory sends it in that; one
+    /// without sends it as a `Data`.
+    Shm(usize),
 }
 
 impl Shape {
     /// Payload bytes per message, as counted for GB/s.
     pub(crate) fn bytes(self) -> usize {
         match self {
-            Shape::Ping => 8,
-            Shape::Data(len) => len,
+            Shape::Ping | Shape::Fd => 8,
+            Shape::Data(len) | Shape::Shm(len) => len,
         }
     }
 }
@@ -51,6 +62,8 @@ impl fmt::Display for Shape {
         match self {
             Shape::Ping => f.write_str("ping"),
             Shape::Data(len) => write!(f, "data:{len}"),
+            Shape::Fd => f.write_str("fd"),
+            Shape::Shm(len) => write!(f, "shm:{len}"),
         }
     }
 }
@@ -59,13 +72,22 @@ impl std::str::FromStr for Shape {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Shape, String> {
-        match s.strip_prefix("data:") {
-            None if s == "ping" => Ok(Shape::Ping),
-            Some(len) => match len.parse() {
+        if let Some(len) = s.strip_prefix("data:") {
+            return match len.parse() {
                 Ok(len) if len >= 8 => Ok(Shape::Data(len)),
                 _ => Err(format!("bad data length {len:?}")),
-            },
-            None => Err(format!("unknown shape {s:?}")),
+            };
+        }
+        if let Some(len) = s.strip_prefix("shm:") {
+            return match len.parse::<usize>() {
+                Ok(len) if len >= 8 && len.is_multiple_of(8) => Ok(Shape::Shm(len)),
+                _ => Err(format!("bad shm length {len:?}")),
+            };
+        }
+        match s {
+            "ping" => Ok(Shape::Ping),
+            "fd" => Ok(Shape::Fd),
+            _ => Err(format!("unknown shape {s:?}")),
         }
     }
 }
@@ -89,7 +111,7 @@ impl Source {
     /// Messages of `shape` from sender number `sender` (0 unless senders are concurrent).
     pub(crate) fn new(shape: Shape, sender: usize) -> Source {
         let template = match shape {
-            Shape::Ping => Vec::new(),
+            Shape::Ping | Shape::Fd | Shape::Shm(_) => Vec::new(),
             Shape::Data(len) => pattern(len),
         };
         Source {
@@ -100,13 +122,23 @@ impl Source {
     }
 
     /// The `seq`-th message. A `Data` message is a fresh copy of the template, as a
-    /// producer of new data would allocate and fill it.
+    /// producer of new data would allocate and fill it; a `Shm` payload is a fresh zeroed
+    /// `Vec` filled in place ([`resource::fill`](crate::resource::fill)).
+    ///
+    /// A `Fd` stream has no `Msg`: its messages carry descriptors, which each system sends
+    /// in its own type. Its stand-in is the `Ping` of the sequence number, which a
+    /// [`Checker`] refuses, so that a system sending it by mistake fails the run.
     pub(crate) fn msg(&self, seq: u64) -> Msg {
         match self.shape {
-            Shape::Ping => Msg::Ping(tag(self.sender, seq)),
+            Shape::Ping | Shape::Fd => Msg::Ping(tag(self.sender, seq)),
             Shape::Data(_) => {
                 let mut data = self.template.clone();
                 data[..8].copy_from_slice(&seq.to_le_bytes());
+                Msg::Data(data)
+            }
+            Shape::Shm(len) => {
+                let mut data = vec![0; len];
+                crate::resource::fill(seq, &mut data);
                 Msg::Data(data)
             }
         }
@@ -129,7 +161,7 @@ impl Checker {
     /// Expects `per_sender` messages of `shape` from each of `senders` senders.
     pub(crate) fn new(shape: Shape, senders: usize, per_sender: u64) -> Checker {
         let template = match shape {
-            Shape::Ping => Vec::new(),
+            Shape::Ping | Shape::Fd | Shape::Shm(_) => Vec::new(),
             Shape::Data(len) => pattern(len),
         };
         Checker {
@@ -178,6 +210,11 @@ impl Checker {
                 if data[8..] != self.template[8..] {
                     return Err(format!("message {n}: Data {seq} has corrupt content"));
                 }
+                self.next[0] += 1;
+            }
+            (Shape::Shm(len), Msg::Data(data)) => {
+                crate::resource::check_filled(self.next[0], data, len)
+                    .map_err(|e| format!("message {n}: {e}"))?;
                 self.next[0] += 1;
             }
             (_, other) => return Err(format!("message {n}: unexpected {}", describe(other))),
@@ -247,5 +284,29 @@ mod tests {
         data[40] ^= 1;
         assert!(checker.check(&Msg::Data(data)).is_err());
         assert!(checker.check(&Msg::Ready).is_err());
+
+        // A filled payload is summed whole: one flipped bit anywhere is caught.
+        let source = Source::new(Shape::Shm(4096), 0);
+        let mut checker = Checker::new(Shape::Shm(4096), 1, 2);
+        checker.check(&source.msg(0)).unwrap();
+        let Msg::Data(mut data) = source.msg(1) else {
+            unreachable!()
+        };
+        data[4000] ^= 0x10;
+        assert!(checker.check(&Msg::Data(data)).is_err());
+        assert!(checker.check(&source.msg(2)).is_err(), "out of order");
+
+        // A descriptor stream has no `Msg`: its stand-in is refused.
+        let mut checker = Checker::new(Shape::Fd, 1, 1);
+        assert!(checker.check(&Source::new(Shape::Fd, 0).msg(0)).is_err());
+    }
+
+    #[test]
+    fn shapes_round_trip_through_text() {
+        for shape in [Shape::Ping, Shape::Data(64), Shape::Fd, Shape::Shm(4 << 20)] {
+            assert_eq!(shape.to_string().parse(), Ok(shape));
+        }
+        assert!("shm:12".parse::<Shape>().is_err(), "not whole words");
+        assert!("data:7".parse::<Shape>().is_err());
     }
 }

@@ -237,6 +237,22 @@ pub(crate) fn run_isolated(args: &[String], timeout: Duration) -> Result<String,
     Ok(text)
 }
 
+/// `error` followed by each of its sources (`: ` between them, a source left out where its
+/// text is already in the one before), so that a report names the cause and not only what
+/// failed: aiosock's errors, as the style asks, leave their cause to `source()`.
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 /// Peak resident set size of this process (`VmHWM` in `/proc/self/status`), in KiB.
 pub(crate) fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -295,7 +311,7 @@ impl Run {
         if timed_out {
             return Err("timed out; the child was killed".into());
         }
-        let parent = parent.map_err(|e| e.to_string())?;
+        let parent = parent.map_err(|e| error_chain(&*e))?;
         read.map_err(|e| format!("reading the child's report: {e}"))?;
         Ok((parent, ChildReport::parse(&text)?))
     }
@@ -393,6 +409,29 @@ mod tests {
             Ok(ChildReport::default())
         );
         assert!(ChildReport::parse("").is_err());
+    }
+
+    #[test]
+    fn error_chains_name_every_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("invalid message")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = std::io::Error::other("out of descriptors");
+        assert_eq!(
+            error_chain(&Outer(inner)),
+            "invalid message: out of descriptors"
+        );
+        let plain = std::io::Error::other("broken pipe");
+        assert_eq!(error_chain(&plain), "broken pipe");
     }
 
     #[test]

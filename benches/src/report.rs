@@ -41,10 +41,11 @@ pub(crate) fn values(
             vec![micros(median_duration(&l)), micros(p99)]
         }
         Workload::Small | Workload::Concurrent => vec![count as f64 / receiver_elapsed()? / 1e6],
-        Workload::Data64K | Workload::Data4M => {
+        Workload::Data64K | Workload::Data4M | Workload::Shm4M => {
             let bytes = count as f64 * workload.shape().bytes() as f64;
             vec![bytes / receiver_elapsed()? / 1e9]
         }
+        Workload::Fds => vec![count as f64 / receiver_elapsed()? / 1e3],
         Workload::Calls(_) => {
             let stats = parent
                 .calls
@@ -280,34 +281,111 @@ pub(crate) fn calls_summary(records: &[Record]) -> String {
     out
 }
 
-/// The pool workload's ratio: `pool`'s jobs/s divided by `pool-manual`'s in the same
-/// repetition, the median over repetitions and their spread. Empty unless both ran.
-pub(crate) fn pool_summary(records: &[Record]) -> String {
-    let jobs_per_s = |system: &str, rep: usize| {
+/// The ratio of `ours`'s first value to `theirs`'s in `workload` and `dir`, each run
+/// paired with the other's run of the same repetition: the median over repetitions, the
+/// min and max, and how many pairs there were. `None` unless both ran successfully in at
+/// least one repetition.
+fn paired_ratio(
+    records: &[Record],
+    workload: Workload,
+    dir: Direction,
+    ours: &str,
+    theirs: &str,
+) -> Option<(f64, f64, f64, usize)> {
+    let value = |system: &str, rep: usize| {
         records
             .iter()
-            .find(|r| r.workload == Workload::Pool && r.system == system && r.rep == rep)
+            .find(|r| r.workload == workload && r.dir == dir && r.system == system && r.rep == rep)
             .and_then(|r| r.result.as_ref().ok())
             .map(|v| v[0])
     };
     let mut ratios: Vec<f64> = records
         .iter()
-        .filter(|r| r.workload == Workload::Pool && r.system == "pool")
-        .filter_map(|r| Some(jobs_per_s("pool", r.rep)? / jobs_per_s("pool-manual", r.rep)?))
+        .filter(|r| r.workload == workload && r.dir == dir && r.system == ours)
+        .filter_map(|r| Some(value(ours, r.rep)? / value(theirs, r.rep)?))
         .collect();
     let (min, max) = ratios
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
             (lo.min(v), hi.max(v))
         });
-    match median(&mut ratios) {
+    let n = ratios.len();
+    median(&mut ratios).map(|ratio| (ratio, min, max, n))
+}
+
+/// The pool workload's ratio: `pool`'s jobs/s divided by `pool-manual`'s in the same
+/// repetition, the median over repetitions and their spread. Empty unless both ran.
+pub(crate) fn pool_summary(records: &[Record]) -> String {
+    match paired_ratio(
+        records,
+        Workload::Pool,
+        Direction::ToChild,
+        "pool",
+        "pool-manual",
+    ) {
         None => String::new(),
-        Some(ratio) => format!(
-            "\npool ÷ pool-manual (jobs/s in the same repetition, median over {} repetitions): \
-             {ratio:.2} (min–max {min:.2}–{max:.2}; above 1 is faster)\n",
-            ratios.len()
+        Some((ratio, min, max, n)) => format!(
+            "\npool ÷ pool-manual (jobs/s in the same repetition, median over {n} repetitions): \
+             {ratio:.2} (min–max {min:.2}–{max:.2}; above 1 is faster)\n"
         ),
     }
+}
+
+/// The pairs the resource summary compares: the workload, the system divided, the system
+/// divided by, and what the ratio answers.
+const RESOURCE_PAIRS: [(Workload, &str, &str, &str); 5] = [
+    (
+        Workload::Fds,
+        "aiosock",
+        "tokio-unix-ipc",
+        "the target is at least 5",
+    ),
+    (
+        Workload::Shm4M,
+        "aiosock",
+        "aiosock-vec",
+        "a Shm field against a Vec<u8> field through the socket",
+    ),
+    (
+        Workload::Shm4M,
+        "aiosock-vec-shm",
+        "aiosock-vec",
+        "above 1: an automatic memfd path for Vec<u8> would pay",
+    ),
+    (Workload::Shm4M, "aiosock", "ipc-channel", ""),
+    (Workload::Shm4M, "aiosock", "iceoryx2", ""),
+];
+
+/// The resource workloads' ratios between the systems of [`RESOURCE_PAIRS`] (throughput
+/// in the same repetition, medians over repetitions; above 1 is faster). Empty when no
+/// pair ran.
+pub(crate) fn resource_summary(records: &[Record]) -> String {
+    let mut rows = String::new();
+    for (workload, ours, theirs, note) in RESOURCE_PAIRS {
+        for &dir in workload.directions() {
+            let Some((ratio, min, max, n)) = paired_ratio(records, workload, dir, ours, theirs)
+            else {
+                continue;
+            };
+            let label = format!("{} {dir}", workload.name());
+            let pair = format!("{ours} ÷ {theirs}");
+            let _ = write!(
+                rows,
+                "{label:<12} {pair:<32} {ratio:>6.2} (min–max {min:.2}–{max:.2}, {n} reps)"
+            );
+            if !note.is_empty() {
+                let _ = write!(rows, "  {note}");
+            }
+            rows.push('\n');
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!(
+        "\nresource workloads: one system's throughput ÷ the other's in the same repetition, \
+         median over repetitions (above 1 is faster)\n{rows}"
+    )
 }
 
 /// A number with about three significant digits.
@@ -380,5 +458,35 @@ mod tests {
         let text = pool_summary(&records);
         assert!(text.contains(": 1.00 (min–max 0.90–1.20;"), "{text}");
         assert!(text.contains("over 3 repetitions"), "{text}");
+    }
+
+    #[test]
+    fn resource_ratios_pair_runs_of_the_same_repetition_and_direction() {
+        let record = |rep, dir, system, v: f64| Record {
+            rep,
+            workload: Workload::Fds,
+            dir,
+            system,
+            count: 10,
+            result: Ok(vec![v]),
+        };
+        assert_eq!(
+            resource_summary(&[record(0, Direction::ToChild, "aiosock", 1.0)]),
+            ""
+        );
+        let records = [
+            record(0, Direction::ToChild, "aiosock", 500.0),
+            record(0, Direction::ToChild, "tokio-unix-ipc", 100.0),
+            record(0, Direction::FromChild, "aiosock", 100.0),
+            record(0, Direction::FromChild, "tokio-unix-ipc", 100.0),
+            record(1, Direction::ToChild, "aiosock", 300.0),
+            record(1, Direction::ToChild, "tokio-unix-ipc", 100.0),
+        ];
+        let text = resource_summary(&records);
+        let p2c = text.lines().find(|l| l.starts_with("fds p→c")).unwrap();
+        assert!(p2c.contains("aiosock ÷ tokio-unix-ipc"), "{p2c}");
+        assert!(p2c.contains("4.00 (min–max 3.00–5.00, 2 reps)"), "{p2c}");
+        let c2p = text.lines().find(|l| l.starts_with("fds c→p")).unwrap();
+        assert!(c2p.contains("1.00 (min–max 1.00–1.00, 1 reps)"), "{c2p}");
     }
 }

@@ -66,8 +66,8 @@ fn row(
     let hi = per_op.iter().copied().fold(0.0, f64::max);
     let mid = median(&mut per_op).expect("at least one rep");
     let gbps = match shape {
-        Shape::Ping => "-".to_string(),
-        Shape::Data(len) => num(len as f64 / mid),
+        Shape::Ping | Shape::Fd => "-".to_string(),
+        Shape::Data(len) | Shape::Shm(len) => num(len as f64 / mid),
     };
     format!(
         "{name:<12} {op:<7} {:>12} {:>21} {gbps:>10}\n",

@@ -28,6 +28,12 @@ pub(crate) enum Workload {
     Concurrent,
     /// A sender pushes small messages at a receiver that sleeps first: the sender's peak RSS.
     Stalled,
+    /// One descriptor per message, with a sequence number: descriptors per second (see
+    /// [`crate::resource`]).
+    Fds,
+    /// One-way payloads of 4 MiB built in place by the sender and read whole by the
+    /// receiver, in shared memory where the system has it: GB/s (see [`crate::resource`]).
+    Shm4M,
     /// Calls with replies, this many in flight (one of [`IN_FLIGHT`]): calls/s, p50 and
     /// p99 latency (see [`crate::calls`]).
     Calls(u16),
@@ -38,13 +44,15 @@ pub(crate) enum Workload {
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 12] = [
+    pub(crate) const ALL: [Workload; 14] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
         Workload::Data4M,
         Workload::Concurrent,
         Workload::Stalled,
+        Workload::Fds,
+        Workload::Shm4M,
         Workload::Calls(IN_FLIGHT[0]),
         Workload::Calls(IN_FLIGHT[1]),
         Workload::Calls(IN_FLIGHT[2]),
@@ -62,6 +70,8 @@ impl Workload {
             Workload::Data4M => "data-4m",
             Workload::Concurrent => "concurrent",
             Workload::Stalled => "stalled",
+            Workload::Fds => "fds",
+            Workload::Shm4M => "shm-4m",
             Workload::Calls(1) => "calls-1",
             Workload::Calls(8) => "calls-8",
             Workload::Calls(64) => "calls-64",
@@ -77,12 +87,14 @@ impl Workload {
     /// its own and not left over from earlier runs.
     pub(crate) fn directions(self) -> &'static [Direction] {
         match self {
-            Workload::Small | Workload::Data64K | Workload::Data4M => {
+            Workload::Small | Workload::Data64K | Workload::Data4M | Workload::Fds => {
                 &[Direction::ToChild, Direction::FromChild]
             }
-            Workload::Rtt | Workload::Concurrent | Workload::Calls(_) | Workload::Pool => {
-                &[Direction::ToChild]
-            }
+            Workload::Rtt
+            | Workload::Concurrent
+            | Workload::Shm4M
+            | Workload::Calls(_)
+            | Workload::Pool => &[Direction::ToChild],
             Workload::Stalled => &[Direction::FromChild],
         }
     }
@@ -95,7 +107,13 @@ impl Workload {
     /// Whether it is one of the message workloads, which every system but those of the
     /// calls and the pool takes part in.
     pub(crate) fn is_message(self) -> bool {
-        !self.is_calls() && self != Workload::Pool
+        !self.is_calls() && !self.is_resource() && self != Workload::Pool
+    }
+
+    /// Whether it moves resources (descriptors, shared memory): `fds` and `shm-4m`, whose
+    /// systems each say that they take part.
+    pub(crate) fn is_resource(self) -> bool {
+        matches!(self, Workload::Fds | Workload::Shm4M)
     }
 
     /// Whether it counts small messages, so that a system making a system call per
@@ -112,6 +130,8 @@ impl Workload {
         match self {
             Workload::Data64K => Shape::Data(64 * 1024),
             Workload::Data4M => Shape::Data(4 * 1024 * 1024),
+            Workload::Fds => Shape::Fd,
+            Workload::Shm4M => Shape::Shm(4 * 1024 * 1024),
             _ => Shape::Ping,
         }
     }
@@ -148,9 +168,13 @@ impl Workload {
                 label: "",
                 unit: "M msg/s",
             }],
-            Workload::Data64K | Workload::Data4M => &[Metric {
+            Workload::Data64K | Workload::Data4M | Workload::Shm4M => &[Metric {
                 label: "",
                 unit: "GB/s",
+            }],
+            Workload::Fds => &[Metric {
+                label: "",
+                unit: "k fds/s",
             }],
             Workload::Stalled => &[Metric {
                 label: "peak RSS",
@@ -221,6 +245,11 @@ pub(crate) struct Sizes {
     pub(crate) concurrent: u64,
     pub(crate) stalled: u64,
     pub(crate) stall: Duration,
+    /// Descriptors in each `fds` run: more than the process's descriptor limit, as every
+    /// system closes what it passed (aiosock's outgoing queue is bounded in descriptors).
+    pub(crate) fds: u64,
+    /// Payloads in each `shm-4m` run.
+    pub(crate) shm_4m: u64,
     /// The measuring window of each calls run (its warm-up is a fifth of it).
     pub(crate) calls_window: Duration,
     /// Jobs in each pool run (after a warm-up of one job per worker).
@@ -238,6 +267,8 @@ impl Sizes {
             concurrent: 2_000_000,
             stalled: 10_000_000,
             stall: Duration::from_secs(5),
+            fds: 100_000,
+            shm_4m: 256,
             calls_window: Duration::from_millis(500),
             pool: 1_000_000,
         }
@@ -253,6 +284,8 @@ impl Sizes {
             concurrent: 100_000,
             stalled: 300_000,
             stall: Duration::from_millis(300),
+            fds: 2_000,
+            shm_4m: 16,
             calls_window: Duration::from_millis(100),
             pool: 100_000,
         }
@@ -268,6 +301,8 @@ impl Sizes {
             Workload::Data4M => self.data_4m,
             Workload::Concurrent => self.concurrent,
             Workload::Stalled => self.stalled,
+            Workload::Fds => self.fds,
+            Workload::Shm4M => self.shm_4m,
             Workload::Calls(_) => self.calls_window.as_millis() as u64,
             Workload::Pool => self.pool,
         }
@@ -355,6 +390,14 @@ pub(crate) enum Role {
 }
 
 impl Role {
+    /// The shape of the stream a sender or receiver moves (`None` for the other roles).
+    pub(crate) fn shape(&self) -> Option<Shape> {
+        match self {
+            Role::Send(stream) | Role::Recv(stream) => Some(stream.shape),
+            _ => None,
+        }
+    }
+
     /// The role as command-line arguments for the child.
     pub(crate) fn to_args(&self) -> Vec<String> {
         match self {

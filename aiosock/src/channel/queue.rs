@@ -266,7 +266,11 @@ mod tests {
             let mut fds: Vec<OwnedFd> = (0..n).map(|_| null()).collect();
             queue.push(&mut frame, &mut fds);
         }
-        assert_eq!((queue.segs.len(), queue.fds()), (1, 3), "one segment for all");
+        assert_eq!(
+            (queue.segs.len(), queue.fds()),
+            (1, 3),
+            "one segment for all"
+        );
         let mut batch = Batch::default();
         batch.take_from(&mut queue);
         let mut sends = Vec::new();
@@ -289,7 +293,10 @@ mod tests {
         // Each batch came with a read that holds its frame's first byte.
         assert_eq!(batches.len(), 2);
         for ((start, end, n), (frame, expected)) in batches.into_iter().zip([(100, 1), (300, 2)]) {
-            assert!(start <= frame && frame < end && n == expected, "{start}..{end}: {n}");
+            assert!(
+                start <= frame && frame < end && n == expected,
+                "{start}..{end}: {n}"
+            );
         }
         assert_eq!(buf, (0..5u8).flat_map(|i| [i; 100]).collect::<Vec<_>>());
     }

@@ -128,6 +128,16 @@ const CONTROL_WORDS: usize =
 /// received. Nothing is zero-filled first, so a large buffer costs only what arrives.
 /// Descriptors the peer attached come back in [`Received::fds`], close-on-exec.
 pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Received> {
+    recv_spare_with(fd, buf, nix::libc::MSG_DONTWAIT)
+}
+
+/// [`recv_spare`] that waits for bytes if `fd` is a blocking socket (for the benchmark's
+/// raw baseline, which reads descriptors from a blocking socket).
+pub(crate) fn recv_spare_blocking(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Received> {
+    recv_spare_with(fd, buf, 0)
+}
+
+fn recv_spare_with(fd: BorrowedFd<'_>, buf: &mut Vec<u8>, flags: i32) -> io::Result<Received> {
     let spare: &mut [MaybeUninit<u8>] = buf.spare_capacity_mut();
     let mut iov = nix::libc::iovec {
         iov_base: spare.as_mut_ptr().cast(),
@@ -152,7 +162,7 @@ pub(crate) fn recv_spare(fd: BorrowedFd<'_>, buf: &mut Vec<u8>) -> io::Result<Re
             nix::libc::recvmsg(
                 fd.as_raw_fd(),
                 &mut msg,
-                nix::libc::MSG_DONTWAIT | nix::libc::MSG_CMSG_CLOEXEC,
+                flags | nix::libc::MSG_CMSG_CLOEXEC,
             )
         };
         if r >= 0 {

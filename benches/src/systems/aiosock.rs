@@ -4,17 +4,21 @@
 //! multi-thread runtime.
 //!
 //! The calls workloads are in `aiosock_calls`: this system is the generated client with
-//! an in-order server there.
+//! an in-order server there. The resource workloads are in `aiosock_shm`: this system
+//! sends an `aiosock::Fd` per message in `fds`, and builds each `shm-4m` payload in a
+//! `ShmBuf` sent frozen as an `aiosock::Shm`.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ::aiosock::{ChildOptions, Endpoint, Receiver, Sender};
+use ::aiosock::{ChildOptions, Endpoint, Protocol, Receiver, Sender};
 use tokio::runtime::{Builder, Runtime};
 
 use super::aiosock_calls::{self, Serving};
+use super::aiosock_shm::{self, Build};
 use super::{System, unexpected};
 use crate::BoxError;
-use crate::msg::{Checker, Msg, Source};
+use crate::msg::{Checker, Msg, Shape, Source};
 use crate::process::{ChildCmd, check_status};
 use crate::workload::{Outcome, Role, Stream, Workload};
 
@@ -32,36 +36,64 @@ impl System for Aiosock {
     }
 
     fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
-        if let Role::Call(plan) = role {
-            return aiosock_calls::generated_parent(child, plan);
+        match role {
+            Role::Call(plan) => aiosock_calls::generated_parent(child, plan),
+            _ if carries_resources(role) => aiosock_shm::parent(child, role, Build::InPlace),
+            _ => messages_parent(child, role),
         }
-        runtime(role)?.block_on(async {
-            let (here, there) = ::aiosock::pair::<Msg, Msg>()?;
-            let mut child = child.spawn_with(
-                |command| {
-                    Ok(ChildOptions::new()
-                        .kill_on_drop(true)
-                        .spawn(command, there)?)
-                },
-                ::aiosock::Child::id,
-            )?;
-            let outcome = play(here, role).await?;
-            check_status(child.wait().await?)?;
-            Ok(outcome)
-        })
     }
 
     fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
-        if let Role::Answer = role {
-            return aiosock_calls::generated_child(Serving::InOrder);
+        match role {
+            Role::Answer => aiosock_calls::generated_child(Serving::InOrder),
+            _ if carries_resources(role) => aiosock_shm::child(role, Build::InPlace),
+            _ => messages_child(role),
         }
-        let end = ::aiosock::inherited::<Msg, Msg>()?;
-        runtime(role)?.block_on(play(end, role))
     }
 }
 
+/// Whether `role` moves descriptors or shared memory (the `fds` and `shm-4m` workloads).
+fn carries_resources(role: &Role) -> bool {
+    matches!(role.shape(), Some(Shape::Fd | Shape::Shm(_)))
+}
+
+/// The parent's side of `role` with [`Msg`] both ways (a `shm-4m` payload as a `Data`).
+pub(super) fn messages_parent(child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+    spawned::<Msg, _>(child, runtime(role)?, |end| play(end, role))
+}
+
+/// The child's side of [`messages_parent`].
+pub(super) fn messages_child(role: &Role) -> Result<Outcome, BoxError> {
+    let end = ::aiosock::inherited::<Msg, Msg>()?;
+    runtime(role)?.block_on(play(end, role))
+}
+
+/// Starts the child with an end speaking `P` both ways (`kill_on_drop`, so that a failed
+/// parent leaves no child behind), plays the parent's side with `play` on `runtime`, and
+/// waits for the child to succeed.
+pub(super) fn spawned<P: Protocol, F: Future<Output = Result<Outcome, BoxError>>>(
+    child: ChildCmd,
+    runtime: Runtime,
+    play: impl FnOnce(Endpoint<P, P>) -> F,
+) -> Result<Outcome, BoxError> {
+    runtime.block_on(async {
+        let (here, there) = ::aiosock::pair::<P, P>()?;
+        let mut child = child.spawn_with(
+            |command| {
+                Ok(ChildOptions::new()
+                    .kill_on_drop(true)
+                    .spawn(command, there)?)
+            },
+            ::aiosock::Child::id,
+        )?;
+        let outcome = play(here).await?;
+        check_status(child.wait().await?)?;
+        Ok(outcome)
+    })
+}
+
 /// A current-thread runtime, or a multi-thread one for concurrent senders.
-fn runtime(role: &Role) -> std::io::Result<Runtime> {
+pub(super) fn runtime(role: &Role) -> std::io::Result<Runtime> {
     match role {
         Role::Send(stream) if stream.senders > 1 => Builder::new_multi_thread(),
         _ => Builder::new_current_thread(),

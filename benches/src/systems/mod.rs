@@ -12,12 +12,21 @@
 //! which are built only with the feature `rpc-peers`. So does the pool workload: `pool`
 //! and `pool-manual` (in `aiosock_pool`), whose parent starts several children, the
 //! roles `deal` and `work`.
+//!
+//! In the resource workloads (`fds`, `shm-4m`: see [`crate::resource`]) each system says
+//! that it takes part, and sends its own message types: `raw-buffered` (descriptors in
+//! `raw_fds`), `aiosock`, `tokio-unix-ipc` and `ipc-channel` in their modules, and in
+//! `shm-4m` also `aiosock-vec` and `aiosock-vec-shm` (in `aiosock_shm`) and iceoryx2,
+//! which is built only with the feature `shm-peers`.
 
 mod aiosock;
 mod aiosock_calls;
 mod aiosock_pool;
+mod aiosock_shm;
+mod iceoryx2;
 mod ipc_channel;
 mod raw;
+mod raw_fds;
 mod remoc;
 mod tarpc;
 mod tokio_unix_ipc;
@@ -36,6 +45,13 @@ pub(crate) const PEERS: &str = if cfg!(feature = "rpc-peers") {
     "peers: tarpc 0.38 (serde transport, bincode) and remoc 0.20 (rtc, default codec)"
 } else {
     "peers tarpc and remoc not built (feature rpc-peers)"
+};
+
+/// What the report says about the `shm-4m` workload's shared-memory peer.
+pub(crate) const SHM_PEERS: &str = if cfg!(feature = "shm-peers") {
+    "peer: iceoryx2 0.10 (publish-subscribe of [u8], loaned samples, polling subscriber)"
+} else {
+    "peer iceoryx2 not built (feature shm-peers)"
 };
 
 /// Why tarpc and remoc sit out when the feature is off.
@@ -142,15 +158,18 @@ pub(crate) trait System: Sync + std::fmt::Debug {
 pub(crate) const BASELINE: &str = "raw-buffered";
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 11] {
+pub(crate) fn all() -> [&'static dyn System; 14] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
         &aiosock::Aiosock,
+        &aiosock_shm::AiosockVec,
+        &aiosock_shm::AiosockVecShm,
         &aiosock_calls::AiosockConcurrent,
         &aiosock_calls::AiosockManual,
         &tokio_unix_ipc::TokioUnixIpc,
         &ipc_channel::IpcChannel,
+        &iceoryx2::Iceoryx2,
         &tarpc::Tarpc,
         &remoc::Remoc,
         &aiosock_pool::AiosockPool,

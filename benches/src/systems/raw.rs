@@ -14,6 +14,10 @@
 //! `(id, n)` and each reply one of `(id, n * n)`, matched to its call by id in a table of
 //! slots. Both sides write into their buffer and flush only when they have read every
 //! frame that arrived, so a burst of replies becomes a burst of requests in one `write`.
+//!
+//! In the resource workloads `raw-buffered` is the baseline too (`raw-unbuffered` sits
+//! them out): `fds` passes each descriptor with its own `sendmsg` (see `raw_fds`), and
+//! `shm-4m` sends each payload as a 4 MiB `Data` frame, as in `data-4m`.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::net::Shutdown;
@@ -24,10 +28,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{System, stdin_socket, stdin_socket_child, unexpected};
+use super::{System, raw_fds, stdin_socket, stdin_socket_child, unexpected};
 use crate::BoxError;
 use crate::calls::{CallStats, Histogram, Plan, square};
-use crate::msg::{Checker, Msg, Source};
+use crate::msg::{Checker, Msg, Shape, Source};
 use crate::process::{ChildCmd, wait_std};
 use crate::workload::{Outcome, Role, Stream, Workload};
 
@@ -50,6 +54,9 @@ impl Raw {
     pub(crate) const UNBUFFERED: Raw = Raw { buffered: false };
 
     fn play(&self, stream: UnixStream, role: &Role) -> Result<Outcome, BoxError> {
+        if role.shape() == Some(Shape::Fd) {
+            return raw_fds::play(stream, role);
+        }
         let reader = FrameReader {
             input: BufReader::with_capacity(BUF, stream.try_clone()?),
             buf: Vec::new(),
@@ -77,7 +84,7 @@ impl System for Raw {
     }
 
     fn takes_part(&self, workload: Workload) -> bool {
-        workload.is_message() || (self.buffered && workload.is_calls())
+        workload.is_message() || (self.buffered && (workload.is_calls() || workload.is_resource()))
     }
 
     fn syscall_per_message(&self) -> bool {
