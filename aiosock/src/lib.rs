@@ -240,11 +240,15 @@
 //! deliver closed (see the wire format's "Descriptors" and `SECURITY.md`).
 //!
 //! Whether `Vec<u8>` and [`Bytes`] fields above some size should travel by memfd on their
-//! own was measured (the benchmark's `shm-4m` workload, system `aiosock-vec-shm`): see the
-//! README's performance section. They do not: a `Vec` must still be copied into the memfd
-//! and out of the mapping, so the socket's two copies are replaced by two copies plus a
-//! memfd, its page faults and a mapping; only a payload built in place in a [`ShmBuf`]
-//! saves the copies.
+//! own was measured, and they do not: in the benchmark's `shm-4m` workload (4 MiB payloads,
+//! every byte read by the receiver), a `Vec<u8>` copied into a memfd and out of the mapping
+//! (system `aiosock-vec-shm`) ran at 0.40× the plain `Vec<u8>` field through the socket
+//! (`aiosock-vec`, median of 5 repetitions: 0.52 against 1.36 GB/s on the README's machine,
+//! `cargo run --release -p aiosock-benches -- shm-4m --reps 5`). The copies stay, and a
+//! fresh memfd adds its page allocation and mappings, which dominate on this machine (its
+//! shared memory has no transparent huge pages). A payload built in place in a [`ShmBuf`]
+//! saves the copies, and reads the sender's pages; its cost is the same fresh memory per
+//! buffer.
 //!
 //! # Compatible evolution
 //!
