@@ -280,6 +280,18 @@ pub enum FdError {
         /// The maximum.
         max: usize,
     },
+    /// The end would hold more descriptors for messages it has not delivered yet than it
+    /// accepts ([`Config::max_fds`](crate::Config::max_fds)): a peer that sends descriptors
+    /// far ahead of the frames that claim them.
+    #[error(
+        "the peer sent {count} descriptors not yet delivered, over this end's maximum of {max}"
+    )]
+    TooManyHeld {
+        /// The descriptors that would be held.
+        count: usize,
+        /// The maximum.
+        max: usize,
+    },
     /// The kernel could not hand over every descriptor the peer sent (`MSG_CTRUNC`): this
     /// process ran out of descriptors (its `RLIMIT_NOFILE`), or the peer sent more than fit.
     #[error(

@@ -201,12 +201,13 @@ impl Config {
     }
 
     /// Sets how many descriptors this end holds at most for messages it has received but
-    /// not delivered yet (at least twice [`max_fds_per_frame`](Self::max_fds_per_frame),
-    /// which it is raised to): those that arrived and wait for the rest of their frame
-    /// (at most two frames' worth: a peer that sends more is
-    /// [`FdError::Stray`](crate::FdError::Stray)), and those in messages
-    /// [`serve`](crate::Receiver::serve) read ahead while a method ran, which stops
-    /// reading ahead before the limit. Once delivered, a message's descriptors are the
+    /// not delivered yet (at least three times the larger of
+    /// [`max_fds_per_frame`](Self::max_fds_per_frame) and 64, which it is raised to): those
+    /// that arrived and wait for their frames (a sender passes descriptors slightly ahead
+    /// of their frames, up to 64 at a time, for many frames in one system call), and those
+    /// in messages [`serve`](crate::Receiver::serve) read ahead while a method ran, which
+    /// stops reading ahead before the limit. A peer that sends more is
+    /// [`FdError::TooManyHeld`](crate::FdError::TooManyHeld). Once delivered, a message's descriptors are the
     /// program's.
     ///
     /// It bounds sending too: a message with descriptors waits for room (`send`), or is
@@ -222,7 +223,13 @@ impl Config {
 
     /// The most descriptors held for undelivered messages.
     pub fn max_fds(&self) -> usize {
-        self.max_fds.max(2 * self.max_fds_per_frame)
+        self.max_fds.max(3 * self.batch_fds())
+    }
+
+    /// The most descriptors one read may bring for frames not yet decoded: a batch of
+    /// the wire's, or one frame's.
+    pub(crate) fn batch_fds(&self) -> usize {
+        self.max_fds_per_frame.max(wire::MAX_BATCH_FDS)
     }
 
     /// Sets the size of the largest shared-memory buffer ([`Shm`](crate::Shm)) this end

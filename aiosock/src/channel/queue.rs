@@ -4,18 +4,16 @@
 //! kernel. The writer hands a batch of segments to the kernel with one vectored send.
 //!
 //! A frame that carries descriptors is gathered like any other; its segment records them
-//! with the offset of the frame's first byte. A send starts at such an offset with those
-//! descriptors attached, and never reaches past the next one: so each `sendmsg` that
-//! passes descriptors starts with the frame they belong to and carries only its
-//! descriptors, as the receiver checks (see `wire::Attached`). The frames after it go in
-//! the same send, up to the next frame with descriptors.
+//! with the offset of the frame's first byte. A send passes the descriptors of the frames
+//! that begin near its start, in order, as the wire format lays down and the receiver
+//! checks (see `wire::Attached`), so many frames with descriptors go in one system call.
 
 use std::collections::VecDeque;
 use std::io;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
-use crate::sys;
+use crate::{sys, wire};
 
 /// A frame of this size or more is queued in its own buffer (moved, not copied).
 const OWN_SEGMENT_FROM: usize = 8 * 1024;
@@ -35,13 +33,6 @@ const BIG_POOL: usize = 2;
 struct Seg {
     bytes: Vec<u8>,
     fds: Vec<(usize, Vec<OwnedFd>)>,
-}
-
-impl Seg {
-    /// The offset of the first frame with descriptors at or after `from`, if any.
-    fn next_fds(&self, from: usize) -> Option<usize> {
-        self.fds.iter().map(|(at, _)| *at).find(|&at| at >= from)
-    }
 }
 
 /// Whole frames, in order.
@@ -159,41 +150,62 @@ impl Batch {
         self.spare_big.clear();
     }
 
-    /// One vectored, non-blocking send of what is left, up to the next frame that carries
-    /// descriptors (those of a frame starting where this send starts go with it): the
-    /// bytes the kernel took. Once any byte of a frame is written, its descriptors are in
-    /// the kernel, and this end's duplicates are closed.
+    /// One vectored, non-blocking send of what is left: the bytes the kernel took. The
+    /// send passes the descriptors of the frames that begin within its first
+    /// [`wire::FD_WINDOW`] bytes, in order, at most [`wire::MAX_BATCH_FDS`] (or one frame's,
+    /// if it alone has more), and its bytes stop before the first frame whose descriptors
+    /// it does not pass. Once the kernel took any byte, it holds the passed descriptors,
+    /// and this end's duplicates are closed (their frames may follow in later sends).
     pub(crate) fn send_some(&mut self, fd: BorrowedFd<'_>) -> io::Result<usize> {
         let mut iov: [IoSlice<'_>; MAX_IOVECS] = [IoSlice::new(&[]); MAX_IOVECS];
         let mut n = 0;
-        let mut attach: &[OwnedFd] = &[];
-        for (i, seg) in self.segs.iter().take(MAX_IOVECS).enumerate() {
+        let mut raw: Vec<RawFd> = Vec::new();
+        // Offset of each segment's first byte from where this send starts.
+        let mut base = 0usize;
+        let window = wire::FD_WINDOW as usize;
+        'segs: for (i, seg) in self.segs.iter().take(MAX_IOVECS).enumerate() {
             let from = if i == 0 { self.sent } else { 0 };
             let mut stop = seg.bytes.len();
-            match seg.next_fds(from) {
-                Some(at) if at == from && i == 0 => {
-                    // This send starts with a frame that carries descriptors.
-                    attach = seg.fds.iter().find(|(a, _)| *a == at).map_or(&[], |f| &f.1);
-                    stop = seg.next_fds(from + 1).unwrap_or(stop);
+            for (at, fds) in seg.fds.iter().filter(|(at, _)| *at >= from) {
+                let offset = base + at - from;
+                let fits = raw.is_empty() || raw.len() + fds.len() <= wire::MAX_BATCH_FDS;
+                if offset < window && fits {
+                    raw.extend(fds.iter().map(AsRawFd::as_raw_fd));
+                } else {
+                    stop = *at;
+                    break;
                 }
-                Some(at) if at == from => break,
-                Some(at) => stop = at,
-                None => {}
             }
-            iov[i] = IoSlice::new(&seg.bytes[from..stop]);
-            n = i + 1;
+            if stop > from {
+                iov[n] = IoSlice::new(&seg.bytes[from..stop]);
+                n += 1;
+            }
             if stop < seg.bytes.len() {
-                break;
+                break 'segs;
             }
+            base += seg.bytes.len() - from;
         }
-        let raw: Vec<RawFd> = attach.iter().map(AsRawFd::as_raw_fd).collect();
         let written = sys::send_vectored_with_fds(fd, &iov[..n], &raw)?;
-        if written > 0
-            && !raw.is_empty()
-            && let Some(first) = self.segs.front_mut()
-        {
-            let sent = self.sent;
-            first.fds.retain(|(at, _)| *at != sent);
+        if written > 0 && !raw.is_empty() {
+            // The kernel holds them now: drop this end's duplicates.
+            let mut passed = raw.len();
+            let mut first = true;
+            for seg in &mut self.segs {
+                let from = if first { self.sent } else { 0 };
+                first = false;
+                while passed > 0 {
+                    match seg.fds.iter().position(|(at, _)| *at >= from) {
+                        Some(k) => {
+                            passed = passed.saturating_sub(seg.fds[k].1.len());
+                            seg.fds.remove(k);
+                        }
+                        None => break,
+                    }
+                }
+                if passed == 0 {
+                    break;
+                }
+            }
         }
         self.advance(written);
         Ok(written)
@@ -253,52 +265,71 @@ mod tests {
         assert_eq!(queue.len(), 200 + OWN_SEGMENT_FROM);
     }
 
-    #[test]
-    fn frames_with_descriptors_share_segments_and_each_send_starts_with_one() {
+    /// Pushes frames of `len` bytes with `counts[i]` descriptors each, sends them all, and
+    /// returns the sends (stream offset, bytes) and, per read that brought descriptors,
+    /// (start, end, count).
+    #[allow(clippy::type_complexity)]
+    fn send_all(len: usize, counts: &[usize]) -> (Vec<(usize, usize)>, Vec<(usize, usize, usize)>) {
         use std::os::fd::AsFd;
         let (a, b) = sys::socketpair().expect("socketpair");
         let null = || OwnedFd::from(std::fs::File::open("/dev/null").expect("open"));
         let mut queue = Queue::default();
-        // A, B (1 fd), C, D (2 fds), E: offsets 0, 100, 200, 300, 400.
-        let counts = [0usize, 1, 0, 2, 0];
         for (i, &n) in counts.iter().enumerate() {
-            let mut frame = vec![i as u8; 100];
+            let mut frame = vec![i as u8; len];
             let mut fds: Vec<OwnedFd> = (0..n).map(|_| null()).collect();
             queue.push(&mut frame, &mut fds);
         }
-        assert_eq!(
-            (queue.segs.len(), queue.fds()),
-            (1, 3),
-            "one segment for all"
-        );
+        assert_eq!(queue.fds(), counts.iter().sum::<usize>());
+        let total = len * counts.len();
         let mut batch = Batch::default();
         batch.take_from(&mut queue);
         let mut sends = Vec::new();
+        let mut at = 0;
         while !batch.is_done() {
-            let at = 500 - batch.segs.iter().map(|s| s.bytes.len()).sum::<usize>() + batch.sent;
             let n = batch.send_some(a.as_fd()).expect("send");
             sends.push((at, n));
+            at += n;
         }
-        // Sends stop before each frame with descriptors, and start with it.
-        assert_eq!(sends, [(0, 100), (100, 200), (300, 200)]);
-        let mut buf = Vec::with_capacity(1024);
+        let mut buf = Vec::with_capacity(total + 1);
         let mut batches = Vec::new();
-        while buf.len() < 500 {
+        while buf.len() < total {
             let before = buf.len();
             let got = sys::recv_spare(b.as_fd(), &mut buf).expect("recv");
             if !got.fds.is_empty() {
                 batches.push((before, buf.len(), got.fds.len()));
             }
         }
-        // Each batch came with a read that holds its frame's first byte.
-        assert_eq!(batches.len(), 2);
-        for ((start, end, n), (frame, expected)) in batches.into_iter().zip([(100, 1), (300, 2)]) {
-            assert!(
-                start <= frame && frame < end && n == expected,
-                "{start}..{end}: {n}"
-            );
+        let expected: Vec<u8> = (0..counts.len()).flat_map(|i| vec![i as u8; len]).collect();
+        assert_eq!(buf, expected);
+        (sends, batches)
+    }
+
+    #[test]
+    fn frames_with_descriptors_near_a_send_s_start_go_with_it() {
+        // A, B (1 fd), C, D (2 fds), E: all within the window, one send, one batch.
+        let (sends, batches) = send_all(100, &[0, 1, 0, 2, 0]);
+        assert_eq!(sends, [(0, 500)]);
+        assert_eq!(batches, [(0, 500, 3)]);
+    }
+
+    #[test]
+    fn a_send_stops_before_a_frame_past_the_window_or_over_the_batch() {
+        // 1 KiB frames with one descriptor each: four begin within the 4 KiB window.
+        let (sends, batches) = send_all(1024, &[1; 9]);
+        assert_eq!(sends, [(0, 4096), (4096, 4096), (8192, 1024)]);
+        assert_eq!(batches.iter().map(|b| b.2).collect::<Vec<_>>(), [4, 4, 1]);
+        // Small frames: at most MAX_BATCH_FDS descriptors a send, in whole frames.
+        let (sends, batches) = send_all(16, &[3; 30]);
+        let per_send = wire::MAX_BATCH_FDS / 3 * 3;
+        assert_eq!(batches[0].2, per_send);
+        assert_eq!(sends[0], (0, per_send / 3 * 16));
+        // Each batch came with a read that starts at or before its first frame.
+        for ((start, _, _), (at, _)) in batches.iter().zip(&sends) {
+            assert!(start <= at);
         }
-        assert_eq!(buf, (0..5u8).flat_map(|i| [i; 100]).collect::<Vec<_>>());
+        // One frame with more than a batch goes alone.
+        let (_, batches) = send_all(16, &[1, 100, 1]);
+        assert_eq!(batches.iter().map(|b| b.2).collect::<Vec<_>>(), [1, 100, 1]);
     }
 
     #[test]

@@ -573,12 +573,12 @@ impl<T: Protocol> Receiver<T> {
     /// Whether `serve` may read another message ahead: the messages held take less than
     /// the end's capacity in frame bytes, and leave room under
     /// [`Config::max_fds`](crate::Config::max_fds) for what the next reads may bring
-    /// (up to two frames' descriptors wait to be claimed).
+    /// (up to two batches of descriptors wait to be claimed).
     fn room_to_read_ahead(&mut self) -> bool {
         let config = &self.shared.config;
         let held_fds = self.buf.fds().held();
         self.held_bytes < config.capacity()
-            && (held_fds == 0 || held_fds + 2 * config.max_fds_per_frame() <= config.max_fds())
+            && (held_fds == 0 || held_fds + 2 * config.batch_fds() <= config.max_fds())
     }
 
     /// `serve` stops on a panic: the peer learns the message, and its calls fail with it.
@@ -678,6 +678,8 @@ impl<T: Protocol> Receiver<T> {
             // Descriptors that no frame claimed came with the last bytes.
             self.buf.fds().finish()?;
             Ok(None)
+        } else if let Some(problem) = self.buf.fds().problem() {
+            Err(Error::Fds(problem))
         } else if self.decoder.awaiting_hello() {
             Err(Error::Truncated { what: Part::Hello })
         } else {

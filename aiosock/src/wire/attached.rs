@@ -1,41 +1,44 @@
 //! Which descriptors belong to which frame.
 //!
-//! The sender passes a frame's descriptors with the frame's first byte: each `sendmsg` that
-//! carries descriptors starts with the frame they belong to, and carries that frame's
-//! descriptors only. The kernel hands them over with the read that takes the first byte
-//! of that `sendmsg`, and ends that read at the end of the segment they came with, so one
-//! read brings at most one frame's descriptors. The receiver knows the read's range of
-//! stream offsets, not where in it the segment began, so it checks what it can:
+//! The sender passes descriptors with `SCM_RIGHTS` in the `sendmsg` calls that write their
+//! frames, in frame order, whole frames' at a time: each `sendmsg` passes the descriptors
+//! of the frames with descriptors that begin within its first [`FD_WINDOW`] bytes (at most
+//! [`MAX_BATCH_FDS`] in all, or one frame's if it alone has more), and the bytes it offers
+//! stop before the first frame with descriptors it does not pass. The kernel hands a
+//! `sendmsg`'s descriptors to the reader with the read that takes its first byte, and ends
+//! that read at the end of the segment they came with, so one read brings at most one
+//! batch. A write the kernel cuts short may leave some of those frames for later writes:
+//! descriptors can arrive ahead of their frames, by less than [`FD_WINDOW`] bytes.
 //!
-//! - a frame that announces `n > 0` descriptors claims the oldest batch not yet claimed,
-//!   which must have come with a read that holds the frame's first byte, and must hold
-//!   exactly `n` descriptors ([`FdError::Mismatch`] otherwise);
-//! - a batch that no frame starting inside its read claimed is [`FdError::Stray`]: found
-//!   as soon as a frame starts past the read's end, at the end of the stream, or when a
-//!   third batch arrives (at most two can be waiting in a valid stream: the one of the
-//!   frame being read, and the one of the frame after it, which the read that completes
-//!   the first may bring);
-//! - a batch over the per-frame maximum, or descriptors the kernel had to drop, are errors
-//!   found when they arrive and reported once the frames before them were decoded.
+//! So the receiver keeps the batches in order and checks what the stream allows:
 //!
-//! So at most two frames' descriptors wait here; with the descriptors of the messages the
-//! receiver read ahead (it stops reading ahead before [`Limits::max_fds`] less those two),
-//! an end never holds more than `max_fds` descriptors for undelivered messages.
+//! - a frame that announces `n > 0` descriptors takes the next `n` of the oldest batch,
+//!   which must have come with a read that starts at or before the frame's first byte and
+//!   must hold `n` more ([`FdError::Mismatch`] otherwise);
+//! - descriptors left in a batch once a frame starts [`FD_WINDOW`] bytes or more past the
+//!   end of the read that brought it, or at the end of the stream, are
+//!   [`FdError::Stray`]: no frame can claim them any more;
+//! - more descriptors waiting (with those of messages the receiver read ahead) than
+//!   [`Limits::max_fds`], or descriptors the kernel had to drop, are errors found when they
+//!   arrive and reported once the frames before them were decoded.
 //!
 //! Whatever an error leaves unclaimed is closed when the receiver clears its buffer.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
 
-use super::Limits;
+#[cfg(doc)]
+use super::MAX_BATCH_FDS;
+use super::{FD_WINDOW, Limits};
 use crate::error::{Error, FdError};
 
-/// The descriptors one read brought, and the stream offsets the read covered.
+/// The descriptors one read brought and no frame took yet, and the stream offsets the
+/// read covered.
 #[derive(Debug)]
 struct Batch {
     start: u64,
     end: u64,
-    fds: Vec<OwnedFd>,
+    fds: VecDeque<OwnedFd>,
 }
 
 /// The descriptors received and not yet claimed by a frame, with where each arrived.
@@ -61,18 +64,15 @@ impl Attached {
         if self.problem.is_some() {
             return;
         }
+        let count = self.waiting + self.held + fds.len();
         let problem = if truncated {
             Some(FdError::Truncated)
         } else if fds.is_empty() {
             return;
-        } else if fds.len() > limits.max_fds_per_frame {
-            Some(FdError::TooManyInFrame {
-                count: fds.len(),
-                max: limits.max_fds_per_frame,
-            })
-        } else if self.batches.len() >= 2 {
-            Some(FdError::Stray {
-                count: self.batches[0].fds.len(),
+        } else if count > limits.max_fds {
+            Some(FdError::TooManyHeld {
+                count,
+                max: limits.max_fds,
             })
         } else {
             None
@@ -85,7 +85,7 @@ impl Attached {
                 self.batches.push_back(Batch {
                     start,
                     end: self.received,
-                    fds,
+                    fds: fds.into(),
                 });
             }
         }
@@ -96,9 +96,8 @@ impl Attached {
         self.received
     }
 
-    /// Before the frame (or the hello) that starts at stream offset `at` is decoded: a
-    /// problem found on arrival that lies before it, or a batch that a frame before it
-    /// should have claimed.
+    /// Before the frame that starts at stream offset `at` is decoded: a problem found on
+    /// arrival that lies before it, or descriptors that no frame can claim any more.
     pub(crate) fn check(&mut self, at: u64) -> Result<(), Error> {
         if let Some((from, problem)) = &self.problem
             && *from <= at
@@ -106,9 +105,11 @@ impl Attached {
             return Err(Error::Fds(problem.clone()));
         }
         match self.batches.front() {
-            Some(batch) if batch.end <= at => Err(Error::Fds(FdError::Stray {
-                count: batch.fds.len(),
-            })),
+            Some(batch) if at >= batch.end.saturating_add(FD_WINDOW) => {
+                Err(Error::Fds(FdError::Stray {
+                    count: batch.fds.len(),
+                }))
+            }
             _ => Ok(()),
         }
     }
@@ -118,23 +119,29 @@ impl Attached {
         if announced == 0 {
             return Ok(Vec::new());
         }
-        match self.batches.front() {
-            Some(batch) if batch.start <= at && at < batch.end => {
-                if batch.fds.len() != announced {
-                    return Err(Error::Fds(FdError::Mismatch {
-                        announced,
-                        arrived: batch.fds.len(),
-                    }));
-                }
-                let batch = self.batches.pop_front().map(|b| b.fds).unwrap_or_default();
-                self.waiting -= batch.len();
-                Ok(batch)
-            }
-            _ => Err(Error::Fds(FdError::Mismatch {
-                announced,
-                arrived: 0,
-            })),
+        let mismatch = |arrived| Err(Error::Fds(FdError::Mismatch { announced, arrived }));
+        let Some(batch) = self.batches.front_mut() else {
+            return mismatch(0);
+        };
+        if batch.start > at {
+            // It came after the frame's first byte: not the frame's.
+            return mismatch(0);
         }
+        if batch.fds.len() < announced {
+            return mismatch(batch.fds.len());
+        }
+        let taken: Vec<OwnedFd> = batch.fds.drain(..announced).collect();
+        if batch.fds.is_empty() {
+            self.batches.pop_front();
+        }
+        self.waiting -= announced;
+        Ok(taken)
+    }
+
+    /// A problem found on arrival, wherever it lies: at an end of the stream cut inside a
+    /// frame, it says more than the truncation.
+    pub(crate) fn problem(&self) -> Option<FdError> {
+        self.problem.as_ref().map(|(_, problem)| problem.clone())
     }
 
     /// At the end of the stream, after the last frame: descriptors nobody claimed.
@@ -192,37 +199,42 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_claims_the_batch_that_came_with_its_first_byte() {
+    fn frames_take_a_batch_in_order_across_reads_within_the_window() {
         let mut a = Attached::default();
         a.read(10, vec![], false, &limits());
-        a.read(20, fds(2), false, &limits()); // covers 10..30
+        a.read(20, fds(3), false, &limits()); // covers 10..30
         a.check(10).expect("a frame at 10");
         assert_eq!(a.take(10, 0).expect("none announced").len(), 0);
-        a.check(25)
-            .expect("the batch's frame may still start at 25");
         assert_eq!(a.take(25, 2).expect("claimed").len(), 2);
-        a.check(30).expect("nothing waits");
+        // The last one's frame may start in a later read, within the window.
+        a.read(100, vec![], false, &limits());
+        a.check(120).expect("within the window");
+        assert_eq!(a.take(120, 1).expect("claimed").len(), 1);
         a.finish().expect("all claimed");
     }
 
     #[test]
-    fn a_batch_no_frame_in_its_read_claimed_is_stray() {
+    fn descriptors_past_the_window_or_at_the_end_are_stray() {
         let mut a = Attached::default();
-        a.read(30, fds(1), false, &limits());
+        a.read(30, fds(2), false, &limits());
         a.check(0).expect("at the start");
-        assert_eq!(problem(a.check(30)), FdError::Stray { count: 1 });
-        assert_eq!(problem(a.finish()), FdError::Stray { count: 1 });
+        a.check(30 + FD_WINDOW - 1).expect("just inside the window");
+        assert_eq!(
+            problem(a.check(30 + FD_WINDOW)),
+            FdError::Stray { count: 2 }
+        );
+        assert_eq!(problem(a.finish()), FdError::Stray { count: 2 });
     }
 
     #[test]
-    fn announced_counts_must_match_what_arrived() {
+    fn announced_counts_must_be_there() {
         let mut a = Attached::default();
-        a.read(30, fds(3), false, &limits());
+        a.read(30, fds(1), false, &limits());
         assert_eq!(
             problem(a.take(0, 2)),
             FdError::Mismatch {
                 announced: 2,
-                arrived: 3
+                arrived: 1
             }
         );
         let mut b = Attached::default();
@@ -246,24 +258,17 @@ mod tests {
     }
 
     #[test]
-    fn a_third_waiting_batch_and_oversized_batches_are_refused_after_earlier_frames() {
+    fn too_many_waiting_or_truncated_are_refused_after_earlier_frames() {
+        let mut tight = limits();
+        tight.max_fds = 4;
         let mut a = Attached::default();
-        a.read(10, fds(1), false, &limits());
-        a.read(10, fds(1), false, &limits());
-        a.read(10, fds(1), false, &limits()); // arrives at 20
-        a.check(5)
-            .expect("frames before the third read still decode");
-        assert_eq!(problem(a.check(20)), FdError::Stray { count: 1 });
-
-        let mut b = Attached::default();
-        let max = limits().max_fds_per_frame;
-        b.read(10, fds(max + 1), false, &limits());
+        a.hold(2);
+        a.read(10, fds(2), false, &tight);
+        a.read(10, fds(1), false, &tight); // arrives at 10
+        a.check(5).expect("frames before that read still decode");
         assert_eq!(
-            problem(b.check(0)),
-            FdError::TooManyInFrame {
-                count: max + 1,
-                max
-            }
+            problem(a.check(10)),
+            FdError::TooManyHeld { count: 5, max: 4 }
         );
         let mut c = Attached::default();
         c.read(10, vec![], true, &limits());

@@ -51,6 +51,12 @@ impl Limits {
     }
 }
 
+/// Descriptors travel with a `sendmsg` only for frames that begin within its first this
+/// many bytes, so they never run further ahead of their frames (see `attached`).
+pub(crate) const FD_WINDOW: u64 = 4096;
+/// The most descriptors one `sendmsg` passes for several frames (one frame with more
+/// passes all of its own alone).
+pub(crate) const MAX_BATCH_FDS: usize = 64;
 /// The most descriptors one frame carries: what the kernel passes with one `sendmsg`.
 pub(crate) const MAX_FDS_PER_FRAME: usize = crate::sys::MAX_FDS_PER_SEND;
 /// The most descriptors one frame may carry unless configured otherwise.

@@ -5,7 +5,7 @@
 //! Used as its `publish_subscribe_dynamic_data` example shows: a node of `ipc::Service`,
 //! a `publish_subscribe::<[u8]>()` service, a publisher made for slices of 4 MiB
 //! (`initial_max_slice_len`), each payload written in place into a loaned sample
-//! (`loan_slice`, zeroed, then [`fill`]ed) and sent; the subscriber reads every byte of
+//! (`loan_slice`, zeroed, then filled by [`fill`](crate::resource::fill)) and sent; the subscriber reads every byte of
 //! each received sample's payload. Two settings differ from its defaults, so that no
 //! sample is lost: `enable_safe_overflow(false)` (the default overwrites the oldest
 //! sample when the subscriber's buffer is full) with the default back-pressure,
