@@ -41,7 +41,7 @@ pub fn recv_with_fds(
 }
 
 /// A counting allocator for tests and fuzzing that assert allocation bounds.
-pub use crate::sys::alloc::{CountingAlloc, peak_of};
+pub use crate::sys::alloc::{CountingAlloc, peak_of, retained_by};
 
 /// Hooks into the pure wire layer for the benchmark, the fuzz targets and the
 /// decode-budget tests. Not public API.

@@ -92,7 +92,11 @@ pub(crate) struct Calls {
 }
 
 struct Table {
+    /// A power of two long (or empty before the first call), at most `cap`: it grows as
+    /// calls are made, so that an end that makes few calls keeps a small table.
     slots: Box<[Slot]>,
+    /// The length the table may grow to: `max` rounded up to a power of two.
+    cap: usize,
     /// The next id to try.
     next: u64,
     /// Set once the connection can carry no more replies: why every call fails.
@@ -161,10 +165,10 @@ impl Calls {
 
     fn starting_at(max: usize, first_id: u64) -> Calls {
         let max = max.max(1);
-        let slots = (0..max.next_power_of_two()).map(|_| Slot::Free).collect();
         Calls {
             table: Mutex::new(Table {
-                slots,
+                slots: Box::new([]),
+                cap: max.next_power_of_two(),
                 next: first_id,
                 ended: None,
                 in_use: 0,
@@ -416,6 +420,10 @@ impl Table {
     /// Takes a free slot for a new call (one is free: `in_use` was below `max`, and there
     /// are at least `max` slots) and returns its id, skipping ids whose slot is busy.
     fn take_slot(&mut self, decode: DecodeReply) -> u64 {
+        // At most half full below the largest size, so that a free slot is found soon.
+        if 2 * self.in_use > self.slots.len() && self.slots.len() < self.cap {
+            self.grow();
+        }
         let mask = self.slots.len() as u64 - 1;
         loop {
             let id = self.next;
@@ -433,8 +441,26 @@ impl Table {
         }
     }
 
+    /// Doubles the table (to at least 4 slots, at most `cap`), moving each live call to
+    /// its slot in the larger table: two live ids differ in their low bits (the smaller
+    /// table's mask), so they differ under the larger mask too.
+    fn grow(&mut self) {
+        let len = (2 * self.slots.len()).max(4).min(self.cap);
+        let mut slots: Box<[Slot]> = (0..len).map(|_| Slot::Free).collect();
+        let mask = len as u64 - 1;
+        for slot in std::mem::take(&mut self.slots) {
+            if let Some(id) = slot.id() {
+                slots[(id & mask) as usize] = slot;
+            }
+        }
+        self.slots = slots;
+    }
+
     /// The slot of live call `id`, if there is one.
     fn slot(&mut self, id: u64) -> Option<&mut Slot> {
+        if self.slots.is_empty() {
+            return None;
+        }
         let mask = self.slots.len() as u64 - 1;
         let slot = &mut self.slots[(id & mask) as usize];
         (slot.id() == Some(id)).then_some(slot)
@@ -465,6 +491,37 @@ mod tests {
             Poll::Ready(result) => result,
             Poll::Pending => Err(CallError::Full),
         }
+    }
+
+    #[test]
+    fn the_table_grows_with_the_calls_in_flight_and_keeps_them() {
+        let calls = Calls::starting_at(1024, u64::MAX - 40);
+        assert_eq!(
+            calls.table().slots.len(),
+            0,
+            "nothing before the first call"
+        );
+        let ids: Vec<u64> = (0..600)
+            .map(|_| start_now(&calls, false).unwrap())
+            .collect();
+        let len = calls.table().slots.len();
+        assert!((1024..=1024).contains(&len), "{len} slots for 600 calls");
+        // Every call still finds its slot after the moves, across the wrap-around.
+        for (i, &id) in ids.iter().enumerate().rev() {
+            calls
+                .complete(
+                    id,
+                    false,
+                    &payload(&(i as u64)),
+                    Vec::new(),
+                    &Limits::new(1 << 20),
+                )
+                .unwrap();
+            assert!(matches!(outcome(&calls, id), Poll::Ready(Ok(_))));
+        }
+        let small = Calls::new(1024);
+        start_now(&small, false).unwrap();
+        assert_eq!(small.table().slots.len(), 4, "one call, a small table");
     }
 
     fn payload(value: &impl serde::Serialize) -> Vec<u8> {

@@ -21,8 +21,9 @@ const OWN_SEGMENT_FROM: usize = 8 * 1024;
 const SMALL_SEGMENT: usize = 64 * 1024;
 /// Segments handed to the kernel in one system call, at most.
 const MAX_IOVECS: usize = 64;
-/// Emptied small segments kept for reuse.
-const POOL: usize = 4;
+/// Emptied small segments kept for reuse, per thread (shared by every end the thread
+/// writes for, so that an idle end keeps none).
+const POOL: usize = 8;
 /// Emptied large segments kept for reuse, so that a stream of large messages encodes into
 /// memory it already has (no allocation, no page faults per message).
 const BIG_POOL: usize = 2;
@@ -43,8 +44,6 @@ pub(crate) struct Queue {
     bytes: usize,
     /// Descriptors in `segs`.
     fds: usize,
-    /// Emptied small segments, for reuse.
-    pool: Vec<Vec<u8>>,
     /// Emptied large segments, for the next large messages to be encoded into.
     big_pool: Vec<Vec<u8>>,
 }
@@ -92,10 +91,7 @@ impl Queue {
                 last
             }
             _ => {
-                let bytes = self
-                    .pool
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(SMALL_SEGMENT / 4));
+                let bytes = small_segment();
                 self.segs.push_back(Seg {
                     bytes,
                     fds: Vec::new(),
@@ -118,7 +114,6 @@ pub(crate) struct Batch {
     segs: VecDeque<Seg>,
     sent: usize,
     /// Emptied segments, small and large, to give back to the queue.
-    spare: Vec<Vec<u8>>,
     spare_big: Vec<Vec<u8>>,
 }
 
@@ -136,17 +131,12 @@ impl Batch {
         queue.bytes = 0;
         queue.fds = 0;
         self.sent = 0;
-        while queue.pool.len() < POOL {
-            let Some(seg) = self.spare.pop() else { break };
-            queue.pool.push(seg);
-        }
         while queue.big_pool.len() < BIG_POOL {
             let Some(seg) = self.spare_big.pop() else {
                 break;
             };
             queue.big_pool.push(seg);
         }
-        self.spare.clear();
         self.spare_big.clear();
     }
 
@@ -230,15 +220,38 @@ impl Batch {
             {
                 done.clear();
                 if done.capacity() <= SMALL_SEGMENT {
-                    if self.spare.len() < POOL {
-                        self.spare.push(done);
-                    }
+                    recycle(done);
                 } else if self.spare_big.len() < BIG_POOL {
                     self.spare_big.push(done);
                 }
             }
         }
     }
+}
+
+thread_local! {
+    /// Emptied small segments, for the next frames this thread queues.
+    static SEGMENTS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty small segment: one this thread emptied, or a new one.
+fn small_segment() -> Vec<u8> {
+    SEGMENTS
+        .try_with(|pool| pool.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| Vec::with_capacity(SMALL_SEGMENT / 4))
+}
+
+/// Keeps an emptied small segment for this thread's next frames, if the pool has room.
+fn recycle(seg: Vec<u8>) {
+    let _ = SEGMENTS.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut()
+            && pool.len() < POOL
+        {
+            pool.push(seg);
+        }
+    });
 }
 
 #[cfg(test)]

@@ -66,8 +66,13 @@ impl ReadBuf {
         if self.start == self.buf.len() {
             self.start = 0;
             self.buf.clear();
-            // Keep a large buffer while large frames keep coming; drop it after a small one.
-            if self.buf.capacity() > KEEP_WHEN_IDLE && n < self.buf.capacity() / 8 {
+            if self.buf.capacity() <= KEEP_WHEN_IDLE {
+                // Nothing left to decode: the buffer goes to this thread's pool, so that an
+                // end between messages keeps none (the next read takes one back).
+                recycle(std::mem::take(&mut self.buf));
+            } else if n < self.buf.capacity() / 8 {
+                // Keep a large buffer while large frames keep coming; drop it after a
+                // small one.
                 self.buf = Vec::new();
             }
         }
@@ -95,6 +100,9 @@ impl ReadBuf {
     /// (doubling towards what the next step needs), not with what a header announces, and
     /// nothing is zero-filled.
     fn reserve(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf = pooled();
+        }
         let spare = self.buf.capacity() - self.buf.len();
         let needs_room = self.start + self.need > self.buf.capacity();
         if self.start > 0 && (spare < READ_CHUNK / 2 || needs_room) {
@@ -138,11 +146,18 @@ impl ReadBuf {
         }
     }
 
-    /// The receiver is about to wait: if nothing is buffered, a large buffer's memory is
-    /// given back to the kernel (one maximum-size frame must not pin its memory while the
+    /// The receiver is about to wait: if nothing is buffered, an ordinary buffer goes to
+    /// the thread's pool, and a large buffer's memory is given back to the kernel (one maximum-size frame must not pin its memory while the
     /// end is idle). The allocation itself stays, so a stream of large frames reuses it
     /// without page faults as long as the system has memory to spare (`MADV_FREE`).
     pub(crate) fn idle(&mut self) {
+        if self.start == self.buf.len() && self.buf.capacity() <= KEEP_WHEN_IDLE {
+            // Nothing buffered: the buffer goes to this thread's pool, for whichever end
+            // reads next (an idle end keeps none).
+            self.start = 0;
+            recycle(std::mem::take(&mut self.buf));
+            return;
+        }
         if self.start == self.buf.len() && self.buf.capacity() > KEEP_WHEN_IDLE && !self.advised {
             self.buf.clear();
             self.start = 0;
@@ -150,4 +165,36 @@ impl ReadBuf {
             self.advised = true;
         }
     }
+}
+
+/// Read buffers a thread keeps for its receivers, at most.
+const POOL: usize = 4;
+
+thread_local! {
+    /// Emptied read buffers, for the next receiver that reads on this thread.
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty read buffer: one this thread pooled, or none yet (it grows on the read).
+fn pooled() -> Vec<u8> {
+    BUFFERS
+        .try_with(|pool| pool.try_borrow_mut().ok()?.pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Keeps an empty read buffer for this thread's next read, if the pool has room.
+fn recycle(mut buf: Vec<u8>) {
+    if buf.capacity() == 0 {
+        return;
+    }
+    buf.clear();
+    let _ = BUFFERS.try_with(|pool| {
+        if let Ok(mut pool) = pool.try_borrow_mut()
+            && pool.len() < POOL
+        {
+            pool.push(buf);
+        }
+    });
 }

@@ -43,6 +43,19 @@ pub fn peak_of<R>(f: impl FnOnce() -> R) -> (R, usize) {
     (r, PEAK.with(Cell::get))
 }
 
+/// Runs `f` on this thread and returns its result with the bytes allocated while it ran
+/// that are still live when it returns (what `f` returns included), as counted by
+/// [`CountingAlloc`]: what `f` keeps. Bytes freed that were allocated before `f` ran are
+/// not subtracted.
+pub fn retained_by<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    LIVE.with(|l| l.set(0));
+    PEAK.with(|p| p.set(0));
+    MEASURING.with(|m| m.set(true));
+    let r = f();
+    MEASURING.with(|m| m.set(false));
+    (r, LIVE.with(Cell::get))
+}
+
 // SAFETY: every method forwards to the system allocator with its caller's arguments, so
 // `System` upholds the contract; the counting only touches const-initialised thread-local
 // cells, which neither allocate nor register destructors.
