@@ -31,11 +31,21 @@ pub(crate) fn memfd(len: usize) -> io::Result<OwnedFd> {
 }
 
 /// Seals `fd` against every change. Fails with `EBUSY` while a writable shared mapping of
-/// it exists (in any process).
+/// it exists (in any process). A child forked by another thread in the moment between a
+/// writable mapping's creation and its `MADV_DONTFORK` holds a copy until it `exec`s:
+/// `EBUSY` is retried for up to 100 ms for that.
 pub(crate) fn seal(fd: BorrowedFd<'_>) -> io::Result<()> {
-    fcntl(fd, FcntlArg::F_ADD_SEALS(full_seals()))
-        .map(drop)
-        .map_err(io_err)
+    let mut tries = 0;
+    loop {
+        match fcntl(fd, FcntlArg::F_ADD_SEALS(full_seals())) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EBUSY) if tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            Err(e) => return Err(io_err(e)),
+        }
+    }
 }
 
 /// The seals on `fd`: 0 for a descriptor that cannot carry any (not a memfd or shmem file).
@@ -130,6 +140,16 @@ impl Mapping {
             )
         }
         .map_err(io_err)?;
+        if writable {
+            // A child forked now (another thread spawning a process) must not inherit the
+            // writable mapping: while it had it, the memfd could not be sealed.
+            // SAFETY: `ptr` and `len` are exactly the mapping just made; the advice only
+            // keeps it out of children.
+            let advised = unsafe {
+                nix::libc::madvise(ptr.as_ptr(), len, nix::libc::MADV_DONTFORK)
+            };
+            debug_assert_eq!(advised, 0);
+        }
         Ok(Mapping {
             ptr: ptr.cast(),
             len,
