@@ -145,9 +145,8 @@ impl Mapping {
             // writable mapping: while it had it, the memfd could not be sealed.
             // SAFETY: `ptr` and `len` are exactly the mapping just made; the advice only
             // keeps it out of children.
-            let advised = unsafe {
-                nix::libc::madvise(ptr.as_ptr(), len, nix::libc::MADV_DONTFORK)
-            };
+            let advised =
+                unsafe { nix::libc::madvise(ptr.as_ptr(), len, nix::libc::MADV_DONTFORK) };
             debug_assert_eq!(advised, 0);
         }
         Ok(Mapping {
