@@ -19,7 +19,16 @@ use crate::protocol::Mismatch;
 pub enum Error {
     /// A system call failed.
     #[error("i/o error")]
-    Io(#[from] io::Error),
+    Io(#[source] io::Error),
+
+    /// This process (or the system) is out of file descriptors (`EMFILE`, `ENFILE`): each
+    /// end is a descriptor, and so are files, sockets and descriptors received in
+    /// messages. Close some, or raise the limit: [`raise_fd_limit`](crate::raise_fd_limit)
+    /// lifts this process's soft limit to its hard one.
+    #[error(
+        "this process is out of file descriptors (RLIMIT_NOFILE): close some, or raise the limit"
+    )]
+    OutOfDescriptors(#[source] io::Error),
 
     /// The peer's first bytes are not an aiosock hello: it is not an aiosock end.
     #[error("the peer is not an aiosock end (its stream starts with {found:02x?})")]
@@ -229,6 +238,16 @@ pub enum Error {
         /// The number of threads found.
         threads: usize,
     },
+}
+
+impl From<io::Error> for Error {
+    /// [`Error::OutOfDescriptors`] for `EMFILE` and `ENFILE`, else [`Error::Io`].
+    fn from(e: io::Error) -> Error {
+        match e.raw_os_error() {
+            Some(nix::libc::EMFILE | nix::libc::ENFILE) => Error::OutOfDescriptors(e),
+            _ => Error::Io(e),
+        }
+    }
 }
 
 /// The part of a stream that the peer cut short, in [`Error::Truncated`].

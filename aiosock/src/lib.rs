@@ -539,7 +539,7 @@ pub use crate::listener::{
     AcceptPolicy, BindOptions, Listener, PeerCred, connect, connect_abstract,
 };
 pub use crate::pool::{Pool, WorkerInfo};
-pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, spawn};
+pub use crate::process::{Child, ChildOptions, ENV_FD, fork, inherited, raise_fd_limit, spawn};
 pub use crate::shm::{Shm, ShmBuf};
 #[cfg(feature = "tls")]
 pub use crate::tcp::connect_tls;

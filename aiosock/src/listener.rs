@@ -179,7 +179,7 @@ impl Address {
                 Error::NotListening { address }
             }
             Some(Errno::EACCES | Errno::EPERM) => Error::PermissionDenied { address, source: e },
-            _ => Error::Io(e),
+            _ => Error::from(e),
         }
     }
 }

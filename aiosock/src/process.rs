@@ -368,6 +368,32 @@ where
 /// assert!(matches!(err, aiosock::Error::Inherit { .. }));
 /// ```
 pub fn inherited<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Error> {
+    inherited_impl()
+}
+
+/// Raises this process's limit on open descriptors (the soft `RLIMIT_NOFILE`) to the
+/// most it may be (the hard limit), and returns the limit now in force.
+///
+/// Each end is a descriptor, and so is each descriptor a message brings: a process that
+/// holds thousands of connections needs more than the usual soft limit of 1024. When the
+/// limit is reached, making or accepting an end fails with [`Error::OutOfDescriptors`].
+///
+/// # Errors
+///
+/// [`Error::Io`] if the limits cannot be read or set.
+///
+/// # Examples
+///
+/// ```
+/// let limit = aiosock::raise_fd_limit()?;
+/// assert!(limit >= 3);
+/// # Ok::<(), aiosock::Error>(())
+/// ```
+pub fn raise_fd_limit() -> Result<u64, Error> {
+    Ok(sys::raise_nofile()?)
+}
+
+fn inherited_impl<Out: Protocol, In: Protocol>() -> Result<Endpoint<Out, In>, Error> {
     let owned = sys::take_inherited().map_err(|reason| Error::Inherit { reason })?;
     Ok(Endpoint::from_fd(owned).with_peer_pid(std::os::unix::process::parent_id()))
 }
@@ -468,7 +494,7 @@ impl Child {
         }
         self.io
             .as_ref()
-            .ok_or_else(|| Error::Io(std::io::Error::other("the child's pidfd is gone")))
+            .ok_or_else(|| Error::from(std::io::Error::other("the child's pidfd is gone")))
     }
 
     /// Waits for the child to exit and reaps it. Returns the same status when called again.

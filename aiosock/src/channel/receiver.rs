@@ -609,7 +609,7 @@ impl<T: Protocol> Receiver<T> {
                 Err(e) => break Err(e),
             }
             if let Err(e) = ready!(fill(self)) {
-                break Err(Error::Io(e));
+                break Err(Error::from(e));
             }
         };
         Poll::Ready(self.settle(result))

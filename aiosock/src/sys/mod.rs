@@ -38,7 +38,7 @@ pub(crate) use named::{
 };
 pub(crate) use process::{
     ENV_FD, Fork, Pidfd, at_exit, die_with_parent, die_with_parent_in_child, exit_now, fork_plain,
-    fork_single_threaded, inherit_in_child, take_inherited, try_reap,
+    fork_single_threaded, inherit_in_child, raise_nofile, take_inherited, try_reap,
 };
 pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_other_sockets};

@@ -101,6 +101,16 @@ pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
 
 /// Asks the kernel to kill this process when the thread that created it exits, and dies
 /// at once if the parent `parent` is already gone. Async-signal-safe.
+/// Raises this process's soft limit on open descriptors to its hard limit: the new limit.
+pub(crate) fn raise_nofile() -> io::Result<u64> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(io_err)?;
+    if soft < hard {
+        setrlimit(Resource::RLIMIT_NOFILE, hard, hard).map_err(io_err)?;
+    }
+    Ok(hard.max(soft))
+}
+
 pub(crate) fn die_with_parent(parent: u32) -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
     let r = unsafe {

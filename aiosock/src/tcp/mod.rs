@@ -464,7 +464,7 @@ async fn tcp_connect(addr: impl ToSocketAddrs) -> Result<TcpStream, Error> {
             let address = e.to_string();
             Error::NotListening { address }
         } else {
-            Error::Io(e)
+            Error::from(e)
         }
     })?;
     configure(&stream)?;
@@ -488,7 +488,7 @@ fn tls_error(e: io::Error) -> Error {
         Some(tls) => Error::Tls {
             reason: tls.to_string(),
         },
-        None => Error::Io(e),
+        None => Error::from(e),
     }
 }
 

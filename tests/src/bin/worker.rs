@@ -51,6 +51,11 @@
 //!   `Report::Pinged`; version 2 also tries `Report::Noted`, and when the parent closes
 //!   prints `noted N refused M` (how many the parent's version knew, and how many `send`
 //!   refused as unknown to it);
+//! - `connections <path> <n>`: raises its descriptor limit, opens `n` connections to the
+//!   `Listener<Reply, Request>` at `path`, sends `Request::Count(i)` on connection `i`,
+//!   waits until every one has its answer (`Reply::Counted`), then exits;
+//! - `fd-limit`: lowers its descriptor limit, makes pairs until one fails, and prints
+//!   `out-of-descriptors <message>` if the failure is `Error::OutOfDescriptors`;
 //! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
 //!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
 //!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
@@ -93,6 +98,14 @@ fn main() {
         "reexec-adopt" => reexec_adopt(),
         "resources" => resources(),
         "evolve" => evolve(&std::env::args().nth(2).unwrap_or_default()),
+        "connections" => connections(
+            &std::env::args().nth(2).unwrap_or_default(),
+            std::env::args()
+                .nth(3)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        ),
+        "fd-limit" => fd_limit(),
         "fork-resources" => fork_resources(),
         "fds-rlimit" => fds_rlimit(),
         "calls" => calls(false),
@@ -360,6 +373,49 @@ fn fds_rlimit() -> Result<(), BoxError> {
         println!("truncated closed");
         Ok(())
     })
+}
+
+fn connections(path: &str, n: u64) -> Result<(), BoxError> {
+    aiosock::raise_fd_limit()?;
+    runtime()?.block_on(async move {
+        let mut ends = Vec::new();
+        for i in 0..n {
+            let end = aiosock::connect::<Request, Reply>(path).await?;
+            let (tx, rx) = end.into_split();
+            tx.send(Request::Count(i)).await?;
+            ends.push((tx, rx));
+        }
+        // Each connection's server end answers once this side closes it.
+        for (tx, mut rx) in ends {
+            drop(tx);
+            match rx.recv().await? {
+                Some(Reply::Counted(1)) => {}
+                other => return Err(format!("expected Counted(1), got {other:?}").into()),
+            }
+        }
+        Ok(())
+    })
+}
+
+fn fd_limit() -> Result<(), BoxError> {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let open = u64::try_from(open_fds().len())?;
+    setrlimit(Resource::RLIMIT_NOFILE, open + 10, hard)?;
+    let mut pairs = Vec::new();
+    loop {
+        match aiosock::pair::<Request, Reply>() {
+            Ok(pair) => pairs.push(pair),
+            Err(e @ aiosock::Error::OutOfDescriptors(_)) => {
+                println!("out-of-descriptors {e} ({} pairs made)", pairs.len());
+                return Ok(());
+            }
+            Err(e) => return Err(format!("expected OutOfDescriptors, got {e:?}").into()),
+        }
+        if pairs.len() > 100 {
+            return Err("the limit never came".into());
+        }
+    }
 }
 
 mod evolving {
