@@ -234,12 +234,17 @@
 //! config
 //!     .set_max_frame_len(64 * 1024) // no frame over 64 KiB is read at all
 //!     .set_decode_budget(4) // a frame of n bytes builds at most 4 n + 4096 units
-//!     .set_capacity(16 * 1024); // a peer that stops reading holds up 16 KiB of ours
+//!     .set_capacity(16 * 1024) // a peer that stops reading holds up 16 KiB of ours
+//!     .set_max_fds_per_frame(0) // this protocol carries no descriptors: refuse any
+//!     .set_max_shm_len(0); // nor shared memory
 //! let (tx, rx) = end.with_config(config).into_split();
 //! # drop((tx, rx));
 //! # Ok::<(), aiosock::Error>(())
 //! ```
 //!
 //! With these, a frame costs the receiver at most 64 KiB of buffer, `4 × 64 Ki + 4096`
-//! decoding steps and 16 bytes per step of memory; put a timeout around `recv` if a stalled
-//! peer must not hold you up.
+//! decoding steps and 16 bytes per step of memory, and no descriptor; put a timeout around
+//! `recv` if a stalled peer must not hold you up. For a protocol that does carry
+//! descriptors, [`Config::set_max_fds`](crate::Config::set_max_fds) bounds how many an end
+//! holds for messages not yet delivered, and [`raise_fd_limit`](crate::raise_fd_limit)
+//! makes room for many connections.
