@@ -40,6 +40,7 @@ pub struct Config {
     max_fds_per_frame: usize,
     max_fds: usize,
     max_shm_len: u64,
+    spin: Duration,
     /// The transport passes descriptors (a Unix socket); false for an end bridged to TCP.
     carries_fds: bool,
 }
@@ -85,6 +86,7 @@ impl Config {
             max_fds_per_frame: Self::DEFAULT_MAX_FDS_PER_FRAME,
             max_fds: Self::DEFAULT_MAX_FDS,
             max_shm_len: Self::DEFAULT_MAX_SHM_LEN,
+            spin: Duration::ZERO,
             carries_fds: true,
         }
     }
@@ -245,6 +247,28 @@ impl Config {
     /// The largest shared-memory buffer accepted, in bytes.
     pub fn max_shm_len(&self) -> u64 {
         self.max_shm_len
+    }
+
+    /// Sets the low-latency mode's spin: a receiver with nothing to read polls its socket
+    /// in a busy loop for up to this long before it parks (zero, the default, parks at
+    /// once).
+    ///
+    /// Parking costs a wake-up when the next message comes: on an idle machine (and most
+    /// of all on a virtual one whose idle vCPUs halt), that is most of a small message's
+    /// round trip. Spinning saves it when the next message comes within the spin, at a
+    /// price: the receiver's thread, and the runtime it runs on (no other task of a
+    /// current-thread runtime runs meanwhile), busy for up to the spin at every wait.
+    /// Choose it for request and reply loops whose latency matters more than a core, with
+    /// a spin a little over the peer's typical answer time (tens of microseconds); see the
+    /// benchmark's `rtt` rows for `aiosock-spin`.
+    pub fn set_spin(&mut self, spin: Duration) -> &mut Config {
+        self.spin = spin;
+        self
+    }
+
+    /// The low-latency mode's spin: zero when off.
+    pub fn spin(&self) -> Duration {
+        self.spin
     }
 
     /// This end's transport cannot pass descriptors (TCP): a message holding one is

@@ -736,6 +736,10 @@ impl<T: Protocol> Receiver<T> {
             let mut ready = match io.poll_read_ready(cx) {
                 Poll::Ready(ready) => ready?,
                 Poll::Pending => {
+                    // Low-latency mode: poll the socket for a while before parking.
+                    if let Some(got) = self.spin() {
+                        return Poll::Ready(got);
+                    }
                     // This task is about to wait: the next send may write at once again,
                     // and an empty buffer need not stay large.
                     self.shared.reader_waiting();
@@ -755,6 +759,30 @@ impl<T: Protocol> Receiver<T> {
                 Ok(Err(e)) => return Poll::Ready(Err(e)),
                 Err(_would_block) => continue,
             }
+        }
+    }
+}
+
+impl<T> Receiver<T> {
+    /// With [`Config::set_spin`](crate::Config::set_spin): reads the socket in a busy loop
+    /// for up to the configured time before the receiver parks. `Some` once bytes (or the
+    /// end) came, or reading failed; `None` if nothing came in time.
+    fn spin(&mut self) -> Option<io::Result<()>> {
+        let spin = self.shared.config.spin();
+        if spin.is_zero() {
+            return None;
+        }
+        let start = std::time::Instant::now();
+        loop {
+            match self.buf.fill_from(self.shared.fd()) {
+                Ok(_) => return Some(Ok(())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Some(Err(e)),
+            }
+            if start.elapsed() >= spin {
+                return None;
+            }
+            std::hint::spin_loop();
         }
     }
 }
