@@ -15,7 +15,7 @@
 //! shared reference: the message keeps its descriptors, so a message that cannot be sent
 //! comes back whole inside the error.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
@@ -174,17 +174,40 @@ impl<'de> Deserialize<'de> for Fd {
 
 thread_local! {
     /// Descriptors collected while a message is encoded on this thread, and the error of
-    /// the first that could not be duplicated.
+    /// the first that could not be duplicated: `Some` only in [`Phase::Holding`].
     static OUTGOING: RefCell<Option<Collected>> = const { RefCell::new(None) };
-    /// Descriptors handed out while a frame is decoded on this thread.
+    /// Whether a message is being encoded on this thread, and whether `OUTGOING` holds
+    /// anything for it.
+    static ENCODING: Cell<Phase> = const { Cell::new(Phase::Idle) };
+    /// Descriptors handed out while a frame is decoded on this thread: `Some` only in
+    /// [`Phase::Holding`].
     static INCOMING: RefCell<Option<Incoming>> = const { RefCell::new(None) };
+    /// Whether a frame is being decoded on this thread, and whether `INCOMING` holds its
+    /// descriptors.
+    static DECODING: Cell<Phase> = const { Cell::new(Phase::Idle) };
+    /// While a frame is decoded: the largest shared-memory buffer the receiver accepts.
+    static MAX_SHM_LEN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Where this thread is with the message it encodes, or the frame it decodes.
+///
+/// Most messages carry no descriptors, so the common path touches only these `Cell`s
+/// (a plain thread-local access): the `RefCell`s, whose contents have destructors, are
+/// filled only when a field attaches or claims a descriptor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Not encoding (decoding): a descriptor field refuses.
+    Idle,
+    /// Encoding (decoding), with nothing in the `RefCell` yet.
+    Plain,
+    /// Encoding (decoding), and the `RefCell` holds the message's (frame's) descriptors.
+    Holding,
 }
 
 /// The descriptors of the frame being decoded, and the first problem with them.
 struct Incoming {
     slots: Vec<Option<OwnedFd>>,
     problem: Option<FdError>,
-    max_shm_len: u64,
 }
 
 /// What a message's fields attached while it was encoded.
@@ -196,24 +219,112 @@ pub(crate) struct Collected {
     pub(crate) failure: Option<std::io::Error>,
 }
 
+/// One message being encoded on this thread. Dropping it (also when a `Serialize`
+/// panics) closes what was collected and not taken, and puts back the collector of a
+/// message that was being encoded before (a `Serialize` that sends a message of its own).
+struct Encoding {
+    outer_phase: Phase,
+    outer: Option<Collected>,
+}
+
+impl Encoding {
+    #[inline]
+    fn begin() -> Encoding {
+        let outer_phase = ENCODING.replace(Phase::Plain);
+        let outer = match outer_phase {
+            Phase::Holding => OUTGOING.with(|cell| cell.borrow_mut().take()),
+            Phase::Idle | Phase::Plain => None,
+        };
+        Encoding { outer_phase, outer }
+    }
+
+    /// What the message's fields attached so far.
+    #[inline]
+    fn take(&mut self) -> Collected {
+        match ENCODING.replace(Phase::Plain) {
+            Phase::Holding => collected(),
+            Phase::Idle | Phase::Plain => Collected::default(),
+        }
+    }
+}
+
+impl Drop for Encoding {
+    #[inline]
+    fn drop(&mut self) {
+        drop(self.take());
+        if let Some(outer) = self.outer.take() {
+            OUTGOING.with(|cell| *cell.borrow_mut() = Some(outer));
+        }
+        ENCODING.set(self.outer_phase);
+    }
+}
+
+/// The encode of a message begun in [`Phase::Idle`]: nothing to save or restore but the
+/// phase. Dropping it (a `Serialize` that panicked) closes what was collected.
+struct Outermost;
+
+impl Outermost {
+    #[inline]
+    fn begin() -> Outermost {
+        ENCODING.set(Phase::Plain);
+        Outermost
+    }
+
+    #[inline]
+    fn finish(self) -> Collected {
+        let collected = match ENCODING.get() {
+            Phase::Holding => collected(),
+            Phase::Idle | Phase::Plain => Collected::default(),
+        };
+        // The drop finds nothing held, and leaves the phase idle.
+        ENCODING.set(Phase::Plain);
+        collected
+    }
+}
+
+impl Drop for Outermost {
+    fn drop(&mut self) {
+        if ENCODING.get() == Phase::Holding {
+            drop(collected());
+        }
+        ENCODING.set(Phase::Idle);
+    }
+}
+
+/// Takes what a message's fields attached (out of line: the rare case).
+#[inline(never)]
+fn collected() -> Collected {
+    OUTGOING
+        .with(|cell| cell.borrow_mut().take())
+        .unwrap_or_default()
+}
+
 /// Runs `encode` with a fresh collector installed: its result and what the message's
 /// fields attached. A collector that was installed before (a `Serialize` that sends a
 /// message of its own) is restored after.
+#[inline]
 pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Collected) {
-    let outer = OUTGOING.with(|cell| cell.replace(Some(Collected::default())));
+    if ENCODING.get() == Phase::Idle {
+        // The common case: not inside another message's encode.
+        let scope = Outermost::begin();
+        let result = encode();
+        return (result, scope.finish());
+    }
+    let mut encoding = Encoding::begin();
     let result = encode();
-    let collected = OUTGOING.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), outer));
-    (result, collected.unwrap_or_default())
+    let collected = encoding.take();
+    (result, collected)
 }
 
 /// While a message is encoded: attaches a duplicate of `fd` to its frame, and returns the
 /// index the message refers to it by.
 pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
-    OUTGOING.with(|cell| {
+    if ENCODING.get() == Phase::Idle {
+        return Err("descriptors in messages are encoded only by aiosock's ends".to_owned());
+    }
+    let result = OUTGOING.with(|cell| {
         let mut collected = cell.borrow_mut();
-        let Some(collected) = collected.as_mut() else {
-            return Err("descriptors in messages are encoded only by aiosock's ends".to_owned());
-        };
+        let collected = collected.get_or_insert_with(Collected::default);
         let index = u32::try_from(collected.fds.len())
             .map_err(|_| "too many descriptors in one message".to_owned())?;
         match fd.try_clone_to_owned() {
@@ -225,7 +336,9 @@ pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
             }
         }
         Ok(index)
-    })
+    });
+    ENCODING.set(Phase::Holding);
+    result
 }
 
 /// What became of a frame's descriptors while its message was decoded.
@@ -238,23 +351,111 @@ pub(crate) struct Taken {
     pub(crate) unused: usize,
 }
 
-/// Runs `decode` with the frame's descriptors `fds` installed (and the largest shared
-/// buffer accepted): its result, and what became of the descriptors. Whatever was not
-/// taken is closed.
-pub(crate) fn providing<R>(
-    fds: Vec<OwnedFd>,
-    max_shm_len: u64,
-    decode: impl FnOnce() -> R,
-) -> (R, Taken) {
+/// One frame being decoded on this thread; the decoding counterpart of [`Encoding`].
+struct Decoding {
+    outer_phase: Phase,
+    outer: Option<Incoming>,
+    outer_max_shm_len: u64,
+}
+
+impl Decoding {
+    #[inline]
+    fn begin(fds: Vec<OwnedFd>, max_shm_len: u64) -> Decoding {
+        let outer_phase = DECODING.get();
+        let outer = match outer_phase {
+            Phase::Holding => INCOMING.with(|cell| cell.borrow_mut().take()),
+            Phase::Idle | Phase::Plain => None,
+        };
+        let outer_max_shm_len = MAX_SHM_LEN.replace(max_shm_len);
+        if fds.is_empty() {
+            DECODING.set(Phase::Plain);
+        } else {
+            install(fds);
+        }
+        Decoding {
+            outer_phase,
+            outer,
+            outer_max_shm_len,
+        }
+    }
+
+    /// What became of the frame's descriptors; those not taken are closed.
+    #[inline]
+    fn finish(&mut self) -> Taken {
+        match DECODING.replace(Phase::Plain) {
+            Phase::Holding => held(),
+            Phase::Idle | Phase::Plain => Taken {
+                problem: None,
+                unused: 0,
+            },
+        }
+    }
+}
+
+/// Installs a frame's descriptors for its decode (out of line: most frames have none).
+#[inline(never)]
+fn install(fds: Vec<OwnedFd>) {
     let incoming = Incoming {
         slots: fds.into_iter().map(Some).collect(),
         problem: None,
-        max_shm_len,
     };
-    let outer = INCOMING.with(|cell| cell.replace(Some(incoming)));
-    let result = decode();
-    let done = INCOMING.with(|cell| std::mem::replace(&mut *cell.borrow_mut(), outer));
-    let taken = match done {
+    INCOMING.with(|cell| *cell.borrow_mut() = Some(incoming));
+    DECODING.set(Phase::Holding);
+}
+
+impl Drop for Decoding {
+    #[inline]
+    fn drop(&mut self) {
+        drop(self.finish());
+        if let Some(outer) = self.outer.take() {
+            INCOMING.with(|cell| *cell.borrow_mut() = Some(outer));
+        }
+        DECODING.set(self.outer_phase);
+        MAX_SHM_LEN.set(self.outer_max_shm_len);
+    }
+}
+
+/// The decode of a frame without descriptors, begun in [`Phase::Idle`]: nothing to
+/// save or restore but the phase. A field that claims a descriptor installs an empty set
+/// (see [`with_incoming`]), which [`finish`](Plain::finish) or the drop takes.
+struct Plain;
+
+impl Plain {
+    #[inline]
+    fn begin(max_shm_len: u64) -> Plain {
+        MAX_SHM_LEN.set(max_shm_len);
+        DECODING.set(Phase::Plain);
+        Plain
+    }
+
+    #[inline]
+    fn finish(self) -> Taken {
+        let taken = match DECODING.get() {
+            Phase::Holding => held(),
+            Phase::Idle | Phase::Plain => Taken {
+                problem: None,
+                unused: 0,
+            },
+        };
+        // The drop finds nothing held, and leaves the phase idle.
+        DECODING.set(Phase::Plain);
+        taken
+    }
+}
+
+impl Drop for Plain {
+    fn drop(&mut self) {
+        if DECODING.get() == Phase::Holding {
+            drop(held());
+        }
+        DECODING.set(Phase::Idle);
+    }
+}
+
+/// Takes what a frame's decode holds in `INCOMING` (out of line: the rare case).
+#[inline(never)]
+fn held() -> Taken {
+    match INCOMING.with(|cell| cell.borrow_mut().take()) {
         Some(done) => Taken {
             problem: done.problem,
             unused: done.slots.iter().filter(|slot| slot.is_some()).count(),
@@ -263,45 +464,80 @@ pub(crate) fn providing<R>(
             problem: None,
             unused: 0,
         },
-    };
+    }
+}
+
+/// Runs `decode` with the frame's descriptors `fds` installed (and the largest shared
+/// buffer accepted): its result, and what became of the descriptors. Whatever was not
+/// taken is closed.
+#[inline]
+pub(crate) fn providing<R>(
+    fds: Vec<OwnedFd>,
+    max_shm_len: u64,
+    decode: impl FnOnce() -> R,
+) -> (R, Taken) {
+    if fds.is_empty() && DECODING.get() == Phase::Idle {
+        // The common case: a frame without descriptors, not inside another's decode.
+        let plain = Plain::begin(max_shm_len);
+        let result = decode();
+        return (result, plain.finish());
+    }
+    let mut decoding = Decoding::begin(fds, max_shm_len);
+    let result = decode();
+    let taken = decoding.finish();
     (result, taken)
+}
+
+/// Runs `f` on the descriptors of the frame being decoded (installing an empty set for
+/// a frame that came without any); `None` outside a decode.
+fn with_incoming<R>(f: impl FnOnce(&mut Incoming) -> R) -> Option<R> {
+    let phase = DECODING.get();
+    if phase == Phase::Idle {
+        return None;
+    }
+    DECODING.set(Phase::Holding);
+    INCOMING.with(|cell| {
+        let mut incoming = cell.borrow_mut();
+        let incoming = incoming.get_or_insert_with(|| Incoming {
+            slots: Vec::new(),
+            problem: None,
+        });
+        Some(f(incoming))
+    })
 }
 
 /// Records `problem` with the frame being decoded (the first one counts), and gives the
 /// text for serde's error.
 pub(crate) fn refuse(problem: FdError) -> String {
     let text = problem.to_string();
-    INCOMING.with(|cell| {
-        if let Some(incoming) = cell.borrow_mut().as_mut() {
-            incoming.problem.get_or_insert(problem);
-        }
+    with_incoming(|incoming| {
+        incoming.problem.get_or_insert(problem);
     });
     text
 }
 
 /// While a frame is decoded: takes its descriptor number `index`.
 pub(crate) fn claim(index: u32) -> Result<OwnedFd, String> {
-    let taken = INCOMING.with(|cell| {
-        let mut incoming = cell.borrow_mut();
-        let Some(incoming) = incoming.as_mut() else {
-            return Err(None);
-        };
+    let taken = with_incoming(|incoming| {
         let count = incoming.slots.len();
         match incoming.slots.get_mut(index as usize) {
-            None => Err(Some(FdError::BadIndex { index, count })),
-            Some(slot) => slot.take().ok_or(Some(FdError::Reused { index })),
+            None => Err(FdError::BadIndex { index, count }),
+            Some(slot) => slot.take().ok_or(FdError::Reused { index }),
         }
     });
     match taken {
-        Ok(fd) => Ok(fd),
-        Err(Some(problem)) => Err(refuse(problem)),
-        Err(None) => Err("descriptors in messages are decoded only by aiosock's ends".to_owned()),
+        Some(Ok(fd)) => Ok(fd),
+        Some(Err(problem)) => Err(refuse(problem)),
+        None => Err("descriptors in messages are decoded only by aiosock's ends".to_owned()),
     }
 }
 
 /// While a frame is decoded: the largest shared-memory buffer the receiver accepts.
 pub(crate) fn max_shm_len() -> u64 {
-    INCOMING.with(|cell| cell.borrow().as_ref().map_or(0, |i| i.max_shm_len))
+    match DECODING.get() {
+        Phase::Idle => 0,
+        Phase::Plain | Phase::Holding => MAX_SHM_LEN.get(),
+    }
 }
 
 #[cfg(test)]
@@ -357,6 +593,94 @@ mod tests {
             problem(&[0, 0], vec![]),
             FdError::BadIndex { index: 0, count: 0 }
         );
+    }
+
+    /// A message whose `Serialize` encodes another message with descriptors of its own
+    /// (as a field that sends on an end would), between two descriptors of its own.
+    struct Nested {
+        outer: [Fd; 2],
+        inner: Two,
+        inner_fds: std::cell::Cell<usize>,
+    }
+
+    impl Serialize for Nested {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeTuple;
+            let mut tuple = serializer.serialize_tuple(2)?;
+            tuple.serialize_element(&self.outer[0])?;
+            let (_, fds) = encode_payload_with(&self.inner).map_err(S::Error::custom)?;
+            self.inner_fds.set(fds.len());
+            tuple.serialize_element(&self.outer[1])?;
+            tuple.end()
+        }
+    }
+
+    #[test]
+    fn a_message_encoded_inside_another_keeps_its_descriptors_apart() {
+        let msg = Nested {
+            outer: [devnull(), devnull()],
+            inner: Two {
+                a: devnull(),
+                b: None,
+            },
+            inner_fds: std::cell::Cell::new(0),
+        };
+        let (payload, fds) = encode_payload_with(&msg).expect("encode");
+        assert_eq!(msg.inner_fds.get(), 1, "the inner message's own descriptor");
+        assert_eq!(
+            payload,
+            [0, 1],
+            "the outer indices go on after the inner encode"
+        );
+        assert_eq!(fds.len(), 2);
+    }
+
+    /// Attaches a descriptor, then panics.
+    struct Panics(Fd);
+
+    impl Serialize for Panics {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            self.0.serialize(serializer)?;
+            panic!("a Serialize that panics after attaching");
+        }
+    }
+
+    #[test]
+    fn a_panicking_serialize_closes_its_duplicates_and_leaves_no_trace() {
+        let fd = devnull();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            encode_payload_with(&Panics(fd.try_clone().expect("dup")))
+        }));
+        assert!(unwound.is_err());
+        // The duplicate attached before the panic was dropped (closed), not kept for the
+        // thread's next message.
+        assert!(
+            OUTGOING.with(|cell| cell.borrow().is_none()),
+            "a duplicate kept"
+        );
+        assert_eq!(ENCODING.get(), Phase::Idle);
+        let next = devnull();
+        // The next message on this thread starts afresh: index 0, one descriptor.
+        let (payload, fds) = encode_payload_with(&Two { a: next, b: None }).expect("encode");
+        assert_eq!((payload, fds.len()), (vec![0, 0], 1));
+        // Outside an encode, a descriptor field refuses again.
+        assert!(attach(fd.as_fd()).is_err());
+    }
+
+    #[test]
+    fn a_frame_without_descriptors_refuses_an_index_and_decodes_without_one() {
+        let problem = decode_payload_with::<Fd>(&[3], 16, vec![], 0);
+        assert!(
+            matches!(
+                problem,
+                Err(crate::Error::Fds(FdError::BadIndex { index: 3, count: 0 }))
+            ),
+            "{problem:?}"
+        );
+        let plain: Option<Fd> = decode_payload_with(&[0], 16, vec![], 0).expect("decode");
+        assert!(plain.is_none());
+        assert!(claim(0).is_err(), "outside a decode");
+        assert_eq!(max_shm_len(), 0, "outside a decode");
     }
 
     #[test]
