@@ -8,6 +8,7 @@
 //! cargo run --release -p aiosock-benches --features rpc-peers -- --quick calls  # calls, with tarpc and remoc
 //! cargo run --release -p aiosock-benches -- --reps 5 pool   # aiosock::Pool against a hand-written pool
 //! cargo run --release -p aiosock-benches --features shm-peers -- --reps 5 fds shm-4m  # descriptors, shared memory
+//! cargo run --release -p aiosock-benches --features tls-peers,rpc-peers -- --reps 5 tcp-small tcp-rtt tls-small tls-rtt tls-4m
 //! ```
 //!
 //! Workloads (each run with a parent and a child process, the child being this binary
@@ -28,7 +29,11 @@
 //! number per message, each checked by `fstat` and closed by the receiver: thousands of
 //! descriptors/s, both directions) and `shm-4m` (4 MiB payloads built in place by the
 //! sender and summed whole by the receiver, in shared memory where the system has it:
-//! GB/s, parent to child).
+//! GB/s, parent to child). The network workloads (see `net.rs`) move the messages of
+//! `small`, `rtt` and `data-4m` over TCP on the loopback, the parent listening and the
+//! child connecting: `tcp-small` and `tcp-rtt` in plaintext, `tls-small`, `tls-rtt` and
+//! `tls-4m` (4 MiB `Data`, GB/s, parent to child) over TLS 1.3 with a fresh certificate
+//! authority per run; `tcp-small` and `tls-small` in both directions.
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
@@ -53,7 +58,17 @@
 //! `aiosock-vec` the payload as a `Vec<u8>` field; `aiosock-vec-shm` a `Vec<u8>` copied
 //! into a `ShmBuf` and out again, an automatic memfd path simulated; and `iceoryx2`
 //! (zero-copy publish-subscribe) behind the feature `shm-peers`. The report ends with
-//! their ratios to each other.
+//! their ratios to each other. The network workloads have their own systems: over TCP,
+//! `raw-tcp` (their baseline: `raw-buffered`'s frames and buffers over a blocking `std`
+//! TCP stream) and `aiosock-tcp` (`TcpListener::bind_plaintext` and
+//! `connect_plaintext_tcp`); over TLS, `raw-tls` (their baseline: the same frames through a
+//! tokio-rustls stream with 64 KiB buffers, on a current-thread runtime), `aiosock-tls`
+//! (`bind_tls` and `connect_tls`) and, in `tls-small` and `tls-rtt`, `tarpc-tls` (tarpc's
+//! calls over the same TLS stream, 64 in flight for `tls-small`, each call a message; a
+//! tenth of the messages). The TLS systems are benchmark-only, behind the feature
+//! `tls-peers` (`tarpc-tls` needs `rpc-peers` too); without it their rows say so. In the
+//! network workloads the `×raw` column is to `raw-tcp` or `raw-tls`, and the report ends
+//! with aiosock's ratios to them and to tarpc.
 //! Repetitions are interleaved: each repetition runs every workload over every system
 //! (in a rotating order) before the next starts. Every
 //! received message is checked for order and content; a failed run is reported, not
@@ -73,6 +88,7 @@
 
 mod calls;
 mod msg;
+mod net;
 mod pool;
 mod process;
 mod readme;
@@ -102,13 +118,17 @@ const RUN_GRACE: Duration = Duration::from_secs(15);
 const USAGE: &str = "\
 usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
-           wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool
+           wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool,
+           tcp-small, tcp-rtt, tls-small, tls-rtt, tls-4m (over the loopback)
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
            --features shm-peers);
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
            aiosock-manual, tarpc, remoc (the last two need --features rpc-peers);
-           in the pool workload pool and pool-manual (2 worker processes each)
+           in the pool workload pool and pool-manual (2 worker processes each);
+           in tcp-* raw-tcp and aiosock-tcp; in tls-* raw-tls, aiosock-tls (both
+           need --features tls-peers) and in tls-small and tls-rtt tarpc-tls (which
+           needs --features tls-peers,rpc-peers)
   --reps N              repetitions of each run (default 10; 3 with --quick)
   --quick               fewer messages and 3 repetitions: a smoke test
   --warm                measure warm: a background thread sleeps 200 µs in a loop
@@ -366,10 +386,11 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
             "cold (nothing else running)"
         }
     );
-    if !records.is_empty() {
+    if !records.is_empty() || !na.is_empty() {
         if options.workloads.iter().any(|&w| w != Workload::Pool) {
             out += &format!(
-                "×raw: median over repetitions of value ÷ {}'s value in the same repetition\n",
+                "×raw: median over repetitions of value ÷ {}'s value in the same repetition \
+                 (in tcp-* raw-tcp's, in tls-* raw-tls's)\n",
                 systems::BASELINE
             );
         }
@@ -410,11 +431,22 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 pool::LANES_PER_WORKER
             );
         }
+        if options.workloads.iter().any(|w| w.is_network()) {
+            out += &format!(
+                "tcp-*, tls-*: over TCP on 127.0.0.1 (TCP_NODELAY), the parent listening; \
+                 tarpc-tls: tarpc calls (serde transport, bincode) over the same TLS stream, \
+                 in tls-small {} in flight, a call per message (a tenth of the messages); \
+                 {}\n",
+                systems::TARPC_TLS_IN_FLIGHT,
+                net::TLS_NOTE
+            );
+        }
         out += "\n";
         out += &report::table(&records, &na, &names);
         out += &report::calls_summary(&records);
         out += &report::pool_summary(&records);
         out += &report::resource_summary(&records);
+        out += &report::net_summary(&records);
     }
     if let Some(wire_table) = wire_table {
         out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";
@@ -578,5 +610,25 @@ mod tests {
             .unwrap();
         assert_eq!(pool.workloads, [Workload::Pool]);
         assert!(!pool.wire);
+    }
+
+    #[test]
+    fn every_network_workload_has_its_systems() {
+        for workload in Workload::ALL.into_iter().filter(|w| w.is_network()) {
+            let systems: Vec<&str> = systems::all()
+                .into_iter()
+                .filter(|s| s.takes_part(workload))
+                .map(|s| s.name())
+                .collect();
+            assert!(
+                systems.contains(&systems::baseline(workload)),
+                "{systems:?}"
+            );
+            assert!(
+                systems.iter().any(|s| s.starts_with("aiosock-")),
+                "{systems:?}"
+            );
+            assert!(!systems.contains(&systems::BASELINE), "{systems:?}");
+        }
     }
 }

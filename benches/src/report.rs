@@ -2,14 +2,15 @@
 //!
 //! Each row is one system in one workload (and direction): the median over the successful
 //! repetitions, their min–max spread, and the median of the system's ratio to the
-//! baseline's value *in the same repetition* (so slow drifts of the machine cancel out).
+//! baseline's value *in the same repetition* (so slow drifts of the machine cancel out);
+//! the baseline is the workload's [`baseline`].
 //! A failed run is counted and its error printed, never averaged.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::process::ChildReport;
-use crate::systems::BASELINE;
+use crate::systems::{BASELINE, baseline};
 use crate::workload::{Direction, Outcome, Workload};
 
 /// One run's values, one per [`Workload::metrics`] entry.
@@ -30,7 +31,7 @@ pub(crate) fn values(
         .map(|d| d.as_secs_f64())
     };
     Ok(match workload {
-        Workload::Rtt => {
+        Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt => {
             let mut l: Vec<Duration> = parent.latencies.clone();
             if l.is_empty() {
                 return Err("no round trips".into());
@@ -40,8 +41,10 @@ pub(crate) fn values(
             let p99 = l[(l.len() * 99).div_ceil(100) - 1];
             vec![micros(median_duration(&l)), micros(p99)]
         }
-        Workload::Small | Workload::Concurrent => vec![count as f64 / receiver_elapsed()? / 1e6],
-        Workload::Data64K | Workload::Data4M | Workload::Shm4M => {
+        Workload::Small | Workload::Concurrent | Workload::TcpSmall | Workload::TlsSmall => {
+            vec![count as f64 / receiver_elapsed()? / 1e6]
+        }
+        Workload::Data64K | Workload::Data4M | Workload::Shm4M | Workload::Tls4M => {
             let bytes = count as f64 * workload.shape().bytes() as f64;
             vec![bytes / receiver_elapsed()? / 1e9]
         }
@@ -127,7 +130,8 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
                 .iter()
                 .filter(|r| r.workload == workload && r.dir == dir)
                 .collect();
-            if here.is_empty() {
+            // A workload that no system ran still shows why (its systems all n/a).
+            if here.is_empty() && !na.iter().any(|n| n.workload == workload) {
                 continue;
             }
             for (m, metric) in workload.metrics().iter().enumerate() {
@@ -159,7 +163,7 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
                         .filter_map(|r| {
                             let base = here
                                 .iter()
-                                .find(|b| b.system == BASELINE && b.rep == r.rep)
+                                .find(|b| b.system == baseline(workload) && b.rep == r.rep)
                                 .and_then(|b| value(b))?;
                             Some(value(r)? / base)
                         })
@@ -281,14 +285,15 @@ pub(crate) fn calls_summary(records: &[Record]) -> String {
     out
 }
 
-/// The ratio of `ours`'s first value to `theirs`'s in `workload` and `dir`, each run
-/// paired with the other's run of the same repetition: the median over repetitions, the
-/// min and max, and how many pairs there were. `None` unless both ran successfully in at
-/// least one repetition.
+/// The ratio of `ours`'s value number `metric` (0 for the first) to `theirs`'s in
+/// `workload` and `dir`, each run paired with the other's run of the same repetition: the
+/// median over repetitions, the min and max, and how many pairs there were. `None` unless
+/// both ran successfully in at least one repetition.
 fn paired_ratio(
     records: &[Record],
     workload: Workload,
     dir: Direction,
+    metric: usize,
     ours: &str,
     theirs: &str,
 ) -> Option<(f64, f64, f64, usize)> {
@@ -297,7 +302,7 @@ fn paired_ratio(
             .iter()
             .find(|r| r.workload == workload && r.dir == dir && r.system == system && r.rep == rep)
             .and_then(|r| r.result.as_ref().ok())
-            .map(|v| v[0])
+            .and_then(|v| v.get(metric).copied())
     };
     let mut ratios: Vec<f64> = records
         .iter()
@@ -320,6 +325,7 @@ pub(crate) fn pool_summary(records: &[Record]) -> String {
         records,
         Workload::Pool,
         Direction::ToChild,
+        0,
         "pool",
         "pool-manual",
     ) {
@@ -363,7 +369,7 @@ pub(crate) fn resource_summary(records: &[Record]) -> String {
     let mut rows = String::new();
     for (workload, ours, theirs, note) in RESOURCE_PAIRS {
         for &dir in workload.directions() {
-            let Some((ratio, min, max, n)) = paired_ratio(records, workload, dir, ours, theirs)
+            let Some((ratio, min, max, n)) = paired_ratio(records, workload, dir, 0, ours, theirs)
             else {
                 continue;
             };
@@ -385,6 +391,75 @@ pub(crate) fn resource_summary(records: &[Record]) -> String {
     format!(
         "\nresource workloads: one system's throughput ÷ the other's in the same repetition, \
          median over repetitions (above 1 is faster)\n{rows}"
+    )
+}
+
+/// The pairs the network summary compares: the workload, the metric (an index into
+/// [`Workload::metrics`]), the system divided, the system divided by, and what the ratio
+/// answers.
+const NET_PAIRS: [(Workload, usize, &str, &str, &str); 11] = [
+    (Workload::TcpSmall, 0, "aiosock-tcp", "raw-tcp", ""),
+    (Workload::TcpRtt, 0, "aiosock-tcp", "raw-tcp", ""),
+    (Workload::TcpRtt, 1, "aiosock-tcp", "raw-tcp", ""),
+    (Workload::TlsSmall, 0, "aiosock-tls", "raw-tls", ""),
+    (
+        Workload::TlsSmall,
+        0,
+        "aiosock-tls",
+        "tarpc-tls",
+        "the target is at least 20",
+    ),
+    (Workload::TlsSmall, 0, "raw-tls", "tarpc-tls", ""),
+    (Workload::TlsRtt, 0, "aiosock-tls", "raw-tls", ""),
+    (Workload::TlsRtt, 1, "aiosock-tls", "raw-tls", ""),
+    (Workload::TlsRtt, 0, "aiosock-tls", "tarpc-tls", ""),
+    (Workload::TlsRtt, 1, "aiosock-tls", "tarpc-tls", ""),
+    (
+        Workload::Tls4M,
+        0,
+        "aiosock-tls",
+        "raw-tls",
+        "the target is at least 0.8",
+    ),
+];
+
+/// The network workloads' ratios between the systems of [`NET_PAIRS`] (in the same
+/// repetition, medians over repetitions; throughput above 1 is faster, latency below 1 is
+/// better). Empty when no pair ran.
+pub(crate) fn net_summary(records: &[Record]) -> String {
+    let mut rows = String::new();
+    for (workload, metric, ours, theirs, note) in NET_PAIRS {
+        for &dir in workload.directions() {
+            let Some((ratio, min, max, n)) =
+                paired_ratio(records, workload, dir, metric, ours, theirs)
+            else {
+                continue;
+            };
+            let what = &workload.metrics()[metric];
+            let label = format!(
+                "{} {dir}{}{} ({})",
+                workload.name(),
+                if what.label.is_empty() { "" } else { " " },
+                what.label,
+                what.unit
+            );
+            let pair = format!("{ours} ÷ {theirs}");
+            let _ = write!(
+                rows,
+                "{label:<26} {pair:<26} {ratio:>6.2} (min–max {min:.2}–{max:.2}, {n} reps)"
+            );
+            if !note.is_empty() {
+                let _ = write!(rows, "  {note}");
+            }
+            rows.push('\n');
+        }
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!(
+        "\nnetwork workloads: one system's value ÷ the other's in the same repetition, median \
+         over repetitions (M msg/s and GB/s: above 1 is faster; µs: below 1 is better)\n{rows}"
     )
 }
 
@@ -458,6 +533,46 @@ mod tests {
         let text = pool_summary(&records);
         assert!(text.contains(": 1.00 (min–max 0.90–1.20;"), "{text}");
         assert!(text.contains("over 3 repetitions"), "{text}");
+    }
+
+    #[test]
+    fn network_ratios_take_each_metric_and_their_own_baseline() {
+        let record = |rep, system, v: [f64; 2]| Record {
+            rep,
+            workload: Workload::TcpRtt,
+            dir: Direction::ToChild,
+            system,
+            count: 10,
+            result: Ok(v.to_vec()),
+        };
+        assert_eq!(net_summary(&[record(0, "aiosock-tcp", [1.0, 2.0])]), "");
+        let records = [
+            record(0, "raw-tcp", [10.0, 40.0]),
+            record(0, "aiosock-tcp", [20.0, 60.0]),
+            record(1, "raw-tcp", [10.0, 20.0]),
+            record(1, "aiosock-tcp", [30.0, 60.0]),
+        ];
+        let text = table(&records, &[], &["raw-tcp", "aiosock-tcp"]);
+        let median = text
+            .lines()
+            .find(|l| l.contains("median") && l.contains("aiosock-tcp"))
+            .unwrap();
+        assert!(
+            median.contains(" 2.50 "),
+            "to raw-tcp, not raw-buffered: {median}"
+        );
+        let text = net_summary(&records);
+        let p50 = text
+            .lines()
+            .find(|l| l.starts_with("tcp-rtt p→c median"))
+            .unwrap();
+        assert!(p50.contains("aiosock-tcp ÷ raw-tcp"), "{p50}");
+        assert!(p50.contains("2.50 (min–max 2.00–3.00, 2 reps)"), "{p50}");
+        let p99 = text
+            .lines()
+            .find(|l| l.starts_with("tcp-rtt p→c p99"))
+            .unwrap();
+        assert!(p99.contains("2.25 (min–max 1.50–3.00, 2 reps)"), "{p99}");
     }
 
     #[test]

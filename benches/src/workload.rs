@@ -40,11 +40,22 @@ pub(crate) enum Workload {
     /// Jobs through a pool of [`WORKERS`](crate::pool::WORKERS) worker processes: jobs
     /// per second (see [`crate::pool`]).
     Pool,
+    /// One-way `Ping(u64)` over TCP on the loopback: messages per second (see
+    /// [`crate::net`]).
+    TcpSmall,
+    /// Round trips of one small message over TCP on the loopback: median and p99 latency.
+    TcpRtt,
+    /// One-way `Ping(u64)` over TLS on the loopback: messages per second.
+    TlsSmall,
+    /// Round trips of one small message over TLS on the loopback: median and p99 latency.
+    TlsRtt,
+    /// One-way `Data` of 4 MiB over TLS on the loopback, parent to child: GB/s.
+    Tls4M,
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 14] = [
+    pub(crate) const ALL: [Workload; 19] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
@@ -59,6 +70,11 @@ impl Workload {
         Workload::Calls(IN_FLIGHT[3]),
         Workload::Calls(IN_FLIGHT[4]),
         Workload::Pool,
+        Workload::TcpSmall,
+        Workload::TcpRtt,
+        Workload::TlsSmall,
+        Workload::TlsRtt,
+        Workload::Tls4M,
     ];
 
     /// The name on the command line and in the table.
@@ -80,6 +96,11 @@ impl Workload {
             // Only the counts of `IN_FLIGHT` are ever made (see `ALL`).
             Workload::Calls(_) => "calls-?",
             Workload::Pool => "pool",
+            Workload::TcpSmall => "tcp-small",
+            Workload::TcpRtt => "tcp-rtt",
+            Workload::TlsSmall => "tls-small",
+            Workload::TlsRtt => "tls-rtt",
+            Workload::Tls4M => "tls-4m",
         }
     }
 
@@ -87,14 +108,20 @@ impl Workload {
     /// its own and not left over from earlier runs.
     pub(crate) fn directions(self) -> &'static [Direction] {
         match self {
-            Workload::Small | Workload::Data64K | Workload::Data4M | Workload::Fds => {
-                &[Direction::ToChild, Direction::FromChild]
-            }
+            Workload::Small
+            | Workload::Data64K
+            | Workload::Data4M
+            | Workload::Fds
+            | Workload::TcpSmall
+            | Workload::TlsSmall => &[Direction::ToChild, Direction::FromChild],
             Workload::Rtt
             | Workload::Concurrent
             | Workload::Shm4M
             | Workload::Calls(_)
-            | Workload::Pool => &[Direction::ToChild],
+            | Workload::Pool
+            | Workload::TcpRtt
+            | Workload::TlsRtt
+            | Workload::Tls4M => &[Direction::ToChild],
             Workload::Stalled => &[Direction::FromChild],
         }
     }
@@ -105,9 +132,28 @@ impl Workload {
     }
 
     /// Whether it is one of the message workloads, which every system but those of the
-    /// calls and the pool takes part in.
+    /// calls, the pool and the network takes part in.
     pub(crate) fn is_message(self) -> bool {
-        !self.is_calls() && !self.is_resource() && self != Workload::Pool
+        !self.is_calls() && !self.is_resource() && !self.is_network() && self != Workload::Pool
+    }
+
+    /// Whether it runs over TCP on the loopback, in plaintext: `tcp-small` and `tcp-rtt`.
+    pub(crate) fn is_tcp(self) -> bool {
+        matches!(self, Workload::TcpSmall | Workload::TcpRtt)
+    }
+
+    /// Whether it runs over TLS on the loopback: `tls-small`, `tls-rtt` and `tls-4m`.
+    pub(crate) fn is_tls(self) -> bool {
+        matches!(
+            self,
+            Workload::TlsSmall | Workload::TlsRtt | Workload::Tls4M
+        )
+    }
+
+    /// Whether it runs over the network (see [`crate::net`]), whose systems each say that
+    /// they take part.
+    pub(crate) fn is_network(self) -> bool {
+        self.is_tcp() || self.is_tls()
     }
 
     /// Whether it moves resources (descriptors, shared memory): `fds` and `shm-4m`, whose
@@ -121,7 +167,11 @@ impl Workload {
     pub(crate) fn scaled(self) -> bool {
         matches!(
             self,
-            Workload::Small | Workload::Concurrent | Workload::Stalled
+            Workload::Small
+                | Workload::Concurrent
+                | Workload::Stalled
+                | Workload::TcpSmall
+                | Workload::TlsSmall
         )
     }
 
@@ -129,7 +179,7 @@ impl Workload {
     pub(crate) fn shape(self) -> Shape {
         match self {
             Workload::Data64K => Shape::Data(64 * 1024),
-            Workload::Data4M => Shape::Data(4 * 1024 * 1024),
+            Workload::Data4M | Workload::Tls4M => Shape::Data(4 * 1024 * 1024),
             Workload::Fds => Shape::Fd,
             Workload::Shm4M => Shape::Shm(4 * 1024 * 1024),
             _ => Shape::Ping,
@@ -163,12 +213,14 @@ impl Workload {
             },
         ];
         match self {
-            Workload::Rtt => RTT,
-            Workload::Small | Workload::Concurrent => &[Metric {
-                label: "",
-                unit: "M msg/s",
-            }],
-            Workload::Data64K | Workload::Data4M | Workload::Shm4M => &[Metric {
+            Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt => RTT,
+            Workload::Small | Workload::Concurrent | Workload::TcpSmall | Workload::TlsSmall => {
+                &[Metric {
+                    label: "",
+                    unit: "M msg/s",
+                }]
+            }
+            Workload::Data64K | Workload::Data4M | Workload::Shm4M | Workload::Tls4M => &[Metric {
                 label: "",
                 unit: "GB/s",
             }],
@@ -295,10 +347,10 @@ impl Sizes {
     /// measuring window in milliseconds.
     pub(crate) fn count(&self, workload: Workload) -> u64 {
         match workload {
-            Workload::Rtt => self.rtt,
-            Workload::Small => self.small,
+            Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt => self.rtt,
+            Workload::Small | Workload::TcpSmall | Workload::TlsSmall => self.small,
             Workload::Data64K => self.data_64k,
-            Workload::Data4M => self.data_4m,
+            Workload::Data4M | Workload::Tls4M => self.data_4m,
             Workload::Concurrent => self.concurrent,
             Workload::Stalled => self.stalled,
             Workload::Fds => self.fds,
@@ -332,7 +384,9 @@ impl Sizes {
                 (Role::Call(plan), Role::Answer)
             }
             (Workload::Pool, _) => (Role::Deal { jobs: count }, Role::Work),
-            (Workload::Rtt, _) => (Role::Ping { count }, Role::Echo),
+            (Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt, _) => {
+                (Role::Ping { count }, Role::Echo)
+            }
             (Workload::Stalled, _) => (
                 Role::Recv(Stream {
                     delay: self.stall,

@@ -32,7 +32,7 @@ impl System for Aiosock {
     }
 
     fn takes_part(&self, workload: Workload) -> bool {
-        workload != Workload::Pool
+        workload != Workload::Pool && !workload.is_network()
     }
 
     fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
@@ -102,7 +102,8 @@ pub(super) fn runtime(role: &Role) -> std::io::Result<Runtime> {
     .build()
 }
 
-async fn play(end: Endpoint<Msg, Msg>, role: &Role) -> Result<Outcome, BoxError> {
+/// Plays `role` with [`Msg`] both ways over `end` (also over TCP and TLS: `aiosock_net`).
+pub(super) async fn play(end: Endpoint<Msg, Msg>, role: &Role) -> Result<Outcome, BoxError> {
     let (tx, rx) = end.into_split();
     match role {
         Role::Send(stream) => send(tx, rx, stream).await,

@@ -18,17 +18,29 @@
 //! `raw_fds`), `aiosock`, `tokio-unix-ipc` and `ipc-channel` in their modules, and in
 //! `shm-4m` also `aiosock-vec` and `aiosock-vec-shm` (in `aiosock_shm`) and iceoryx2,
 //! which is built only with the feature `shm-peers`.
+//!
+//! The network workloads (`tcp-*`, `tls-*`: see [`crate::net`]) have systems of their own,
+//! each connecting over the loopback (the parent listens, the child connects):
+//! `raw-tcp` (`raw`'s buffered frames over a blocking `std` TCP stream, in `raw_tcp`) and
+//! `aiosock-tcp` over plaintext TCP; `raw-tls` (frames over a tokio-rustls stream, in
+//! `raw_tls`), `aiosock-tls` (both aiosock systems in `aiosock_net`) and `tarpc-tls`
+//! (tarpc's calls over the same TLS stream, in `tarpc_tls`) over TLS, which are built only
+//! with the feature `tls-peers` (and `tarpc-tls` only with `rpc-peers` too).
 
 mod aiosock;
 mod aiosock_calls;
+mod aiosock_net;
 mod aiosock_pool;
 mod aiosock_shm;
 mod iceoryx2;
 mod ipc_channel;
 mod raw;
 mod raw_fds;
+mod raw_tcp;
+mod raw_tls;
 mod remoc;
 mod tarpc;
+mod tarpc_tls;
 mod tokio_unix_ipc;
 
 use std::future::Future;
@@ -53,6 +65,9 @@ pub(crate) const SHM_PEERS: &str = if cfg!(feature = "shm-peers") {
 } else {
     "peer iceoryx2 not built (feature shm-peers)"
 };
+
+/// Calls `tarpc-tls` keeps in flight in `tls-small`.
+pub(crate) use tarpc_tls::IN_FLIGHT as TARPC_TLS_IN_FLIGHT;
 
 /// Why tarpc and remoc sit out when the feature is off.
 const PEERS_MISSING: &str = "unsupported: build with --features rpc-peers";
@@ -126,7 +141,7 @@ pub(crate) trait System: Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// Whether the system belongs in `workload`'s rows at all. By default, the message
-    /// workloads (not the calls, not the pool).
+    /// workloads (not the calls, the pool or the network).
     fn takes_part(&self, workload: Workload) -> bool {
         workload.is_message()
     }
@@ -138,8 +153,8 @@ pub(crate) trait System: Sync + std::fmt::Debug {
         None
     }
 
-    /// Whether the system makes a system call (or more) per message on each side. Such
-    /// systems move a tenth of the messages in the message-count workloads (see
+    /// Whether the system makes a system call (or more) per message on each side, or is
+    /// as slow per message (`tarpc-tls`). Such systems move a tenth of the messages in the message-count workloads (see
     /// [`Workload::scaled`]), to keep each run within seconds; rates stay comparable, and
     /// the table's `n` column shows the count.
     fn syscall_per_message(&self) -> bool {
@@ -154,11 +169,24 @@ pub(crate) trait System: Sync + std::fmt::Debug {
     fn child(&self, role: &Role) -> Result<Outcome, BoxError>;
 }
 
-/// The baseline every ratio is taken against.
+/// The baseline every ratio is taken against, but in the network workloads (see
+/// [`baseline`]).
 pub(crate) const BASELINE: &str = "raw-buffered";
 
+/// The baseline of `workload`'s `×raw` column: `raw-tcp` in the TCP workloads, `raw-tls`
+/// in the TLS ones, [`BASELINE`] elsewhere.
+pub(crate) fn baseline(workload: Workload) -> &'static str {
+    if workload.is_tcp() {
+        "raw-tcp"
+    } else if workload.is_tls() {
+        "raw-tls"
+    } else {
+        BASELINE
+    }
+}
+
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 14] {
+pub(crate) fn all() -> [&'static dyn System; 19] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
@@ -174,6 +202,11 @@ pub(crate) fn all() -> [&'static dyn System; 14] {
         &remoc::Remoc,
         &aiosock_pool::AiosockPool,
         &aiosock_pool::PoolManual,
+        &raw_tcp::RawTcp,
+        &aiosock_net::AiosockNet::TCP,
+        &raw_tls::RawTls,
+        &aiosock_net::AiosockNet::TLS,
+        &tarpc_tls::TarpcTls,
     ]
 }
 

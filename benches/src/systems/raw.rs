@@ -18,9 +18,13 @@
 //! In the resource workloads `raw-buffered` is the baseline too (`raw-unbuffered` sits
 //! them out): `fds` passes each descriptor with its own `sendmsg` (see `raw_fds`), and
 //! `shm-4m` sends each payload as a 4 MiB `Data` frame, as in `data-4m`.
+//!
+//! The frames and the message roles work over any blocking [`Socket`]: `raw-tcp` plays
+//! `raw-buffered`'s over TCP ([`play_buffered`]), and `raw-tls` writes the same frames
+//! ([`encode_frame`], [`decode_frame`]) through tokio-rustls.
 
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -36,10 +40,78 @@ use crate::process::{ChildCmd, wait_std};
 use crate::workload::{Outcome, Role, Stream, Workload};
 
 /// The buffer size of both variants' reader and of the buffered writer.
-const BUF: usize = 64 * 1024;
+pub(super) const BUF: usize = 64 * 1024;
 /// The largest frame a reader accepts, as aiosock's default.
-const MAX_FRAME: usize = 64 * 1024 * 1024;
+pub(super) const MAX_FRAME: usize = 64 * 1024 * 1024;
 const CONFIG: bincode::config::Configuration = bincode::config::standard();
+
+/// Encodes `msg` as one frame into `frame` (cleared first): its length as a `u32` LE, then
+/// the message in bincode 2 standard.
+pub(super) fn encode_frame<M: Serialize>(frame: &mut Vec<u8>, msg: &M) -> Result<(), BoxError> {
+    frame.clear();
+    frame.extend_from_slice(&[0; 4]);
+    bincode::serde::encode_into_std_write(msg, frame, CONFIG)?;
+    let len = u32::try_from(frame.len() - 4)?;
+    frame[..4].copy_from_slice(&len.to_le_bytes());
+    Ok(())
+}
+
+/// Decodes the payload of one frame (what follows its length), which must be one whole
+/// message.
+pub(super) fn decode_frame<M: DeserializeOwned>(payload: &[u8]) -> Result<M, BoxError> {
+    let (msg, used) = bincode::serde::decode_from_slice(payload, CONFIG)?;
+    if used != payload.len() {
+        return Err(format!("{} trailing bytes", payload.len() - used).into());
+    }
+    Ok(msg)
+}
+
+/// A blocking stream socket that frames travel over: the socketpair, or TCP (`raw-tcp`).
+pub(super) trait Socket: Read + Write + Send + Sized {
+    /// Another handle to the same socket.
+    fn try_clone(&self) -> io::Result<Self>;
+
+    /// Ends the sending direction: the peer reads EOF after the last byte.
+    fn shutdown_write(&self) -> io::Result<()>;
+}
+
+impl Socket for UnixStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        UnixStream::try_clone(self)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+impl Socket for TcpStream {
+    fn try_clone(&self) -> io::Result<Self> {
+        TcpStream::try_clone(self)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// `raw-buffered`'s message roles (`send`, `recv`, `ping`, `echo`) over `stream`: a 64 KiB
+/// `BufWriter` and `BufReader`, as on the socketpair.
+pub(super) fn play_buffered<S: Socket>(stream: S, role: &Role) -> Result<Outcome, BoxError> {
+    let mut rx = FrameReader {
+        input: BufReader::with_capacity(BUF, stream.try_clone()?),
+        buf: Vec::new(),
+    };
+    let ctl = stream.try_clone()?;
+    let mut tx = FrameWriter::new(BufWriter::with_capacity(BUF, stream), ctl);
+    match role {
+        Role::Send(stream) => send(tx, rx, stream),
+        Role::Recv(stream) => recv(&mut tx, rx, stream),
+        Role::Ping { count } => ping(tx, rx, *count),
+        Role::Echo => echo(&mut tx, &mut rx),
+        _ => Err(format!("{role:?} is no message role").into()),
+    }
+}
 
 /// A raw socketpair baseline.
 #[derive(Debug)]
@@ -105,14 +177,14 @@ impl System for Raw {
 
 /// Writes frames to `W` (buffered or not); `ctl` shuts the stream down at the end.
 #[derive(Debug)]
-struct FrameWriter<W> {
+struct FrameWriter<W, S = UnixStream> {
     out: W,
-    ctl: UnixStream,
+    ctl: S,
     frame: Vec<u8>,
 }
 
-impl<W: Write> FrameWriter<W> {
-    fn new(out: W, ctl: UnixStream) -> FrameWriter<W> {
+impl<W: Write, S: Socket> FrameWriter<W, S> {
+    fn new(out: W, ctl: S) -> FrameWriter<W, S> {
         FrameWriter {
             out,
             ctl,
@@ -122,11 +194,7 @@ impl<W: Write> FrameWriter<W> {
 
     /// Encodes `msg` as one frame and hands it to `W` in one `write_all`.
     fn write<M: Serialize>(&mut self, msg: &M) -> Result<(), BoxError> {
-        self.frame.clear();
-        self.frame.extend_from_slice(&[0; 4]);
-        bincode::serde::encode_into_std_write(msg, &mut self.frame, CONFIG)?;
-        let len = u32::try_from(self.frame.len() - 4)?;
-        self.frame[..4].copy_from_slice(&len.to_le_bytes());
+        encode_frame(&mut self.frame, msg)?;
         self.out.write_all(&self.frame)?;
         Ok(())
     }
@@ -138,18 +206,18 @@ impl<W: Write> FrameWriter<W> {
     /// Flushes and ends the stream: the peer reads EOF after the last frame.
     fn close(&mut self) -> io::Result<()> {
         self.out.flush()?;
-        self.ctl.shutdown(Shutdown::Write)
+        self.ctl.shutdown_write()
     }
 }
 
 /// Reads frames.
 #[derive(Debug)]
-struct FrameReader {
-    input: BufReader<UnixStream>,
+struct FrameReader<S = UnixStream> {
+    input: BufReader<S>,
     buf: Vec<u8>,
 }
 
-impl FrameReader {
+impl<S: Read> FrameReader<S> {
     /// The next message, or `None` at a clean end of stream (between frames).
     fn read(&mut self) -> Result<Option<Msg>, BoxError> {
         self.read_as()
@@ -176,11 +244,7 @@ impl FrameReader {
         }
         let payload = &mut self.buf[..len];
         self.input.read_exact(payload)?;
-        let (msg, used) = bincode::serde::decode_from_slice(payload, CONFIG)?;
-        if used != len {
-            return Err(format!("{} trailing bytes", len - used).into());
-        }
-        Ok(Some(msg))
+        Ok(Some(decode_frame(payload)?))
     }
 }
 
@@ -200,9 +264,9 @@ fn play<W: Write + Send>(
     }
 }
 
-fn send<W: Write + Send>(
-    mut tx: FrameWriter<W>,
-    mut rx: FrameReader,
+fn send<W: Write + Send, S: Socket>(
+    mut tx: FrameWriter<W, S>,
+    mut rx: FrameReader<S>,
     stream: &Stream,
 ) -> Result<Outcome, BoxError> {
     wait_ready(&mut rx)?;
@@ -238,9 +302,9 @@ fn send<W: Write + Send>(
     Ok(Outcome::default())
 }
 
-fn recv<W: Write>(
-    tx: &mut FrameWriter<W>,
-    mut rx: FrameReader,
+fn recv<W: Write, S: Socket>(
+    tx: &mut FrameWriter<W, S>,
+    mut rx: FrameReader<S>,
     stream: &Stream,
 ) -> Result<Outcome, BoxError> {
     let mut checker = Checker::new(stream.shape, stream.senders, stream.per_sender);
@@ -264,9 +328,9 @@ fn recv<W: Write>(
     }
 }
 
-fn ping<W: Write>(
-    mut tx: FrameWriter<W>,
-    mut rx: FrameReader,
+fn ping<W: Write, S: Socket>(
+    mut tx: FrameWriter<W, S>,
+    mut rx: FrameReader<S>,
     count: u64,
 ) -> Result<Outcome, BoxError> {
     wait_ready(&mut rx)?;
@@ -284,7 +348,10 @@ fn ping<W: Write>(
     Ok(Outcome::latencies(latencies))
 }
 
-fn echo<W: Write>(tx: &mut FrameWriter<W>, rx: &mut FrameReader) -> Result<Outcome, BoxError> {
+fn echo<W: Write, S: Socket>(
+    tx: &mut FrameWriter<W, S>,
+    rx: &mut FrameReader<S>,
+) -> Result<Outcome, BoxError> {
     tx.write(&Msg::Ready)?;
     tx.flush()?;
     while let Some(msg) = rx.read()? {
@@ -295,7 +362,7 @@ fn echo<W: Write>(tx: &mut FrameWriter<W>, rx: &mut FrameReader) -> Result<Outco
     Ok(Outcome::default())
 }
 
-fn wait_ready(rx: &mut FrameReader) -> Result<(), BoxError> {
+fn wait_ready<S: Read>(rx: &mut FrameReader<S>) -> Result<(), BoxError> {
     match rx.read()? {
         Some(Msg::Ready) => Ok(()),
         other => Err(unexpected("Ready", other.as_ref())),
