@@ -37,7 +37,8 @@
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
-//! `tokio-unix-ipc` and `ipc-channel`. The calls workloads have their own set:
+//! `tokio-unix-ipc` and `ipc-channel`; in `rtt` also `aiosock-spin` (aiosock's
+//! low-latency mode, `Config::set_spin` of 100 µs on both ends). The calls workloads have their own set:
 //! `raw-buffered` (pipelined, replies matched by id, one thread), `aiosock` (the
 //! generated client, the server's `serve` answering in order), `aiosock-concurrent` (the
 //! same client, `serve_concurrent`), `aiosock-manual` (one-way messages carrying ids,
@@ -121,6 +122,7 @@ workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool,
            tcp-small, tcp-rtt, tls-small, tls-rtt, tls-4m (over the loopback)
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
+           in rtt also aiosock-spin (the low-latency mode);
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
            --features shm-peers);
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,

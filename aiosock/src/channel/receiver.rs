@@ -772,6 +772,12 @@ impl<T> Receiver<T> {
         if spin.is_zero() {
             return None;
         }
+        // Spinning is waiting: a send made while it spins (from another thread), or once
+        // it returns, writes at once again, as after a park. What this task sent before
+        // and left to the writer task goes out now, since on a current-thread runtime the
+        // writer cannot run until the spin ends.
+        self.shared.reader_waiting();
+        self.shared.write_queued_now();
         let start = std::time::Instant::now();
         loop {
             match self.buf.fill_from(self.shared.fd()) {

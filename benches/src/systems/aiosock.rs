@@ -52,6 +52,45 @@ impl System for Aiosock {
     }
 }
 
+/// aiosock in its low-latency mode: both ends with [`Config::set_spin`](::aiosock::Config::set_spin)
+/// of [`SPIN`], in the `rtt` workload only (the mode is for request and reply loops).
+#[derive(Debug)]
+pub(crate) struct AiosockSpin;
+
+/// The spin of `aiosock-spin`: a little over the echoing child's answer time here (its
+/// round trip, warm, is 10 to 20 µs), so that neither side parks between a ping and its
+/// echo. Each side's thread is busy for up to this long at every wait.
+const SPIN: Duration = Duration::from_micros(100);
+
+impl AiosockSpin {
+    fn spinning(end: Endpoint<Msg, Msg>) -> Endpoint<Msg, Msg> {
+        let mut config = end.config().clone();
+        config.set_spin(SPIN);
+        end.with_config(config)
+    }
+}
+
+impl System for AiosockSpin {
+    fn name(&self) -> &'static str {
+        "aiosock-spin"
+    }
+
+    fn takes_part(&self, workload: Workload) -> bool {
+        workload == Workload::Rtt
+    }
+
+    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        spawned::<Msg, _>(child, runtime(role)?, |end| async move {
+            play(AiosockSpin::spinning(end), role).await
+        })
+    }
+
+    fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
+        let end = AiosockSpin::spinning(::aiosock::inherited::<Msg, Msg>()?);
+        runtime(role)?.block_on(play(end, role))
+    }
+}
+
 /// Whether `role` moves descriptors or shared memory (the `fds` and `shm-4m` workloads).
 fn carries_resources(role: &Role) -> bool {
     matches!(role.shape(), Some(Shape::Fd | Shape::Shm(_)))

@@ -13,6 +13,8 @@
 //! and `pool-manual` (in `aiosock_pool`), whose parent starts several children, the
 //! roles `deal` and `work`.
 //!
+//! In `rtt`, `aiosock-spin` (in `aiosock`) is aiosock in its low-latency mode.
+//!
 //! In the resource workloads (`fds`, `shm-4m`: see [`crate::resource`]) each system says
 //! that it takes part, and sends its own message types: `raw-buffered` (descriptors in
 //! `raw_fds`), `aiosock`, `tokio-unix-ipc` and `ipc-channel` in their modules, and in
@@ -186,11 +188,12 @@ pub(crate) fn baseline(workload: Workload) -> &'static str {
 }
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 19] {
+pub(crate) fn all() -> [&'static dyn System; 20] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
         &aiosock::Aiosock,
+        &aiosock::AiosockSpin,
         &aiosock_shm::AiosockVec,
         &aiosock_shm::AiosockVecShm,
         &aiosock_calls::AiosockConcurrent,
