@@ -56,6 +56,8 @@ fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
 
 /// The longest a lingering thread sleeps in `poll` before it looks at the list again.
 const POLL_AT_MOST: Duration = Duration::from_millis(100);
+/// The pause before another try at an end whose descriptors the kernel refused for now.
+const REFUSED_PAUSE: Duration = Duration::from_millis(5);
 
 /// Records a new end, and installs the exit hook the first time.
 pub(crate) fn register(shared: &Arc<Shared>) {
@@ -117,6 +119,12 @@ fn try_finish(shared: &Shared) -> Option<()> {
     };
     match flow {
         Ok(Flow::Full | Flow::More) => None,
+        Ok(Flow::Refused) => {
+            // Descriptors refused for now, on a socket that may have room: its readiness
+            // would not make the wait below wait.
+            std::thread::sleep(REFUSED_PAUSE);
+            None
+        }
         Ok(Flow::Drained) | Err(_) => {
             shared.end_sending();
             shared.events.notify_waiters();

@@ -86,6 +86,10 @@ pub(crate) enum Flow {
     Full,
     /// The call wrote its share and more is queued (others keep queueing): call again.
     More,
+    /// The kernel refused to take descriptors for now (see `sys::is_refused_for_now`):
+    /// nothing of the send went out, and the socket may have room, so its readiness says
+    /// nothing: try again after a pause.
+    Refused,
 }
 
 /// Batches [`Shared::write_now`] takes from the queue before it returns [`Flow::More`].
@@ -370,6 +374,7 @@ impl Shared {
                     self.events.notify_waiters();
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flow::Full),
+                Err(e) if sys::is_refused_for_now(&e) => return Ok(Flow::Refused),
                 Err(e) => return Err(e),
             }
         }

@@ -22,6 +22,9 @@ use crate::sys::{self, Socket};
 /// often `closed` probes without a watcher.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
+/// The first pause of a writer whose descriptors the kernel refused for now.
+const REFUSED_PAUSE: Duration = Duration::from_millis(1);
+
 /// A writer woken with less than this queued lets other tasks add to it before writing.
 const GATHER_BELOW: usize = 16 * 1024;
 
@@ -53,6 +56,7 @@ impl WriterTask {
         loop {
             // Write everything queued, waiting for room whenever the socket is full. This
             // also finishes a batch that an inline write in a sending task left behind.
+            let mut refused = 0u32;
             loop {
                 let flow = {
                     let mut batch = self.shared.batch();
@@ -64,6 +68,14 @@ impl WriterTask {
                     // runtime's other tasks their turn between rounds of batches.
                     Ok(Flow::More) => tokio::task::consume_budget().await,
                     Ok(Flow::Full) if self.wait_writable().await.is_ok() => {}
+                    // Descriptors refused for now: the peer holds the sending user's quota
+                    // of descriptors in flight. Its reads free it, but no readiness says
+                    // when: pause, longer each time (1 ms up to 64 ms), and try again.
+                    // Nothing is dropped; the queue's own bounds hold meanwhile.
+                    Ok(Flow::Refused) => {
+                        pause_for(REFUSED_PAUSE * (1 << refused.min(6))).await;
+                        refused = refused.saturating_add(1);
+                    }
                     // The peer is gone (or the socket failed): nothing more can be sent.
                     Ok(Flow::Full) | Err(_) => {
                         self.shared.close_for_sending();
@@ -145,5 +157,10 @@ impl Drop for WriterTask {
 /// A pause between probes where nothing better can be waited on: from the blocking pool,
 /// so that it needs no timer in the runtime.
 pub(crate) async fn pause() {
-    let _ = tokio::task::spawn_blocking(|| std::thread::sleep(POLL_INTERVAL)).await;
+    pause_for(POLL_INTERVAL).await;
+}
+
+/// A pause of `time`, from the blocking pool (the runtime may have no timer).
+async fn pause_for(time: Duration) {
+    let _ = tokio::task::spawn_blocking(move || std::thread::sleep(time)).await;
 }

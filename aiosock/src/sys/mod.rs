@@ -44,9 +44,9 @@ pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_other_sockets};
 pub(crate) use shm::{Mapping, file_size, fully_sealed, memfd, seal, seals};
 pub(crate) use socket::{
-    MAX_FDS_PER_SEND, advise_free, is_unix_stream, peek, peer_can_receive, poll_writable, recv,
-    recv_spare, recv_spare_blocking, send_vectored_with_fds, set_nonblocking, shutdown_read,
-    shutdown_write, socketpair,
+    MAX_FDS_PER_SEND, advise_free, is_refused_for_now, is_unix_stream, peek, peer_can_receive,
+    poll_writable, recv, recv_spare, recv_spare_blocking, send_vectored_with_fds, set_nonblocking,
+    shutdown_read, shutdown_write, socketpair,
 };
 pub(crate) use tcp::set_keepalive;
 

@@ -308,6 +308,17 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 }
 
 /// Whether `fd` is a Unix stream socket.
+/// Whether a failed send with descriptors was refused for now rather than for good: the
+/// sending user has more descriptors in flight than its `RLIMIT_NOFILE` allows
+/// (`ETOOMANYREFS`, which root is exempt from), or the kernel is short of buffers
+/// (`ENOBUFS`). Nothing was sent; the same send succeeds once the peer has received some.
+pub(crate) fn is_refused_for_now(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::ETOOMANYREFS | nix::libc::ENOBUFS)
+    )
+}
+
 pub(crate) fn is_unix_stream(fd: BorrowedFd<'_>) -> bool {
     use nix::sys::socket::{UnixAddr, getsockname, getsockopt, sockopt};
     let stream = getsockopt(&fd, sockopt::SockType).is_ok_and(|t| t == SockType::Stream);

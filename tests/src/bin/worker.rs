@@ -46,6 +46,11 @@
 //! - `fds-rlimit`: receives one `Resources::Many`, then lowers its descriptor limit so that
 //!   the next message's descriptors cannot all be installed; prints `truncated closed` if
 //!   that receive fails with `FdError::Truncated` and leaves no descriptor open;
+//! - `fds-unprivileged <n>`: lowers its descriptor limit to [`UNPRIVILEGED_NOFILE`] and,
+//!   if it runs as root, becomes user and group 65534 (without root's exemption, the
+//!   kernel refuses descriptors with `ETOOMANYREFS` once the user has more than its limit
+//!   in flight), then sends `Returned::Echo { tag: i, fd }` for `i` in `0..n` (`fd` a new
+//!   `/dev/null`) without waiting, and exits; prints `unprivileged` when it dropped root;
 //! - `evolve <v1|v2|unmarked>`: serves version 1 or 2 of `Evolving` (or the broken
 //!   version whose appended variant is not `#[added]`), reporting each ping back as
 //!   `Report::Pinged`; version 2 also tries `Report::Noted`, and when the parent closes
@@ -108,6 +113,12 @@ fn main() {
         "fd-limit" => fd_limit(),
         "fork-resources" => fork_resources(),
         "fds-rlimit" => fds_rlimit(),
+        "fds-unprivileged" => fds_unprivileged(
+            std::env::args()
+                .nth(2)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
+        ),
         "calls" => calls(false),
         "calls-concurrent" => calls(true),
         "connect" | "connect-abstract" | "connect-tcp" | "connect-tls" | "probe" | "probe-bind"
@@ -371,6 +382,39 @@ fn fds_rlimit() -> Result<(), BoxError> {
             );
         }
         println!("truncated closed");
+        Ok(())
+    })
+}
+
+/// The descriptor limit of the `fds-unprivileged` worker.
+const UNPRIVILEGED_NOFILE: u64 = 512;
+
+fn fds_unprivileged(n: u64) -> Result<(), BoxError> {
+    use nix::sys::resource::{Resource, setrlimit};
+    use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+    let end = aiosock::inherited::<Returned, Resources>()?;
+    setrlimit(
+        Resource::RLIMIT_NOFILE,
+        UNPRIVILEGED_NOFILE,
+        UNPRIVILEGED_NOFILE,
+    )?;
+    if Uid::effective().is_root() {
+        setgroups(&[])?;
+        setgid(Gid::from_raw(65534))?;
+        setuid(Uid::from_raw(65534))?;
+        println!("unprivileged");
+    }
+    // The queue's own bound on descriptors stays well under the process's limit.
+    let mut config = aiosock::Config::new();
+    config.set_max_fds(192);
+    let end = end.with_config(config);
+    runtime()?.block_on(async move {
+        let (tx, _rx) = end.into_split();
+        for tag in 0..n {
+            let fd = aiosock::Fd::from(std::fs::File::open("/dev/null")?);
+            tx.send(Returned::Echo { tag, fd }).await?;
+        }
+        // Whatever the kernel has not taken yet is written out at exit.
         Ok(())
     })
 }
