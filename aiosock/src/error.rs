@@ -367,6 +367,18 @@ pub enum FdError {
         /// The maximum.
         max: u64,
     },
+    /// A shared-memory buffer has holes: fewer bytes of memory than its length. Reading
+    /// a hole would allocate memory in the receiver, so its sender must have written (or
+    /// populated) every page, as a [`ShmBuf`](crate::ShmBuf) does.
+    #[error(
+        "a shared-memory buffer of {len} bytes has only {allocated} allocated: reading its holes would allocate here"
+    )]
+    ShmSparse {
+        /// Its size.
+        len: u64,
+        /// The bytes of memory it has.
+        allocated: u64,
+    },
     /// A shared-memory buffer could not be mapped.
     #[error("a shared-memory buffer could not be mapped: {reason}")]
     ShmMap {

@@ -124,8 +124,10 @@ impl fmt::Debug for ShmBuf {
 /// `F_SEAL_SHRINK`, `F_SEAL_GROW`, `F_SEAL_SEAL`) and has the size the message gives:
 /// otherwise a hostile sender could change the bytes under the reader, or shrink the
 /// file so that reading it faults. A buffer that fails a check is
-/// [`FdError::NotSealed`] or [`FdError::ShmSize`], and one larger than
-/// [`Config::max_shm_len`](crate::Config::max_shm_len) is [`FdError::ShmTooLarge`].
+/// [`FdError::NotSealed`] or [`FdError::ShmSize`], one larger than
+/// [`Config::max_shm_len`](crate::Config::max_shm_len) is [`FdError::ShmTooLarge`], and
+/// one with holes (pages never written, which reading would allocate in the receiver) is
+/// [`FdError::ShmSparse`]: the sender pays for every byte it sends.
 ///
 /// Clones share the mapping. The memory is freed when the last `Shm` for it, in any
 /// process, is dropped (or its process exits, even by `kill -9`), and the frame carrying
@@ -172,6 +174,14 @@ impl Shm {
                 announced: len,
                 actual,
             });
+        }
+        // Every page must exist already, paid for by its sender. Reading a hole of a
+        // memfd allocates a page for the reader: a sealed, sparse buffer (a 1 GiB
+        // `ftruncate` costs its sender nothing) would make this end allocate its whole
+        // length. A `ShmBuf` is populated when made, so it always passes.
+        let allocated = sys::allocated_bytes(fd.as_fd()).unwrap_or(0);
+        if allocated < len {
+            return Err(FdError::ShmSparse { len, allocated });
         }
         let map_len = usize::try_from(len).map_err(|_| FdError::ShmTooLarge {
             len,
@@ -255,6 +265,37 @@ mod tests {
             Shm::copy_from_slice(b"").expect("empty").len(),
             0,
             "an empty buffer maps nothing"
+        );
+    }
+
+    #[test]
+    fn a_sparse_buffer_is_refused_without_allocating_its_holes() {
+        const LEN: usize = 64 << 20;
+        // Sealed and the right size, but never written: 64 MiB of holes, free to make.
+        let sparse = sys::memfd(LEN).expect("memfd");
+        sys::seal(sparse.as_fd()).expect("seal");
+        assert_eq!(sys::allocated_bytes(sparse.as_fd()).expect("stat"), 0);
+        let probe = sparse.try_clone().expect("dup");
+        let (payload, _) = encode_payload_with(&(0u32, LEN as u64)).expect("encode");
+        match decode(&payload, vec![sparse], 1 << 30) {
+            Err(crate::Error::Fds(FdError::ShmSparse { len, allocated })) => {
+                assert_eq!((len, allocated), (LEN as u64, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            sys::allocated_bytes(probe.as_fd()).expect("stat"),
+            0,
+            "the refusal read nothing: no page was allocated for it"
+        );
+        // One page written, the rest holes: refused all the same.
+        let mut buf = ShmBuf::new(3 * 4096).expect("buf");
+        buf[0] = 1;
+        let shm = buf.freeze().expect("freeze");
+        let (payload, fds) = encode_payload_with(&shm).expect("encode");
+        assert!(
+            decode(&payload, fds, 1 << 20).is_ok(),
+            "a ShmBuf has no holes"
         );
     }
 

@@ -42,7 +42,7 @@ pub(crate) use process::{
 };
 pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_other_sockets};
-pub(crate) use shm::{Mapping, file_size, fully_sealed, memfd, seal, seals};
+pub(crate) use shm::{Mapping, allocated_bytes, file_size, fully_sealed, memfd, seal, seals};
 pub(crate) use socket::{
     MAX_FDS_PER_SEND, advise_free, is_refused_for_now, is_unix_stream, peek, peer_can_receive,
     poll_writable, recv, recv_spare, recv_spare_blocking, send_vectored_with_fds, set_nonblocking,

@@ -71,6 +71,15 @@ pub(crate) fn file_size(fd: BorrowedFd<'_>) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))
 }
 
+/// The bytes of memory a regular file has allocated (`st_blocks`, in 512-byte units): for
+/// a memfd, its pages in memory or in swap.
+pub(crate) fn allocated_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let st = nix::sys::stat::fstat(fd).map_err(io_err)?;
+    let blocks =
+        u64::try_from(st.st_blocks).map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))?;
+    Ok(blocks.saturating_mul(512))
+}
+
 /// A shared mapping of a whole memfd, unmapped on drop. An empty one maps nothing.
 #[derive(Debug)]
 pub(crate) struct Mapping {
