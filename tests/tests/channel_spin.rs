@@ -1,13 +1,14 @@
 //! The low-latency mode (`Config::set_spin`): a receiver that polls its socket for a while
 //! before parking gets every message, in order, whether it comes within the spin or long
 //! after it (the receiver then parks and is woken as usual), across real processes; and
-//! its spin never holds back its own task's sends.
+//! its spin never holds back its own task's sends, nor does a peer that dribbles a frame
+//! keep it spinning.
 
 use std::time::Duration;
 
 use aiosock::Config;
-use aiosock_tests::guard;
 use aiosock_tests::workers::{Reply, Request, worker};
+use aiosock_tests::{frame_header, guard, hello, raw_peer, write_raw};
 
 const EXE: &str = env!("CARGO_BIN_EXE_worker");
 
@@ -75,4 +76,52 @@ async fn a_spin_does_not_hold_back_the_sends_before_it() {
     while let Some(reply) = guard("end", rx.recv()).await.expect("recv") {
         assert!(!matches!(reply, Reply::Echo { .. }), "{reply:?}");
     }
+}
+
+/// This thread's CPU time so far.
+fn thread_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
+    let (user, system) = (usage.user_time(), usage.system_time());
+    let micros = |t: nix::sys::time::TimeVal| {
+        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+    };
+    micros(user) + micros(system)
+}
+
+/// A peer that sends a frame a byte at a time, far apart: the spin is spent between
+/// messages only, so the receiver parks while the frame is incomplete instead of
+/// spinning through it (which a peer could otherwise keep up at the cost of a byte per
+/// spin). Before the fix, this receiver's thread spent the whole dribble (0.5 s) spinning.
+#[tokio::test]
+async fn a_peer_dribbling_a_frame_does_not_keep_the_receiver_spinning() {
+    const GAP: Duration = Duration::from_millis(50);
+    let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+    let mut config = Config::new();
+    config.set_spin(Config::MAX_SPIN);
+    let (tx, mut rx) = here.with_config(config).into_split();
+    let mut peer = raw_peer(there);
+    // `Reply::Counted(7)`: variant 1, then 7.
+    let frame = [frame_header(2, 0, 0), vec![1, 7]].concat();
+    let dribbler = std::thread::spawn(move || {
+        write_raw(&mut peer, &hello::<Reply, Request>());
+        for byte in frame {
+            std::thread::sleep(GAP);
+            write_raw(&mut peer, &[byte]);
+        }
+        peer
+    });
+    let before = thread_cpu();
+    let got = guard("dribbled", rx.recv()).await.expect("recv");
+    let spent = thread_cpu() - before;
+    assert_eq!(got, Some(Reply::Counted(7)));
+    // The spin before the first byte (one gap) is the only one: a tenth of the dribble
+    // at most, where spinning through it would take all ten gaps.
+    assert!(
+        spent < GAP * 3,
+        "the receiver's thread spent {spent:?} of CPU on a frame dribbled over {:?}",
+        GAP * 10
+    );
+    drop(dribbler.join().expect("dribbler"));
+    drop(tx);
 }

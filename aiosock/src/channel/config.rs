@@ -261,10 +261,26 @@ impl Config {
     /// Choose it for request and reply loops whose latency matters more than a core, with
     /// a spin a little over the peer's typical answer time (tens of microseconds); see the
     /// benchmark's `rtt` rows for `aiosock-spin`.
+    ///
+    /// The spin is spent only between messages: while part of a frame is buffered (a
+    /// peer dribbling a frame's bytes), and while [`serve`](crate::Receiver::serve) reads
+    /// ahead during a handler method, the receiver parks at once. At most
+    /// [`MAX_SPIN`](Self::MAX_SPIN); longer is taken as that.
     pub fn set_spin(&mut self, spin: Duration) -> &mut Config {
-        self.spin = spin;
+        self.spin = spin.min(Self::MAX_SPIN);
         self
     }
+
+    /// The longest spin [`set_spin`](Self::set_spin) takes: one second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let mut config = aiosock::Config::new();
+    /// config.set_spin(Duration::from_secs(3600));
+    /// assert_eq!(config.spin(), aiosock::Config::MAX_SPIN);
+    /// ```
+    pub const MAX_SPIN: Duration = Duration::from_secs(1);
 
     /// The low-latency mode's spin: zero when off.
     pub fn spin(&self) -> Duration {

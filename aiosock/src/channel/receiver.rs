@@ -81,6 +81,9 @@ pub struct Receiver<T> {
     held: VecDeque<(Pending<T>, usize)>,
     /// The frame bytes of the messages in `held`.
     held_bytes: usize,
+    /// `serve` is reading ahead while a handler method runs: no spinning then (the method
+    /// would wait for it).
+    reading_ahead: bool,
     /// How the stream ended while reading ahead: returned once `held` is empty.
     ended: Option<Result<(), Error>>,
     _msg: PhantomData<fn() -> T>,
@@ -97,6 +100,7 @@ impl<T: Protocol> Receiver<T> {
             observer: None,
             held: VecDeque::new(),
             held_bytes: 0,
+            reading_ahead: false,
             ended: None,
             _msg: PhantomData,
         }
@@ -550,7 +554,10 @@ impl<T: Protocol> Receiver<T> {
                 return Poll::Ready(out);
             }
             while self.ended.is_none() && self.room_to_read_ahead() {
-                match self.poll_incoming(cx) {
+                self.reading_ahead = true;
+                let polled = self.poll_incoming(cx);
+                self.reading_ahead = false;
+                match polled {
                     Poll::Pending => break,
                     Poll::Ready(Ok(Some(incoming))) => {
                         let responder = incoming
@@ -736,8 +743,12 @@ impl<T: Protocol> Receiver<T> {
             let mut ready = match io.poll_read_ready(cx) {
                 Poll::Ready(ready) => ready?,
                 Poll::Pending => {
-                    // Low-latency mode: poll the socket for a while before parking.
-                    if let Some(got) = self.spin() {
+                    // Low-latency mode: poll the socket for a while before parking, between
+                    // messages only (not inside a frame, not while `serve` runs a method).
+                    if !self.reading_ahead
+                        && self.buf.pending().is_empty()
+                        && let Some(got) = self.spin()
+                    {
                         return Poll::Ready(got);
                     }
                     // This task is about to wait: the next send may write at once again,
