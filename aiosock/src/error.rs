@@ -26,7 +26,7 @@ pub enum Error {
     /// messages. Close some, or raise the limit: [`raise_fd_limit`](crate::raise_fd_limit)
     /// lifts this process's soft limit to its hard one.
     #[error(
-        "this process is out of file descriptors (RLIMIT_NOFILE): close some, or raise the limit"
+        "this process is out of file descriptors (its RLIMIT_NOFILE, or the system's table): close some, or raise the limit"
     )]
     OutOfDescriptors(#[source] io::Error),
 

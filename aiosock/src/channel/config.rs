@@ -237,8 +237,9 @@ impl Config {
     /// Sets the size of the largest shared-memory buffer ([`Shm`](crate::Shm)) this end
     /// accepts in a message, in bytes. A larger one is
     /// [`FdError::ShmTooLarge`](crate::FdError::ShmTooLarge). The buffer's memory belongs
-    /// to its memfd, not to this process, but pages of it this process reads that its
-    /// sender never wrote are allocated when read, so lower this for untrusted peers.
+    /// to its memfd, allocated by its sender (one with holes is
+    /// [`FdError::ShmSparse`](crate::FdError::ShmSparse)), but it stays allocated while
+    /// this process holds the `Shm`, so lower this for untrusted peers.
     pub fn set_max_shm_len(&mut self, bytes: u64) -> &mut Config {
         self.max_shm_len = bytes;
         self

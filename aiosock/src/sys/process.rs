@@ -99,8 +99,6 @@ pub(crate) fn at_exit(hook: extern "C" fn()) -> io::Result<()> {
     }
 }
 
-/// Asks the kernel to kill this process when the thread that created it exits, and dies
-/// at once if the parent `parent` is already gone. Async-signal-safe.
 /// Raises this process's soft limit on open descriptors to its hard limit: the new limit.
 pub(crate) fn raise_nofile() -> io::Result<u64> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -111,6 +109,8 @@ pub(crate) fn raise_nofile() -> io::Result<u64> {
     Ok(hard.max(soft))
 }
 
+/// Asks the kernel to kill this process when the thread that created it exits, and dies
+/// at once if the parent `parent` is already gone. Async-signal-safe.
 pub(crate) fn die_with_parent(parent: u32) -> io::Result<()> {
     // SAFETY: PR_SET_PDEATHSIG takes a signal number and no pointers.
     let r = unsafe {
