@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::process::Stdio;
 
 use aiosock::{Fd, InvalidMessage, SendError};
-use aiosock_tests::workers::{Resources, ResourcesClient, Returned, until_gone, worker};
+use aiosock_tests::workers::{Chat, Resources, ResourcesClient, Returned, until_gone, worker};
 use aiosock_tests::{fd_count_settles_at, guard, open_fd_count};
 
 const EXE: &str = env!("CARGO_BIN_EXE_worker");
@@ -322,6 +322,40 @@ async fn a_sender_over_its_users_descriptors_in_flight_waits_and_loses_nothing()
     assert!(status.success(), "{status}: {out}");
     if nix::unistd::Uid::effective().is_root() {
         assert!(out.contains("unprivileged"), "the worker kept root: {out}");
+    }
+}
+
+/// An end over TCP lives in this process's bridge: it cannot be handed on in a message
+/// (the receiver would get the bridge's socket pair without the bridge's knowledge, and
+/// descriptors it sent would be dropped). The send is refused with the message back.
+#[tokio::test]
+async fn an_end_over_tcp_cannot_travel_in_a_message() {
+    let listener = aiosock::TcpListener::<Chat, Chat>::bind_plaintext("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (connected, accepted) = tokio::join!(
+        aiosock::connect_plaintext_tcp::<Chat, Chat>(addr),
+        listener.accept()
+    );
+    let (connected, _accepted) = (connected.expect("connect"), accepted.expect("accept"));
+    let (here, _there) = aiosock::pair::<Resources, Returned>().expect("pair");
+    let (tx, _rx) = here.into_split();
+    let msg = Resources::Join {
+        end: connected,
+        speak: false,
+        lines: 0,
+    };
+    match tx.send(msg).await {
+        Err(SendError::Invalid(Resources::Join { end, .. }, InvalidMessage::Encode(e))) => {
+            let why = std::error::Error::source(&e).map(ToString::to_string);
+            assert!(
+                why.as_deref().is_some_and(|w| w.contains("TCP")),
+                "{e}: {why:?}"
+            );
+            drop(end);
+        }
+        other => panic!("{other:?}"),
     }
 }
 

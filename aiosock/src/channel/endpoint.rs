@@ -270,7 +270,10 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
 /// Only a whole, unused endpoint can travel: once split, an end's halves share a live
 /// queue, a writer task and a read buffer in this process, which cannot move. So the
 /// halves ([`Sender`], [`Receiver`]) are not messages; send the endpoint before splitting
-/// it. A received socket that is not a Unix stream socket is
+/// it. An end over TCP or TLS cannot travel either (its connection is pumped by a bridge
+/// task of this process: see [`tcp`](crate::tcp)); sending one is
+/// [`InvalidMessage::Encode`](crate::InvalidMessage::Encode), with the message handed
+/// back. A received socket that is not a Unix stream socket is
 /// [`FdError::NotASocket`](crate::FdError::NotASocket).
 ///
 /// # Examples
@@ -318,6 +321,11 @@ impl<Out: Protocol, In: Protocol> Endpoint<Out, In> {
 /// ```
 impl<Out: Protocol, In: Protocol> serde::Serialize for Endpoint<Out, In> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.bridged {
+            return Err(serde::ser::Error::custom(
+                "an end over TCP or TLS cannot travel in a message: its connection is held by this process's bridge",
+            ));
+        }
         let index = fd::attach(self.fd.as_fd()).map_err(serde::ser::Error::custom)?;
         serializer.serialize_u32(index)
     }
