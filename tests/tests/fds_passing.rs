@@ -199,6 +199,77 @@ async fn a_burst_of_descriptors_holds_at_most_max_fds_of_them_open_while_queued(
     assert!(after < 64, "the worker holds {after}");
 }
 
+/// The `Sink` keeps the same bound as `send`: its `poll_ready` waits while the queue holds
+/// `max_fds` descriptors, so a stream of messages with descriptors forwarded to a peer
+/// that never reads holds at most about twice that many open (the queue, and the batch
+/// being written), as `send` does. Before the fix it waited for bytes only, and the queue
+/// took 256 KiB of such frames: 9,361 duplicates open here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sink_of_descriptors_holds_at_most_max_fds_of_them_queued() {
+    use futures_sink::Sink;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let (here, there) = aiosock::pair::<Resources, Returned>().expect("pair");
+    // A peer that never reads: the socket fills, then the queue.
+    let peer = aiosock_tests::raw_peer(there);
+    let mut config = aiosock::Config::new();
+    config.set_max_fds(256);
+    let (tx, _rx) = here.with_config(config).into_split();
+    let memfd =
+        nix::sys::memfd::memfd_create(c"aiosock-sink", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
+            .expect("memfd");
+    let file = File::from(memfd);
+    let copies = || {
+        std::fs::read_dir("/proc/self/fd")
+            .map(|dir| {
+                dir.flatten()
+                    .filter_map(|e| std::fs::read_link(e.path()).ok())
+                    .filter(|t| t.to_string_lossy().contains("aiosock-sink"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let sending = tokio::spawn({
+        let sent = sent.clone();
+        let file = file.try_clone().expect("dup");
+        async move {
+            let mut sink = tx;
+            for _ in 0..100_000 {
+                std::future::poll_fn(|cx| Pin::new(&mut sink).poll_ready(cx))
+                    .await
+                    .expect("ready");
+                let fd = Fd::new(file.try_clone().expect("dup"));
+                Pin::new(&mut sink)
+                    .start_send(Resources::Many(vec![fd]))
+                    .expect("start_send");
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    // Until the sends stop: the socket and the queue are full.
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let now = sent.load(Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let held = copies();
+    assert!(
+        last > 1_000,
+        "only {last} sent: the test did not fill the socket"
+    );
+    // As for `send`: the queue's 256, the batch being written (as many again, plus one
+    // message), the message after `poll_ready`, this test's copy for the task, and the
+    // memfd itself.
+    assert!(held <= 2 * 256 + 4, "{held} copies open with {last} sent");
+    sending.abort();
+    drop(peer);
+}
+
 #[tokio::test]
 async fn the_worker_holds_no_descriptor_after_passing_thousands() {
     let (_child, client, rx) = start("resources");

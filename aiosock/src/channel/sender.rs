@@ -437,7 +437,9 @@ impl<T> fmt::Debug for Sender<T> {
     }
 }
 
-/// `Sink` over the same buffer: `poll_ready` waits for capacity, `start_send` queues,
+/// `Sink` over the same buffer: `poll_ready` waits for capacity (in bytes, and in
+/// descriptors under [`Config::max_fds`](crate::Config::max_fds), which the message after
+/// it may then exceed by its own), `start_send` queues,
 /// `poll_flush` waits until everything queued is in the kernel. `poll_close` only flushes:
 /// the direction ends when the last `Sender` is dropped, not when one sink closes.
 ///
@@ -454,11 +456,13 @@ impl<T: Protocol> futures_sink::Sink<T> for Sender<T> {
             return self.poll_pending(cx, |shared| {
                 Box::pin(async move {
                     shared.peer_hello().await?;
-                    shared.ready().await
+                    shared.ready_for_unknown().await
                 })
             });
         }
-        self.poll_pending(cx, |shared| Box::pin(async move { shared.ready().await }))
+        self.poll_pending(cx, |shared| {
+            Box::pin(async move { shared.ready_for_unknown().await })
+        })
     }
 
     fn start_send(self: Pin<&mut Self>, msg: T) -> Result<(), Self::Error> {

@@ -420,6 +420,23 @@ impl Shared {
         self.ready_for(0).await
     }
 
+    /// Waits for space in the queue for a frame whose descriptors are not known yet (the
+    /// `Sink`'s `poll_ready`): fewer bytes than the capacity, and fewer descriptors than
+    /// [`Config::max_fds`], so that the frame that follows, whatever it carries, exceeds
+    /// the bound by at most its own descriptors; `Err` once closed.
+    pub(crate) async fn ready_for_unknown(&self) -> Result<(), ()> {
+        self.wait_until(|out| match () {
+            () if out.closed => Some(Err(())),
+            () if out.queue.len() < self.config.capacity()
+                && out.queue.fds() < self.config.max_fds() =>
+            {
+                Some(Ok(()))
+            }
+            () => None,
+        })
+        .await
+    }
+
     /// Waits for space in the queue for a frame with `fds` descriptors; `Err` once closed.
     async fn ready_for(&self, fds: usize) -> Result<(), ()> {
         self.wait_until(|out| match () {
