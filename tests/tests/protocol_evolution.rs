@@ -146,3 +146,38 @@ async fn a_variant_appended_without_added_is_a_mismatch() {
     stdout.read_to_string(&mut out).expect("stdout");
     assert!(out.contains("protocol mismatch"), "{out}");
 }
+
+/// A sending half whose receiving half was dropped at once (`let (tx, _) = ...`) still
+/// learns what the peer knows: dropping the receiver waits with its shutdown (and the
+/// discarding of what the peer sent) until the peer's hello is known, whether it was
+/// already in the socket or comes later. Before the fix, the drop discarded the hello,
+/// and every send of an `#[added]` variant failed with `Closed` on a live connection.
+#[tokio::test]
+async fn a_sender_without_its_receiver_still_sends_added_variants() {
+    use evolve_v2::{Evolving, Report};
+    for hello_first in [true, false] {
+        let (here, there) = aiosock::pair::<Evolving, Report>().expect("pair");
+        let (peer_tx, mut peer_rx, tx) = if hello_first {
+            // The peer's hello is in the socket, unread, when the receiver is dropped.
+            let (peer_tx, peer_rx) = there.into_split();
+            let (tx, _) = here.into_split();
+            (peer_tx, peer_rx, tx)
+        } else {
+            // The receiver is gone before the peer has written its hello.
+            let (tx, _) = here.into_split();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let (peer_tx, peer_rx) = there.into_split();
+            (peer_tx, peer_rx, tx)
+        };
+        guard("send", tx.send(Evolving::Note("late".into())))
+            .await
+            .unwrap_or_else(|e| panic!("hello first {hello_first}: {e:?}"));
+        assert_eq!(
+            guard("recv", peer_rx.recv()).await.expect("recv"),
+            Some(Evolving::Note("late".into()))
+        );
+        // With the hello known, the receiving direction is shut down after all: the
+        // peer's sends fail instead of piling up for a reader that is gone.
+        guard("closed", peer_tx.closed()).await;
+    }
+}

@@ -812,17 +812,11 @@ impl<T> Drop for Receiver<T> {
         // Replies come through here: with the receiver gone, no call can complete.
         self.shared.calls.end(CallError::Closed);
         self.held.clear();
-        // Shut the direction down and discard what the peer sent and we did not read:
-        // the room this makes wakes a peer whose socket was full, and its next write
-        // fails with EPIPE instead of waiting forever for a reader that is gone.
-        sys::shutdown_read(self.shared.fd());
-        let mut scratch = [0u8; 16 * 1024];
-        for _ in 0..4096 {
-            match sys::recv(self.shared.fd(), &mut scratch) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
+        // Shut the direction down and discard what the peer sent and we did not read,
+        // once the peer's hello is known (the sending half needs it for `#[added]`
+        // variants).
+        self.shared
+            .receiver_dropped(self.buf.pending(), self.decoder.hello_pending());
     }
 }
 

@@ -324,7 +324,9 @@ impl<T: Protocol> Sender<T> {
     /// the Python original, as a future.
     ///
     /// After it returns `Ok`, a [`try_send`](Self::try_send) from this task succeeds unless
-    /// another clone filled the buffer in between.
+    /// another clone filled the buffer in between. For a protocol with
+    /// [`#[added]`](crate#compatible-evolution) variants it also waits for the peer's hello,
+    /// which `try_send` needs to know whether the peer understands them.
     ///
     /// # Errors
     ///
@@ -341,6 +343,14 @@ impl<T: Protocol> Sender<T> {
     pub fn ready(&self) -> impl Future<Output = Result<(), SendError<()>>> + Send + '_ {
         let _ = self.shared.attach();
         async move {
+            if T::BASELINE < T::VARIANT_COUNT {
+                // A protocol with `#[added]` variants: `try_send` needs the peer's hello
+                // for those (it says `Full` until then), so readiness includes it.
+                self.shared
+                    .peer_hello()
+                    .await
+                    .map_err(|()| SendError::Closed(()))?;
+            }
             self.shared
                 .ready()
                 .await

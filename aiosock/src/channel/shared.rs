@@ -17,7 +17,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
@@ -126,6 +126,11 @@ pub(crate) struct Shared {
     /// A duplicate of the socket registered for read readiness, for a sender that waits
     /// for the peer's hello (see [`peer_hello`](Self::peer_hello)).
     hello_watch: OnceLock<Option<AsyncFd<Socket>>>,
+    /// The receiver was dropped before the peer's hello was read, and this end sends
+    /// `#[added]` variants: the shutdown of the receiving direction (and the discarding of
+    /// what the peer sent) waits until the hello is known, which sends of those variants
+    /// need (see [`receiver_dropped`](Self::receiver_dropped)).
+    shutdown_after_hello: AtomicBool,
 }
 
 /// The peer's hello has not been read yet.
@@ -182,6 +187,7 @@ impl Shared {
             expects,
             known: AtomicUsize::new(UNKNOWN),
             hello_watch: OnceLock::new(),
+            shutdown_after_hello: AtomicBool::new(false),
         });
         linger::register(&shared);
         shared
@@ -524,6 +530,45 @@ impl Shared {
     pub(crate) fn peer_knows(&self, known: usize) {
         self.known.store(known, Ordering::Release);
         self.events.notify_waiters();
+        if self.shutdown_after_hello.swap(false, Ordering::AcqRel) {
+            self.shut_receiving();
+        }
+    }
+
+    /// The receiver is gone, leaving `buffered` bytes it read and did not decode. Shuts
+    /// the receiving direction down and discards what the peer sent (the room this makes
+    /// wakes a peer whose socket was full, and its next write fails with `EPIPE` instead
+    /// of waiting forever for a reader that is gone) — unless the peer's hello is still
+    /// to come and this end sends `#[added]` variants: then only once it has been peeked.
+    /// A hello among `buffered` is taken first.
+    pub(crate) fn receiver_dropped(&self, buffered: &[u8], hello_pending: bool) {
+        if hello_pending && self.known().is_none() {
+            if let Ok(Some((hello, _))) = wire::PeerHello::decode(buffered)
+                && let Ok(known) = hello.check(&self.sends, &self.expects)
+            {
+                self.known.store(known, Ordering::Release);
+                self.events.notify_waiters();
+            } else if buffered.is_empty() && self.sends.baseline < self.sends.variants.len() {
+                self.shutdown_after_hello.store(true, Ordering::Release);
+                // The hello may have come meanwhile (a peek that finds it, or finds that
+                // it never will, shuts the direction down).
+                self.peek_hello();
+                return;
+            }
+        }
+        self.shut_receiving();
+    }
+
+    /// Shuts the receiving direction down and discards what is left to read.
+    fn shut_receiving(&self) {
+        sys::shutdown_read(self.fd());
+        let mut scratch = [0u8; 16 * 1024];
+        for _ in 0..4096 {
+            match sys::recv(self.fd(), &mut scratch) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
     }
 
     /// How many variants of what this end sends the peer knows, if its hello was read.
@@ -537,10 +582,37 @@ impl Shared {
     /// Looks at the start of the incoming stream without taking it (`MSG_PEEK`): if the
     /// receiver has not read the peer's hello yet, it is there.
     fn peek_hello(&self) -> Peeked {
+        // Most hellos are short: a look at the first bytes first, the longest hello only
+        // when those were all there and not enough.
+        let mut short = [0u8; 1024];
+        match sys::peek(self.fd(), &mut short) {
+            Ok(n) if n == short.len() => {}
+            Ok(n) => return self.peeked(Ok(&short[..n])),
+            Err(e) => return self.peeked(Err(e)),
+        }
         let mut buf = vec![0u8; MAX_HELLO];
         match sys::peek(self.fd(), &mut buf) {
-            Ok(0) => Peeked::Never,
-            Ok(n) => match wire::PeerHello::decode(&buf[..n]) {
+            Ok(n) => self.peeked(Ok(&buf[..n])),
+            Err(e) => self.peeked(Err(e)),
+        }
+    }
+
+    /// What a peek at the incoming stream (`bytes`, or the error) says of the peer's hello.
+    fn peeked(&self, peek: io::Result<&[u8]>) -> Peeked {
+        let peeked = self.read_peek(peek);
+        if !matches!(peeked, Peeked::NotYet)
+            && self.shutdown_after_hello.swap(false, Ordering::AcqRel)
+        {
+            // The receiver is gone and waited for this: nothing more to learn.
+            self.shut_receiving();
+        }
+        peeked
+    }
+
+    fn read_peek(&self, peek: io::Result<&[u8]>) -> Peeked {
+        match peek {
+            Ok([]) => Peeked::Never,
+            Ok(bytes) => match wire::PeerHello::decode(bytes) {
                 Ok(Some((hello, _))) => match hello.check(&self.sends, &self.expects) {
                     Ok(known) => {
                         self.known.store(known, Ordering::Release);
