@@ -1,7 +1,8 @@
 //! Every message `send` accepted reaches a live peer, however the sender's runtime or
 //! process ends: `block_on` returning, the runtime dropped, `shutdown_timeout`,
 //! `shutdown_background`, `std::process::exit`, and a forked child's closure returning.
-//! Each case runs in a real worker process, on a current-thread and a multi-thread runtime.
+//! Each case runs in a real worker process, on a current-thread and a multi-thread runtime,
+//! over a socket pair and (most cases) over TCP.
 //! And a worker that has used up its descriptors still delivers everything.
 
 use aiosock_tests::guard;
@@ -53,6 +54,57 @@ cases! {
     process_exit_current_thread: "exit", "current";
     process_exit_multi_thread: "exit", "multi";
     forked_child_returning: "fork", "current";
+}
+
+/// The same over TCP: the worker connects to this process's listener, sends the burst and
+/// ends its runtime or its process. Its end's bytes go through a bridge, which must
+/// forward them all (before the fix the bridge was a task of the worker's runtime, and
+/// ending the runtime or the process cut off what it had not forwarded yet).
+async fn every_message_arrives_over_tcp(ending: &str, flavor: &str) {
+    let listener = aiosock::TcpListener::<Request, Reply>::bind_plaintext("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let mut cmd = worker(WORKER, "burst-tcp");
+    cmd.args([ending, flavor, &addr]);
+    let mut child = cmd.spawn().expect("spawn");
+    let (end, _peer) = guard("accept", listener.accept()).await.expect("accept");
+    let (_tx, mut rx) = end.into_split();
+    let mut next = 0;
+    while let Some(reply) = guard("recv", rx.recv())
+        .await
+        .unwrap_or_else(|e| panic!("tcp {ending}/{flavor}: after {next} messages: {e}"))
+    {
+        assert_eq!(reply, Reply::Item(next), "tcp {ending}/{flavor}");
+        next += 1;
+    }
+    assert_eq!(next, BURST, "tcp {ending}/{flavor}: messages lost");
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(
+        status.success(),
+        "tcp {ending}/{flavor}: worker exited with {status}"
+    );
+}
+
+macro_rules! tcp_cases {
+    ($($name:ident: $ending:literal, $flavor:literal;)*) => {$(
+        #[tokio::test]
+        async fn $name() {
+            every_message_arrives_over_tcp($ending, $flavor).await;
+        }
+    )*};
+}
+
+tcp_cases! {
+    tcp_block_on_returning_current_thread: "return", "current";
+    tcp_runtime_dropped_multi_thread: "drop", "multi";
+    tcp_shutdown_timeout_current_thread: "shutdown-timeout", "current";
+    tcp_shutdown_background_multi_thread: "shutdown-background", "multi";
+    tcp_process_exit_current_thread: "exit", "current";
+    tcp_process_exit_multi_thread: "exit", "multi";
 }
 
 #[tokio::test]

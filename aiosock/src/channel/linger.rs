@@ -18,6 +18,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, Once, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::channel::Config;
 use crate::channel::shared::{Flow, Shared, Writer};
 use crate::sys;
 
@@ -214,6 +215,31 @@ pub(crate) fn exit_flush() {
             .unwrap_or_else(|e| e.into_inner())
             .0;
     }
+    drop(lingering);
+    drain_bridges();
+}
+
+/// Ends over TCP or TLS: what they accepted is in their bridge's socket pair now. Ends
+/// their sending direction (the bridge's end of file) and waits, at most their linger,
+/// until every bridge has forwarded it and shut the network stream's sending side down.
+fn drain_bridges() {
+    let bridged: Vec<Arc<Shared>> = lock(&ENDS)
+        .all
+        .iter()
+        .filter_map(Weak::upgrade)
+        .filter(|end| end.owned_here() && !end.config.carries_fds())
+        .collect();
+    // Ends already dropped have bridges that forward their last bytes too: the default
+    // linger for those.
+    let linger = bridged
+        .iter()
+        .map(|end| end.config.linger())
+        .max()
+        .unwrap_or_else(|| Config::new().linger());
+    for end in &bridged {
+        end.end_sending();
+    }
+    crate::tcp::drain_at_exit(Instant::now() + linger);
 }
 
 /// Runs at process exit (registered with `atexit`).

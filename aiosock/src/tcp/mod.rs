@@ -111,9 +111,10 @@
 //!
 //! The machinery of an end (its writer, linger, flush at exit, and reads straight into
 //! the receive buffer) works on a Unix socket. A TCP or TLS connection is joined to it by
-//! a bridge: a task on the runtime that accepted or connected, which pumps bytes between
-//! the network stream and one end of a Unix socket pair whose other end is the user's
-//! [`Endpoint`]. The decode budget, frame limits, backpressure, calls and close are
+//! a bridge: a task that pumps bytes between the network stream and one end of a Unix
+//! socket pair whose other end is the user's [`Endpoint`]. Bridges (and their TLS
+//! handshakes) run on one thread of aiosock's own, `aiosock-bridge`, started with the
+//! first connection, not on the user's runtime: see [Lifetime](#lifetime). The decode budget, frame limits, backpressure, calls and close are
 //! therefore exactly those of a local end: a hostile TLS peer gets the same budget as a
 //! local one. The cost is one copy and one hop per direction, and one extra socket pair
 //! per connection. The bridge holds at most 64 KiB per direction plus rustls's own
@@ -137,13 +138,26 @@
 //!   the network error itself through the socket pair, so a TLS stream cut between two
 //!   frames looks like a close.
 //!
-//! The bridge lives on the runtime where the end was accepted or connected: shutting that
-//! runtime down closes the connection. An end from here cannot be handed to a child
-//! process with [`spawn`](crate::spawn) in any useful way (the bridge stays with this
-//! process). A process that forks ([`fork`](crate::fork)) after making TCP connections
-//! leaves the child copies of their sockets: close them (or exec) in the child.
+//! # Lifetime
+//!
+//! No accepted message is lost to the way a program ends, over TCP as over a socket
+//! pair. The bridge does not belong to the runtime that accepted or connected: when that
+//! runtime shuts down (or `main` returns from `block_on`), the end's accepted messages
+//! go into the pair (its [linger](crate::Config::set_linger)) and the bridge forwards them.
+//! At process exit the exit hook writes out every end, ends each bridged end's sending
+//! direction, and waits, at most the ends' longest linger, until every bridge has
+//! forwarded what it holds and shut the network stream's sending side down (TLS
+//! `close_notify`, then `FIN`). The peer then reads every message and a clean end.
+//!
+//! The bridge thread stays for the life of the process. Since it is a thread, a process
+//! with TCP connections cannot [`fork`](crate::fork) (which needs a single-threaded
+//! process) — make workers first, or [`spawn`](crate::spawn) them. An end from here
+//! cannot be handed to another process, by [`spawn`](crate::spawn) or in a message (the
+//! bridge stays with this process; sending one is refused).
 
 mod bridge;
+
+pub(crate) use bridge::drain_at_exit;
 
 use std::fmt;
 use std::io;
@@ -176,17 +190,22 @@ async fn handshake(
     timeout: Duration,
     linger: Duration,
 ) -> Result<(std::os::fd::OwnedFd, TcpPeer), Error> {
-    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-        Ok(stream) => stream.map_err(tls_error)?,
-        Err(_elapsed) => return Err(handshake_timed_out(timeout)),
+    let stream = bridge::detach(stream)?;
+    let handshake = async move {
+        let stream = bridge::adopt(stream)?;
+        let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            Ok(stream) => stream.map_err(tls_error)?,
+            Err(_elapsed) => return Err(handshake_timed_out(timeout)),
+        };
+        let certificates = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        Ok((stream, certificates))
     };
-    let certificates = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .map(<[_]>::to_vec)
-        .unwrap_or_default();
-    let fd = bridge::spawn(stream, linger)?;
+    let (fd, certificates) = bridge::start(handshake, linger).await?;
     Ok((fd, TcpPeer { addr, certificates }))
 }
 
@@ -300,7 +319,7 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
         }
         let (stream, addr) = self.listener.accept().await?;
         configure(&stream)?;
-        let fd = bridge::spawn(stream, self.config.linger())?;
+        let fd = plain_bridge(stream, self.config.linger()).await?;
         let end = Endpoint::from_fd(fd)
             .with_config(self.config.clone())
             .bridged();
@@ -414,9 +433,15 @@ pub async fn connect_plaintext_tcp<Out: Protocol, In: Protocol>(
     addr: impl ToSocketAddrs,
 ) -> Result<Endpoint<Out, In>, Error> {
     let stream = tcp_connect(addr).await?;
-    let config = Config::new();
-    let fd = bridge::spawn(stream, config.linger())?;
+    let fd = plain_bridge(stream, Config::new().linger()).await?;
     Ok(Endpoint::from_fd(fd).bridged())
+}
+
+/// The bridge of a plaintext connection.
+async fn plain_bridge(stream: TcpStream, linger: Duration) -> Result<std::os::fd::OwnedFd, Error> {
+    let stream = bridge::detach(stream)?;
+    let (fd, ()) = bridge::start(async move { Ok((bridge::adopt(stream)?, ())) }, linger).await?;
+    Ok(fd)
 }
 
 /// Connects to `addr` over TLS, checking that the server's certificate is valid for
@@ -446,15 +471,17 @@ pub async fn connect_tls<Out: Protocol, In: Protocol>(
         rustls_pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls {
             reason: format!("invalid server name {server_name:?}: {e}"),
         })?;
-    let stream = tcp_connect(addr).await?;
+    let stream = bridge::detach(tcp_connect(addr).await?)?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let timeout = HANDSHAKE_TIMEOUT;
-    let stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-        Ok(stream) => stream.map_err(tls_error)?,
-        Err(_elapsed) => return Err(handshake_timed_out(timeout)),
+    let handshake = async move {
+        let stream = bridge::adopt(stream)?;
+        match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+            Ok(stream) => Ok((stream.map_err(tls_error)?, ())),
+            Err(_elapsed) => Err(handshake_timed_out(timeout)),
+        }
     };
-    let config = Config::new();
-    let fd = bridge::spawn(stream, config.linger())?;
+    let (fd, ()) = bridge::start(handshake, Config::new().linger()).await?;
     Ok(Endpoint::from_fd(fd).bridged())
 }
 

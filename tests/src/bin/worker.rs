@@ -63,7 +63,9 @@
 //!   `out-of-descriptors <message>` if the failure is `Error::OutOfDescriptors`;
 //! - `burst <ending> <flavor>`: sends `Reply::Item(0..BURST)` without waiting for anything,
 //!   then ends its runtime (`current` or `multi` thread) the way `<ending>` says (see
-//!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive.
+//!   [`aiosock_tests::workers::ENDINGS`]); every accepted message must still arrive;
+//! - `burst-tcp <ending> <flavor> <addr>`: the same over plaintext TCP to the
+//!   `TcpListener<Request, Reply>` at `addr` (any ending but `fork`).
 
 use std::error::Error;
 use std::time::Duration;
@@ -126,6 +128,11 @@ fn main() {
         "burst" => burst(
             &std::env::args().nth(2).unwrap_or_default(),
             &std::env::args().nth(3).unwrap_or_default(),
+        ),
+        "burst-tcp" => burst_tcp(
+            &std::env::args().nth(2).unwrap_or_default(),
+            &std::env::args().nth(3).unwrap_or_default(),
+            &std::env::args().nth(4).unwrap_or_default(),
         ),
         other => Err(format!("unknown worker mode {other:?}").into()),
     };
@@ -916,7 +923,19 @@ fn send_burst(
     flavor: &str,
     tx: &aiosock::Sender<Reply>,
 ) -> Result<tokio::runtime::Runtime, BoxError> {
-    let rt = match flavor {
+    let rt = flavored(flavor)?;
+    rt.block_on(async {
+        for i in 0..BURST {
+            tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
+        }
+        Ok::<_, BoxError>(())
+    })?;
+    Ok(rt)
+}
+
+/// A runtime of `flavor`: `current` or `multi` thread.
+fn flavored(flavor: &str) -> Result<tokio::runtime::Runtime, BoxError> {
+    Ok(match flavor {
         "current" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?,
@@ -925,14 +944,40 @@ fn send_burst(
             .enable_all()
             .build()?,
         other => return Err(format!("unknown runtime flavor {other:?}").into()),
-    };
-    rt.block_on(async {
+    })
+}
+
+/// Connects over plaintext TCP to `addr`, sends a burst, then ends the runtime as
+/// `ending` says (not `fork`): the bridge must still forward every accepted message.
+fn burst_tcp(ending: &str, flavor: &str, addr: &str) -> Result<(), BoxError> {
+    let rt = flavored(flavor)?;
+    let tx = rt.block_on(async {
+        let end = aiosock::connect_plaintext_tcp::<Reply, Request>(addr).await?;
+        let (tx, _rx) = end.into_split();
         for i in 0..BURST {
             tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
         }
-        Ok::<_, BoxError>(())
+        Ok::<_, BoxError>(tx)
     })?;
-    Ok(rt)
+    end_runtime(ending, rt)?;
+    drop(tx);
+    Ok(())
+}
+
+/// Ends `rt` as `ending` says.
+fn end_runtime(ending: &str, rt: tokio::runtime::Runtime) -> Result<(), BoxError> {
+    match ending {
+        // `block_on` returned; the runtime and the sender go out of scope at the end.
+        "return" => {}
+        // The runtime is dropped while the sender lives on.
+        "drop" => drop(rt),
+        "shutdown-timeout" => rt.shutdown_timeout(Duration::from_millis(100)),
+        "shutdown-background" => rt.shutdown_background(),
+        // The process exits at once, with the runtime and the sender alive.
+        "exit" => std::process::exit(0),
+        other => return Err(format!("unknown ending {other:?}").into()),
+    }
+    Ok(())
 }
 
 /// Sends a burst, then ends the runtime as `ending` says.
@@ -957,17 +1002,8 @@ fn burst(ending: &str, flavor: &str) -> Result<(), BoxError> {
     }
     let (tx, _rx) = aiosock::inherited::<Reply, Request>()?.into_split();
     let rt = send_burst(flavor, &tx)?;
-    match ending {
-        // `block_on` returned; the runtime and the sender go out of scope at the end.
-        "return" => {}
-        // The runtime is dropped while the sender lives on.
-        "drop" => drop(rt),
-        "shutdown-timeout" => rt.shutdown_timeout(Duration::from_millis(100)),
-        "shutdown-background" => rt.shutdown_background(),
-        // The process exits at once, with the runtime and the sender alive.
-        "exit" => std::process::exit(0),
-        other => return Err(format!("unknown ending {other:?}").into()),
-    }
+    end_runtime(ending, rt)?;
+    drop(tx);
     Ok(())
 }
 
