@@ -14,7 +14,7 @@
 //! message. The sequence number is taken when a call is first polled, which is when its
 //! request goes into the client's queue, so the requests leave in order; the server runs
 //! each request's task in the order they arrive (a `LocalSet` runs its tasks first in,
-//! first out) and checks it with [`Checker`], so the stream is checked in order. A round
+//! first out) and checks it with [`Checker`](crate::msg::Checker), so the stream is checked in order. A round
 //! trip is a call of `echo(Msg)`, checked by the client.
 //!
 //! A tarpc server cannot send first, so there is no `Ready`: the receiver's clock starts
