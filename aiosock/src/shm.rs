@@ -131,7 +131,10 @@ impl fmt::Debug for ShmBuf {
 ///
 /// Clones share the mapping. The memory is freed when the last `Shm` for it, in any
 /// process, is dropped (or its process exits, even by `kill -9`), and the frame carrying
-/// it has been received or discarded.
+/// it has been received or discarded. Each `Shm` (not each clone) holds its memfd's
+/// descriptor open as long as it lives: a program that keeps many received buffers
+/// counts them against its descriptor limit, beyond what
+/// [`Config::max_fds`](crate::Config::max_fds) bounds while they wait to be received.
 pub struct Shm {
     inner: Arc<Sealed>,
 }
