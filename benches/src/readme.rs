@@ -166,12 +166,24 @@ fn commit(dir: &Path) -> String {
 /// How the run was started: as `cargo run` gives it when cargo started us (cargo sets
 /// `CARGO` in the program's environment), else the program's name; then the arguments.
 fn command_line(args: &[String]) -> String {
-    let program = if std::env::var_os("CARGO").is_some() {
-        "cargo run --release -p aiosock-benches --"
-    } else {
-        "aiosock-benches"
+    let features: Vec<&str> = [
+        ("rpc-peers", cfg!(feature = "rpc-peers")),
+        ("shm-peers", cfg!(feature = "shm-peers")),
+        ("tls-peers", cfg!(feature = "tls-peers")),
+        ("tracing", cfg!(feature = "tracing")),
+    ]
+    .into_iter()
+    .filter_map(|(name, on)| on.then_some(name))
+    .collect();
+    let program = match (std::env::var_os("CARGO").is_some(), features.is_empty()) {
+        (true, true) => "cargo run --release -p aiosock-benches --".to_owned(),
+        (true, false) => format!(
+            "cargo run --release -p aiosock-benches --features {} --",
+            features.join(",")
+        ),
+        (false, _) => "aiosock-benches".to_owned(),
     };
-    std::iter::once(program.to_string())
+    std::iter::once(program)
         .chain(args.iter().map(|a| shell_word(a)))
         .collect::<Vec<_>>()
         .join(" ")
