@@ -71,7 +71,9 @@
 //! network workloads the `×raw` column is to `raw-tcp` or `raw-tls`, and the report ends
 //! with aiosock's ratios to them and to tarpc.
 //! Repetitions are interleaved: each repetition runs every workload over every system
-//! (in a rotating order) before the next starts. Every
+//! (in a rotating order) before the next starts. Each run prints a progress line on
+//! standard error: the repetition, the run out of all, the time left at the pace so far,
+//! and the run's values. Every
 //! received message is checked for order and content; a failed run is reported, not
 //! averaged. Ratios are to `raw-buffered` in the same repetition: for throughput below 1
 //! is slower, for latency and memory above 1 is worse.
@@ -139,6 +141,19 @@ systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
   --write-readme FILE   after the run, put the report between FILE's lines
                         <!-- bench-table:start --> and <!-- bench-table:end -->,
                         after a line with the date, machine, commit and command";
+
+/// The time the remaining runs will take at the pace so far, as `~1m05s`.
+fn time_left(elapsed: Duration, done: usize, total: usize) -> String {
+    let done = done.max(1) as u32;
+    let left =
+        (elapsed / done) * u32::try_from(total.saturating_sub(done as usize)).unwrap_or(u32::MAX);
+    let secs = left.as_secs();
+    if secs >= 60 {
+        format!("~{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("~{secs}s")
+    }
+}
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -320,6 +335,22 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
             }
         }
     }
+    // Runs in all, for the progress lines' estimate of the time left.
+    let runs_per_rep: usize = options
+        .workloads
+        .iter()
+        .map(|&w| {
+            w.directions().len()
+                * options
+                    .systems
+                    .iter()
+                    .filter(|s| s.takes_part(w) && s.unsupported(w).is_none())
+                    .count()
+        })
+        .sum();
+    let total_runs = runs_per_rep * options.reps;
+    let runs_started = Instant::now();
+    let mut done_runs = 0usize;
     for rep in 0..options.reps {
         for &workload in &options.workloads {
             for &dir in workload.directions() {
@@ -348,10 +379,12 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                     ];
                     let result = process::run_isolated(&args, RUN_TIMEOUT + RUN_GRACE)
                         .and_then(|out| parse_values(&out));
+                    done_runs += 1;
                     eprintln!(
-                        "[rep {}/{}] {:<10} {dir} {:<15} {}",
+                        "[rep {}/{}, run {done_runs}/{total_runs}, {} left] {:<10} {dir} {:<15} {}",
                         rep + 1,
                         options.reps,
+                        time_left(runs_started.elapsed(), done_runs, total_runs),
                         workload.name(),
                         system.name(),
                         match &result {
