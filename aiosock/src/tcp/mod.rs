@@ -114,10 +114,11 @@
 //! a bridge: a task that pumps bytes between the network stream and one end of a Unix
 //! socket pair whose other end is the user's [`Endpoint`]. Bridges (and their TLS
 //! handshakes) run on one thread of aiosock's own, `aiosock-bridge`, started with the
-//! first connection, not on the user's runtime: see [Lifetime](#lifetime). The decode budget, frame limits, backpressure, calls and close are
-//! therefore exactly those of a local end: a hostile TLS peer gets the same budget as a
-//! local one. The cost is one copy and one hop per direction, and one extra socket pair
-//! per connection. The bridge holds at most 64 KiB per direction plus rustls's own
+//! first connection, not on the user's runtime: see [Lifetime](#lifetime). The decode
+//! budget, frame limits, backpressure, calls and close are therefore exactly those of a
+//! local end: a hostile TLS peer gets the same budget as a local one. The cost is one copy
+//! and one hop per direction (to the bridge thread and back), and one extra socket pair
+//! per connection; the benchmark's `tcp-*` and `tls-*` rows measure it. The bridge holds at most 64 KiB per direction plus rustls's own
 //! bounded buffers, and reads only once it has written what it read: a peer that stalls,
 //! or a user that stops receiving, makes the other side wait rather than the bridge
 //! buffer.
