@@ -62,6 +62,10 @@ impl WriterTask {
                     let mut batch = self.shared.batch();
                     self.shared.write_now(&mut batch)
                 };
+                if !matches!(flow, Ok(Flow::Refused)) {
+                    // The kernel took descriptors again: the next refusal pauses briefly.
+                    refused = 0;
+                }
                 match flow {
                     Ok(Flow::Drained) => break,
                     // Producers keep refilling the queue while the peer keeps up: give the
