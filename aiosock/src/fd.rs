@@ -222,81 +222,57 @@ pub(crate) struct Collected {
 /// One message being encoded on this thread. Dropping it (also when a `Serialize`
 /// panics) closes what was collected and not taken, and puts back the collector of a
 /// message that was being encoded before (a `Serialize` that sends a message of its own).
+/// Only that nested case saves anything: the common one costs a few `Cell` accesses.
 struct Encoding {
-    outer_phase: Phase,
-    outer: Option<Collected>,
+    /// The phase and collector of the encode this one is nested in.
+    outer: Option<Box<(Phase, Option<Collected>)>>,
 }
 
 impl Encoding {
     #[inline]
     fn begin() -> Encoding {
-        let outer_phase = ENCODING.replace(Phase::Plain);
-        let outer = match outer_phase {
-            Phase::Holding => OUTGOING.with(|cell| cell.borrow_mut().take()),
-            Phase::Idle | Phase::Plain => None,
+        let outer = match ENCODING.replace(Phase::Plain) {
+            Phase::Idle => None,
+            phase => Some(Box::new((phase, taken_collected(phase)))),
         };
-        Encoding { outer_phase, outer }
+        Encoding { outer }
     }
 
-    /// What the message's fields attached so far.
+    /// What the message's fields attached.
     #[inline]
-    fn take(&mut self) -> Collected {
-        match ENCODING.replace(Phase::Plain) {
-            Phase::Holding => collected(),
-            Phase::Idle | Phase::Plain => Collected::default(),
-        }
+    fn finish(&mut self) -> Collected {
+        taken_collected(ENCODING.replace(Phase::Plain)).unwrap_or_default()
     }
 }
 
 impl Drop for Encoding {
     #[inline]
     fn drop(&mut self) {
-        drop(self.take());
-        if let Some(outer) = self.outer.take() {
-            OUTGOING.with(|cell| *cell.borrow_mut() = Some(outer));
+        drop(self.finish());
+        match self.outer.take() {
+            None => ENCODING.set(Phase::Idle),
+            Some(outer) => {
+                let (phase, collected) = *outer;
+                if collected.is_some() {
+                    OUTGOING.with(|cell| *cell.borrow_mut() = collected);
+                }
+                ENCODING.set(phase);
+            }
         }
-        ENCODING.set(self.outer_phase);
     }
 }
 
-/// The encode of a message begun in [`Phase::Idle`]: nothing to save or restore but the
-/// phase. Dropping it (a `Serialize` that panicked) closes what was collected.
-struct Outermost;
-
-impl Outermost {
-    #[inline]
-    fn begin() -> Outermost {
-        ENCODING.set(Phase::Plain);
-        Outermost
+/// Takes what `OUTGOING` holds in `phase` (out of line: only `Holding` has anything).
+#[inline]
+fn taken_collected(phase: Phase) -> Option<Collected> {
+    #[inline(never)]
+    fn take() -> Option<Collected> {
+        OUTGOING.with(|cell| cell.borrow_mut().take())
     }
-
-    #[inline]
-    fn finish(self) -> Collected {
-        let collected = match ENCODING.get() {
-            Phase::Holding => collected(),
-            Phase::Idle | Phase::Plain => Collected::default(),
-        };
-        // The drop finds nothing held, and leaves the phase idle.
-        ENCODING.set(Phase::Plain);
-        collected
+    match phase {
+        Phase::Holding => take(),
+        Phase::Idle | Phase::Plain => None,
     }
-}
-
-impl Drop for Outermost {
-    fn drop(&mut self) {
-        if ENCODING.get() == Phase::Holding {
-            drop(collected());
-        }
-        ENCODING.set(Phase::Idle);
-    }
-}
-
-/// Takes what a message's fields attached (out of line: the rare case).
-#[inline(never)]
-fn collected() -> Collected {
-    OUTGOING
-        .with(|cell| cell.borrow_mut().take())
-        .unwrap_or_default()
 }
 
 /// Runs `encode` with a fresh collector installed: its result and what the message's
@@ -304,15 +280,9 @@ fn collected() -> Collected {
 /// message of its own) is restored after.
 #[inline]
 pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Collected) {
-    if ENCODING.get() == Phase::Idle {
-        // The common case: not inside another message's encode.
-        let scope = Outermost::begin();
-        let result = encode();
-        return (result, scope.finish());
-    }
     let mut encoding = Encoding::begin();
     let result = encode();
-    let collected = encoding.take();
+    let collected = encoding.finish();
     (result, collected)
 }
 
@@ -351,43 +321,39 @@ pub(crate) struct Taken {
     pub(crate) unused: usize,
 }
 
-/// One frame being decoded on this thread; the decoding counterpart of [`Encoding`].
+/// One frame being decoded on this thread; the decoding counterpart of [`Encoding`]. A
+/// field that claims a descriptor in a frame without any installs an empty set (see
+/// [`with_incoming`]), which [`finish`](Self::finish) or the drop takes.
 struct Decoding {
-    outer_phase: Phase,
-    outer: Option<Incoming>,
-    outer_max_shm_len: u64,
+    /// The phase, descriptors and shared-memory limit of the decode this one is nested in.
+    outer: Option<Box<(Phase, Option<Incoming>, u64)>>,
 }
 
 impl Decoding {
     #[inline]
     fn begin(fds: Vec<OwnedFd>, max_shm_len: u64) -> Decoding {
-        let outer_phase = DECODING.get();
-        let outer = match outer_phase {
-            Phase::Holding => INCOMING.with(|cell| cell.borrow_mut().take()),
-            Phase::Idle | Phase::Plain => None,
+        let outer = match DECODING.get() {
+            Phase::Idle => None,
+            phase => Some(Box::new((phase, taken_incoming(phase), MAX_SHM_LEN.get()))),
         };
-        let outer_max_shm_len = MAX_SHM_LEN.replace(max_shm_len);
+        MAX_SHM_LEN.set(max_shm_len);
         if fds.is_empty() {
             DECODING.set(Phase::Plain);
         } else {
             install(fds);
         }
-        Decoding {
-            outer_phase,
-            outer,
-            outer_max_shm_len,
-        }
+        Decoding { outer }
     }
 
     /// What became of the frame's descriptors; those not taken are closed.
     #[inline]
     fn finish(&mut self) -> Taken {
-        match DECODING.replace(Phase::Plain) {
-            Phase::Holding => held(),
-            Phase::Idle | Phase::Plain => Taken {
-                problem: None,
-                unused: 0,
-            },
+        let done = taken_incoming(DECODING.replace(Phase::Plain));
+        Taken {
+            unused: done
+                .as_ref()
+                .map_or(0, |done| done.slots.iter().filter(|s| s.is_some()).count()),
+            problem: done.and_then(|done| done.problem),
         }
     }
 }
@@ -407,63 +373,30 @@ impl Drop for Decoding {
     #[inline]
     fn drop(&mut self) {
         drop(self.finish());
-        if let Some(outer) = self.outer.take() {
-            INCOMING.with(|cell| *cell.borrow_mut() = Some(outer));
+        match self.outer.take() {
+            None => DECODING.set(Phase::Idle),
+            Some(outer) => {
+                let (phase, incoming, max_shm_len) = *outer;
+                if incoming.is_some() {
+                    INCOMING.with(|cell| *cell.borrow_mut() = incoming);
+                }
+                DECODING.set(phase);
+                MAX_SHM_LEN.set(max_shm_len);
+            }
         }
-        DECODING.set(self.outer_phase);
-        MAX_SHM_LEN.set(self.outer_max_shm_len);
     }
 }
 
-/// The decode of a frame without descriptors, begun in [`Phase::Idle`]: nothing to
-/// save or restore but the phase. A field that claims a descriptor installs an empty set
-/// (see [`with_incoming`]), which [`finish`](Plain::finish) or the drop takes.
-struct Plain;
-
-impl Plain {
-    #[inline]
-    fn begin(max_shm_len: u64) -> Plain {
-        MAX_SHM_LEN.set(max_shm_len);
-        DECODING.set(Phase::Plain);
-        Plain
+/// Takes what `INCOMING` holds in `phase` (out of line: only `Holding` has anything).
+#[inline]
+fn taken_incoming(phase: Phase) -> Option<Incoming> {
+    #[inline(never)]
+    fn take() -> Option<Incoming> {
+        INCOMING.with(|cell| cell.borrow_mut().take())
     }
-
-    #[inline]
-    fn finish(self) -> Taken {
-        let taken = match DECODING.get() {
-            Phase::Holding => held(),
-            Phase::Idle | Phase::Plain => Taken {
-                problem: None,
-                unused: 0,
-            },
-        };
-        // The drop finds nothing held, and leaves the phase idle.
-        DECODING.set(Phase::Plain);
-        taken
-    }
-}
-
-impl Drop for Plain {
-    fn drop(&mut self) {
-        if DECODING.get() == Phase::Holding {
-            drop(held());
-        }
-        DECODING.set(Phase::Idle);
-    }
-}
-
-/// Takes what a frame's decode holds in `INCOMING` (out of line: the rare case).
-#[inline(never)]
-fn held() -> Taken {
-    match INCOMING.with(|cell| cell.borrow_mut().take()) {
-        Some(done) => Taken {
-            problem: done.problem,
-            unused: done.slots.iter().filter(|slot| slot.is_some()).count(),
-        },
-        None => Taken {
-            problem: None,
-            unused: 0,
-        },
+    match phase {
+        Phase::Holding => take(),
+        Phase::Idle | Phase::Plain => None,
     }
 }
 
@@ -476,12 +409,6 @@ pub(crate) fn providing<R>(
     max_shm_len: u64,
     decode: impl FnOnce() -> R,
 ) -> (R, Taken) {
-    if fds.is_empty() && DECODING.get() == Phase::Idle {
-        // The common case: a frame without descriptors, not inside another's decode.
-        let plain = Plain::begin(max_shm_len);
-        let result = decode();
-        return (result, plain.finish());
-    }
     let mut decoding = Decoding::begin(fds, max_shm_len);
     let result = decode();
     let taken = decoding.finish();

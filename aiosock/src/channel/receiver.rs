@@ -816,7 +816,7 @@ impl<T> Drop for Receiver<T> {
         // once the peer's hello is known (the sending half needs it for `#[added]`
         // variants).
         self.shared
-            .receiver_dropped(self.buf.pending(), self.decoder.hello_pending());
+            .receiver_dropped(self.buf.pending(), self.decoder.awaiting_hello());
     }
 }
 

@@ -94,11 +94,6 @@ impl Decoder {
     /// allocates more than the checks in [`FrameHeader::decode`] and
     /// [`decode_payload_with`] allow.
     #[inline]
-    /// Whether the peer's hello is still to be decoded (the stream's first bytes).
-    pub(crate) fn hello_pending(&self) -> bool {
-        self.hello.is_some()
-    }
-
     pub(crate) fn decode<T: DeserializeOwned>(
         &mut self,
         buf: &[u8],
