@@ -375,14 +375,13 @@ pub(crate) fn resource_summary(records: &[Record]) -> String {
             };
             let label = format!("{} {dir}", workload.name());
             let pair = format!("{ours} ÷ {theirs}");
-            let _ = write!(
-                rows,
-                "{label:<12} {pair:<32} {ratio:>6.2} (min–max {min:.2}–{max:.2}, {n} reps)"
+            ratio_row(
+                &mut rows,
+                (&label, 12),
+                (&pair, 32),
+                (ratio, min, max, n),
+                note,
             );
-            if !note.is_empty() {
-                let _ = write!(rows, "  {note}");
-            }
-            rows.push('\n');
         }
     }
     if rows.is_empty() {
@@ -423,6 +422,25 @@ const NET_PAIRS: [(Workload, usize, &str, &str, &str); 11] = [
     ),
 ];
 
+/// One line of a ratio summary: the label and the pair in columns of the given widths,
+/// the median ratio with its range and repetitions, then the note if there is one.
+fn ratio_row(
+    rows: &mut String,
+    (label, label_width): (&str, usize),
+    (pair, pair_width): (&str, usize),
+    (ratio, min, max, n): (f64, f64, f64, usize),
+    note: &str,
+) {
+    let _ = write!(
+        rows,
+        "{label:<label_width$} {pair:<pair_width$} {ratio:>6.2} (min–max {min:.2}–{max:.2}, {n} reps)"
+    );
+    if !note.is_empty() {
+        let _ = write!(rows, "  {note}");
+    }
+    rows.push('\n');
+}
+
 /// The network workloads' ratios between the systems of [`NET_PAIRS`] (in the same
 /// repetition, medians over repetitions; throughput above 1 is faster, latency below 1 is
 /// better). Empty when no pair ran.
@@ -444,14 +462,13 @@ pub(crate) fn net_summary(records: &[Record]) -> String {
                 what.unit
             );
             let pair = format!("{ours} ÷ {theirs}");
-            let _ = write!(
-                rows,
-                "{label:<26} {pair:<26} {ratio:>6.2} (min–max {min:.2}–{max:.2}, {n} reps)"
+            ratio_row(
+                &mut rows,
+                (&label, 26),
+                (&pair, 26),
+                (ratio, min, max, n),
+                note,
             );
-            if !note.is_empty() {
-                let _ = write!(rows, "  {note}");
-            }
-            rows.push('\n');
         }
     }
     if rows.is_empty() {

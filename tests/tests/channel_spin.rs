@@ -12,6 +12,23 @@ use aiosock_tests::{frame_header, guard, hello, raw_peer, write_raw};
 
 const EXE: &str = env!("CARGO_BIN_EXE_worker");
 
+/// One round trip through the `serve` worker: `Echo { id, data }` comes back unchanged.
+async fn echo(
+    tx: &aiosock::Sender<Request>,
+    rx: &mut aiosock::Receiver<Reply>,
+    id: u64,
+    data: Vec<u8>,
+) {
+    tx.send(Request::Echo {
+        id,
+        data: data.clone(),
+    })
+    .await
+    .expect("send");
+    let reply = guard("echo", rx.recv()).await.expect("recv");
+    assert_eq!(reply, Some(Reply::Echo { id, data }));
+}
+
 #[tokio::test]
 async fn a_spinning_receiver_gets_every_reply_soon_or_late() {
     let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
@@ -20,15 +37,7 @@ async fn a_spinning_receiver_gets_every_reply_soon_or_late() {
     config.set_spin(Duration::from_micros(200));
     let (tx, mut rx) = here.with_config(config).into_split();
     for id in 0..5_000u64 {
-        let data = id.to_le_bytes().to_vec();
-        tx.send(Request::Echo {
-            id,
-            data: data.clone(),
-        })
-        .await
-        .expect("send");
-        let reply = guard("echo", rx.recv()).await.expect("recv");
-        assert_eq!(reply, Some(Reply::Echo { id, data }));
+        echo(&tx, &mut rx, id, id.to_le_bytes().to_vec()).await;
         if id % 1_000 == 999 {
             // Longer than the spin: the receiver parks, and the next reply still wakes it.
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -55,15 +64,7 @@ async fn a_spin_does_not_hold_back_the_sends_before_it() {
     let (tx, mut rx) = here.with_config(config).into_split();
     let start = std::time::Instant::now();
     for id in 0..10u64 {
-        let data = vec![id as u8; 16];
-        tx.send(Request::Echo {
-            id,
-            data: data.clone(),
-        })
-        .await
-        .expect("send");
-        let reply = guard("echo", rx.recv()).await.expect("recv");
-        assert_eq!(reply, Some(Reply::Echo { id, data }));
+        echo(&tx, &mut rx, id, vec![id as u8; 16]).await;
     }
     let elapsed = start.elapsed();
     // Ten round trips with the worker answering at once take milliseconds; five spins if

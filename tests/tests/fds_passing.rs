@@ -145,6 +145,19 @@ async fn ten_thousand_descriptors_through_a_worker_and_back_leave_no_descriptor_
     fd_count_settles_at(baseline, "after 10,000 descriptors").await;
 }
 
+/// How many descriptors this process holds of the memfd named `name` (each test names
+/// its own: other tests open descriptors meanwhile).
+fn copies_of(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter(|t| t.to_string_lossy().contains(name))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_descriptors_holds_at_most_max_fds_of_them_open_while_queued() {
     // Each message's descriptor is duplicated and held until the kernel takes it; the
@@ -163,16 +176,7 @@ async fn a_burst_of_descriptors_holds_at_most_max_fds_of_them_open_while_queued(
         nix::sys::memfd::memfd_create(c"aiosock-burst", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
             .expect("memfd");
     let file = File::from(memfd);
-    let copies = || {
-        std::fs::read_dir("/proc/self/fd")
-            .map(|dir| {
-                dir.flatten()
-                    .filter_map(|e| std::fs::read_link(e.path()).ok())
-                    .filter(|t| t.to_string_lossy().contains("aiosock-burst"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
+    let copies = || copies_of("aiosock-burst");
     let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let peak = std::thread::spawn({
         let watching = watching.clone();
@@ -219,16 +223,7 @@ async fn a_sink_of_descriptors_holds_at_most_max_fds_of_them_queued() {
         nix::sys::memfd::memfd_create(c"aiosock-sink", nix::sys::memfd::MFdFlags::MFD_CLOEXEC)
             .expect("memfd");
     let file = File::from(memfd);
-    let copies = || {
-        std::fs::read_dir("/proc/self/fd")
-            .map(|dir| {
-                dir.flatten()
-                    .filter_map(|e| std::fs::read_link(e.path()).ok())
-                    .filter(|t| t.to_string_lossy().contains("aiosock-sink"))
-                    .count()
-            })
-            .unwrap_or(0)
-    };
+    let copies = || copies_of("aiosock-sink");
     let sent = std::sync::Arc::new(AtomicU64::new(0));
     let sending = tokio::spawn({
         let sent = sent.clone();

@@ -10,22 +10,27 @@ use aiosock_tests::workers::{BURST, Reply, Request, emfile_reply, worker};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
+/// Receives until the end: every `Reply::Item` of the burst, in order, and nothing lost.
+async fn receive_the_burst(mut rx: aiosock::Receiver<Reply>, case: &str) {
+    let mut next = 0;
+    while let Some(reply) = guard("recv", rx.recv())
+        .await
+        .unwrap_or_else(|e| panic!("{case}: after {next} messages: {e}"))
+    {
+        assert_eq!(reply, Reply::Item(next), "{case}");
+        next += 1;
+    }
+    assert_eq!(next, BURST, "{case}: messages lost");
+}
+
 /// Runs the `burst` worker with `ending` and `flavor` and counts what arrives.
 async fn every_message_arrives(ending: &str, flavor: &str) {
     let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
     let mut cmd = worker(WORKER, "burst");
     cmd.args([ending, flavor]);
     let mut child = aiosock::spawn(cmd, there).expect("spawn");
-    let (_tx, mut rx) = here.into_split();
-    let mut next = 0;
-    while let Some(reply) = guard("recv", rx.recv())
-        .await
-        .unwrap_or_else(|e| panic!("{ending}/{flavor}: after {next} messages: {e}"))
-    {
-        assert_eq!(reply, Reply::Item(next), "{ending}/{flavor}");
-        next += 1;
-    }
-    assert_eq!(next, BURST, "{ending}/{flavor}: messages lost");
+    let (_tx, rx) = here.into_split();
+    receive_the_burst(rx, &format!("{ending}/{flavor}")).await;
     let status = guard("wait", child.wait()).await.expect("wait");
     assert!(
         status.success(),
@@ -69,16 +74,8 @@ async fn every_message_arrives_over_tcp(ending: &str, flavor: &str) {
     cmd.args([ending, flavor, &addr]);
     let mut child = cmd.spawn().expect("spawn");
     let (end, _peer) = guard("accept", listener.accept()).await.expect("accept");
-    let (_tx, mut rx) = end.into_split();
-    let mut next = 0;
-    while let Some(reply) = guard("recv", rx.recv())
-        .await
-        .unwrap_or_else(|e| panic!("tcp {ending}/{flavor}: after {next} messages: {e}"))
-    {
-        assert_eq!(reply, Reply::Item(next), "tcp {ending}/{flavor}");
-        next += 1;
-    }
-    assert_eq!(next, BURST, "tcp {ending}/{flavor}: messages lost");
+    let (_tx, rx) = end.into_split();
+    receive_the_burst(rx, &format!("tcp {ending}/{flavor}")).await;
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("join")
