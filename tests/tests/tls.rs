@@ -548,6 +548,52 @@ async fn the_bridge_ends_when_the_end_is_dropped_and_the_peer_stays_silent() {
     drop(tls);
 }
 
+/// A plaintext client on a runtime with I/O only (no timer) sends 32 MiB that the server
+/// has not started to read, drops its end and then its runtime. Its bridge cannot
+/// forward it all from there: it moves to aiosock's own thread, and every message
+/// arrives, then a clean end.
+#[tokio::test]
+async fn a_client_runtime_without_timers_that_drops_its_end_still_delivers_everything() {
+    let listener = TcpListener::<Msg, Msg>::bind_plaintext("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    const COUNT: usize = 512;
+    let chunk = "y".repeat(64 * 1024);
+    let client = {
+        let chunk = chunk.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let end = connect_plaintext_tcp::<Msg, Msg>(addr)
+                    .await
+                    .expect("connect");
+                let (tx, rx) = end.into_split();
+                for i in 0..COUNT {
+                    tx.send(Msg::Text(format!("{i} {chunk}")))
+                        .await
+                        .expect("send");
+                }
+                drop((tx, rx));
+            });
+            drop(rt);
+        })
+    };
+    let (server, _) = guard("accept", listener.accept()).await.expect("accept");
+    // Not reading yet: TCP and the pairs fill up, and the client's last sends wait.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (_tx, mut rx) = server.into_split();
+    for i in 0..COUNT {
+        let got = guard("recv", rx.recv()).await.expect("recv");
+        assert_eq!(got, Some(Msg::Text(format!("{i} {chunk}"))), "message {i}");
+    }
+    assert_eq!(guard("end", rx.recv()).await.expect("clean end"), None);
+    client.join().expect("client thread");
+}
+
 #[tokio::test]
 async fn a_client_that_stalls_its_handshake_does_not_hold_up_the_others() {
     let ca = Ca::new("aiosock test CA");

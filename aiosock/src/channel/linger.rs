@@ -191,6 +191,8 @@ pub(crate) fn settle() {
 /// until the latest linger deadline). Run when the process exits, and by a forked child
 /// before it ends.
 pub(crate) fn exit_flush() {
+    // Bridges first: they read what the ends write out below.
+    crate::tcp::move_at_exit(Instant::now() + Config::DEFAULT_LINGER);
     let ends: Vec<Arc<Shared>> = lock(&ENDS)
         .all
         .iter()

@@ -45,8 +45,8 @@ pub(crate) use registry::{Socket, release_other_sockets};
 pub(crate) use shm::{Mapping, allocated_bytes, file_size, fully_sealed, memfd, seal, seals};
 pub(crate) use socket::{
     MAX_FDS_PER_SEND, advise_free, is_refused_for_now, is_unix_stream, peek, peer_can_receive,
-    poll_writable, recv, recv_spare, recv_spare_blocking, send_vectored_with_fds, set_nonblocking,
-    shutdown_read, shutdown_write, socketpair,
+    poll_writable, recv, recv_spare, recv_spare_blocking, send, send_vectored_with_fds,
+    set_nonblocking, shutdown_read, shutdown_write, socketpair,
 };
 pub(crate) use tcp::set_keepalive;
 

@@ -112,14 +112,16 @@
 //! The machinery of an end (its writer, linger, flush at exit, and reads straight into
 //! the receive buffer) works on a Unix socket. A TCP or TLS connection is joined to it by
 //! a bridge: a task that pumps bytes between the network stream and one end of a Unix
-//! socket pair whose other end is the user's [`Endpoint`]. Bridges (and their TLS
-//! handshakes) run on one thread of aiosock's own, `aiosock-bridge`, started with the
-//! first connection, not on the user's runtime: see [Lifetime](#lifetime). The decode
-//! budget, frame limits, backpressure, calls and close are therefore exactly those of a
-//! local end: a hostile TLS peer gets the same budget as a local one. The cost is one copy
-//! and one hop per direction (to the bridge thread and back), and one extra socket pair
-//! per connection; the benchmark's `tcp-*` and `tls-*` rows measure it. The bridge holds at most 64 KiB per direction plus rustls's own
-//! bounded buffers, and reads only once it has written what it read: a peer that stalls,
+//! socket pair whose other end is the user's [`Endpoint`]. A bridge (and its TLS
+//! handshake) runs as a task on the runtime that accepted or connected, beside the tasks
+//! that use the end, and moves to a thread of aiosock's own only when that runtime can no
+//! longer drive it: see [Lifetime](#lifetime). The decode budget, frame limits,
+//! backpressure, calls and close are therefore exactly those of a local end: a hostile
+//! TLS peer gets the same budget as a local one. The cost is one copy per direction
+//! through the extra socket pair, which on a current-thread runtime the same thread reads
+//! back while it is still in its cache; the benchmark's `tcp-*` and `tls-*` rows measure
+//! it (at 4 MiB over TLS, 1.22–1.25× the raw `tokio-rustls` stream in the same run). The
+//! bridge holds at most 64 KiB per direction plus rustls's own bounded buffers, and reads only once it has written what it read: a peer that stalls,
 //! or a user that stops receiving, makes the other side wait rather than the bridge
 //! buffer.
 //!
@@ -142,23 +144,34 @@
 //! # Lifetime
 //!
 //! No accepted message is lost to the way a program ends, over TCP as over a socket
-//! pair. The bridge does not belong to the runtime that accepted or connected: when that
-//! runtime shuts down (or `main` returns from `block_on`), the end's accepted messages
-//! go into the pair (its [linger](crate::Config::set_linger)) and the bridge forwards them.
-//! At process exit the exit hook writes out every end, ends each bridged end's sending
-//! direction, and waits, at most the ends' longest linger, until every bridge has
-//! forwarded what it holds and shut the network stream's sending side down (TLS
-//! `close_notify`, then `FIN`). The peer then reads every message and a clean end.
+//! pair. A bridge keeps its whole state (the stream, rustls's buffers, the chunk it is
+//! forwarding) where it can be moved, mid-chunk, to `aiosock-bridge`, a thread of
+//! aiosock's own started the first time one moves:
 //!
-//! The bridge thread stays for the life of the process. Since it is a thread, a process
-//! with TCP connections cannot [`fork`](crate::fork) (which needs a single-threaded
-//! process) — make workers first, or [`spawn`](crate::spawn) them. An end from here
-//! cannot be handed to another process, by [`spawn`](crate::spawn) or in a message (the
+//! - when its runtime shuts down (or `main` returns from `block_on`): the end's accepted
+//!   messages go into the pair (its [linger](crate::Config::set_linger)) and the moved
+//!   bridge forwards them;
+//! - at process exit: the exit hook moves every bridge first (the runtime that ran one
+//!   may not be driven any more), writes out every end, ends each bridged end's sending
+//!   direction, and waits, at most the ends' longest linger, until every bridge has
+//!   forwarded what it holds and shut the network stream's sending side down (TLS
+//!   `close_notify`, then `FIN`). The peer then reads every message and a clean end;
+//! - when the whole end is dropped while the bridge still forwards what it had sent:
+//!   bounding that by the linger takes a timer, which the user's runtime may not have.
+//!
+//! Plaintext TCP therefore needs only I/O enabled on the runtime; TLS needs the timer too
+//! (for the handshake timeout).
+//!
+//! A process with TCP connections should not [`fork`](crate::fork): the child would hold
+//! copies of their sockets (a forked child leaves the parent's bridges alone, and its
+//! exit does not wait for them). Once a bridge has moved the process has a thread, and
+//! `fork` refuses anyway. Make workers first, or [`spawn`](crate::spawn) them. An end
+//! from here cannot be handed to another process, by [`spawn`](crate::spawn) or in a message (the
 //! bridge stays with this process; sending one is refused).
 
 mod bridge;
 
-pub(crate) use bridge::drain_at_exit;
+pub(crate) use bridge::{drain_at_exit, move_at_exit};
 
 use std::fmt;
 use std::io;
@@ -191,22 +204,18 @@ async fn handshake(
     timeout: Duration,
     linger: Duration,
 ) -> Result<(std::os::fd::OwnedFd, TcpPeer), Error> {
-    let stream = bridge::detach(stream)?;
-    let handshake = async move {
-        let stream = bridge::adopt(stream)?;
-        let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
-            Ok(stream) => stream.map_err(tls_error)?,
-            Err(_elapsed) => return Err(handshake_timed_out(timeout)),
-        };
-        let certificates = stream
-            .get_ref()
-            .1
-            .peer_certificates()
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
-        Ok((stream, certificates))
+    let stream = bridge::NetFd::new(stream)?;
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(stream) => stream.map_err(tls_error)?,
+        Err(_elapsed) => return Err(handshake_timed_out(timeout)),
     };
-    let (fd, certificates) = bridge::start(handshake, linger).await?;
+    let certificates = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(<[_]>::to_vec)
+        .unwrap_or_default();
+    let fd = bridge::start(stream, linger)?;
     Ok((fd, TcpPeer { addr, certificates }))
 }
 
@@ -440,8 +449,7 @@ pub async fn connect_plaintext_tcp<Out: Protocol, In: Protocol>(
 
 /// The bridge of a plaintext connection.
 async fn plain_bridge(stream: TcpStream, linger: Duration) -> Result<std::os::fd::OwnedFd, Error> {
-    let stream = bridge::detach(stream)?;
-    let (fd, ()) = bridge::start(async move { Ok((bridge::adopt(stream)?, ())) }, linger).await?;
+    let fd = bridge::start(bridge::NetFd::new(stream)?, linger)?;
     Ok(fd)
 }
 
@@ -472,17 +480,14 @@ pub async fn connect_tls<Out: Protocol, In: Protocol>(
         rustls_pki_types::ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls {
             reason: format!("invalid server name {server_name:?}: {e}"),
         })?;
-    let stream = bridge::detach(tcp_connect(addr).await?)?;
+    let stream = bridge::NetFd::new(tcp_connect(addr).await?)?;
     let connector = tokio_rustls::TlsConnector::from(config);
     let timeout = HANDSHAKE_TIMEOUT;
-    let handshake = async move {
-        let stream = bridge::adopt(stream)?;
-        match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
-            Ok(stream) => Ok((stream.map_err(tls_error)?, ())),
-            Err(_elapsed) => Err(handshake_timed_out(timeout)),
-        }
+    let stream = match tokio::time::timeout(timeout, connector.connect(name, stream)).await {
+        Ok(stream) => stream.map_err(tls_error)?,
+        Err(_elapsed) => return Err(handshake_timed_out(timeout)),
     };
-    let (fd, ()) = bridge::start(handshake, Config::new().linger()).await?;
+    let fd = bridge::start(stream, Config::new().linger())?;
     Ok(Endpoint::from_fd(fd).bridged())
 }
 
