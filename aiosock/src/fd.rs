@@ -280,10 +280,45 @@ fn taken_collected(phase: Phase) -> Option<Collected> {
 /// message of its own) is restored after.
 #[inline]
 pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Collected) {
+    if ENCODING.get() == Phase::Idle {
+        // Not nested in another encode: nothing to save or restore.
+        let plain = Plain::begin();
+        let result = encode();
+        return (result, plain.collected());
+    }
     let mut encoding = Encoding::begin();
     let result = encode();
     let collected = encoding.finish();
     (result, collected)
+}
+
+/// An encode not nested in another on this thread: the phase goes back to `Idle` when it
+/// is dropped (also when a `Serialize` panics), and what its fields attached is closed if
+/// [`collected`](Self::collected) did not take it.
+struct Plain;
+
+impl Plain {
+    #[inline]
+    fn begin() -> Plain {
+        ENCODING.set(Phase::Plain);
+        Plain
+    }
+
+    /// What the message's fields attached.
+    #[inline]
+    fn collected(self) -> Collected {
+        taken_collected(ENCODING.replace(Phase::Plain)).unwrap_or_default()
+    }
+}
+
+impl Drop for Plain {
+    #[inline]
+    fn drop(&mut self) {
+        if ENCODING.replace(Phase::Idle) == Phase::Holding {
+            // A panic in the middle: close what the fields attached.
+            drop(taken_collected(Phase::Holding));
+        }
+    }
 }
 
 /// While a message is encoded: attaches a duplicate of `fd` to its frame, and returns the
@@ -312,7 +347,7 @@ pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
 }
 
 /// What became of a frame's descriptors while its message was decoded.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(crate) struct Taken {
     /// The first descriptor a field could not take (an index out of range, one taken
     /// twice, a channel end or buffer that failed its checks).
@@ -330,7 +365,7 @@ struct Decoding {
 }
 
 impl Decoding {
-    #[inline]
+    #[inline(always)]
     fn begin(fds: Vec<OwnedFd>, max_shm_len: u64) -> Decoding {
         let outer = match DECODING.get() {
             Phase::Idle => None,
@@ -348,13 +383,20 @@ impl Decoding {
     /// What became of the frame's descriptors; those not taken are closed.
     #[inline]
     fn finish(&mut self) -> Taken {
-        let done = taken_incoming(DECODING.replace(Phase::Plain));
-        Taken {
-            unused: done
-                .as_ref()
-                .map_or(0, |done| done.slots.iter().filter(|s| s.is_some()).count()),
-            problem: done.and_then(|done| done.problem),
-        }
+        taken_of(taken_incoming(DECODING.replace(Phase::Plain)))
+    }
+}
+
+/// What became of a frame's descriptors, from what its decode left: those not taken are
+/// counted, and closed.
+#[inline]
+fn taken_of(done: Option<Incoming>) -> Taken {
+    match done {
+        None => Taken::default(),
+        Some(done) => Taken {
+            unused: done.slots.iter().filter(|s| s.is_some()).count(),
+            problem: done.problem,
+        },
     }
 }
 
@@ -370,7 +412,7 @@ fn install(fds: Vec<OwnedFd>) {
 }
 
 impl Drop for Decoding {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         drop(self.finish());
         match self.outer.take() {

@@ -67,7 +67,26 @@ impl Queue {
     /// `fds` empty). A large frame is taken out of `frame`, which gets an emptied large
     /// buffer back if the queue has one (else it is left empty); a small one is copied, and
     /// `frame` keeps its buffer for the next message.
+    #[inline]
     pub(crate) fn push(&mut self, frame: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) {
+        if fds.is_empty()
+            && frame.len() < OWN_SEGMENT_FROM
+            && let Some(last) = self.segs.back_mut()
+            && last.bytes.len() < OWN_SEGMENT_FROM
+            && last.bytes.len() + frame.len() <= SMALL_SEGMENT
+        {
+            // The common case: a small frame without descriptors, into the last segment.
+            self.bytes += frame.len();
+            last.bytes.extend_from_slice(frame);
+            frame.clear();
+            return;
+        }
+        self.push_any(frame, fds);
+    }
+
+    /// [`push`](Self::push) for any frame.
+    #[inline(never)]
+    fn push_any(&mut self, frame: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) {
         self.bytes += frame.len();
         self.fds += fds.len();
         let fds = std::mem::take(fds);

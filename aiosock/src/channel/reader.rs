@@ -50,6 +50,7 @@ impl ReadBuf {
     }
 
     /// The bytes not decoded yet, and the descriptors not claimed yet.
+    #[inline]
     pub(crate) fn parts(&mut self) -> (&[u8], &mut Attached) {
         (&self.buf[self.start..], &mut self.fds)
     }
@@ -60,21 +61,28 @@ impl ReadBuf {
     }
 
     /// The first `n` pending bytes were decoded.
+    #[inline]
     pub(crate) fn consume(&mut self, n: usize) {
         self.start += n;
         self.need = 0;
         if self.start == self.buf.len() {
-            self.start = 0;
-            self.buf.clear();
-            if self.buf.capacity() <= KEEP_WHEN_IDLE {
-                // Nothing left to decode: the buffer goes to this thread's pool, so that an
-                // end between messages keeps none (the next read takes one back).
-                recycle(std::mem::take(&mut self.buf));
-            } else if n < self.buf.capacity() / 8 {
-                // Keep a large buffer while large frames keep coming; drop it after a
-                // small one.
-                self.buf = Vec::new();
-            }
+            self.emptied(n);
+        }
+    }
+
+    /// Every pending byte was decoded, the last frame `n` bytes long.
+    #[inline(never)]
+    fn emptied(&mut self, n: usize) {
+        self.start = 0;
+        self.buf.clear();
+        if self.buf.capacity() <= KEEP_WHEN_IDLE {
+            // Nothing left to decode: the buffer goes to this thread's pool, so that an
+            // end between messages keeps none (the next read takes one back).
+            recycle(std::mem::take(&mut self.buf));
+        } else if n < self.buf.capacity() / 8 {
+            // Keep a large buffer while large frames keep coming; drop it after a small
+            // one.
+            self.buf = Vec::new();
         }
     }
 

@@ -179,13 +179,16 @@ impl<T: Protocol> Sender<T> {
             if !attached {
                 return Err(SendError::Closed(msg));
             }
-            match self.knows_now(&msg).await {
-                Ok(()) => {}
-                Err(Some(variant)) => {
-                    let why = InvalidMessage::UnknownVariant { variant };
-                    return Err(SendError::Invalid(msg, why));
+            // Known at once for most protocols: no future to make and poll then.
+            if !matches!(self.knows(&msg), Knows::Yes) {
+                match self.knows_now(&msg).await {
+                    Ok(()) => {}
+                    Err(Some(variant)) => {
+                        let why = InvalidMessage::UnknownVariant { variant };
+                        return Err(SendError::Invalid(msg, why));
+                    }
+                    Err(None) => return Err(SendError::Closed(msg)),
                 }
-                Err(None) => return Err(SendError::Closed(msg)),
             }
             let mut frame = match self.shared.offer(&msg, true) {
                 Ok(Offer::Queued) => return Ok(()),

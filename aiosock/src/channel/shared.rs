@@ -296,6 +296,10 @@ impl Shared {
         }
         out.queued += frame.len() as u64;
         out.queue.push(frame, fds);
+        if !matches!(out.writer, Writer::Idle(_)) {
+            // The writer is busy (or gone, or not started): it takes the frame from there.
+            return Ok(());
+        }
         let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
             Writer::Idle(waker) if !out.inline_spent => {
                 // The writer is idle, so this frame is all that is queued: write it now,
@@ -838,35 +842,48 @@ impl Shared {
         kind: wire::Kind,
         bounded: bool,
     ) -> Result<Offer, InvalidMessage> {
-        SCRATCH.with(|cell| {
-            let mut fresh = Vec::new();
-            let mut reused = cell.try_borrow_mut();
-            let frame: &mut Vec<u8> = match &mut reused {
-                Ok(buf) => buf,
-                Err(_) => &mut fresh,
-            };
+        // Taken out of the thread-local for the encode: a `Serialize` that sends on this
+        // thread meanwhile finds it empty and encodes into a fresh buffer.
+        let mut frame = SCRATCH.take();
+        frame.clear();
+        let mut small = true;
+        let result = self.offer_from(&mut frame, msg, kind, bounded, &mut small);
+        // A large buffer stays while large messages keep coming (the queue hands one back
+        // for each it takes); a small message after large ones gives it back.
+        if !(small && frame.capacity() > KEEP_SCRATCH) {
+            SCRATCH.set(frame);
+        }
+        result
+    }
+}
+
+impl Shared {
+    /// [`offer_as`](Self::offer_as), encoding into `frame` (empty); `small` says whether
+    /// the frame was.
+    #[inline]
+    fn offer_from<T: Serialize>(
+        &self,
+        frame: &mut Vec<u8>,
+        msg: &T,
+        kind: wire::Kind,
+        bounded: bool,
+        small: &mut bool,
+    ) -> Result<Offer, InvalidMessage> {
+        let mut fds = wire::encode_frame_as(frame, msg, self.config.max_frame_len(), kind)?;
+        *small = frame.len() <= KEEP_SCRATCH / 8;
+        if !fds.is_empty() && !self.config.carries_fds() {
             frame.clear();
-            let mut fds = wire::encode_frame_as(frame, msg, self.config.max_frame_len(), kind)?;
-            if !fds.is_empty() && !self.config.carries_fds() {
-                frame.clear();
-                return Err(InvalidMessage::FdsNotCarried);
-            }
-            let small = frame.len() <= KEEP_SCRATCH / 8;
-            let offer = match self.push(frame, &mut fds, bounded) {
-                Ok(()) => Offer::Queued,
-                Err(Refused::Full) => Offer::Full(std::mem::take(frame), fds),
-                Err(Refused::Closed) => Offer::Closed,
-            };
-            if small && frame.capacity() > KEEP_SCRATCH {
-                // A small message after large ones: give the large buffer back.
-                *frame = Vec::new();
-            }
-            Ok(offer)
+            return Err(InvalidMessage::FdsNotCarried);
+        }
+        Ok(match self.push(frame, &mut fds, bounded) {
+            Ok(()) => Offer::Queued,
+            Err(Refused::Full) => Offer::Full(std::mem::take(frame), fds),
+            Err(Refused::Closed) => Offer::Closed,
         })
     }
 }
 
 thread_local! {
     /// The buffer messages are encoded into before they are queued.
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }

@@ -92,13 +92,25 @@ impl Attached {
     }
 
     /// Bytes of the stream received so far.
+    #[inline]
     pub(crate) fn received(&self) -> u64 {
         self.received
     }
 
     /// Before the frame that starts at stream offset `at` is decoded: a problem found on
     /// arrival that lies before it, or descriptors that no frame can claim any more.
+    #[inline]
     pub(crate) fn check(&mut self, at: u64) -> Result<(), Error> {
+        if self.problem.is_none() && self.batches.is_empty() {
+            // No descriptor arrived that a frame has not taken: the common case.
+            return Ok(());
+        }
+        self.check_held(at)
+    }
+
+    /// [`check`](Self::check) with descriptors or a problem on hand.
+    #[inline(never)]
+    fn check_held(&mut self, at: u64) -> Result<(), Error> {
         if let Some((from, problem)) = &self.problem
             && *from <= at
         {
@@ -115,10 +127,17 @@ impl Attached {
     }
 
     /// The descriptors of the whole frame that starts at `at` and announces `announced`.
+    #[inline]
     pub(crate) fn take(&mut self, at: u64, announced: usize) -> Result<Vec<OwnedFd>, Error> {
         if announced == 0 {
             return Ok(Vec::new());
         }
+        self.take_announced(at, announced)
+    }
+
+    /// [`take`](Self::take) for a frame that announces descriptors.
+    #[inline(never)]
+    fn take_announced(&mut self, at: u64, announced: usize) -> Result<Vec<OwnedFd>, Error> {
         let mismatch = |arrived| Err(Error::Fds(FdError::Mismatch { announced, arrived }));
         let Some(batch) = self.batches.front_mut() else {
             return mismatch(0);

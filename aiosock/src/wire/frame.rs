@@ -184,7 +184,12 @@ pub(crate) fn encode_frame_as<T: Serialize>(
 ) -> Result<Vec<OwnedFd>, InvalidMessage> {
     let start = out.len();
     let header_len = kind.header_len();
-    out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN][..header_len]);
+    // Constant lengths, so that each is one store rather than a call to `memset`.
+    if header_len == HEADER_LEN {
+        out.extend_from_slice(&[0; HEADER_LEN]);
+    } else {
+        out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN]);
+    }
     let (encoded, collected) =
         fd::collecting(|| bincode::serde::encode_into_writer(msg, VecWriter(out), CONFIG));
     let (fds, failure) = (collected.fds, collected.failure);
