@@ -153,7 +153,8 @@ impl Answer {
 
     /// The answer of a call variant: `reply`, encoded.
     pub fn of<R: Serialize>(reply: &R) -> Answer {
-        let mut frame = Vec::new();
+        // Given back by the responder once the frame is queued.
+        let mut frame = crate::channel::take_scratch();
         match crate::wire::encode_frame_as(
             &mut frame,
             reply,

@@ -190,6 +190,20 @@ impl Calls {
     /// `wait`). Returns the call's id.
     ///
     /// Cancel safe: a permit is only taken together with its slot.
+    /// [`start`](Self::start) if a slot is free now: `Ok(None)` if the table is full.
+    #[inline]
+    pub(crate) fn try_start(&self, decode: DecodeReply) -> Result<Option<u64>, CallError> {
+        let mut table = self.table();
+        if let Some(why) = &table.ended {
+            return Err(why.clone());
+        }
+        if table.in_use < table.max {
+            table.in_use += 1;
+            return Ok(Some(table.take_slot(decode)));
+        }
+        Ok(None)
+    }
+
     pub(crate) async fn start(&self, decode: DecodeReply, wait: bool) -> Result<u64, CallError> {
         let mut waited = false;
         loop {

@@ -47,3 +47,4 @@ pub use endpoint::{Endpoint, pair};
 pub use receiver::{Receiver, Request};
 pub use sender::Sender;
 pub(crate) use sender::Watch;
+pub(crate) use shared::take_scratch;

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::channel::shared::{Refused, Shared};
+use crate::channel::shared::{self, KEEP_SCRATCH_FROM, Refused, Shared};
 use crate::error::InvalidMessage;
 use crate::protocol::{Answer, AnswerKind};
 use crate::wire::{self, Failure, Kind};
@@ -63,11 +63,15 @@ impl Responder {
         };
         // Answered only once the reply is queued (or the peer is gone): if this future is
         // dropped while it waits for room, `drop` tells the caller instead.
+        let small = frame.len() < KEEP_SCRATCH_FROM;
         if let Err(Refused::Full) = self.shared.push(&mut frame, &mut fds, true) {
-            // Queued, or closed (then the peer is gone and owed nothing).
-            let _ = self.shared.push_when_room(&mut frame, &mut fds).await;
+            // Queued, or closed (then the peer is gone and owed nothing). Boxed: off the
+            // common path, and a serving future's size is copied for every message.
+            let _ = Box::pin(self.shared.push_when_room(&mut frame, &mut fds)).await;
         }
         self.answered = true;
+        frame.clear();
+        shared::return_scratch(frame, small);
     }
 
     /// Tells the caller that the call failed, without waiting (see

@@ -180,8 +180,10 @@ impl<T: Protocol> Sender<T> {
                 return Err(SendError::Closed(msg));
             }
             // Known at once for most protocols: no future to make and poll then.
+            // The waits are boxed, off the common path, so that the future (part of the
+            // caller's) stays small.
             if !matches!(self.knows(&msg), Knows::Yes) {
-                match self.knows_now(&msg).await {
+                match Box::pin(self.knows_now(&msg)).await {
                     Ok(()) => {}
                     Err(Some(variant)) => {
                         let why = InvalidMessage::UnknownVariant { variant };
@@ -197,9 +199,7 @@ impl<T: Protocol> Sender<T> {
                 Err(why) => return Err(SendError::Invalid(msg, why)),
             };
             let waiting = trace::Stopwatch::start();
-            if self
-                .shared
-                .push_when_room(&mut frame.0, &mut frame.1)
+            if Box::pin(self.shared.push_when_room(&mut frame.0, &mut frame.1))
                 .await
                 .is_err()
             {
@@ -231,13 +231,21 @@ impl<T: Protocol> Sender<T> {
             if !attached {
                 return Err(CallError::Closed);
             }
-            match self.knows_now(&msg).await {
-                Ok(()) => {}
-                Err(Some(variant)) => return Err(CallError::UnknownVariant { variant }),
-                Err(None) => return Err(CallError::Closed),
+            // The waits are boxed, off the common path: a call's future is moved around
+            // (into a `FuturesUnordered`, a task), and its size is copied each time.
+            if !matches!(self.knows(&msg), Knows::Yes) {
+                match Box::pin(self.knows_now(&msg)).await {
+                    Ok(()) => {}
+                    Err(Some(variant)) => return Err(CallError::UnknownVariant { variant }),
+                    Err(None) => return Err(CallError::Closed),
+                }
             }
             let calls = &self.shared.calls;
-            let id = calls.start(decode_reply::<R>, wait).await?;
+            let id = match calls.try_start(decode_reply::<R>)? {
+                Some(id) => id,
+                None if !wait => return Err(CallError::Full),
+                None => Box::pin(calls.start(decode_reply::<R>, wait)).await?,
+            };
             let mut call = InFlight {
                 calls,
                 id,
@@ -256,9 +264,7 @@ impl<T: Protocol> Sender<T> {
                 }
             };
             if !frame.is_empty()
-                && self
-                    .shared
-                    .push_when_room(&mut frame, &mut fds)
+                && Box::pin(self.shared.push_when_room(&mut frame, &mut fds))
                     .await
                     .is_err()
             {

@@ -41,6 +41,9 @@ pub(crate) enum Refused {
 
 /// A thread keeps at most this much encoding buffer for its next message.
 const KEEP_SCRATCH: usize = 64 * 1024;
+/// Frames from this size on are large: while they keep coming, the thread keeps a larger
+/// buffer than [`KEEP_SCRATCH`] (the one the queue hands back for each it takes).
+pub(crate) const KEEP_SCRATCH_FROM: usize = KEEP_SCRATCH / 8;
 
 /// Who writes the queue out.
 #[derive(Debug)]
@@ -844,15 +847,10 @@ impl Shared {
     ) -> Result<Offer, InvalidMessage> {
         // Taken out of the thread-local for the encode: a `Serialize` that sends on this
         // thread meanwhile finds it empty and encodes into a fresh buffer.
-        let mut frame = SCRATCH.take();
-        frame.clear();
+        let mut frame = take_scratch();
         let mut small = true;
         let result = self.offer_from(&mut frame, msg, kind, bounded, &mut small);
-        // A large buffer stays while large messages keep coming (the queue hands one back
-        // for each it takes); a small message after large ones gives it back.
-        if !(small && frame.capacity() > KEEP_SCRATCH) {
-            SCRATCH.set(frame);
-        }
+        return_scratch(frame, small);
         result
     }
 }
@@ -870,7 +868,7 @@ impl Shared {
         small: &mut bool,
     ) -> Result<Offer, InvalidMessage> {
         let mut fds = wire::encode_frame_as(frame, msg, self.config.max_frame_len(), kind)?;
-        *small = frame.len() <= KEEP_SCRATCH / 8;
+        *small = frame.len() < KEEP_SCRATCH_FROM;
         if !fds.is_empty() && !self.config.carries_fds() {
             frame.clear();
             return Err(InvalidMessage::FdsNotCarried);
@@ -886,4 +884,23 @@ impl Shared {
 thread_local! {
     /// The buffer messages are encoded into before they are queued.
     static SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// This thread's buffer to encode a frame into, empty; whoever encodes meanwhile (a
+/// `Serialize` that sends) gets a fresh one.
+#[inline]
+pub(crate) fn take_scratch() -> Vec<u8> {
+    let mut frame = SCRATCH.take();
+    frame.clear();
+    frame
+}
+
+/// Gives [`take_scratch`]'s buffer back once its frame was queued (`frame` is then empty,
+/// or the queue's spare large buffer). A large buffer stays while large messages keep
+/// coming (the queue hands one back for each it takes); after a `small` frame it goes.
+#[inline]
+pub(crate) fn return_scratch(frame: Vec<u8>, small: bool) {
+    if !(small && frame.capacity() > KEEP_SCRATCH) {
+        SCRATCH.set(frame);
+    }
 }
