@@ -60,7 +60,7 @@ impl From<Vec<u8>> for Bytes {
 
 impl From<&[u8]> for Bytes {
     fn from(v: &[u8]) -> Bytes {
-        Bytes(v.to_vec())
+        Bytes(copied(v))
     }
 }
 
@@ -112,7 +112,7 @@ impl<'de> Visitor<'de> for BytesVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-        Ok(v.to_vec())
+        Ok(copied(v))
     }
 
     fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
@@ -126,5 +126,71 @@ impl<'de> Visitor<'de> for BytesVisitor {
             out.push(b);
         }
         Ok(out)
+    }
+}
+
+/// Copies of this size and more may be slowed by the page aliasing below; pieces of this
+/// size are copied by glibc's vector loop, which is not.
+const PIECE: usize = 2048;
+
+/// Copies above this size take glibc's paths for large copies, which are not slowed.
+const LARGE_COPY: usize = 1 << 20;
+
+/// Appends `src` to `dst`, as `extend_from_slice` does, but without the slow case of
+/// `rep movsb`: when the destination lies 1 to 63 bytes after the source modulo 4 KiB, a
+/// copy of 2 KiB to 1 MiB through glibc's `memcpy` (which uses `rep movsb` for those
+/// sizes) ran at 3 GB/s instead of 50 on this project's machine (AMD EPYC; measured with a
+/// C loop over distances: 1–15 bytes ahead 3.0–3.5 GB/s, 17–31 about 40, 0, 16, 32 and
+/// 64 and beyond 48–56). A payload's bytes sit at an offset that depends on what comes
+/// before them in the frame, so such a distance comes up for whole streams of messages
+/// (the relative position of two reused buffers does not change). Copied in 2 KiB pieces,
+/// the same bytes go at 49 GB/s whatever the distance.
+#[inline]
+pub(crate) fn extend(dst: &mut Vec<u8>, src: &[u8]) {
+    if src.len() < PIECE {
+        dst.extend_from_slice(src);
+    } else {
+        extend_large(dst, src);
+    }
+}
+
+#[inline(never)]
+fn extend_large(dst: &mut Vec<u8>, src: &[u8]) {
+    dst.reserve(src.len());
+    let to = dst.as_ptr().addr() + dst.len();
+    let ahead = to.wrapping_sub(src.as_ptr().addr()) % 4096;
+    if src.len() < LARGE_COPY && (1..64).contains(&ahead) {
+        for piece in src.chunks(PIECE) {
+            dst.extend_from_slice(piece);
+        }
+    } else {
+        dst.extend_from_slice(src);
+    }
+}
+
+/// `src.to_vec()` by [`extend`].
+pub(crate) fn copied(src: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(src.len());
+    extend(&mut out, src);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extend_copies_every_byte_at_every_distance() {
+        let src: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        for len in [0, 1, PIECE - 1, PIECE, PIECE + 1, 70_001, 300_000 - 64] {
+            for shift in [0, 1, 8, 15, 16, 63, 64] {
+                let part = &src[shift..shift + len];
+                let mut dst = vec![9u8; 5];
+                extend(&mut dst, part);
+                assert_eq!(&dst[..5], &[9; 5]);
+                assert_eq!(&dst[5..], part, "len {len}, shift {shift}");
+                assert_eq!(copied(part), part);
+            }
+        }
     }
 }

@@ -121,7 +121,7 @@ impl Queue {
         if !fds.is_empty() {
             last.fds.push((last.bytes.len(), fds));
         }
-        last.bytes.extend_from_slice(frame);
+        crate::bytes::extend(&mut last.bytes, frame);
         frame.clear();
     }
 }

@@ -355,7 +355,7 @@ struct VecWriter<'a>(&'a mut Vec<u8>);
 impl bincode::enc::write::Writer for VecWriter<'_> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        self.0.extend_from_slice(bytes);
+        crate::bytes::extend(self.0, bytes);
         Ok(())
     }
 }
