@@ -4,7 +4,8 @@
 //! cargo run --release -p aiosock-benches -- all          # everything, 10 repetitions
 //! cargo run --release -p aiosock-benches -- --quick all  # smoke test, under a minute
 //! cargo run --release -p aiosock-benches -- small rtt --reps 5 --systems aiosock,raw-buffered
-//! cargo run --release -p aiosock-benches -- all --write-readme README.md  # regenerates the README's table
+//! cargo run --release -p aiosock-benches -- all --write-readme README.md  # regenerates the README's table (and bench-results.json)
+//! cargo run --release -p aiosock-benches -- --from-json bench-results.json  # the saved run's report again, without measuring
 //! cargo run --release -p aiosock-benches --features rpc-peers -- --quick calls  # calls, with tarpc and remoc
 //! cargo run --release -p aiosock-benches -- --reps 5 pool   # aiosock::Pool against a hand-written pool
 //! cargo run --release -p aiosock-benches --features shm-peers -- --reps 5 fds shm-4m  # descriptors, shared memory
@@ -97,6 +98,7 @@ mod process;
 mod readme;
 mod report;
 mod resource;
+mod results;
 mod systems;
 mod wire;
 mod workload;
@@ -119,7 +121,8 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const RUN_GRACE: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
-usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--write-readme FILE] WORKLOAD...
+usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--json FILE] [--write-readme FILE] WORKLOAD...
+       aiosock-benches --from-json FILE [--write-readme FILE]
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool,
            tcp-small, tcp-rtt, tls-small, tls-rtt, tls-4m (over the loopback)
@@ -138,9 +141,17 @@ systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
   --warm                measure warm: a background thread sleeps 200 µs in a loop
                         for the whole run, so that idle CPUs do not halt deeply
                         (the default is cold: an otherwise idle machine)
+  --json FILE           save the run's results (every run's values, the systems
+                        that sat out, the date, machine, commit and command) as
+                        JSON; the report is rendered from that JSON read back
   --write-readme FILE   after the run, put the report between FILE's lines
                         <!-- bench-table:start --> and <!-- bench-table:end -->,
-                        after a line with the date, machine, commit and command";
+                        after a line with the date, machine, commit and command;
+                        without --json the results go to bench-results.json
+                        beside FILE
+  --from-json FILE      measure nothing: render the run saved in FILE (and with
+                        --write-readme put it into the README, under the saved
+                        run's date, machine, commit and command)";
 
 /// The time the remaining runs will take at the pace so far, as `~1m05s`.
 fn time_left(elapsed: Duration, done: usize, total: usize) -> String {
@@ -184,6 +195,8 @@ struct Options {
     wire: bool,
     systems: Vec<&'static dyn System>,
     write_readme: Option<PathBuf>,
+    json: Option<PathBuf>,
+    from_json: Option<PathBuf>,
     warm: bool,
 }
 
@@ -196,6 +209,8 @@ impl Options {
         let mut wire = false;
         let mut systems = systems::all().to_vec();
         let mut write_readme = None;
+        let mut json = None;
+        let mut from_json = None;
         let mut warm = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -221,6 +236,14 @@ impl Options {
                     let file = args.next().ok_or("--write-readme needs a file")?;
                     write_readme = Some(PathBuf::from(file));
                 }
+                "--json" => {
+                    let file = args.next().ok_or("--json needs a file")?;
+                    json = Some(PathBuf::from(file));
+                }
+                "--from-json" => {
+                    let file = args.next().ok_or("--from-json needs a file")?;
+                    from_json = Some(PathBuf::from(file));
+                }
                 "all" => {
                     workloads.extend(Workload::ALL);
                     wire = true;
@@ -235,7 +258,13 @@ impl Options {
                 ),
             }
         }
-        if workloads.is_empty() && !wire {
+        if from_json.is_some() {
+            if !workloads.is_empty() || wire || json.is_some() {
+                return Err(
+                    "--from-json renders a saved run: name no workload and no --json".into(),
+                );
+            }
+        } else if workloads.is_empty() && !wire {
             return Err("name a workload, or all".into());
         }
         workloads.sort_by_key(|w| Workload::ALL.iter().position(|a| a == w));
@@ -247,6 +276,8 @@ impl Options {
             wire,
             systems,
             write_readme,
+            json,
+            from_json,
             warm,
         }))
     }
@@ -285,27 +316,30 @@ impl Drop for Warmer {
 
 fn parent_main(options: &Options, args: &[String]) -> ExitCode {
     let started = Instant::now();
+    if let Some(path) = &options.from_json {
+        return from_json(path, options.write_readme.as_deref());
+    }
     // Check the README before measuring for minutes, not after; note the commit and the
     // date as the run starts.
-    let provenance = match &options.write_readme {
-        None => None,
-        Some(_) if cfg!(debug_assertions) => {
+    if let Some(path) = &options.write_readme {
+        if cfg!(debug_assertions) {
             eprintln!(
                 "aiosock-benches: --write-readme needs a release build (cargo run --release)"
             );
             return ExitCode::from(2);
         }
-        Some(path) => match std::fs::read_to_string(path)
-            .map_err(BoxError::from)
-            .and_then(|text| Ok(readme::splice(&text, "")?))
-        {
-            Ok(_) => Some(readme::Provenance::gather(readme_dir(path), args)),
-            Err(e) => {
-                eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
-                return ExitCode::from(2);
-            }
-        },
-    };
+        if let Err(e) = check_readme(path) {
+            eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let provenance = readme::Provenance::gather(
+        options
+            .write_readme
+            .as_deref()
+            .map_or(Path::new("."), readme_dir),
+        args,
+    );
     // The warm condition: on a VM, the round trip is dominated by waking a halted vCPU
     // (the `haltpoll` idle governor); a thread that wakes every 200 µs keeps them from
     // halting deeply, as a busy machine would.
@@ -330,7 +364,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 na.push(NotApplicable {
                     workload,
                     system: system.name(),
-                    reason,
+                    reason: reason.to_owned(),
                 });
             }
         }
@@ -408,32 +442,137 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
             }
         }
     }
-    let names: Vec<&'static str> = options.systems.iter().map(|s| s.name()).collect();
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     drop(warmer);
+    let results = results::Results {
+        format: results::FORMAT,
+        provenance,
+        reps: options.reps,
+        quick: options.quick,
+        warm: options.warm,
+        cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        workloads: options
+            .workloads
+            .iter()
+            .map(|w| w.name().to_owned())
+            .collect(),
+        systems: options
+            .systems
+            .iter()
+            .map(|s| s.name().to_owned())
+            .collect(),
+        runs: records.iter().map(results::RunJson::of).collect(),
+        not_applicable: na.iter().map(results::NotApplicableJson::of).collect(),
+        wire: wire_table,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    // The report is rendered from the JSON read back, so the file holds all it shows.
+    let json_path = options.json.clone().or_else(|| {
+        options
+            .write_readme
+            .as_deref()
+            .map(|readme| readme_dir(readme).join(RESULTS_FILE))
+    });
+    let reread = results
+        .to_json()
+        .and_then(|text| {
+            if let Some(path) = &json_path {
+                std::fs::write(path, &text)?;
+                eprintln!("aiosock-benches: wrote the results into {}", path.display());
+            }
+            results::Results::from_json(&text)
+        })
+        .and_then(|reread| Ok((render(&reread)?, reread)));
+    let (out, results) = match reread {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("aiosock-benches: cannot save the results: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!("{out}");
+    let failed = records.iter().filter(|r| r.result.is_err()).count();
+    if failed > 0 {
+        if let Some(path) = &options.write_readme {
+            eprintln!(
+                "aiosock-benches: {} not written: {failed} runs failed",
+                path.display()
+            );
+        }
+        return ExitCode::FAILURE;
+    }
+    match &options.write_readme {
+        Some(path) => readme_written(path, &results.provenance, &out),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Where `--write-readme` saves the run's JSON without `--json`: beside the README.
+const RESULTS_FILE: &str = "bench-results.json";
+
+/// `--from-json`: prints the saved run's report, and writes it into the README if asked.
+fn from_json(path: &Path, readme: Option<&Path>) -> ExitCode {
+    let loaded = std::fs::read_to_string(path)
+        .map_err(BoxError::from)
+        .and_then(|text| results::Results::from_json(&text))
+        .and_then(|results| Ok((render(&results)?, results)));
+    let (out, results) = match loaded {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("aiosock-benches: cannot read {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    print!("{out}");
+    match readme {
+        Some(readme) => readme_written(readme, &results.provenance, &out),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// Writes the report into the README and says so.
+fn readme_written(path: &Path, provenance: &readme::Provenance, out: &str) -> ExitCode {
+    if let Err(e) = write_readme(path, provenance, out) {
+        eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
+    eprintln!("aiosock-benches: wrote the report into {}", path.display());
+    ExitCode::SUCCESS
+}
+
+/// Whether the README at `path` can take the table: readable, with its markers.
+fn check_readme(path: &Path) -> Result<(), BoxError> {
+    let text = std::fs::read_to_string(path)?;
+    readme::splice(&text, "")?;
+    Ok(())
+}
+
+/// The report of a run, as printed and as the README shows it.
+fn render(results: &results::Results) -> Result<String, BoxError> {
+    let (records, na, workloads, names) = results.parts()?;
+    let cpus = results.cpus;
     let mut out = format!(
         "aiosock-benches: {} repetitions{}, {cpus} CPUs, {}\n",
-        options.reps,
-        if options.quick { " (quick)" } else { "" },
-        if options.warm {
+        results.reps,
+        if results.quick { " (quick)" } else { "" },
+        if results.warm {
             "warm (a background thread sleeps 200 µs in a loop)"
         } else {
             "cold (nothing else running)"
         }
     );
     if !records.is_empty() || !na.is_empty() {
-        if options.workloads.iter().any(|&w| w != Workload::Pool) {
+        if workloads.iter().any(|&w| w != Workload::Pool) {
             out += &format!(
                 "×raw: median over repetitions of value ÷ {}'s value in the same repetition \
                  (in tcp-* raw-tcp's, in tls-* raw-tls's)\n",
                 systems::BASELINE
             );
         }
-        if options.workloads.contains(&Workload::Stalled) {
+        if workloads.contains(&Workload::Stalled) {
             out +=
                 "stalled: the sender's (child's) peak RSS, VmHWM; aiosock's target is < 64 MiB\n";
         }
-        if options.workloads.iter().any(|w| w.is_calls()) {
+        if workloads.iter().any(|w| w.is_calls()) {
             out += &format!(
                 "calls-N: N calls in flight from min(N, {}) tasks, squaring a u64 in the child; \
                  n is the measuring window; {}\n",
@@ -441,13 +580,13 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 systems::PEERS
             );
         }
-        if options.workloads.contains(&Workload::Fds) {
+        if workloads.contains(&Workload::Fds) {
             out += "fds: k descriptors/s, each a new dup of /dev/null (made in the loop by every \
                     system), fstat-checked and closed by the receiver; tokio-unix-ipc's sender \
                     closes each sent descriptor itself (its Handle never does); n is over \
                     RLIMIT_NOFILE, so no system may keep what it passed\n";
         }
-        if options.workloads.contains(&Workload::Shm4M) {
+        if workloads.contains(&Workload::Shm4M) {
             out += &format!(
                 "shm-4m: each 4 MiB payload written over a fresh zeroed buffer (ShmBuf for \
                  aiosock, loaned sample for iceoryx2, Vec elsewhere; ipc-channel copies a \
@@ -457,7 +596,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 systems::SHM_PEERS
             );
         }
-        if options.workloads.contains(&Workload::Pool) {
+        if workloads.contains(&Workload::Pool) {
             out += &format!(
                 "pool: {} worker processes, n jobs (Collatz steps of 1..=n) after one per worker; \
                  pool: aiosock::Pool, {} lanes of calls per worker; pool-manual: one-way jobs \
@@ -466,7 +605,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
                 pool::LANES_PER_WORKER
             );
         }
-        if options.workloads.iter().any(|w| w.is_network()) {
+        if workloads.iter().any(|w| w.is_network()) {
             out += &format!(
                 "tcp-*, tls-*: over TCP on 127.0.0.1 (TCP_NODELAY), the parent listening; \
                  tarpc-tls: tarpc calls (serde transport, bincode) over the same TLS stream, \
@@ -483,30 +622,12 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
         out += &report::resource_summary(&records);
         out += &report::net_summary(&records);
     }
-    if let Some(wire_table) = wire_table {
+    if let Some(wire_table) = &results.wire {
         out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";
-        out += &wire_table;
+        out += wire_table;
     }
-    out += &format!("\ntotal time: {:.0} s\n", started.elapsed().as_secs_f64());
-    print!("{out}");
-    let failed = records.iter().filter(|r| r.result.is_err()).count();
-    if failed > 0 {
-        if let Some(path) = &options.write_readme {
-            eprintln!(
-                "aiosock-benches: {} not written: {failed} runs failed",
-                path.display()
-            );
-        }
-        return ExitCode::FAILURE;
-    }
-    if let (Some(path), Some(provenance)) = (&options.write_readme, &provenance) {
-        if let Err(e) = write_readme(path, provenance, &out) {
-            eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
-            return ExitCode::FAILURE;
-        }
-        eprintln!("aiosock-benches: wrote the report into {}", path.display());
-    }
-    ExitCode::SUCCESS
+    out += &format!("\ntotal time: {:.0} s\n", results.seconds);
+    Ok(out)
 }
 
 /// Splices the printed report `out`, under its provenance line, into the README at `path`.
@@ -633,6 +754,112 @@ mod tests {
             assert!(USAGE.contains(workload.name()), "{}", workload.name());
         }
         assert!(USAGE.contains(&format!("({} worker processes each)", pool::WORKERS)));
+    }
+
+    /// A run with a value in every kind of row, a failed run and a sat-out system.
+    fn sample_results() -> results::Results {
+        let provenance = readme::Provenance {
+            date: "2026-12-03 12:00 UTC".into(),
+            cpu: "Test CPU".into(),
+            cores: 2,
+            kernel: "Linux 6.0".into(),
+            commit: "abc1234".into(),
+            command: "aiosock-benches --reps 2 rtt calls-8".into(),
+        };
+        let mut runs = Vec::new();
+        for rep in 0..2 {
+            for (system, rtt, calls) in [("raw-buffered", 40.0, 0.2), ("aiosock", 50.0, 0.15)] {
+                let record = |workload, values: Vec<f64>| Record {
+                    rep,
+                    workload,
+                    dir: Direction::ToChild,
+                    system,
+                    count: 1000,
+                    result: Ok(values),
+                };
+                runs.push(results::RunJson::of(&record(
+                    Workload::Rtt,
+                    vec![rtt + rep as f64, 2.0 * rtt],
+                )));
+                runs.push(results::RunJson::of(&record(
+                    Workload::Calls(8),
+                    vec![calls, 60.0, 120.0],
+                )));
+            }
+        }
+        runs[0].values = None;
+        runs[0].error = Some("timed out".into());
+        results::Results {
+            format: results::FORMAT,
+            provenance,
+            reps: 2,
+            quick: false,
+            warm: true,
+            cpus: 2,
+            workloads: vec!["rtt".into(), "calls-8".into()],
+            systems: vec!["raw-buffered".into(), "aiosock".into(), "tarpc".into()],
+            runs,
+            not_applicable: vec![results::NotApplicableJson {
+                workload: "calls-8".into(),
+                system: "tarpc".into(),
+                reason: "unsupported: build with --features rpc-peers".into(),
+            }],
+            wire: Some("encode 10 ns\n".into()),
+            seconds: 12.0,
+        }
+    }
+
+    #[test]
+    fn the_report_rendered_from_saved_json_is_the_report_of_the_run() {
+        let results = sample_results();
+        let out = render(&results).unwrap();
+        for part in [
+            "2 repetitions, 2 CPUs, warm",
+            "rtt p→c median (µs)",
+            "calls-8 p→c (M calls/s)",
+            "n/a: unsupported: build with --features rpc-peers",
+            "rep 1 rtt p→c raw-buffered: timed out",
+            "encode 10 ns",
+            "total time: 12 s",
+        ] {
+            assert!(out.contains(part), "{part:?} missing from\n{out}");
+        }
+        let text = results.to_json().unwrap();
+        let reread = results::Results::from_json(&text).unwrap();
+        assert_eq!(render(&reread).unwrap(), out);
+        assert_eq!(reread.provenance, results.provenance);
+        assert_eq!(reread.to_json().unwrap(), text);
+    }
+
+    #[test]
+    fn saved_json_of_another_format_or_with_unknown_names_is_refused() {
+        let mut results = sample_results();
+        results.format = results::FORMAT + 1;
+        let text = results.to_json().unwrap();
+        assert!(results::Results::from_json(&text).is_err());
+        for (i, name) in ["no-such-system", "aiosock"].into_iter().enumerate() {
+            let mut results = sample_results();
+            results.runs[1].system = name.into();
+            if i == 1 {
+                results.runs[1].workload = "no-such-workload".into();
+            }
+            let reread = results::Results::from_json(&results.to_json().unwrap()).unwrap();
+            assert!(render(&reread).is_err(), "{name}");
+        }
+        let mut results = sample_results();
+        results.runs[1].error = Some("both".into());
+        assert!(render(&results).is_err());
+    }
+
+    #[test]
+    fn from_json_takes_no_workloads() {
+        let args = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let only = Options::parse(&args(&["--from-json", "r.json"]))
+            .unwrap()
+            .unwrap();
+        assert_eq!(only.from_json.as_deref(), Some(Path::new("r.json")));
+        assert!(Options::parse(&args(&["--from-json", "r.json", "rtt"])).is_err());
+        assert!(Options::parse(&args(&["--from-json", "r.json", "--json", "s.json"])).is_err());
     }
 
     #[test]

@@ -76,7 +76,7 @@ fn marker_line(text: &str, marker: &'static str) -> Result<(usize, usize), Splic
 }
 
 /// When, where and from what a run was measured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Provenance {
     /// `YYYY-MM-DD HH:MM UTC`.
     pub(crate) date: String,

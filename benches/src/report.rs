@@ -112,7 +112,7 @@ pub(crate) struct Record {
 pub(crate) struct NotApplicable {
     pub(crate) workload: Workload,
     pub(crate) system: &'static str,
-    pub(crate) reason: &'static str,
+    pub(crate) reason: String,
 }
 
 /// Renders the table. `systems` gives the row order.
