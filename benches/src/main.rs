@@ -91,6 +91,7 @@
 //! come from there only.
 
 mod calls;
+mod chart;
 mod msg;
 mod net;
 mod pool;
@@ -501,7 +502,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
         return ExitCode::FAILURE;
     }
     match &options.write_readme {
-        Some(path) => readme_written(path, &results.provenance, &out),
+        Some(path) => readme_written(path, &results, &out),
         None => ExitCode::SUCCESS,
     }
 }
@@ -524,19 +525,53 @@ fn from_json(path: &Path, readme: Option<&Path>) -> ExitCode {
     };
     print!("{out}");
     match readme {
-        Some(readme) => readme_written(readme, &results.provenance, &out),
+        Some(readme) => readme_written(readme, &results, &out),
         None => ExitCode::SUCCESS,
     }
 }
 
-/// Writes the report into the README and says so.
-fn readme_written(path: &Path, provenance: &readme::Provenance, out: &str) -> ExitCode {
-    if let Err(e) = write_readme(path, provenance, out) {
+/// Writes the report into the README, and the chart beside it, and says so.
+fn readme_written(path: &Path, results: &results::Results, out: &str) -> ExitCode {
+    if let Err(e) = write_readme(path, &results.provenance, out) {
         eprintln!("aiosock-benches: cannot write {}: {e}", path.display());
         return ExitCode::FAILURE;
     }
     eprintln!("aiosock-benches: wrote the report into {}", path.display());
-    ExitCode::SUCCESS
+    let chart_path = readme_dir(path).join(CHART_FILE);
+    match chart(results).and_then(|svg| match svg {
+        Some(svg) => Ok(std::fs::write(&chart_path, svg)?),
+        None => Ok(()),
+    }) {
+        Ok(()) => {
+            eprintln!(
+                "aiosock-benches: wrote the chart into {}",
+                chart_path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "aiosock-benches: cannot write {}: {e}",
+                chart_path.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The chart `--write-readme` draws beside the README, which the README shows.
+const CHART_FILE: &str = "bench-chart.svg";
+
+/// The chart of a run, titled with its provenance; `None` without a row to draw.
+fn chart(results: &results::Results) -> Result<Option<String>, BoxError> {
+    let (records, _, workloads, systems) = results.parts()?;
+    let p = &results.provenance;
+    let title = format!(
+        "times better aiosock did than each system (latency, memory: inverted), median of \
+         per-repetition ratios, {} reps · {} · {} ({} cores) · {}",
+        results.reps, p.date, p.cpu, p.cores, p.commit
+    );
+    chart::svg(&records, &workloads, &systems, &title)
 }
 
 /// Whether the README at `path` can take the table: readable, with its markers.
@@ -829,6 +864,29 @@ mod tests {
         assert_eq!(render(&reread).unwrap(), out);
         assert_eq!(reread.provenance, results.provenance);
         assert_eq!(reread.to_json().unwrap(), text);
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_per_peer_with_latency_inverted() {
+        let results = sample_results();
+        let svg = chart(&results).unwrap().expect("rows to draw");
+        assert!(svg.starts_with("<svg"), "{svg}");
+        for part in [
+            "rtt p→c median (µs)",
+            "calls-8 p→c (M calls/s)",
+            "vs raw-buffered",
+            "abc1234",
+            // Latency: raw's 41 µs against aiosock's 51 in the one repetition both ran.
+            "\n0.80\n",
+            // Calls/s: 0.15 against 0.2.
+            "\n0.75\n",
+        ] {
+            assert!(svg.contains(part), "{part:?} missing from\n{svg}");
+        }
+        // Nothing to set aiosock against: no chart.
+        let mut alone = sample_results();
+        alone.runs.retain(|r| r.system == "aiosock");
+        assert!(chart(&alone).unwrap().is_none());
     }
 
     #[test]

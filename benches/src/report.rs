@@ -289,7 +289,7 @@ pub(crate) fn calls_summary(records: &[Record]) -> String {
 /// `workload` and `dir`, each run paired with the other's run of the same repetition: the
 /// median over repetitions, the min and max, and how many pairs there were. `None` unless
 /// both ran successfully in at least one repetition.
-fn paired_ratio(
+pub(crate) fn paired_ratio(
     records: &[Record],
     workload: Workload,
     dir: Direction,

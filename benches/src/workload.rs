@@ -250,6 +250,13 @@ pub(crate) struct Metric {
     pub(crate) unit: &'static str,
 }
 
+impl Metric {
+    /// Whether a larger value is better: throughput is, latency and memory are not.
+    pub(crate) fn higher_is_better(self) -> bool {
+        !matches!(self.unit, "µs" | "MiB")
+    }
+}
+
 /// Which way the measured messages travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {
