@@ -34,7 +34,12 @@
 //! `small`, `rtt` and `data-4m` over TCP on the loopback, the parent listening and the
 //! child connecting: `tcp-small` and `tcp-rtt` in plaintext, `tls-small`, `tls-rtt` and
 //! `tls-4m` (4 MiB `Data`, GB/s, parent to child) over TLS 1.3 with a fresh certificate
-//! authority per run; `tcp-small` and `tls-small` in both directions.
+//! authority per run; `tcp-small` and `tls-small` in both directions. The scale workloads,
+//! run by aiosock and `raw-buffered` only, parent to child: `size-8` to `size-64m` (`sizes`)
+//! move `Data` of 8 bytes to 64 MiB (less 64 bytes, so that the frame fits aiosock's
+//! default limit), 1 GiB per run (16 to 2,000,000 messages): GB/s and µs per message; `senders-1`
+//! to `senders-64` (`senders`) send `Ping` from that many concurrent senders (tasks of a
+//! multi-thread runtime for aiosock, threads sharing the writer for raw): M msg/s.
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
@@ -126,7 +131,9 @@ usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--jso
        aiosock-benches --from-json FILE [--write-readme FILE]
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool,
-           tcp-small, tcp-rtt, tls-small, tls-rtt, tls-4m (over the loopback)
+           tcp-small, tcp-rtt, tls-small, tls-rtt, tls-4m (over the loopback),
+           sizes (= size-8, size-64, size-512, size-4k, size-32k, size-256k, size-2m,
+           size-16m, size-64m), senders (= senders-1, senders-4, senders-16, senders-64)
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in rtt also aiosock-spin (the low-latency mode);
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
@@ -251,6 +258,16 @@ impl Options {
                 }
                 "wire" => wire = true,
                 "calls" => workloads.extend(Workload::ALL.into_iter().filter(|w| w.is_calls())),
+                "sizes" => workloads.extend(
+                    Workload::ALL
+                        .into_iter()
+                        .filter(|w| matches!(w, Workload::Size(_))),
+                ),
+                "senders" => workloads.extend(
+                    Workload::ALL
+                        .into_iter()
+                        .filter(|w| matches!(w, Workload::Senders(_))),
+                ),
                 name => workloads.push(
                     Workload::ALL
                         .into_iter()
@@ -918,6 +935,23 @@ mod tests {
         assert_eq!(only.from_json.as_deref(), Some(Path::new("r.json")));
         assert!(Options::parse(&args(&["--from-json", "r.json", "rtt"])).is_err());
         assert!(Options::parse(&args(&["--from-json", "r.json", "--json", "s.json"])).is_err());
+    }
+
+    #[test]
+    fn every_workload_has_its_own_name_and_the_groups_parse() {
+        let names: Vec<&str> = Workload::ALL.iter().map(|w| w.name()).collect();
+        for (i, name) in names.iter().enumerate() {
+            assert!(!name.contains('?'), "{name}");
+            assert!(!names[..i].contains(name), "{name} twice");
+            assert_eq!(results::workload(name).unwrap(), Workload::ALL[i]);
+        }
+        let args = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        let scale = Options::parse(&args(&["senders", "sizes"])).unwrap().unwrap();
+        assert_eq!(
+            scale.workloads.len(),
+            workload::PAYLOADS.len() + workload::SENDER_COUNTS.len()
+        );
+        assert!(scale.workloads.iter().all(|w| w.is_scale()));
     }
 
     #[test]

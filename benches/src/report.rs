@@ -41,8 +41,19 @@ pub(crate) fn values(
             let p99 = l[(l.len() * 99).div_ceil(100) - 1];
             vec![micros(median_duration(&l)), micros(p99)]
         }
-        Workload::Small | Workload::Concurrent | Workload::TcpSmall | Workload::TlsSmall => {
+        Workload::Small
+        | Workload::Concurrent
+        | Workload::TcpSmall
+        | Workload::TlsSmall
+        | Workload::Senders(_) => {
             vec![count as f64 / receiver_elapsed()? / 1e6]
+        }
+        Workload::Size(bytes) => {
+            let secs = receiver_elapsed()?;
+            vec![
+                count as f64 * f64::from(bytes) / secs / 1e9,
+                secs / count as f64 * 1e6,
+            ]
         }
         Workload::Data64K | Workload::Data4M | Workload::Shm4M | Workload::Tls4M => {
             let bytes = count as f64 * workload.shape().bytes() as f64;

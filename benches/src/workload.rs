@@ -13,6 +13,29 @@ use crate::msg::Shape;
 /// How many concurrent senders the `concurrent` workload runs.
 pub(crate) const SENDERS: usize = 8;
 
+/// The payload sizes of the `size-*` workloads, in table order. The largest is 64 MiB less
+/// 64 bytes, so that its frame fits aiosock's default 64 MiB limit.
+pub(crate) const PAYLOADS: [u32; 9] = [
+    8,
+    64,
+    512,
+    4 << 10,
+    32 << 10,
+    256 << 10,
+    2 << 20,
+    16 << 20,
+    (64 << 20) - 64,
+];
+
+/// The sender counts of the `senders-*` workloads, in table order.
+pub(crate) const SENDER_COUNTS: [u16; 4] = [1, 4, 16, 64];
+
+/// Bytes one `size-*` run moves (at least [`SIZE_MIN_MESSAGES`] messages, at most
+/// [`SIZE_MAX_MESSAGES`]); a tenth with `--quick`.
+const SIZE_BYTES: u64 = 1 << 30;
+const SIZE_MIN_MESSAGES: u64 = 16;
+const SIZE_MAX_MESSAGES: u64 = 2_000_000;
+
 /// One workload of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Workload {
@@ -51,11 +74,17 @@ pub(crate) enum Workload {
     TlsRtt,
     /// One-way `Data` of 4 MiB over TLS on the loopback, parent to child: GB/s.
     Tls4M,
+    /// One-way `Data` of this many bytes (one of [`PAYLOADS`]), parent to child: GB/s, and
+    /// the time per message. The scale of cost with the message's size.
+    Size(u32),
+    /// This many concurrent senders (one of [`SENDER_COUNTS`]) of `Ping`, parent to child:
+    /// messages per second. The scale of cost with the senders.
+    Senders(u16),
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 19] = [
+    pub(crate) const ALL: [Workload; 32] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
@@ -75,6 +104,19 @@ impl Workload {
         Workload::TlsSmall,
         Workload::TlsRtt,
         Workload::Tls4M,
+        Workload::Size(PAYLOADS[0]),
+        Workload::Size(PAYLOADS[1]),
+        Workload::Size(PAYLOADS[2]),
+        Workload::Size(PAYLOADS[3]),
+        Workload::Size(PAYLOADS[4]),
+        Workload::Size(PAYLOADS[5]),
+        Workload::Size(PAYLOADS[6]),
+        Workload::Size(PAYLOADS[7]),
+        Workload::Size(PAYLOADS[8]),
+        Workload::Senders(SENDER_COUNTS[0]),
+        Workload::Senders(SENDER_COUNTS[1]),
+        Workload::Senders(SENDER_COUNTS[2]),
+        Workload::Senders(SENDER_COUNTS[3]),
     ];
 
     /// The name on the command line and in the table.
@@ -101,6 +143,22 @@ impl Workload {
             Workload::TlsSmall => "tls-small",
             Workload::TlsRtt => "tls-rtt",
             Workload::Tls4M => "tls-4m",
+            Workload::Size(8) => "size-8",
+            Workload::Size(64) => "size-64",
+            Workload::Size(512) => "size-512",
+            Workload::Size(4096) => "size-4k",
+            Workload::Size(32768) => "size-32k",
+            Workload::Size(262144) => "size-256k",
+            Workload::Size(2097152) => "size-2m",
+            Workload::Size(16777216) => "size-16m",
+            Workload::Size(67108800) => "size-64m",
+            // Only the sizes of `PAYLOADS` are ever made (see `ALL`).
+            Workload::Size(_) => "size-?",
+            Workload::Senders(1) => "senders-1",
+            Workload::Senders(4) => "senders-4",
+            Workload::Senders(16) => "senders-16",
+            Workload::Senders(64) => "senders-64",
+            Workload::Senders(_) => "senders-?",
         }
     }
 
@@ -121,7 +179,9 @@ impl Workload {
             | Workload::Pool
             | Workload::TcpRtt
             | Workload::TlsRtt
-            | Workload::Tls4M => &[Direction::ToChild],
+            | Workload::Tls4M
+            | Workload::Size(_)
+            | Workload::Senders(_) => &[Direction::ToChild],
             Workload::Stalled => &[Direction::FromChild],
         }
     }
@@ -134,7 +194,17 @@ impl Workload {
     /// Whether it is one of the message workloads, which every system but those of the
     /// calls, the pool and the network takes part in.
     pub(crate) fn is_message(self) -> bool {
-        !self.is_calls() && !self.is_resource() && !self.is_network() && self != Workload::Pool
+        !self.is_calls()
+            && !self.is_resource()
+            && !self.is_network()
+            && !self.is_scale()
+            && self != Workload::Pool
+    }
+
+    /// Whether it is one of the scale workloads, `size-*` and `senders-*`, which only
+    /// aiosock and the baseline run.
+    pub(crate) fn is_scale(self) -> bool {
+        matches!(self, Workload::Size(_) | Workload::Senders(_))
     }
 
     /// Whether it runs over TCP on the loopback, in plaintext: `tcp-small` and `tcp-rtt`.
@@ -172,6 +242,7 @@ impl Workload {
                 | Workload::Stalled
                 | Workload::TcpSmall
                 | Workload::TlsSmall
+                | Workload::Senders(_)
         )
     }
 
@@ -182,6 +253,7 @@ impl Workload {
             Workload::Data4M | Workload::Tls4M => Shape::Data(4 * 1024 * 1024),
             Workload::Fds => Shape::Fd,
             Workload::Shm4M => Shape::Shm(4 * 1024 * 1024),
+            Workload::Size(bytes) => Shape::Data(bytes as usize),
             _ => Shape::Ping,
         }
     }
@@ -214,12 +286,24 @@ impl Workload {
         ];
         match self {
             Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt => RTT,
-            Workload::Small | Workload::Concurrent | Workload::TcpSmall | Workload::TlsSmall => {
-                &[Metric {
+            Workload::Small
+            | Workload::Concurrent
+            | Workload::TcpSmall
+            | Workload::TlsSmall
+            | Workload::Senders(_) => &[Metric {
+                label: "",
+                unit: "M msg/s",
+            }],
+            Workload::Size(_) => &[
+                Metric {
                     label: "",
-                    unit: "M msg/s",
-                }]
-            }
+                    unit: "GB/s",
+                },
+                Metric {
+                    label: "per msg",
+                    unit: "µs",
+                },
+            ],
             Workload::Data64K | Workload::Data4M | Workload::Shm4M | Workload::Tls4M => &[Metric {
                 label: "",
                 unit: "GB/s",
@@ -313,6 +397,8 @@ pub(crate) struct Sizes {
     pub(crate) calls_window: Duration,
     /// Jobs in each pool run (after a warm-up of one job per worker).
     pub(crate) pool: u64,
+    /// A smoke test: the `size-*` runs move a tenth of their bytes.
+    pub(crate) quick: bool,
 }
 
 impl Sizes {
@@ -330,6 +416,7 @@ impl Sizes {
             shm_4m: 256,
             calls_window: Duration::from_millis(500),
             pool: 1_000_000,
+            quick: false,
         }
     }
 
@@ -347,6 +434,7 @@ impl Sizes {
             shm_4m: 16,
             calls_window: Duration::from_millis(100),
             pool: 100_000,
+            quick: true,
         }
     }
 
@@ -364,15 +452,24 @@ impl Sizes {
             Workload::Shm4M => self.shm_4m,
             Workload::Calls(_) => self.calls_window.as_millis() as u64,
             Workload::Pool => self.pool,
+            Workload::Size(bytes) => {
+                let bytes_per_run = if self.quick {
+                    SIZE_BYTES / 10
+                } else {
+                    SIZE_BYTES
+                };
+                (bytes_per_run / u64::from(bytes)).clamp(SIZE_MIN_MESSAGES, SIZE_MAX_MESSAGES)
+            }
+            Workload::Senders(_) => self.concurrent,
         }
     }
 
     /// The roles of the parent and of the child in one run, with `count` messages.
     pub(crate) fn roles(&self, workload: Workload, dir: Direction, count: u64) -> (Role, Role) {
-        let senders = if workload == Workload::Concurrent {
-            SENDERS
-        } else {
-            1
+        let senders = match workload {
+            Workload::Concurrent => SENDERS,
+            Workload::Senders(n) => n.into(),
+            _ => 1,
         };
         let stream = Stream {
             shape: workload.shape(),

@@ -156,7 +156,9 @@ impl System for Raw {
     }
 
     fn takes_part(&self, workload: Workload) -> bool {
-        workload.is_message() || (self.buffered && (workload.is_calls() || workload.is_resource()))
+        workload.is_message()
+            || (self.buffered
+                && (workload.is_calls() || workload.is_resource() || workload.is_scale()))
     }
 
     fn syscall_per_message(&self) -> bool {
