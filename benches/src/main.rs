@@ -39,7 +39,10 @@
 //! move `Data` of 8 bytes to 64 MiB (less 64 bytes, so that the frame fits aiosock's
 //! default limit), 1 GiB per run (16 to 2,000,000 messages): GB/s and µs per message; `senders-1`
 //! to `senders-64` (`senders`) send `Ping` from that many concurrent senders (tasks of a
-//! multi-thread runtime for aiosock, threads sharing the writer for raw): M msg/s.
+//! multi-thread runtime for aiosock, threads sharing the writer for raw): M msg/s;
+//! `pairs-1` and `pairs-100` (aiosock alone) send `Ping` over that many connections
+//! between the same two processes at once, a 1/N share of the messages each: all
+//! connections' M msg/s together, and the report ends with pairs-100 ÷ pairs-1.
 //!
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
@@ -133,7 +136,8 @@ workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool,
            tcp-small, tcp-rtt, tls-small, tls-rtt, tls-4m (over the loopback),
            sizes (= size-8, size-64, size-512, size-4k, size-32k, size-256k, size-2m,
-           size-16m, size-64m), senders (= senders-1, senders-4, senders-16, senders-64)
+           size-16m, size-64m), senders (= senders-1, senders-4, senders-16, senders-64),
+           pairs-1, pairs-100
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in rtt also aiosock-spin (the low-latency mode);
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
@@ -671,6 +675,7 @@ fn render(results: &results::Results) -> Result<String, BoxError> {
         out += &report::table(&records, &na, &names);
         out += &report::calls_summary(&records);
         out += &report::pool_summary(&records);
+        out += &report::pairs_summary(&records);
         out += &report::resource_summary(&records);
         out += &report::net_summary(&records);
     }
@@ -946,7 +951,9 @@ mod tests {
             assert_eq!(results::workload(name).unwrap(), Workload::ALL[i]);
         }
         let args = |a: &[&str]| a.iter().map(ToString::to_string).collect::<Vec<_>>();
-        let scale = Options::parse(&args(&["senders", "sizes"])).unwrap().unwrap();
+        let scale = Options::parse(&args(&["senders", "sizes"]))
+            .unwrap()
+            .unwrap();
         assert_eq!(
             scale.workloads.len(),
             workload::PAYLOADS.len() + workload::SENDER_COUNTS.len()

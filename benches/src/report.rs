@@ -45,7 +45,8 @@ pub(crate) fn values(
         | Workload::Concurrent
         | Workload::TcpSmall
         | Workload::TlsSmall
-        | Workload::Senders(_) => {
+        | Workload::Senders(_)
+        | Workload::Pairs(_) => {
             vec![count as f64 / receiver_elapsed()? / 1e6]
         }
         Workload::Size(bytes) => {
@@ -344,6 +345,38 @@ pub(crate) fn pool_summary(records: &[Record]) -> String {
         Some((ratio, min, max, n)) => format!(
             "\npool ÷ pool-manual (jobs/s in the same repetition, median over {n} repetitions): \
              {ratio:.2} (min–max {min:.2}–{max:.2}; above 1 is faster)\n"
+        ),
+    }
+}
+
+/// The scale of many connections: aiosock's aggregate messages/s over `pairs-100` divided
+/// by its messages/s over `pairs-1` in the same repetition, the median over repetitions
+/// and their spread. Empty unless both ran.
+pub(crate) fn pairs_summary(records: &[Record]) -> String {
+    let value = |pairs: u16, rep: usize| {
+        records
+            .iter()
+            .find(|r| r.workload == Workload::Pairs(pairs) && r.system == "aiosock" && r.rep == rep)
+            .and_then(|r| r.result.as_ref().ok())
+            .and_then(|v| v.first().copied())
+    };
+    let mut ratios: Vec<f64> = records
+        .iter()
+        .filter(|r| r.workload == Workload::Pairs(100) && r.system == "aiosock")
+        .filter_map(|r| Some(value(100, r.rep)? / value(1, r.rep)?))
+        .collect();
+    let (min, max) = ratios
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let n = ratios.len();
+    match median(&mut ratios) {
+        None => String::new(),
+        Some(ratio) => format!(
+            "\npairs-100 ÷ pairs-1 (aiosock, all connections' M msg/s together, in the same \
+             repetition, median over {n} repetitions): {ratio:.2} (min–max {min:.2}–{max:.2}; \
+             the target is at least 0.8)\n"
         ),
     }
 }

@@ -211,6 +211,7 @@ mod tests {
             per_sender,
             senders: 1,
             delay: Duration::ZERO,
+            pairs: 1,
         }
     }
 

@@ -27,6 +27,9 @@ pub(crate) const PAYLOADS: [u32; 9] = [
     (64 << 20) - 64,
 ];
 
+/// The connection counts of the `pairs-*` workloads, in table order.
+pub(crate) const PAIR_COUNTS: [u16; 2] = [1, 100];
+
 /// The sender counts of the `senders-*` workloads, in table order.
 pub(crate) const SENDER_COUNTS: [u16; 4] = [1, 4, 16, 64];
 
@@ -80,11 +83,14 @@ pub(crate) enum Workload {
     /// This many concurrent senders (one of [`SENDER_COUNTS`]) of `Ping`, parent to child:
     /// messages per second. The scale of cost with the senders.
     Senders(u16),
+    /// `Ping` over this many connections at once (one of [`PAIR_COUNTS`]) between the
+    /// same two processes, parent to child: messages per second, all connections together.
+    Pairs(u16),
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 32] = [
+    pub(crate) const ALL: [Workload; 34] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
@@ -117,6 +123,8 @@ impl Workload {
         Workload::Senders(SENDER_COUNTS[1]),
         Workload::Senders(SENDER_COUNTS[2]),
         Workload::Senders(SENDER_COUNTS[3]),
+        Workload::Pairs(PAIR_COUNTS[0]),
+        Workload::Pairs(PAIR_COUNTS[1]),
     ];
 
     /// The name on the command line and in the table.
@@ -159,6 +167,9 @@ impl Workload {
             Workload::Senders(16) => "senders-16",
             Workload::Senders(64) => "senders-64",
             Workload::Senders(_) => "senders-?",
+            Workload::Pairs(1) => "pairs-1",
+            Workload::Pairs(100) => "pairs-100",
+            Workload::Pairs(_) => "pairs-?",
         }
     }
 
@@ -181,7 +192,8 @@ impl Workload {
             | Workload::TlsRtt
             | Workload::Tls4M
             | Workload::Size(_)
-            | Workload::Senders(_) => &[Direction::ToChild],
+            | Workload::Senders(_)
+            | Workload::Pairs(_) => &[Direction::ToChild],
             Workload::Stalled => &[Direction::FromChild],
         }
     }
@@ -198,6 +210,7 @@ impl Workload {
             && !self.is_resource()
             && !self.is_network()
             && !self.is_scale()
+            && !matches!(self, Workload::Pairs(_))
             && self != Workload::Pool
     }
 
@@ -243,6 +256,7 @@ impl Workload {
                 | Workload::TcpSmall
                 | Workload::TlsSmall
                 | Workload::Senders(_)
+                | Workload::Pairs(_)
         )
     }
 
@@ -290,7 +304,8 @@ impl Workload {
             | Workload::Concurrent
             | Workload::TcpSmall
             | Workload::TlsSmall
-            | Workload::Senders(_) => &[Metric {
+            | Workload::Senders(_)
+            | Workload::Pairs(_) => &[Metric {
                 label: "",
                 unit: "M msg/s",
             }],
@@ -461,6 +476,7 @@ impl Sizes {
                 (bytes_per_run / u64::from(bytes)).clamp(SIZE_MIN_MESSAGES, SIZE_MAX_MESSAGES)
             }
             Workload::Senders(_) => self.concurrent,
+            Workload::Pairs(_) => self.small,
         }
     }
 
@@ -471,11 +487,16 @@ impl Sizes {
             Workload::Senders(n) => n.into(),
             _ => 1,
         };
+        let pairs = match workload {
+            Workload::Pairs(n) => usize::from(n),
+            _ => 1,
+        };
         let stream = Stream {
             shape: workload.shape(),
-            per_sender: count / senders as u64,
+            per_sender: count / (senders * pairs) as u64,
             senders,
             delay: Duration::ZERO,
+            pairs,
         };
         match (workload, dir) {
             (Workload::Calls(in_flight), _) => {
@@ -515,6 +536,9 @@ pub(crate) struct Stream {
     pub(crate) senders: usize,
     /// How long the receiver sleeps after `Ready` before it reads.
     pub(crate) delay: Duration,
+    /// Connections, each carrying the whole stream as described (`per_sender` from each
+    /// sender); more than one only in the `pairs-*` workloads.
+    pub(crate) pairs: usize,
 }
 
 /// What one process does in a run. Every system implements the four.
@@ -570,6 +594,7 @@ impl Role {
                 s.per_sender.to_string(),
                 s.senders.to_string(),
                 s.delay.as_millis().to_string(),
+                s.pairs.to_string(),
             ],
             Role::Ping { count } => vec!["ping".into(), count.to_string()],
             Role::Echo => vec!["echo".into()],
@@ -599,6 +624,7 @@ impl Role {
                     per_sender: num(2)?,
                     senders: num(3)? as usize,
                     delay: Duration::from_millis(num(4)?),
+                    pairs: num(5)? as usize,
                 };
                 Ok(if kind == "send" {
                     Role::Send(stream)

@@ -6,7 +6,10 @@
 //! The calls workloads are in `aiosock_calls`: this system is the generated client with
 //! an in-order server there. The resource workloads are in `aiosock_shm`: this system
 //! sends an `aiosock::Fd` per message in `fds`, and builds each `shm-4m` payload in a
-//! `ShmBuf` sent frozen as an `aiosock::Shm`.
+//! `ShmBuf` sent frozen as an `aiosock::Shm`. In the `pairs-*` workloads the parent makes
+//! the connections with `aiosock::pair` and hands the child its ends as `Endpoint` fields
+//! of [`Handoff`] messages over the first one; every connection then runs the stream at
+//! once, all on the current-thread runtime of each process.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -98,13 +101,78 @@ fn carries_resources(role: &Role) -> bool {
 
 /// The parent's side of `role` with [`Msg`] both ways (a `shm-4m` payload as a `Data`).
 pub(super) fn messages_parent(child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+    if let Some(pairs) = pairs_of(role) {
+        return spawned::<Handoff, _>(child, runtime(role)?, |end| async move {
+            let (tx, _rx) = end.into_split();
+            let mut ends = Vec::with_capacity(pairs);
+            for _ in 0..pairs {
+                let (here, there) = ::aiosock::pair::<Msg, Msg>()?;
+                tx.send(Handoff::Pair(there))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                ends.push(here);
+            }
+            tx.flush().await?;
+            all_pairs(ends, role).await
+        });
+    }
     spawned::<Msg, _>(child, runtime(role)?, |end| play(end, role))
 }
 
 /// The child's side of [`messages_parent`].
 pub(super) fn messages_child(role: &Role) -> Result<Outcome, BoxError> {
+    if let Some(pairs) = pairs_of(role) {
+        let end = ::aiosock::inherited::<Handoff, Handoff>()?;
+        return runtime(role)?.block_on(async move {
+            let (_tx, mut rx) = end.into_split();
+            let mut ends = Vec::with_capacity(pairs);
+            while ends.len() < pairs {
+                match rx.recv().await? {
+                    Some(Handoff::Pair(end)) => ends.push(end),
+                    None => return Err("the parent closed before it sent every pair".into()),
+                }
+            }
+            all_pairs(ends, role).await
+        });
+    }
     let end = ::aiosock::inherited::<Msg, Msg>()?;
     runtime(role)?.block_on(play(end, role))
+}
+
+/// What the first connection of a `pairs-*` run carries: the child's ends of the others.
+#[::aiosock::protocol]
+#[derive(Debug)]
+pub(crate) enum Handoff {
+    /// One connection's end for the child.
+    Pair(Endpoint<Msg, Msg>),
+}
+
+/// The connections of a `pairs-*` role, if there are more than one.
+fn pairs_of(role: &Role) -> Option<usize> {
+    match role {
+        Role::Send(stream) | Role::Recv(stream) if stream.pairs > 1 => Some(stream.pairs),
+        _ => None,
+    }
+}
+
+/// Plays a `pairs-*` role over every end at once: each carries the whole stream. The
+/// receiver's time runs from before the first `Ready` to the last message of all.
+async fn all_pairs(ends: Vec<Endpoint<Msg, Msg>>, role: &Role) -> Result<Outcome, BoxError> {
+    let one = |stream: &Stream| Stream {
+        pairs: 1,
+        ..stream.clone()
+    };
+    let each = match role {
+        Role::Send(stream) => Role::Send(one(stream)),
+        Role::Recv(stream) => Role::Recv(one(stream)),
+        _ => return Err("only streams run over many pairs".into()),
+    };
+    let start = Instant::now();
+    futures_util::future::try_join_all(ends.into_iter().map(|end| play(end, &each))).await?;
+    Ok(match role {
+        Role::Recv(_) => Outcome::timed(start.elapsed()),
+        _ => Outcome::default(),
+    })
 }
 
 /// Starts the child with an end speaking `P` both ways (`kill_on_drop`, so that a failed
