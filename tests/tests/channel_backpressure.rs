@@ -355,3 +355,56 @@ async fn a_send_blocked_on_a_full_socket_fails_once_the_peer_drops_only_its_rece
     );
     assert!(tx.is_closed());
 }
+
+/// A loop of sends that never waits for room (the whole stream fits the outgoing buffer)
+/// still lets the other tasks of a current-thread runtime run once a batch is queued, as
+/// sends on tokio's own channels do: here a task that only counts. Everything sent
+/// arrives, in order. Without the cooperative budget the loop ran to its end first (the
+/// other task ran 0 times).
+#[test]
+fn a_send_loop_that_never_waits_for_room_lets_other_tasks_run() {
+    const N: u64 = 200_000;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let local = tokio::task::LocalSet::new();
+    local.block_on(
+        &rt,
+        guard("a loop of sends and its receipt", async {
+            let (a, b) = aiosock::pair::<Traffic, Traffic>().expect("socketpair");
+            let mut config = Config::new();
+            // Room for the whole stream (about 2 MB): no send ever waits.
+            config.set_capacity(64 * 1024 * 1024);
+            let (tx, _rx) = a.with_config(config).into_split();
+            let (_btx, mut brx) = b.into_split();
+            let ran = std::rc::Rc::new(std::cell::Cell::new(0u64));
+            let counter = ran.clone();
+            let ticker = tokio::task::spawn_local(async move {
+                loop {
+                    counter.set(counter.get() + 1);
+                    tokio::task::yield_now().await;
+                }
+            });
+            let mut ticks_seen = 0;
+            for seq in 0..N {
+                tx.send(Traffic::Num(seq)).await.expect("send");
+                if seq == N - 1 {
+                    ticks_seen = ran.get();
+                }
+            }
+            ticker.abort();
+            assert!(
+                ticks_seen > 10,
+                "the other task ran {ticks_seen} times during {N} sends"
+            );
+            drop(tx);
+            for seq in 0..N {
+                match brx.recv().await.expect("recv") {
+                    Some(Traffic::Num(n)) => assert_eq!(n, seq),
+                    other => panic!("{other:?} instead of {seq}"),
+                }
+            }
+        }),
+    );
+}

@@ -163,6 +163,11 @@ impl<T: Protocol> Sender<T> {
     /// copies the message), so a task that does nothing but send yields once the buffer
     /// fills, at most [`Config::capacity`](crate::Config::capacity) bytes later.
     ///
+    /// Once 64 KiB or more wait in the outgoing buffer, a send spends its task's
+    /// cooperative budget (before it queues), as sends on tokio's own channels do: a loop
+    /// of sends that never waits for room still lets the runtime's other tasks run, this
+    /// end's writer among them.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe in the sense of tokio's `mpsc::Sender::send`: if the future is dropped
@@ -178,6 +183,10 @@ impl<T: Protocol> Sender<T> {
         async move {
             if !attached {
                 return Err(SendError::Closed(msg));
+            }
+            if self.shared.is_deep() {
+                // Before the message is queued: a send dropped here sent nothing.
+                tokio::task::consume_budget().await;
             }
             // Known at once for most protocols: no future to make and poll then.
             // The waits are boxed, off the common path, so that the future (part of the

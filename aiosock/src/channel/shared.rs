@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     /// How many variants of what this end sends the peer knows, from the peer's hello;
     /// [`UNKNOWN`] until it was read (by the receiver, or peeked by a sender).
     known: AtomicUsize,
+    /// The last push left at least [`DEEP`] bytes queued (see [`is_deep`](Self::is_deep)).
+    deep: AtomicBool,
     /// A duplicate of the socket registered for read readiness, for a sender that waits
     /// for the peer's hello (see [`peer_hello`](Self::peer_hello)).
     hello_watch: OnceLock<Option<AsyncFd<Socket>>>,
@@ -189,6 +191,7 @@ impl Shared {
             sends,
             expects,
             known: AtomicUsize::new(UNKNOWN),
+            deep: AtomicBool::new(false),
             hello_watch: OnceLock::new(),
             shutdown_after_hello: AtomicBool::new(false),
         });
@@ -299,6 +302,7 @@ impl Shared {
         }
         out.queued += frame.len() as u64;
         out.queue.push(frame, fds);
+        self.deep.store(out.queue.len() >= DEEP, Ordering::Relaxed);
         if !matches!(out.writer, Writer::Idle(_)) {
             // The writer is busy (or gone, or not started): it takes the frame from there.
             return Ok(());
@@ -810,6 +814,22 @@ impl Shared {
             out.inline_spent = false;
             Poll::Pending
         }
+    }
+}
+
+/// Queued bytes from which a send spends its task's cooperative budget: enough for the
+/// writer to hand the kernel a batch worth a system call.
+const DEEP: usize = 64 * 1024;
+
+impl Shared {
+    /// Whether the last push left a batch's worth queued ([`DEEP`] bytes): then a send
+    /// spends its task's cooperative budget before it queues, so that a loop of sends that
+    /// never waits for room (a stream that fits the outgoing buffer) still lets the
+    /// runtime's other tasks run (this end's writer, other ends' senders), as sends on
+    /// tokio's own channels do. Below it, sends run on, so that the writer gets batches.
+    #[inline]
+    pub(crate) fn is_deep(&self) -> bool {
+        self.deep.load(Ordering::Relaxed)
     }
 }
 
