@@ -12,7 +12,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::BoxError;
-use crate::report::{Record, paired_ratio};
+use crate::report::{Record, paired_ratio, row_label};
 use crate::workload::Workload;
 
 /// The SVG's width, and the parts of it: the labels on the left, the bars, the numbers.
@@ -75,13 +75,7 @@ fn rows(records: &[Record], workloads: &[Workload], systems: &[&'static str]) ->
                 if bars.is_empty() {
                     continue;
                 }
-                let label = format!(
-                    "{} {dir}{}{} ({})",
-                    workload.name(),
-                    if metric.label.is_empty() { "" } else { " " },
-                    metric.label,
-                    metric.unit
-                );
+                let label = row_label(workload, dir, metric);
                 rows.push(Row { label, bars });
             }
         }

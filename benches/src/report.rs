@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use crate::process::ChildReport;
 use crate::systems::{BASELINE, baseline};
-use crate::workload::{Direction, Outcome, Workload};
+use crate::workload::{Direction, Metric, Outcome, Workload};
 
 /// One run's values, one per [`Workload::metrics`] entry.
 pub(crate) fn values(
@@ -147,13 +147,7 @@ pub(crate) fn table(records: &[Record], na: &[NotApplicable], systems: &[&'stati
                 continue;
             }
             for (m, metric) in workload.metrics().iter().enumerate() {
-                let label = format!(
-                    "{} {dir}{}{} ({})",
-                    workload.name(),
-                    if metric.label.is_empty() { "" } else { " " },
-                    metric.label,
-                    metric.unit
-                );
+                let label = row_label(workload, dir, metric);
                 for &system in systems {
                     if let Some(n) = na
                         .iter()
@@ -316,11 +310,16 @@ pub(crate) fn paired_ratio(
             .and_then(|r| r.result.as_ref().ok())
             .and_then(|v| v.get(metric).copied())
     };
-    let mut ratios: Vec<f64> = records
+    let ratios: Vec<f64> = records
         .iter()
         .filter(|r| r.workload == workload && r.dir == dir && r.system == ours)
         .filter_map(|r| Some(value(ours, r.rep)? / value(theirs, r.rep)?))
         .collect();
+    spread(ratios)
+}
+
+/// The median of `ratios`, their min and max, and how many there are; `None` if empty.
+fn spread(mut ratios: Vec<f64>) -> Option<(f64, f64, f64, usize)> {
     let (min, max) = ratios
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
@@ -328,6 +327,17 @@ pub(crate) fn paired_ratio(
         });
     let n = ratios.len();
     median(&mut ratios).map(|ratio| (ratio, min, max, n))
+}
+
+/// The label of a table row: the workload, the direction, the metric and its unit.
+pub(crate) fn row_label(workload: Workload, dir: Direction, metric: &Metric) -> String {
+    format!(
+        "{} {dir}{}{} ({})",
+        workload.name(),
+        if metric.label.is_empty() { "" } else { " " },
+        metric.label,
+        metric.unit
+    )
 }
 
 /// The pool workload's ratio: `pool`'s jobs/s divided by `pool-manual`'s in the same
@@ -360,20 +370,14 @@ pub(crate) fn pairs_summary(records: &[Record]) -> String {
             .and_then(|r| r.result.as_ref().ok())
             .and_then(|v| v.first().copied())
     };
-    let mut ratios: Vec<f64> = records
+    let ratios: Vec<f64> = records
         .iter()
         .filter(|r| r.workload == Workload::Pairs(100) && r.system == "aiosock")
         .filter_map(|r| Some(value(100, r.rep)? / value(1, r.rep)?))
         .collect();
-    let (min, max) = ratios
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    let n = ratios.len();
-    match median(&mut ratios) {
+    match spread(ratios) {
         None => String::new(),
-        Some(ratio) => format!(
+        Some((ratio, min, max, n)) => format!(
             "\npairs-100 ÷ pairs-1 (aiosock, all connections' M msg/s together, in the same \
              repetition, median over {n} repetitions): {ratio:.2} (min–max {min:.2}–{max:.2}; \
              the target is at least 0.8)\n"
