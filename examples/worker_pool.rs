@@ -3,8 +3,10 @@
 //! each take the next job from one shared counter, and the pool sends each call to the
 //! worker with the fewest in flight.
 //!
-//! `cargo run --release --example worker_pool [WORKERS] [JOBS]` (defaults: the CPU count,
-//! 200000 jobs). Prints one summary line with the total time and jobs per second.
+//! `cargo run --release --example worker_pool [--fork] [WORKERS] [JOBS]` (defaults: the
+//! CPU count, 200000 jobs). With `--fork` the workers are forked instead (`Pool::fork`,
+//! from a `ForkServer` made first thing in `main`): no worker mode is needed. Prints one
+//! summary line with the total time and jobs per second.
 
 use std::error::Error;
 use std::process::Command;
@@ -74,11 +76,20 @@ fn worker() -> Result<(), Box<dyn Error>> {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let mut args = std::env::args().skip(1);
-    let first = args.next();
-    if first.as_deref() == Some("--worker") {
+    let mut args = std::env::args().skip(1).peekable();
+    if args.peek().map(String::as_str) == Some("--worker") {
         return worker();
     }
+    // The fork server is made while this process has one thread, before the runtime.
+    let server = if args.peek().map(String::as_str) == Some("--fork") {
+        args.next();
+        Some(aiosock::ForkServer::<Silence, Job>::new(|end| {
+            end.serve(Worker)
+        })?)
+    } else {
+        None
+    };
+    let first = args.next();
     let workers: usize = match first {
         Some(n) => n.parse()?,
         None => std::thread::available_parallelism().map_or(2, |n| n.get()),
@@ -90,20 +101,32 @@ fn main() -> Result<(), Box<dyn Error>> {
     if workers == 0 {
         return Err("at least one worker".into());
     }
-    tokio::runtime::Runtime::new()?.block_on(pool(workers, jobs))
+    tokio::runtime::Runtime::new()?.block_on(pool(workers, jobs, server))
 }
 
-async fn pool(workers: usize, jobs: u64) -> Result<(), Box<dyn Error>> {
-    let exe = std::env::current_exe()?;
-    let command = move |_worker: usize| {
-        let mut cmd = Command::new(&exe);
-        cmd.arg("--worker");
-        cmd
-    };
+async fn pool(
+    workers: usize,
+    jobs: u64,
+    server: Option<aiosock::ForkServer<Silence, Job>>,
+) -> Result<(), Box<dyn Error>> {
     let started = Instant::now();
-    let pool = Arc::new(aiosock::Pool::<JobClient>::spawn::<Silence, _>(
-        workers, command, Parent,
-    )?);
+    let how = if server.is_some() {
+        "forked"
+    } else {
+        "spawned"
+    };
+    let pool = Arc::new(match server {
+        Some(server) => aiosock::Pool::<JobClient>::fork::<Silence, _>(workers, server, Parent)?,
+        None => {
+            let exe = std::env::current_exe()?;
+            let command = move |_worker: usize| {
+                let mut cmd = Command::new(&exe);
+                cmd.arg("--worker");
+                cmd
+            };
+            aiosock::Pool::<JobClient>::spawn::<Silence, _>(workers, command, Parent)?
+        }
+    });
     // Lanes of calls: each takes the next job and waits for its answer; the pool sends
     // each call to the worker with the fewest in flight.
     let next = Arc::new(AtomicU64::new(0));
@@ -144,7 +167,7 @@ async fn pool(workers: usize, jobs: u64) -> Result<(), Box<dyn Error>> {
     }
     pool.shutdown(Duration::from_secs(30)).await;
     println!(
-        "worker_pool: {workers} workers, {done} jobs in {:.3} s, {:.0} jobs/s (checksum {checksum})",
+        "worker_pool: {workers} {how} workers, {done} jobs in {:.3} s, {:.0} jobs/s (checksum {checksum})",
         elapsed.as_secs_f64(),
         done as f64 / elapsed.as_secs_f64()
     );

@@ -224,6 +224,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A [`ForkServer`](crate::ForkServer) cannot start workers: it is gone, it did not
+    /// answer, or it was asked from a forked copy of the process that made it.
+    #[error("the fork server cannot start workers: {reason}")]
+    ForkServer {
+        /// Why, for example `it exited before it answered`.
+        reason: String,
+    },
+
     /// [`fork`](crate::fork) was called from inside a Tokio runtime: the child, a copy of
     /// this thread, could not start the runtime it runs its closure on. Fork before
     /// starting the runtime (or from outside it).

@@ -27,6 +27,12 @@
 //!   `multiprocessing`'s fork method: no worker binary or argument parsing, and the closure
 //!   sees the parent's state. Only from a single-threaded process, outside a runtime (it
 //!   refuses otherwise): fork your workers at the start of `main`, before the runtime.
+//! - [`ForkServer`](crate::ForkServer) forks workers later, from inside a runtime: made at
+//!   the start of `main` (the same rule as `fork`), it is a copy of the process that forks
+//!   a worker running its closure on each [`start`](crate::ForkServer::start), and the
+//!   worker becomes this process's child. [`Pool::fork`](crate::Pool::fork) uses one to
+//!   start and restart a pool's workers. Each worker is a copy of the process as it was
+//!   when the server was made, so it sees none of the state made since.
 //! - [`Endpoint::from_fd`](crate::Endpoint::from_fd) wraps a socket you passed by other
 //!   means.
 //!

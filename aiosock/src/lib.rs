@@ -513,6 +513,7 @@ mod bytes;
 mod channel;
 mod error;
 mod fd;
+mod fork_server;
 pub mod guide;
 pub mod listener;
 mod pool;
@@ -535,6 +536,7 @@ pub use crate::error::{
     TryRecvError, TrySendError,
 };
 pub use crate::fd::Fd;
+pub use crate::fork_server::ForkServer;
 pub use crate::listener::{
     AcceptPolicy, BindOptions, Listener, PeerCred, connect, connect_abstract,
 };

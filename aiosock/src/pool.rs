@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::error::{CallError, Error};
-use crate::{ChildOptions, Client, Dispatch, Protocol, pair};
+use crate::{Child, ChildOptions, Client, Dispatch, Endpoint, ForkServer, Protocol, pair};
 
 /// A pool of worker processes, each serving calls over its own connection, behind one
 /// handle.
@@ -21,10 +21,12 @@ use crate::{ChildOptions, Client, Dispatch, Protocol, pair};
 /// - **Workers** are started with [`Pool::spawn`] from a `Command` (the current
 ///   executable in a worker mode, or a worker binary); each adopts its end with
 ///   [`inherited`](crate::inherited) and serves it, for example with
-///   [`Endpoint::serve`](crate::Endpoint::serve). They are killed if the pool is dropped
-///   without [`shutdown`](Self::shutdown) (and, with the kernel's help, if this process
-///   dies). Forked workers are not offered: a pool restarts workers from inside a running
-///   runtime, where forking is refused.
+///   [`Endpoint::serve`](crate::Endpoint::serve). Or they are forked with [`Pool::fork`]
+///   by a [`ForkServer`] made at the start of `main`, each running the server's closure
+///   on its end: a pool starts and restarts workers from inside a running runtime, where
+///   [`fork`](crate::fork) itself refuses. Either way they are killed if the pool is
+///   dropped without [`shutdown`](Self::shutdown) (and, with the kernel's help, if this
+///   process dies).
 /// - **A worker that dies is restarted** (after a pause that grows with repeated failures,
 ///   from 10 ms up to 1 s). The calls it held fail with [`CallError::Closed`] (or
 ///   [`CallError::Failed`] if it died in the middle of a frame);
@@ -202,6 +204,84 @@ impl<C: Client> Pool<C> {
         In: Protocol + Dispatch<H>,
         H: Clone + Send + 'static,
     {
+        Pool::start::<In, H>(size, Arc::new(Spawner(command)), handler)
+    }
+
+    /// Starts `size` workers (at least 1), each forked by `server` with a new pair's end
+    /// and running the server's closure on it (see [`ForkServer`]), and a supervisor task
+    /// per worker as [`spawn`](Self::spawn) does. The pool keeps the server to restart
+    /// workers with.
+    ///
+    /// # Errors
+    ///
+    /// The first worker that cannot be started: the ones started before it are killed.
+    ///
+    /// # Panics
+    ///
+    /// As [`spawn`](Self::spawn): outside a Tokio runtime with I/O and time enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// #[aiosock::protocol]
+    /// pub enum Job {
+    ///     #[reply(u64)]
+    ///     Square(u64),
+    /// }
+    ///
+    /// #[aiosock::protocol]
+    /// pub enum Silence {
+    ///     Nothing,
+    /// }
+    ///
+    /// #[derive(Clone)]
+    /// struct Parent;
+    ///
+    /// impl SilenceHandler for Parent {
+    ///     async fn on_nothing(&mut self) {}
+    /// }
+    ///
+    /// struct Worker;
+    ///
+    /// impl JobHandler for Worker {
+    ///     async fn on_square(&mut self, n: u64) -> u64 {
+    ///         n * n
+    ///     }
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     // First, while the process has one thread: no worker binary, no worker mode.
+    ///     let server = aiosock::ForkServer::new(|end| end.serve(Worker))?;
+    ///     tokio::runtime::Runtime::new()?.block_on(async {
+    ///         let pool = aiosock::Pool::<JobClient>::fork::<Silence, _>(4, server, Parent)?;
+    ///         let sq = pool.call(async |job| job.square(7).await).await?;
+    ///         assert_eq!(sq, 49);
+    ///         pool.shutdown(std::time::Duration::from_secs(5)).await;
+    ///         Ok(())
+    ///     })
+    /// }
+    /// ```
+    pub fn fork<In, H>(
+        size: usize,
+        server: ForkServer<In, C::Protocol>,
+        handler: H,
+    ) -> Result<Pool<C>, Error>
+    where
+        In: Protocol + Dispatch<H>,
+        H: Clone + Send + 'static,
+    {
+        Pool::start::<In, H>(size, Arc::new(server), handler)
+    }
+
+    fn start<In, H>(
+        size: usize,
+        starter: Arc<dyn Starter<In, C::Protocol>>,
+        handler: H,
+    ) -> Result<Pool<C>, Error>
+    where
+        In: Protocol + Dispatch<H>,
+        H: Clone + Send + 'static,
+    {
         let size = size.max(1);
         let shared = Arc::new(Shared {
             workers: (0..size)
@@ -224,13 +304,12 @@ impl<C: Client> Pool<C> {
             changed: Notify::new(),
             next: AtomicUsize::new(0),
         });
-        let command = Arc::new(command);
         let mut started = Vec::with_capacity(size);
         for index in 0..size {
             started.push(start::<C, In, H>(
                 &shared,
                 index,
-                &*command,
+                &*starter,
                 handler.clone(),
             )?);
         }
@@ -238,10 +317,10 @@ impl<C: Client> Pool<C> {
             let supervisor = Supervisor {
                 shared: shared.clone(),
                 index,
-                command: command.clone(),
+                starter: starter.clone(),
                 handler: handler.clone(),
             };
-            tokio::spawn(supervisor.run::<In>(running));
+            tokio::spawn(supervisor.run(running));
         }
         Ok(Pool { shared })
     }
@@ -465,11 +544,43 @@ struct Running {
     started: Instant,
 }
 
+/// How a pool starts its workers: worker `index` on the end `end`, killed if its
+/// [`Child`] is dropped, and dying with this process.
+trait Starter<Out: Protocol, In: Protocol>: Send + Sync + 'static {
+    fn start(&self, index: usize, end: Endpoint<Out, In>) -> Result<Child, Error>;
+}
+
+fn worker_options() -> ChildOptions {
+    let mut options = ChildOptions::new();
+    options.kill_on_drop(true).die_with_parent(true);
+    options
+}
+
+/// Spawns each worker from the `Command` its function makes.
+struct Spawner<F>(F);
+
+impl<Out, In, F> Starter<Out, In> for Spawner<F>
+where
+    Out: Protocol,
+    In: Protocol,
+    F: Fn(usize) -> Command + Send + Sync + 'static,
+{
+    fn start(&self, index: usize, end: Endpoint<Out, In>) -> Result<Child, Error> {
+        worker_options().spawn((self.0)(index), end)
+    }
+}
+
+impl<Out: Protocol, In: Protocol> Starter<Out, In> for ForkServer<Out, In> {
+    fn start(&self, _index: usize, end: Endpoint<Out, In>) -> Result<Child, Error> {
+        self.start_with(&worker_options(), end)
+    }
+}
+
 /// Starts worker `index` and puts its client in place.
 fn start<C, In, H>(
     shared: &Shared<C>,
     index: usize,
-    command: &(impl Fn(usize) -> Command + ?Sized),
+    starter: &dyn Starter<In, C::Protocol>,
     handler: H,
 ) -> Result<Running, Error>
 where
@@ -478,10 +589,7 @@ where
     H: Send + 'static,
 {
     let (here, there) = pair::<C::Protocol, In>()?;
-    let child = ChildOptions::new()
-        .kill_on_drop(true)
-        .die_with_parent(true)
-        .spawn(command(index), there)?;
+    let child = starter.start(index, there)?;
     let (tx, rx) = here.into_split();
     let serving = tokio::spawn(async move {
         let _ = rx.serve(handler).await;
@@ -513,23 +621,20 @@ where
 }
 
 /// Watches one worker: restarts it when it exits, kills it at shutdown.
-struct Supervisor<C, F, H> {
+struct Supervisor<C: Client, In: Protocol, H> {
     shared: Arc<Shared<C>>,
     index: usize,
-    command: Arc<F>,
+    starter: Arc<dyn Starter<In, C::Protocol>>,
     handler: H,
 }
 
-impl<C, F, H> Supervisor<C, F, H>
+impl<C, In, H> Supervisor<C, In, H>
 where
     C: Client,
-    F: Fn(usize) -> Command + Send + Sync + 'static,
+    In: Protocol + Dispatch<H>,
     H: Clone + Send + 'static,
 {
-    async fn run<In>(self, first: Running)
-    where
-        In: Protocol + Dispatch<H>,
-    {
+    async fn run(self, first: Running) {
         let shared = &self.shared;
         let mut running = Some(first);
         let mut failures = 0u32;
@@ -598,7 +703,7 @@ where
                 () = tokio::time::sleep(pause) => {}
                 () = shared.until(|| shared.closing.load(Ordering::SeqCst)) => break,
             }
-            match start::<C, In, H>(shared, self.index, &*self.command, self.handler.clone()) {
+            match start::<C, In, H>(shared, self.index, &*self.starter, self.handler.clone()) {
                 Ok(started) => {
                     shared.workers[self.index]
                         .restarts

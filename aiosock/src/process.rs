@@ -145,8 +145,8 @@ where
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ChildOptions {
-    kill_on_drop: bool,
-    die_with_parent: bool,
+    pub(crate) kill_on_drop: bool,
+    pub(crate) die_with_parent: bool,
 }
 
 impl ChildOptions {
@@ -284,17 +284,27 @@ impl ChildOptions {
             sys::Fork::Child => {
                 let code =
                     run_forked_child(end, child_main, self.die_with_parent.then_some(parent));
-                // `_exit` skips the exit hook: write out what the child accepted first.
-                linger::exit_flush();
-                let _ = std::io::stdout().flush();
-                let _ = std::io::stderr().flush();
-                sys::exit_now(code)
+                end_forked_child(code)
             }
         }
     }
 }
 
-fn run_forked_child<Out, In, F, Fut, E>(
+/// Ends a forked child with `code`. `_exit` skips the exit hook, so what the child
+/// accepted is written out first, and what its stdout and stderr buffer is flushed.
+pub(crate) fn end_forked_child(code: i32) -> ! {
+    use std::io::Write;
+    linger::exit_flush();
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    sys::exit_now(code)
+}
+
+/// The forked child's life: it lets go of every other aiosock end, ties its life to
+/// `parent` if asked, and runs `child_main(end)` on a current-thread runtime of its own.
+/// Its exit status: 0 for `Ok`, 1 for `Err` (printed to stderr) or a failed start, 101
+/// for a panic.
+pub(crate) fn run_forked_child<Out, In, F, Fut, E>(
     end: Endpoint<Out, In>,
     child_main: F,
     parent: Option<u32>,
@@ -417,14 +427,14 @@ pub struct Child {
 
 /// The pipes a spawned child was given (what its `Command` asked for with `Stdio::piped`).
 #[derive(Debug, Default)]
-struct Stdio {
+pub(crate) struct Stdio {
     stdin: Option<ChildStdin>,
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
 }
 
 impl Child {
-    fn new(pid: u32, pidfd: sys::Pidfd, kill_on_drop: bool, stdio: Stdio) -> Child {
+    pub(crate) fn new(pid: u32, pidfd: sys::Pidfd, kill_on_drop: bool, stdio: Stdio) -> Child {
         Child {
             pid,
             pidfd: Some(pidfd),

@@ -37,11 +37,12 @@ pub(crate) use named::{
     effective_uid, peer_cred,
 };
 pub(crate) use process::{
-    ENV_FD, Fork, Pidfd, at_exit, die_with_parent, die_with_parent_in_child, exit_now, fork_plain,
-    fork_single_threaded, inherit_in_child, raise_nofile, take_inherited, try_reap,
+    ENV_FD, Fork, Pidfd, at_exit, child_subreaper, die_with_parent, die_with_parent_in_child,
+    exit_now, fork_plain, fork_single_threaded, inherit_in_child, kill_child, raise_nofile,
+    reap_blocking, set_child_subreaper, take_inherited, try_reap,
 };
 pub(crate) use reactor::{SharedFd, register, register_owned};
-pub(crate) use registry::{Socket, release_other_sockets};
+pub(crate) use registry::{Socket, release_fd, release_other_sockets};
 pub(crate) use shm::{Mapping, allocated_bytes, file_size, fully_sealed, memfd, seal, seals};
 pub(crate) use socket::{
     MAX_FDS_PER_SEND, advise_free, is_refused_for_now, is_unix_stream, peek, peer_can_receive,

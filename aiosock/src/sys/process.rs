@@ -132,6 +132,71 @@ pub(crate) fn die_with_parent(parent: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether this process is a child subreaper (`PR_GET_CHILD_SUBREAPER`): orphaned
+/// descendants are re-parented to it instead of to init.
+pub(crate) fn child_subreaper() -> io::Result<bool> {
+    let mut flag: nix::libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one `int` through the pointer, which points at
+    // `flag`, alive for the call.
+    let r = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_GET_CHILD_SUBREAPER,
+            &mut flag as *mut nix::libc::c_int as nix::libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(flag != 0)
+}
+
+/// Makes this process a child subreaper, or stops it being one (`PR_SET_CHILD_SUBREAPER`).
+pub(crate) fn set_child_subreaper(on: bool) -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes a flag and no pointers.
+    let r = unsafe {
+        nix::libc::prctl(
+            nix::libc::PR_SET_CHILD_SUBREAPER,
+            nix::libc::c_ulong::from(on),
+            0,
+            0,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Kills child `pid`, which nothing has reaped (so the pid still names it), and reaps it.
+pub(crate) fn kill_child(pid: u32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as nix::libc::pid_t),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    let _ = reap_blocking(pid);
+}
+
+/// Waits (blocking) for child `pid` to exit and reaps it.
+pub(crate) fn reap_blocking(pid: u32) -> io::Result<()> {
+    let pid = nix::unistd::Pid::from_raw(pid as nix::libc::pid_t);
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(io_err(e)),
+            Ok(
+                nix::sys::wait::WaitStatus::Exited(..) | nix::sys::wait::WaitStatus::Signaled(..),
+            ) => {
+                return Ok(());
+            }
+            Ok(_) => continue,
+        }
+    }
+}
+
 /// Runs [`die_with_parent`] in the child that `cmd` spawns, before `exec`.
 pub(crate) fn die_with_parent_in_child(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;

@@ -74,17 +74,37 @@ impl Drop for Socket {
 pub(crate) fn release_other_sockets(keep: RawFd) -> io::Result<()> {
     let null = std::fs::File::open("/dev/null")?;
     for &fd in live().iter().filter(|&&fd| fd != keep) {
-        // SAFETY: `fd` is registered, so an aiosock `Socket` owns it and it is open; dup2
-        // atomically replaces the open file behind that number, which stays valid for the
-        // owner (it now refers to /dev/null, opened close-on-exec by std).
-        let r = unsafe { nix::libc::dup2(null.as_raw_fd(), fd) };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // dup2 clears close-on-exec on the new descriptor: set it again.
-        // SAFETY: `fd` was just made a valid descriptor by dup2 and stays owned by its Socket.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io_err)?;
+        // SAFETY: `fd` is registered, so an aiosock `Socket` owns it and it is open.
+        unsafe { point_at(fd, &null) }?;
     }
+    Ok(())
+}
+
+/// In a forked child that never returns to the owner of descriptor `fd` (which is open):
+/// lets go of the file behind it the same way, pointing it at `/dev/null`.
+pub(crate) fn release_fd(fd: RawFd) -> io::Result<()> {
+    let null = std::fs::File::open("/dev/null")?;
+    // SAFETY: the caller's `fd` is open and owned by an object that stays alive (it is
+    // never dropped in this process, or drops its descriptor normally).
+    unsafe { point_at(fd, &null) }
+}
+
+/// Replaces the open file behind `fd` with `null`'s, close-on-exec.
+///
+/// # Safety
+///
+/// `fd` must be an open descriptor whose owner may find another file behind it.
+unsafe fn point_at(fd: RawFd, null: &std::fs::File) -> io::Result<()> {
+    // SAFETY: `fd` is open (the caller's promise); dup2 atomically replaces the open file
+    // behind that number, which stays valid for its owner (it now refers to /dev/null,
+    // opened close-on-exec by std).
+    let r = unsafe { nix::libc::dup2(null.as_raw_fd(), fd) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // dup2 clears close-on-exec on the new descriptor: set it again.
+    // SAFETY: `fd` was just made a valid descriptor by dup2 and stays with its owner.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    fcntl(borrowed, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io_err)?;
     Ok(())
 }

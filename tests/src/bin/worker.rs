@@ -40,6 +40,16 @@
 //!   `bind-error <Variant>`;
 //! - `resources`: serves `Resources` (descriptors, channel ends, shared memory), sending
 //!   echoed descriptors back as `Returned`;
+//! - `fork-pool`: from this single-threaded process, makes a `ForkServer` whose workers
+//!   serve `Ask` (as `calls`), then a multi-thread runtime and a `Pool::fork` of 2 on it;
+//!   checks that calls are answered by both workers, that the workers are this process's
+//!   children, that a worker killed with `kill -9` is restarted (again a child), and that
+//!   shutdown ends the workers and dropping the pool the server; prints `fork-pool ok`;
+//! - `fork-pool-hold`: makes the same pool, prints `pids <server> <worker> <worker>`, and
+//!   waits to be killed;
+//! - `fork-server`: makes a `ForkServer` serving `Ask`, starts a worker with it inside a
+//!   runtime, calls it, closes it and checks its exit status; then kills the server and
+//!   checks that the next start fails with `Error::ForkServer`; prints `fork-server ok`;
 //! - `fork-resources`: from this single-threaded process, forks a child (`aiosock::fork`)
 //!   that serves `Resources`, hands it a file the parent opened, and exits 0 if the child
 //!   read it back;
@@ -98,6 +108,9 @@ fn main() {
         "middle-pdeathsig" => middle_pdeathsig(),
         "sleep" => sleep(),
         "fork" => fork_check(),
+        "fork-pool" => fork_pool(false),
+        "fork-pool-hold" => fork_pool(true),
+        "fork-server" => fork_server(),
         "grandchild" => grandchild(),
         "emfile" => emfile(),
         "plain-fork" => plain_fork(),
@@ -197,6 +210,165 @@ impl AskHandler for Answerer {
     async fn on_pid(&mut self) -> u32 {
         std::process::id()
     }
+}
+
+/// The closure of the fork servers' workers: serve `Ask` as a `calls` worker does.
+async fn answer(
+    end: aiosock::Endpoint<Back, aiosock_tests::workers::Ask>,
+) -> Result<(), aiosock::Error> {
+    let (tx, rx) = end.into_split();
+    let answerer = Answerer {
+        back: BackClient::new(tx),
+        notes: Arc::default(),
+    };
+    rx.serve(answerer).await.map(drop)
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat`.
+fn parent_of(pid: u32) -> Result<u32, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let ppid = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .ok_or("malformed stat")?;
+    Ok(ppid.parse()?)
+}
+
+fn kill_9(pid: u32) -> Result<(), BoxError> {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    Ok(())
+}
+
+/// Waits (up to 10 s) until `done` holds.
+async fn eventually(what: &str, done: impl Fn() -> bool) -> Result<(), BoxError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!("timed out waiting for {what}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+fn fork_pool(hold: bool) -> Result<(), BoxError> {
+    use aiosock_tests::workers::{AskClient, Doubler, process_gone};
+    let me = std::process::id();
+    let server = aiosock::ForkServer::new(answer)?;
+    let server_pid = server.id();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let pool = aiosock::Pool::<AskClient>::fork::<Back, _>(2, server, Doubler)?;
+        let pids = || -> Vec<Option<u32>> { pool.workers().iter().map(|w| w.pid).collect() };
+        let first: Vec<u32> = pids().into_iter().flatten().collect();
+        if hold {
+            println!("pids {server_pid} {} {}", first[0], first[1]);
+            std::future::pending::<()>().await;
+        }
+        let mut served_by = std::collections::HashSet::new();
+        for n in 0..200u64 {
+            // Two calls at once go to the two workers (the least loaded each time).
+            let (sq, a, b) = tokio::join!(
+                pool.call(async |ask| ask.square(n).await),
+                pool.call(async |ask| ask.pid().await),
+                pool.call(async |ask| ask.pid().await)
+            );
+            if sq? != n * n {
+                return Err("a wrong square".into());
+            }
+            served_by.insert(a?);
+            served_by.insert(b?);
+        }
+        let mut expected: Vec<u32> = first.clone();
+        let mut seen: Vec<u32> = served_by.into_iter().collect();
+        expected.sort_unstable();
+        seen.sort_unstable();
+        if seen != expected || seen.contains(&me) || seen.contains(&server_pid) {
+            return Err(format!(
+                "served by {seen:?}, workers {expected:?}, me {me}, server {server_pid}"
+            )
+            .into());
+        }
+        for &pid in &first {
+            let parent = parent_of(pid)?;
+            if parent != me {
+                return Err(format!("worker {pid}'s parent is {parent}, not {me}").into());
+            }
+        }
+        // A worker calls back into this process while it answers.
+        if pool.call(async |ask| ask.ask_back(5).await).await? != 11 {
+            return Err("a wrong call back".into());
+        }
+        kill_9(first[0])?;
+        eventually("the restart", || {
+            pool.workers()[0].restarts == 1 && pool.workers()[0].up && pids()[0] != Some(first[0])
+        })
+        .await?;
+        let restarted = pids()[0].ok_or("no pid")?;
+        if parent_of(restarted)? != me {
+            return Err("the restarted worker is not this process's child".into());
+        }
+        eventually("the killed worker reaped", || process_gone(first[0])).await?;
+        for n in 0..100u64 {
+            if pool.call(async |ask| ask.square(n).await).await? != n * n {
+                return Err("a wrong square after the restart".into());
+            }
+        }
+        pool.shutdown(Duration::from_secs(5)).await;
+        let last = [restarted, first[1]];
+        eventually("the workers' exit", || {
+            last.iter().all(|&pid| process_gone(pid))
+        })
+        .await?;
+        drop(pool);
+        eventually("the server's exit", || process_gone(server_pid)).await?;
+        println!("fork-pool ok");
+        Ok(())
+    })
+}
+
+fn fork_server() -> Result<(), BoxError> {
+    use aiosock_tests::workers::{Ask, AskClient};
+    let server = aiosock::ForkServer::new(answer)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let (here, there) = aiosock::pair::<Ask, Back>()?;
+        let mut child = server.start(there)?;
+        let (tx, rx) = here.into_split();
+        let serving = tokio::spawn(rx.serve(aiosock_tests::workers::Doubler));
+        let ask = AskClient::new(tx);
+        if ask.square(9).await? != 81 || ask.pid().await? != child.id() {
+            return Err("a wrong answer from the forked worker".into());
+        }
+        drop(ask);
+        let status = child.wait().await?;
+        if !status.success() {
+            return Err(format!("the forked worker exited with {status}").into());
+        }
+        serving.await??;
+        kill_9(server.id())?;
+        let server_pid = server.id();
+        eventually("the server's death", || {
+            aiosock_tests::workers::process_gone(server_pid)
+        })
+        .await?;
+        let (_here, there) = aiosock::pair::<Ask, Back>()?;
+        match server.start(there) {
+            Err(aiosock::Error::ForkServer { reason }) => println!("refused: {reason}"),
+            other => return Err(format!("a start after the server's death gave {other:?}").into()),
+        }
+        println!("fork-server ok");
+        Ok(())
+    })
 }
 
 fn calls(concurrent: bool) -> Result<(), BoxError> {
