@@ -38,6 +38,9 @@ fn types_are_send_and_sync() {
     send::<aiosock::TcpListener<Traffic, Traffic>>();
     sync::<aiosock::TcpListener<Traffic, Traffic>>();
     send::<aiosock::TcpPeer>();
+    // A pool keeps its fork server behind an `Arc` shared by its supervisor tasks.
+    send::<aiosock::ForkServer<Traffic, Traffic>>();
+    sync::<aiosock::ForkServer<Traffic, Traffic>>();
     sync::<aiosock::TcpPeer>();
 }
 
