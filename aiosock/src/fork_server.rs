@@ -329,13 +329,14 @@ impl Drop for Subreaper {
 // ---------------------------------------------------------------------------------------
 // The server process.
 
-/// The server's life: until the requests end, fork a worker for each and answer with its
-/// pid (or 0 and an errno).
-fn serve_requests<Out, In, F, Fut, T, E>(
-    control: UnixStream,
-    worker_main: &F,
-    owner: u32,
-) -> io::Result<()>
+/// The closure a server runs in each worker.
+trait WorkerMain<Out, In> {
+    /// Runs it on `end` as a forked child does (see [`run_forked_child`]): the exit
+    /// status.
+    fn run(&self, end: Endpoint<Out, In>, parent: Option<u32>) -> i32;
+}
+
+impl<Out, In, F, Fut, T, E> WorkerMain<Out, In> for F
 where
     Out: Protocol,
     In: Protocol,
@@ -343,6 +344,18 @@ where
     Fut: Future<Output = Result<T, E>>,
     E: fmt::Display,
 {
+    fn run(&self, end: Endpoint<Out, In>, parent: Option<u32>) -> i32 {
+        run_forked_child(end, async |end| self(end).await.map(drop), parent)
+    }
+}
+
+/// The server's life: until the requests end, fork a worker for each and answer with its
+/// pid (or 0 and an errno).
+fn serve_requests<Out: Protocol, In: Protocol>(
+    control: UnixStream,
+    worker_main: &dyn WorkerMain<Out, In>,
+    owner: u32,
+) -> io::Result<()> {
     // Every aiosock end this copy inherited lets go of its connection, and the server
     // dies with the process that made it.
     sys::release_other_sockets(-1)?;
@@ -374,20 +387,13 @@ where
 
 /// Forks the intermediate process, which forks the worker and exits; returns the
 /// worker's pid once the intermediate is reaped (the worker then belongs to `owner`).
-fn fork_worker<Out, In, F, Fut, T, E>(
+fn fork_worker<Out: Protocol, In: Protocol>(
     control: &UnixStream,
     end: OwnedFd,
     flags: u8,
-    worker_main: &F,
+    worker_main: &dyn WorkerMain<Out, In>,
     owner: u32,
-) -> io::Result<u32>
-where
-    Out: Protocol,
-    In: Protocol,
-    F: Fn(Endpoint<Out, In>) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: fmt::Display,
-{
+) -> io::Result<u32> {
     let (mut report, tell) = UnixStream::pair()?;
     match sys::fork_single_threaded()? {
         sys::Fork::Refused(threads) => Err(io::Error::other(format!(
@@ -423,21 +429,14 @@ where
 }
 
 /// The worker: once re-parented to `owner`, it runs `worker_main(end)` and exits.
-fn run_worker<Out, In, F, Fut, T, E>(
+fn run_worker<Out: Protocol, In: Protocol>(
     control: &UnixStream,
     end: OwnedFd,
     flags: u8,
-    worker_main: &F,
+    worker_main: &dyn WorkerMain<Out, In>,
     owner: u32,
     intermediate: u32,
-) -> !
-where
-    Out: Protocol,
-    In: Protocol,
-    F: Fn(Endpoint<Out, In>) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: fmt::Display,
-{
+) -> ! {
     // The server's requests are not the worker's business: its copy of the stream (never
     // dropped, since this function does not return) is pointed at `/dev/null`.
     if sys::release_fd(control.as_raw_fd()).is_err() {
@@ -451,7 +450,5 @@ where
         std::thread::sleep(Duration::from_micros(20));
     }
     let parent = (flags & DIE_WITH_PARENT != 0).then_some(owner);
-    let end = Endpoint::<Out, In>::from_fd(end);
-    let code = run_forked_child(end, async |end| worker_main(end).await.map(drop), parent);
-    end_forked_child(code)
+    end_forked_child(worker_main.run(Endpoint::from_fd(end), parent))
 }
