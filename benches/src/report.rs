@@ -31,7 +31,7 @@ pub(crate) fn values(
         .map(|d| d.as_secs_f64())
     };
     Ok(match workload {
-        Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt => {
+        Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt | Workload::RttSize(_) => {
             let mut l: Vec<Duration> = parent.latencies.clone();
             if l.is_empty() {
                 return Err("no round trips".into());

@@ -27,6 +27,10 @@ pub(crate) const PAYLOADS: [u32; 9] = [
     (64 << 20) - 64,
 ];
 
+/// Round trips in one `rtt-*` (by size) run: as many as move [`RTT_SIZE_BYTES`] each way,
+/// at least [`SIZE_MIN_MESSAGES`], at most the `rtt` workload's count.
+const RTT_SIZE_BYTES: u64 = 256 << 20;
+
 /// The connection counts of the `pairs-*` workloads, in table order.
 pub(crate) const PAIR_COUNTS: [u16; 2] = [1, 100];
 
@@ -86,11 +90,14 @@ pub(crate) enum Workload {
     /// `Ping` over this many connections at once (one of [`PAIR_COUNTS`]) between the
     /// same two processes, parent to child: messages per second, all connections together.
     Pairs(u16),
+    /// Round trips of one `Data` of this many bytes (one of [`PAYLOADS`]), echoed back
+    /// whole: median and p99 latency. The scale of the round trip with the message's size.
+    RttSize(u32),
 }
 
 impl Workload {
     /// Every workload, in table order.
-    pub(crate) const ALL: [Workload; 34] = [
+    pub(crate) const ALL: [Workload; 43] = [
         Workload::Rtt,
         Workload::Small,
         Workload::Data64K,
@@ -125,6 +132,15 @@ impl Workload {
         Workload::Senders(SENDER_COUNTS[3]),
         Workload::Pairs(PAIR_COUNTS[0]),
         Workload::Pairs(PAIR_COUNTS[1]),
+        Workload::RttSize(PAYLOADS[0]),
+        Workload::RttSize(PAYLOADS[1]),
+        Workload::RttSize(PAYLOADS[2]),
+        Workload::RttSize(PAYLOADS[3]),
+        Workload::RttSize(PAYLOADS[4]),
+        Workload::RttSize(PAYLOADS[5]),
+        Workload::RttSize(PAYLOADS[6]),
+        Workload::RttSize(PAYLOADS[7]),
+        Workload::RttSize(PAYLOADS[8]),
     ];
 
     /// The name on the command line and in the table.
@@ -170,6 +186,16 @@ impl Workload {
             Workload::Pairs(1) => "pairs-1",
             Workload::Pairs(100) => "pairs-100",
             Workload::Pairs(_) => "pairs-?",
+            Workload::RttSize(8) => "rtt-8",
+            Workload::RttSize(64) => "rtt-64",
+            Workload::RttSize(512) => "rtt-512",
+            Workload::RttSize(4096) => "rtt-4k",
+            Workload::RttSize(32768) => "rtt-32k",
+            Workload::RttSize(262144) => "rtt-256k",
+            Workload::RttSize(2097152) => "rtt-2m",
+            Workload::RttSize(16777216) => "rtt-16m",
+            Workload::RttSize(67108800) => "rtt-64m",
+            Workload::RttSize(_) => "rtt-?",
         }
     }
 
@@ -193,7 +219,8 @@ impl Workload {
             | Workload::Tls4M
             | Workload::Size(_)
             | Workload::Senders(_)
-            | Workload::Pairs(_) => &[Direction::ToChild],
+            | Workload::Pairs(_)
+            | Workload::RttSize(_) => &[Direction::ToChild],
             Workload::Stalled => &[Direction::FromChild],
         }
     }
@@ -214,10 +241,13 @@ impl Workload {
             && self != Workload::Pool
     }
 
-    /// Whether it is one of the scale workloads, `size-*` and `senders-*`, which only
-    /// aiosock and the baseline run.
+    /// Whether it is one of the scale workloads, `size-*`, `senders-*` and `rtt-*` by
+    /// size, which only aiosock and the baseline run.
     pub(crate) fn is_scale(self) -> bool {
-        matches!(self, Workload::Size(_) | Workload::Senders(_))
+        matches!(
+            self,
+            Workload::Size(_) | Workload::Senders(_) | Workload::RttSize(_)
+        )
     }
 
     /// Whether it runs over TCP on the loopback, in plaintext: `tcp-small` and `tcp-rtt`.
@@ -267,7 +297,7 @@ impl Workload {
             Workload::Data4M | Workload::Tls4M => Shape::Data(4 * 1024 * 1024),
             Workload::Fds => Shape::Fd,
             Workload::Shm4M => Shape::Shm(4 * 1024 * 1024),
-            Workload::Size(bytes) => Shape::Data(bytes as usize),
+            Workload::Size(bytes) | Workload::RttSize(bytes) => Shape::Data(bytes as usize),
             _ => Shape::Ping,
         }
     }
@@ -299,7 +329,7 @@ impl Workload {
             },
         ];
         match self {
-            Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt => RTT,
+            Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt | Workload::RttSize(_) => RTT,
             Workload::Small
             | Workload::Concurrent
             | Workload::TcpSmall
@@ -477,6 +507,8 @@ impl Sizes {
             }
             Workload::Senders(_) => self.concurrent,
             Workload::Pairs(_) => self.small,
+            Workload::RttSize(bytes) => (RTT_SIZE_BYTES / u64::from(bytes))
+                .clamp(SIZE_MIN_MESSAGES, self.rtt.max(SIZE_MIN_MESSAGES)),
         }
     }
 
@@ -509,9 +541,13 @@ impl Sizes {
                 (Role::Call(plan), Role::Answer)
             }
             (Workload::Pool, _) => (Role::Deal { jobs: count }, Role::Work),
-            (Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt, _) => {
-                (Role::Ping { count }, Role::Echo)
-            }
+            (Workload::Rtt | Workload::TcpRtt | Workload::TlsRtt | Workload::RttSize(_), _) => (
+                Role::Ping {
+                    count,
+                    shape: workload.shape(),
+                },
+                Role::Echo,
+            ),
             (Workload::Stalled, _) => (
                 Role::Recv(Stream {
                     delay: self.stall,
@@ -549,10 +585,14 @@ pub(crate) enum Role {
     /// Sends `Ready`, sleeps `delay`, then receives and checks the stream and the close
     /// after it. Timed from `Ready` to the last message.
     Recv(Stream),
-    /// Waits for `Ready`, then makes `count` round trips of `Ping(i)`, each timed.
+    /// Waits for `Ready`, then makes `count` round trips of message `i` of `shape`, each
+    /// timed and checked.
     Ping {
         /// Round trips.
         count: u64,
+        /// What each message is: `Ping(i)`, or (in the `rtt-*` by size workloads, of
+        /// aiosock and the baseline) a `Data` numbered `i`.
+        shape: Shape,
     },
     /// Sends `Ready`, then sends back every message until the peer closes.
     Echo,
@@ -596,7 +636,9 @@ impl Role {
                 s.delay.as_millis().to_string(),
                 s.pairs.to_string(),
             ],
-            Role::Ping { count } => vec!["ping".into(), count.to_string()],
+            Role::Ping { count, shape } => {
+                vec!["ping".into(), count.to_string(), shape.to_string()]
+            }
             Role::Echo => vec!["echo".into()],
             Role::Call(plan) => vec![
                 "call".into(),
@@ -632,7 +674,10 @@ impl Role {
                     Role::Recv(stream)
                 })
             }
-            Some("ping") => Ok(Role::Ping { count: num(1)? }),
+            Some("ping") => Ok(Role::Ping {
+                count: num(1)?,
+                shape: args.get(2).ok_or("missing shape")?.parse()?,
+            }),
             Some("echo") => Ok(Role::Echo),
             Some("call") => Ok(Role::Call(Plan {
                 in_flight: num(1)? as usize,

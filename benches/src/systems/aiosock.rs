@@ -215,7 +215,7 @@ pub(super) async fn play(end: Endpoint<Msg, Msg>, role: &Role) -> Result<Outcome
     match role {
         Role::Send(stream) => send(tx, rx, stream).await,
         Role::Recv(stream) => recv(tx, rx, stream).await,
-        Role::Ping { count } => ping(tx, rx, *count).await,
+        Role::Ping { count, shape } => ping(tx, rx, *count, *shape).await,
         Role::Echo => echo(tx, rx).await,
         Role::Call(_) | Role::Answer => Err("the calls roles use other protocols".into()),
         Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),
@@ -273,15 +273,24 @@ async fn recv(
     }
 }
 
-async fn ping(tx: Sender<Msg>, mut rx: Receiver<Msg>, count: u64) -> Result<Outcome, BoxError> {
+async fn ping(
+    tx: Sender<Msg>,
+    mut rx: Receiver<Msg>,
+    count: u64,
+    shape: Shape,
+) -> Result<Outcome, BoxError> {
     wait_ready(&mut rx).await?;
+    let (source, mut checker) = (Source::new(shape, 0), Checker::new(shape, 1, count));
     let mut latencies = Vec::with_capacity(count as usize);
     for i in 0..count {
+        let msg = source.msg(i);
         let start = Instant::now();
-        tx.send(Msg::Ping(i)).await.map_err(|e| e.to_string())?;
-        match rx.recv().await? {
-            Some(Msg::Ping(j)) if j == i => latencies.push(start.elapsed()),
-            other => return Err(unexpected(&format!("Ping({i})"), other.as_ref())),
+        tx.send(msg).await.map_err(|e| e.to_string())?;
+        let echoed = rx.recv().await?;
+        latencies.push(start.elapsed());
+        match echoed {
+            Some(msg) => checker.check(&msg)?,
+            None => return Err(unexpected(&format!("message {i}"), None)),
         }
     }
     Ok(Outcome::latencies(latencies))

@@ -126,7 +126,7 @@ fn play(tx: IpcSender<Msg>, rx: IpcReceiver<Msg>, role: &Role) -> Result<Outcome
     match role {
         Role::Send(stream) => send(tx, rx, stream),
         Role::Recv(stream) => recv(tx, rx, stream),
-        Role::Ping { count } => ping(tx, rx, *count),
+        Role::Ping { count, .. } => ping(tx, rx, *count),
         Role::Echo => echo(tx, rx),
         Role::Call(_) | Role::Answer => Err(super::NO_CALLS.into()),
         Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),

@@ -107,7 +107,7 @@ pub(super) fn play_buffered<S: Socket>(stream: S, role: &Role) -> Result<Outcome
     match role {
         Role::Send(stream) => send(tx, rx, stream),
         Role::Recv(stream) => recv(&mut tx, rx, stream),
-        Role::Ping { count } => ping(tx, rx, *count),
+        Role::Ping { count, shape } => ping(tx, rx, *count, *shape),
         Role::Echo => echo(&mut tx, &mut rx),
         _ => Err(format!("{role:?} is no message role").into()),
     }
@@ -258,7 +258,7 @@ fn play<W: Write + Send>(
     match role {
         Role::Send(stream) => send(tx, rx, stream),
         Role::Recv(stream) => recv(&mut tx, rx, stream),
-        Role::Ping { count } => ping(tx, rx, *count),
+        Role::Ping { count, shape } => ping(tx, rx, *count, *shape),
         Role::Echo => echo(&mut tx, &mut rx),
         Role::Call(plan) => call(tx, rx, plan),
         Role::Answer => answer(&mut tx, &mut rx),
@@ -334,16 +334,21 @@ fn ping<W: Write, S: Socket>(
     mut tx: FrameWriter<W, S>,
     mut rx: FrameReader<S>,
     count: u64,
+    shape: Shape,
 ) -> Result<Outcome, BoxError> {
     wait_ready(&mut rx)?;
+    let (source, mut checker) = (Source::new(shape, 0), Checker::new(shape, 1, count));
     let mut latencies = Vec::with_capacity(count as usize);
     for i in 0..count {
+        let msg = source.msg(i);
         let start = Instant::now();
-        tx.write(&Msg::Ping(i))?;
+        tx.write(&msg)?;
         tx.flush()?;
-        match rx.read()? {
-            Some(Msg::Ping(j)) if j == i => latencies.push(start.elapsed()),
-            other => return Err(unexpected(&format!("Ping({i})"), other.as_ref())),
+        let echoed = rx.read()?;
+        latencies.push(start.elapsed());
+        match echoed {
+            Some(msg) => checker.check(&msg)?,
+            None => return Err(unexpected(&format!("message {i}"), None)),
         }
     }
     tx.close()?;

@@ -163,7 +163,7 @@ mod imp {
         let outcome = match role {
             Role::Send(stream) => send(&mut io, stream).await?,
             Role::Recv(stream) => recv(&mut io, stream).await?,
-            Role::Ping { count } => ping(&mut io, *count).await?,
+            Role::Ping { count, .. } => ping(&mut io, *count).await?,
             Role::Echo => echo(&mut io).await?,
             _ => return Err(format!("{role:?} is no message role").into()),
         };

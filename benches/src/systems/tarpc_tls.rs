@@ -177,7 +177,7 @@ mod imp {
     {
         match role {
             Role::Send(stream) => send(&connect(io), stream).await,
-            Role::Ping { count } => ping(&connect(io), *count).await,
+            Role::Ping { count, .. } => ping(&connect(io), *count).await,
             Role::Recv(stream) => {
                 let checker = Checker::new(stream.shape, stream.senders, stream.per_sender);
                 let receiving = Receiving::new(Some(checker));

@@ -158,7 +158,7 @@ async fn play(tx: Sender<Msg>, rx: Receiver<Msg>, role: &Role) -> Result<Outcome
     match role {
         Role::Send(stream) => send(tx, rx, stream).await,
         Role::Recv(stream) => recv(tx, rx, stream).await,
-        Role::Ping { count } => ping(tx, rx, *count).await,
+        Role::Ping { count, .. } => ping(tx, rx, *count).await,
         Role::Echo => echo(tx, rx).await,
         Role::Call(_) | Role::Answer => Err(super::NO_CALLS.into()),
         Role::Deal { .. } | Role::Work => Err(super::NO_POOL.into()),
