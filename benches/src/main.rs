@@ -143,7 +143,8 @@ workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            pairs-1, pairs-100, rtt-sizes (= rtt-8, rtt-64, rtt-512, rtt-4k, rtt-32k,
            rtt-256k, rtt-2m, rtt-16m, rtt-64m: round trips of that many bytes each way)
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
-           in rtt also aiosock-spin (the low-latency mode);
+           in rtt also aiosock-spin (the low-latency mode), iceoryx2-poll and
+           iceoryx2-wait (both need --features shm-peers);
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
            --features shm-peers);
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
@@ -687,6 +688,7 @@ fn render(results: &results::Results) -> Result<String, BoxError> {
         out += &report::pairs_summary(&records);
         out += &report::resource_summary(&records);
         out += &report::net_summary(&records);
+        out += &report::rtt_summary(&records);
     }
     if let Some(wire_table) = &results.wire {
         out += "\nwire: aiosock frame encode and decode (bincode 2.0.1, config::standard()), one process\n";

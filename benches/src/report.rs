@@ -489,12 +489,66 @@ fn ratio_row(
     rows.push('\n');
 }
 
+/// The pairs the round-trip summary compares, as [`NET_PAIRS`]: aiosock against the
+/// baseline, and its low-latency mode against iceoryx2's busy-polling one.
+const RTT_PAIRS: [(Workload, usize, &str, &str, &str); 5] = [
+    (
+        Workload::Rtt,
+        0,
+        "aiosock",
+        "raw-buffered",
+        "the target is at most 1.05",
+    ),
+    (
+        Workload::Rtt,
+        1,
+        "aiosock",
+        "raw-buffered",
+        "the target is at most 1.05",
+    ),
+    (
+        Workload::Rtt,
+        0,
+        "aiosock-spin",
+        "iceoryx2-poll",
+        "the target is at most 2",
+    ),
+    (Workload::Rtt, 0, "aiosock", "iceoryx2-wait", ""),
+    (Workload::Rtt, 1, "aiosock", "iceoryx2-wait", ""),
+];
+
 /// The network workloads' ratios between the systems of [`NET_PAIRS`] (in the same
 /// repetition, medians over repetitions; throughput above 1 is faster, latency below 1 is
 /// better). Empty when no pair ran.
 pub(crate) fn net_summary(records: &[Record]) -> String {
+    metric_pairs_summary(
+        records,
+        &NET_PAIRS,
+        "network workloads: one system's value ÷ the other's in the same repetition, median \
+         over repetitions (M msg/s and GB/s: above 1 is faster; µs: below 1 is better)",
+    )
+}
+
+/// The round trip's ratios between the systems of [`RTT_PAIRS`] (in the same repetition,
+/// medians over repetitions; below 1 is better). Empty when no pair ran.
+pub(crate) fn rtt_summary(records: &[Record]) -> String {
+    metric_pairs_summary(
+        records,
+        &RTT_PAIRS,
+        "round trip: one system's latency ÷ the other's in the same repetition, median over \
+         repetitions (below 1 is better)",
+    )
+}
+
+/// The ratio rows of `pairs` (workload, metric index, the system divided, the system
+/// divided by, note) under `heading`; empty when no pair ran.
+fn metric_pairs_summary(
+    records: &[Record],
+    pairs: &[(Workload, usize, &str, &str, &str)],
+    heading: &str,
+) -> String {
     let mut rows = String::new();
-    for (workload, metric, ours, theirs, note) in NET_PAIRS {
+    for &(workload, metric, ours, theirs, note) in pairs {
         for &dir in workload.directions() {
             let Some((ratio, min, max, n)) =
                 paired_ratio(records, workload, dir, metric, ours, theirs)
@@ -513,7 +567,7 @@ pub(crate) fn net_summary(records: &[Record]) -> String {
             ratio_row(
                 &mut rows,
                 (&label, 26),
-                (&pair, 26),
+                (&pair, 30),
                 (ratio, min, max, n),
                 note,
             );
@@ -522,10 +576,7 @@ pub(crate) fn net_summary(records: &[Record]) -> String {
     if rows.is_empty() {
         return rows;
     }
-    format!(
-        "\nnetwork workloads: one system's value ÷ the other's in the same repetition, median \
-         over repetitions (M msg/s and GB/s: above 1 is faster; µs: below 1 is better)\n{rows}"
-    )
+    format!("\n{heading}\n{rows}")
 }
 
 /// A number with about three significant digits.

@@ -13,7 +13,9 @@
 //! and `pool-manual` (in `aiosock_pool`), whose parent starts several children, the
 //! roles `deal` and `work`.
 //!
-//! In `rtt`, `aiosock-spin` (in `aiosock`) is aiosock in its low-latency mode.
+//! In `rtt`, `aiosock-spin` (in `aiosock`) is aiosock in its low-latency mode, and
+//! `iceoryx2-poll` and `iceoryx2-wait` (in `iceoryx2_rtt`, feature `shm-peers`) are
+//! iceoryx2 busy-polling and blocking.
 //!
 //! In the resource workloads (`fds`, `shm-4m`: see [`crate::resource`]) each system says
 //! that it takes part, and sends its own message types: `raw-buffered` (descriptors in
@@ -35,6 +37,7 @@ mod aiosock_net;
 mod aiosock_pool;
 mod aiosock_shm;
 mod iceoryx2;
+mod iceoryx2_rtt;
 mod ipc_channel;
 mod raw;
 mod raw_fds;
@@ -63,7 +66,7 @@ pub(crate) const PEERS: &str = if cfg!(feature = "rpc-peers") {
 
 /// What the report says about the `shm-4m` workload's shared-memory peer.
 pub(crate) const SHM_PEERS: &str = if cfg!(feature = "shm-peers") {
-    "peer: iceoryx2 0.10 (publish-subscribe of [u8], loaned samples, polling subscriber)"
+    "peer: iceoryx2 0.10 (publish-subscribe of [u8], loaned samples, polling subscriber; in rtt publish-subscribe of u64 both ways, iceoryx2-poll busy-polling, iceoryx2-wait blocking on an event service)"
 } else {
     "peer iceoryx2 not built (feature shm-peers)"
 };
@@ -188,7 +191,7 @@ pub(crate) fn baseline(workload: Workload) -> &'static str {
 }
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 20] {
+pub(crate) fn all() -> [&'static dyn System; 22] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
@@ -201,6 +204,8 @@ pub(crate) fn all() -> [&'static dyn System; 20] {
         &tokio_unix_ipc::TokioUnixIpc,
         &ipc_channel::IpcChannel,
         &iceoryx2::Iceoryx2,
+        &iceoryx2_rtt::Iceoryx2Rtt::POLL,
+        &iceoryx2_rtt::Iceoryx2Rtt::WAIT,
         &tarpc::Tarpc,
         &remoc::Remoc,
         &aiosock_pool::AiosockPool,
