@@ -439,7 +439,7 @@ fn run_worker<Out: Protocol, In: Protocol>(
 ) -> ! {
     // The server's requests are not the worker's business: its copy of the stream (never
     // dropped, since this function does not return) is pointed at `/dev/null`.
-    if sys::release_fd(control.as_raw_fd()).is_err() {
+    if sys::release_fd(control.as_fd()).is_err() {
         sys::exit_now(1);
     }
     let deadline = Instant::now() + REPARENT_WITHIN;

@@ -80,13 +80,13 @@ pub(crate) fn release_other_sockets(keep: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// In a forked child that never returns to the owner of descriptor `fd` (which is open):
-/// lets go of the file behind it the same way, pointing it at `/dev/null`.
-pub(crate) fn release_fd(fd: RawFd) -> io::Result<()> {
+/// In a forked child that never returns to the owner of `fd`: lets go of the file behind
+/// it the same way, pointing it at `/dev/null`.
+pub(crate) fn release_fd(fd: BorrowedFd<'_>) -> io::Result<()> {
     let null = std::fs::File::open("/dev/null")?;
-    // SAFETY: the caller's `fd` is open and owned by an object that stays alive (it is
-    // never dropped in this process, or drops its descriptor normally).
-    unsafe { point_at(fd, &null) }
+    // SAFETY: `fd` is borrowed, so it is open and its owner outlives this call; the owner
+    // then holds `/dev/null` behind the same number, which it drops normally.
+    unsafe { point_at(fd.as_raw_fd(), &null) }
 }
 
 /// Replaces the open file behind `fd` with `null`'s, close-on-exec.
