@@ -24,8 +24,8 @@ use crate::BoxError;
 use crate::process::ChildCmd;
 use crate::workload::{Outcome, Role, Workload};
 
-/// Why iceoryx2 sits out when the feature is off.
-const MISSING: &str = "unsupported: build with --features shm-peers";
+/// Why iceoryx2 sits out when the feature is off (here and in its round-trip systems).
+pub(super) const MISSING: &str = "unsupported: build with --features shm-peers";
 
 /// Samples the subscriber's buffer holds before the publisher waits.
 #[cfg_attr(not(feature = "shm-peers"), allow(dead_code))]
@@ -70,7 +70,7 @@ impl System for Iceoryx2 {
 }
 
 #[cfg(feature = "shm-peers")]
-mod imp {
+pub(super) mod imp {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixStream;
     use std::time::Instant;
@@ -189,7 +189,11 @@ mod imp {
     }
 
     /// Reads one control byte, which must be `byte`.
-    fn expect_byte(control: &mut UnixStream, byte: u8, what: &str) -> Result<(), BoxError> {
+    pub(in crate::systems) fn expect_byte(
+        control: &mut UnixStream,
+        byte: u8,
+        what: &str,
+    ) -> Result<(), BoxError> {
         let mut got = [0];
         control.read_exact(&mut got)?;
         if got == [byte] {

@@ -19,8 +19,7 @@ use crate::BoxError;
 use crate::process::ChildCmd;
 use crate::workload::{Outcome, Role, Workload};
 
-/// Why the iceoryx2 round-trip systems sit out when the feature is off.
-const MISSING: &str = "unsupported: build with --features shm-peers";
+use super::iceoryx2::MISSING;
 
 /// The value that tells the echoer the run is over.
 #[cfg_attr(not(feature = "shm-peers"), allow(dead_code))]
@@ -78,7 +77,7 @@ impl System for Iceoryx2Rtt {
 
 #[cfg(feature = "shm-peers")]
 mod imp {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::time::Instant;
 
     use iceoryx2::port::listener::Listener;
@@ -92,6 +91,7 @@ mod imp {
     use crate::BoxError;
     use crate::msg::Shape;
     use crate::process::{ChildCmd, wait_std};
+    use crate::systems::iceoryx2::imp::expect_byte;
     use crate::systems::{stdin_socket, stdin_socket_child};
     use crate::workload::{Outcome, Role};
 
@@ -204,11 +204,7 @@ mod imp {
         let ports = Ports::new(&prefix, "ping", "pong", true, wait)?;
         child.command_mut().env(ENV_PREFIX, &prefix);
         let (mut control, mut child) = stdin_socket(child)?;
-        let mut ready = [0];
-        control.read_exact(&mut ready)?;
-        if ready != [READY] {
-            return Err(format!("expected Ready, got byte {}", ready[0]).into());
-        }
+        expect_byte(&mut control, READY, "Ready")?;
         ports.publisher.update_connections()?;
         let mut latencies = Vec::with_capacity(count as usize);
         for i in 0..count {

@@ -47,8 +47,9 @@
 //!   shutdown ends the workers and dropping the pool the server; prints `fork-pool ok`;
 //! - `fork-pool-hold`: makes the same pool, prints `pids <server> <worker> <worker>`, and
 //!   waits to be killed;
-//! - `fork-server`: makes a `ForkServer` serving `Ask`, starts a worker with it inside a
-//!   runtime, calls it, closes it and checks its exit status; then kills the server and
+//! - `fork-server`: makes a `ForkServer` serving `Ask`, sets a flag its workers must not
+//!   see (they are copies of the process as it was), starts a worker inside a runtime,
+//!   calls it, closes it and checks its exit status; then kills the server and
 //!   checks that the next start fails with `Error::ForkServer`; prints `fork-server ok`;
 //! - `fork-resources`: from this single-threaded process, forks a child (`aiosock::fork`)
 //!   that serves `Resources`, hands it a file the parent opened, and exits 0 if the child
@@ -333,9 +334,22 @@ fn fork_pool(hold: bool) -> Result<(), BoxError> {
     })
 }
 
+/// Set by `fork-server` once its server exists: its workers, copies of the process as it
+/// was when the server was made, must not see it.
+static SET_AFTER_THE_SERVER: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
 fn fork_server() -> Result<(), BoxError> {
     use aiosock_tests::workers::{Ask, AskClient};
-    let server = aiosock::ForkServer::new(answer)?;
+    let server = aiosock::ForkServer::new(async |end| {
+        if SET_AFTER_THE_SERVER.load(Ordering::Relaxed) {
+            return Err(aiosock::Error::Io(std::io::Error::other(
+                "the worker sees state made after its server",
+            )));
+        }
+        answer(end).await
+    })?;
+    SET_AFTER_THE_SERVER.store(true, Ordering::Relaxed);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
