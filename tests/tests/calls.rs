@@ -332,3 +332,82 @@ async fn dropping_the_client_ends_the_worker_then_the_parents_serving() {
         assert!(status.success(), "{mode}: {status}");
     }
 }
+
+/// Squares, once `gate` (if any) opens; tells `entered` when it starts on a gated call.
+struct Gated {
+    entered: Option<tokio::sync::oneshot::Sender<()>>,
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+#[aiosock::protocol]
+#[derive(Debug)]
+enum Sq {
+    #[reply(u64)]
+    Square(u64),
+}
+
+#[aiosock::protocol]
+#[derive(Debug)]
+enum Mute {
+    Never,
+}
+
+impl SqHandler for Gated {
+    async fn on_square(&mut self, n: u64) -> u64 {
+        if let Some(entered) = self.entered.take() {
+            let _ = entered.send(());
+        }
+        if let Some(gate) = self.gate.take() {
+            let _ = gate.await;
+        }
+        n * n
+    }
+}
+
+#[tokio::test]
+async fn an_answer_holds_the_direction_open_and_lets_go_once_queued() {
+    // The server's `Sender` lives on: each answer takes and gives back its hold, so two
+    // answers both go out, and dropping the `Sender` afterwards ends the direction.
+    let (client_end, server_end) = aiosock::pair::<Sq, Mute>().unwrap();
+    let (server_tx, server_rx) = server_end.into_split();
+    let serving = tokio::spawn(server_rx.serve(Gated {
+        entered: None,
+        gate: None,
+    }));
+    let (client_tx, mut client_rx) = client_end.into_split();
+    let client = SqClient::new(client_tx);
+    let replies = tokio::spawn(async move { guard("recv", client_rx.recv()).await });
+    assert_eq!(guard("first", client.square(3)).await.unwrap(), 9);
+    assert_eq!(guard("second", client.square(4)).await.unwrap(), 16);
+    drop(server_tx);
+    assert!(
+        guard("end", replies).await.unwrap().unwrap().is_none(),
+        "the server's direction ended with its last Sender"
+    );
+    drop(client);
+    guard("serve", serving).await.unwrap().unwrap();
+
+    // The server's last `Sender` is dropped while a call is being handled: the answer's
+    // hold keeps the direction open until the answer is queued, then ends it.
+    let (client_end, server_end) = aiosock::pair::<Sq, Mute>().unwrap();
+    let (server_tx, server_rx) = server_end.into_split();
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (open_tx, open_rx) = tokio::sync::oneshot::channel();
+    let serving = tokio::spawn(server_rx.serve(Gated {
+        entered: Some(entered_tx),
+        gate: Some(open_rx),
+    }));
+    let (client_tx, mut client_rx) = client_end.into_split();
+    let client = SqClient::new(client_tx);
+    let replies = tokio::spawn(async move { guard("recv", client_rx.recv()).await });
+    let call = tokio::spawn(async move { client.square(7).await });
+    guard("entered", entered_rx).await.unwrap();
+    drop(server_tx);
+    open_tx.send(()).unwrap();
+    assert_eq!(guard("gated", call).await.unwrap().unwrap(), 49);
+    assert!(
+        guard("end", replies).await.unwrap().unwrap().is_none(),
+        "the answer's hold was the last: letting go ended the direction"
+    );
+    guard("serve", serving).await.unwrap().unwrap();
+}

@@ -20,6 +20,11 @@
 //! budget, as the type the caller asked for, by a function the caller left in its slot; a
 //! payload that does not decode is [`Error::BadReply`]. Either error ends the connection,
 //! and every call still waiting fails.
+//!
+//! A decoded reply is handed over in a box (the table holds replies of every type), an
+//! `Option<R>` that the caller empties. Emptied boxes go back to the table, up to
+//! [`SPARE_REPLIES`], and the next small reply of the same type is decoded into one, so
+//! that a stream of calls allocates nothing for its replies.
 
 use std::any::Any;
 use std::sync::{Mutex, MutexGuard};
@@ -36,6 +41,9 @@ use crate::wire::{self, Failure, Limits};
 /// Replies up to this long are decoded under the table's lock, in one critical section.
 const DECODE_UNDER_LOCK: usize = 4096;
 
+/// Emptied reply boxes the table keeps for the next replies.
+const SPARE_REPLIES: usize = 64;
+
 /// Decodes a reply (a value of the caller's type, or with `failed` a [`Failure`]): the
 /// caller's outcome, and the error that ends the connection if it does not decode.
 fn decoded(
@@ -45,12 +53,13 @@ fn decoded(
     payload: &[u8],
     fds: Vec<OwnedFd>,
     limits: &Limits,
+    spare: Option<Reply>,
 ) -> (Result<Reply, CallError>, Option<Error>) {
     let decoded = if failed {
         wire::decode_payload_with::<Failure>(payload, limits.decode_budget, fds, 0)
             .map(|failure| Err(failure.into()))
     } else {
-        decode(payload, fds, limits).map(Ok)
+        decode(payload, fds, limits, spare).map(Ok)
     };
     match decoded {
         Ok(result) => (result, None),
@@ -65,20 +74,42 @@ fn decoded(
     }
 }
 
-/// A decoded reply, of the type its caller asked for.
+/// A decoded reply: an `Option<R>` of the type `R` its caller asked for, `Some` until the
+/// caller takes the value.
 pub(crate) type Reply = Box<dyn Any + Send>;
 
-/// Decodes a reply payload, with the descriptors its frame carries, within the limits.
-pub(crate) type DecodeReply = fn(&[u8], Vec<OwnedFd>, &Limits) -> Result<Reply, Error>;
+/// Decodes a reply payload, with the descriptors its frame carries, within the limits,
+/// into `spare` if that is an emptied box of the right type.
+pub(crate) type DecodeReply =
+    fn(&[u8], Vec<OwnedFd>, &Limits, Option<Reply>) -> Result<Reply, Error>;
 
 /// The [`DecodeReply`] for replies of type `R`.
 pub(crate) fn decode_reply<R: DeserializeOwned + Send + 'static>(
     payload: &[u8],
     fds: Vec<OwnedFd>,
     limits: &Limits,
+    spare: Option<Reply>,
 ) -> Result<Reply, Error> {
-    wire::decode_payload_with::<R>(payload, limits.decode_budget, fds, limits.max_shm_len)
-        .map(|reply| Box::new(reply) as Reply)
+    let reply =
+        wire::decode_payload_with::<R>(payload, limits.decode_budget, fds, limits.max_shm_len)?;
+    Ok(match spare.map(|spare| spare.downcast::<Option<R>>()) {
+        Some(Ok(mut reused)) => {
+            *reused = Some(reply);
+            reused
+        }
+        // None to reuse, or one of another type (dropped here).
+        _ => Box::new(Some(reply)),
+    })
+}
+
+/// Takes the value out of a reply made by [`decode_reply::<R>`](decode_reply), leaving
+/// the box empty for reuse.
+fn take_reply<R: 'static>(reply: &mut Reply) -> R {
+    match reply.downcast_mut::<Option<R>>().and_then(Option::take) {
+        Some(value) => value,
+        // The slot's decoder made an `Option<R>`, taken only here, once.
+        None => unreachable!("a reply of another type than the call's, or taken twice"),
+    }
 }
 
 #[derive(Debug)]
@@ -106,6 +137,8 @@ struct Table {
     max: usize,
     /// Calls waiting for a slot.
     waiting: usize,
+    /// Emptied reply boxes, at most [`SPARE_REPLIES`].
+    spare: Vec<Reply>,
 }
 
 enum Slot {
@@ -174,6 +207,7 @@ impl Calls {
                 in_use: 0,
                 max,
                 waiting: 0,
+                spare: Vec::new(),
             }),
             room: Notify::new(),
             ended: std::sync::atomic::AtomicBool::new(false),
@@ -185,25 +219,31 @@ impl Calls {
         self.table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes a slot for a call whose reply decodes with `decode`, waiting for one while
-    /// `max_calls` calls are in flight (or failing with [`CallError::Full`] without
-    /// `wait`). Returns the call's id.
-    ///
-    /// Cancel safe: a permit is only taken together with its slot.
-    /// [`start`](Self::start) if a slot is free now: `Ok(None)` if the table is full.
+    /// [`start`](Self::start) if a slot is free now: `Ok(None)` if the table is full. The
+    /// slot holds `waker` from the start, so that the caller's first look at the outcome
+    /// in the same poll can be skipped (as `Sender::call` does).
     #[inline]
-    pub(crate) fn try_start(&self, decode: DecodeReply) -> Result<Option<u64>, CallError> {
+    pub(crate) fn try_start(
+        &self,
+        decode: DecodeReply,
+        waker: &Waker,
+    ) -> Result<Option<u64>, CallError> {
         let mut table = self.table();
         if let Some(why) = &table.ended {
             return Err(why.clone());
         }
         if table.in_use < table.max {
             table.in_use += 1;
-            return Ok(Some(table.take_slot(decode)));
+            return Ok(Some(table.take_slot(decode, Some(waker.clone()))));
         }
         Ok(None)
     }
 
+    /// Takes a slot for a call whose reply decodes with `decode`, waiting for one while
+    /// `max_calls` calls are in flight (or failing with [`CallError::Full`] without
+    /// `wait`). Returns the call's id.
+    ///
+    /// Cancel safe: a permit is only taken together with its slot.
     pub(crate) async fn start(&self, decode: DecodeReply, wait: bool) -> Result<u64, CallError> {
         let mut waited = false;
         loop {
@@ -222,7 +262,7 @@ impl Calls {
                 }
                 if table.in_use < table.max {
                     table.in_use += 1;
-                    return Ok(table.take_slot(decode));
+                    return Ok(table.take_slot(decode, None));
                 }
                 if !wait {
                     return Err(CallError::Full);
@@ -267,12 +307,13 @@ impl Calls {
         }
     }
 
-    /// The outcome of call `id`, once there is one; frees the slot when it returns it.
-    pub(crate) fn poll_outcome(
+    /// The outcome of call `id`, whose replies decode as `R`, once there is one; frees the
+    /// slot when it returns it.
+    pub(crate) fn poll_outcome<R: 'static>(
         &self,
         id: u64,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Reply, CallError>> {
+    ) -> Poll<Result<R, CallError>> {
         let mut table = self.table();
         let ended = table.ended.clone();
         let Some(slot) = table.slot(id) else {
@@ -289,8 +330,15 @@ impl Calls {
                 let Slot::Done { result, .. } = std::mem::replace(slot, Slot::Free) else {
                     unreachable!()
                 };
+                let outcome = result.map(|mut reply| {
+                    let value = take_reply::<R>(&mut reply);
+                    if table.spare.len() < SPARE_REPLIES {
+                        table.spare.push(reply);
+                    }
+                    value
+                });
                 self.freed(table, 1);
-                Poll::Ready(result)
+                Poll::Ready(outcome)
             }
             Slot::Abandoned { .. } | Slot::Free => unreachable!("`slot` only finds live ids"),
         }
@@ -313,8 +361,10 @@ impl Calls {
         fds: Vec<OwnedFd>,
         limits: &Limits,
     ) -> Result<(), Error> {
-        let mut table = self.table();
-        let decode = match table.slot(id) {
+        let mut guard = self.table();
+        // Reborrowed once, so that the slot and the spare boxes are borrowed apart.
+        let table = &mut *guard;
+        let decode = match slot_of(&mut table.slots, id) {
             Some(slot @ Slot::Waiting { .. }) => {
                 let Slot::Waiting { decode, waker, .. } = std::mem::replace(slot, Slot::Free)
                 else {
@@ -324,13 +374,15 @@ impl Calls {
                 // the receiver unwinds, and `end` still fails the caller.
                 *slot = Slot::Decoding { id, waker };
                 if payload.len() <= DECODE_UNDER_LOCK && fds.is_empty() {
-                    // A small reply: decoded in the same critical section.
-                    let (result, error) = decoded(id, failed, decode, payload, fds, limits);
+                    // A small reply: decoded in the same critical section, into a spare
+                    // box if there is one.
+                    let spare = table.spare.pop();
+                    let (result, error) = decoded(id, failed, decode, payload, fds, limits, spare);
                     let waker = match std::mem::replace(slot, Slot::Done { id, result }) {
                         Slot::Decoding { waker, .. } => waker,
                         _ => None,
                     };
-                    drop(table);
+                    drop(guard);
                     if let Some(waker) = waker {
                         waker.wake();
                     }
@@ -341,15 +393,15 @@ impl Calls {
             Some(slot @ Slot::Abandoned { .. }) => {
                 // The caller is gone: the late reply has nowhere to go.
                 *slot = Slot::Free;
-                self.freed(table, 1);
+                self.freed(guard, 1);
                 return Ok(());
             }
             _ => return Err(Error::UnexpectedReply { id }),
         };
-        drop(table);
+        drop(guard);
         // Decode a large reply outside the lock: it does not hold up other calls.
         // So is one with descriptors, whose checks may make system calls.
-        let (result, error) = decoded(id, failed, decode, payload, fds, limits);
+        let (result, error) = decoded(id, failed, decode, payload, fds, limits, None);
         let mut table = self.table();
         if let Some(slot) = table.slot(id) {
             match std::mem::replace(slot, Slot::Free) {
@@ -433,7 +485,7 @@ impl Drop for Waiting<'_> {
 impl Table {
     /// Takes a free slot for a new call (one is free: `in_use` was below `max`, and there
     /// are at least `max` slots) and returns its id, skipping ids whose slot is busy.
-    fn take_slot(&mut self, decode: DecodeReply) -> u64 {
+    fn take_slot(&mut self, decode: DecodeReply, waker: Option<Waker>) -> u64 {
         // At most half full below the largest size, so that a free slot is found soon.
         if 2 * self.in_use > self.slots.len() && self.slots.len() < self.cap {
             self.grow();
@@ -445,11 +497,7 @@ impl Table {
             // `id & mask` is below the table's length.
             let slot = &mut self.slots[(id & mask) as usize];
             if let Slot::Free = slot {
-                *slot = Slot::Waiting {
-                    id,
-                    decode,
-                    waker: None,
-                };
+                *slot = Slot::Waiting { id, decode, waker };
                 return id;
             }
         }
@@ -472,13 +520,18 @@ impl Table {
 
     /// The slot of live call `id`, if there is one.
     fn slot(&mut self, id: u64) -> Option<&mut Slot> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let mask = self.slots.len() as u64 - 1;
-        let slot = &mut self.slots[(id & mask) as usize];
-        (slot.id() == Some(id)).then_some(slot)
+        slot_of(&mut self.slots, id)
     }
+}
+
+/// The slot of live call `id` in `slots` (a table's, a power of two long), if there is one.
+fn slot_of(slots: &mut [Slot], id: u64) -> Option<&mut Slot> {
+    if slots.is_empty() {
+        return None;
+    }
+    let mask = slots.len() as u64 - 1;
+    let slot = &mut slots[(id & mask) as usize];
+    (slot.id() == Some(id)).then_some(slot)
 }
 
 impl From<Failure> for CallError {
@@ -542,13 +595,13 @@ mod tests {
         wire::encode_payload(value).unwrap()
     }
 
-    fn outcome(calls: &Calls, id: u64) -> Poll<Result<Reply, CallError>> {
-        calls.poll_outcome(id, &mut Context::from_waker(Waker::noop()))
+    fn outcome(calls: &Calls, id: u64) -> Poll<Result<u64, CallError>> {
+        calls.poll_outcome::<u64>(id, &mut Context::from_waker(Waker::noop()))
     }
 
     fn reply_u64(calls: &Calls, id: u64) -> u64 {
         match outcome(calls, id) {
-            Poll::Ready(Ok(reply)) => *reply.downcast::<u64>().unwrap(),
+            Poll::Ready(Ok(reply)) => reply,
             other => panic!("no reply for {id}: {other:?}"),
         }
     }
@@ -737,6 +790,59 @@ mod tests {
         assert!(dropped.as_mut().poll(&mut cx).is_pending());
         drop(dropped);
         assert_eq!(calls.table().waiting, 0);
+    }
+
+    #[test]
+    fn emptied_reply_boxes_are_reused_by_type_and_bounded() {
+        let calls = Calls::new(2 * SPARE_REPLIES);
+        let limits = Limits::new(1 << 20);
+        let spare = |calls: &Calls| calls.table().spare.len();
+        // A stream of calls, one at a time: after the first reply, every reply is decoded
+        // into the box the one before left.
+        for n in 0..10u64 {
+            let id = start_now(&calls, false).unwrap();
+            calls
+                .complete(id, false, &payload(&(n * n)), Vec::new(), &limits)
+                .unwrap();
+            assert_eq!(spare(&calls), 0, "the spare box was taken for reply {n}");
+            assert_eq!(reply_u64(&calls, id), n * n);
+            assert_eq!(spare(&calls), 1, "reply {n}'s box came back");
+        }
+        // A reply of another type does not take the `u64` box's place as a `u64`.
+        let id = start_str(&calls);
+        calls
+            .complete(id, false, &payload(&"text"), Vec::new(), &limits)
+            .unwrap();
+        match calls.poll_outcome::<String>(id, &mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(text)) => assert_eq!(text, "text"),
+            other => panic!("{other:?}"),
+        }
+        let id = start_now(&calls, false).unwrap();
+        calls
+            .complete(id, false, &payload(&7u64), Vec::new(), &limits)
+            .unwrap();
+        assert_eq!(reply_u64(&calls, id), 7);
+        // Many replies taken at once: the table keeps at most `SPARE_REPLIES` boxes.
+        let ids: Vec<u64> = (0..2 * SPARE_REPLIES)
+            .map(|_| start_now(&calls, false).unwrap())
+            .collect();
+        for &id in &ids {
+            calls
+                .complete(id, false, &payload(&id), Vec::new(), &limits)
+                .unwrap();
+        }
+        for &id in &ids {
+            assert_eq!(reply_u64(&calls, id), id);
+        }
+        assert_eq!(spare(&calls), SPARE_REPLIES);
+    }
+
+    fn start_str(calls: &Calls) -> u64 {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(calls.start(decode_reply::<String>, false)).poll(&mut cx) {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => panic!("the table is full"),
+        }
     }
 
     #[test]

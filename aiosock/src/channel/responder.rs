@@ -64,7 +64,15 @@ impl Responder {
         // Answered only once the reply is queued (or the peer is gone): if this future is
         // dropped while it waits for room, `drop` tells the caller instead.
         let small = frame.len() < KEEP_SCRATCH_FROM;
-        if let Err(Refused::Full) = self.shared.push(&mut frame, &mut fds, true) {
+        // Queued at once, the frame also lets go of the hold (one lock for both).
+        let mut released = self.holds;
+        let pushed = self
+            .shared
+            .push_releasing(&mut frame, &mut fds, true, &mut released);
+        if released {
+            self.holds = false;
+        }
+        if let Err(Refused::Full) = pushed {
             // Queued, or closed (then the peer is gone and owed nothing). Boxed: off the
             // common path, and a serving future's size is copied for every message.
             let _ = Box::pin(self.shared.push_when_room(&mut frame, &mut fds)).await;

@@ -250,10 +250,19 @@ impl<T: Protocol> Sender<T> {
                 }
             }
             let calls = &self.shared.calls;
-            let id = match calls.try_start(decode_reply::<R>)? {
-                Some(id) => id,
+            // A slot taken in this poll holds this poll's waker, so that a reply wakes
+            // this future even before it first looks for one.
+            let started = std::future::poll_fn(|cx| {
+                Poll::Ready(calls.try_start(decode_reply::<R>, cx.waker()))
+            })
+            .await?;
+            // Whether this future has not waited since it took the slot: then its first
+            // look at the outcome would only find the waker in place and no reply yet
+            // (a reply that came meanwhile woke this task, which polls it again).
+            let (id, mut fresh) = match started {
+                Some(id) => (id, true),
                 None if !wait => return Err(CallError::Full),
-                None => Box::pin(calls.start(decode_reply::<R>, wait)).await?,
+                None => (Box::pin(calls.start(decode_reply::<R>, wait)).await?, false),
             };
             let mut call = InFlight {
                 calls,
@@ -272,21 +281,26 @@ impl<T: Protocol> Sender<T> {
                     });
                 }
             };
-            if !frame.is_empty()
-                && Box::pin(self.shared.push_when_room(&mut frame, &mut fds))
+            if !frame.is_empty() {
+                fresh = false;
+                if Box::pin(self.shared.push_when_room(&mut frame, &mut fds))
                     .await
                     .is_err()
-            {
-                return Err(CallError::Closed);
+                {
+                    return Err(CallError::Closed);
+                }
             }
             call.sent = true;
-            let reply = std::future::poll_fn(|cx| calls.poll_outcome(id, cx)).await;
+            let reply = std::future::poll_fn(|cx| {
+                if std::mem::take(&mut fresh) {
+                    Poll::Pending
+                } else {
+                    calls.poll_outcome::<R>(id, cx)
+                }
+            })
+            .await;
             call.done = true;
-            match reply?.downcast::<R>() {
-                Ok(reply) => Ok(*reply),
-                // The slot's decoder made an `R`.
-                Err(_) => unreachable!("a reply of another type than the call's"),
-            }
+            reply
         }
     }
 

@@ -293,12 +293,37 @@ impl Shared {
         fds: &mut Vec<OwnedFd>,
         bounded: bool,
     ) -> Result<(), Refused> {
+        self.push_releasing(frame, fds, bounded, &mut false)
+    }
+
+    /// [`push`](Self::push) for a sender that holds the direction open (a `Responder`)
+    /// and lets go once its frame is queued: with `release` set, a queued frame also drops
+    /// that hold in the same critical section. `release` stays set only if it did: not
+    /// when the frame was refused, nor for the last hold (which
+    /// [`remove_sender`](Self::remove_sender) must drop, to end the direction).
+    #[inline]
+    pub(crate) fn push_releasing(
+        &self,
+        frame: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        bounded: bool,
+        release: &mut bool,
+    ) -> Result<(), Refused> {
         let mut out = self.out();
         if out.closed {
+            *release = false;
             return Err(Refused::Closed);
         }
         if bounded && !self.room(&out, fds.len()) {
+            *release = false;
             return Err(Refused::Full);
+        }
+        if *release {
+            if out.senders > 1 {
+                out.senders -= 1;
+            } else {
+                *release = false;
+            }
         }
         out.queued += frame.len() as u64;
         out.queue.push(frame, fds);
