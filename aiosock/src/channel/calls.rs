@@ -22,9 +22,11 @@
 //! and every call still waiting fails.
 //!
 //! A decoded reply is handed over in a box (the table holds replies of every type), an
-//! `Option<R>` that the caller empties. Emptied boxes go back to the table, up to
-//! [`SPARE_REPLIES`], and the next small reply of the same type is decoded into one, so
-//! that a stream of calls allocates nothing for its replies.
+//! `Option<R>` that the caller empties. Emptied boxes of small types go back to the
+//! table, up to [`SPARE_REPLIES`], and the next small reply of the same type is decoded
+//! into one, so that a stream of calls allocates nothing for its replies. With no call in
+//! flight the table keeps one at most, and none once the connection ended: an idle end
+//! holds at most [`SPARE_MAX_SIZE`] bytes of them.
 
 use std::any::Any;
 use std::sync::{Mutex, MutexGuard};
@@ -41,8 +43,11 @@ use crate::wire::{self, Failure, Limits};
 /// Replies up to this long are decoded under the table's lock, in one critical section.
 const DECODE_UNDER_LOCK: usize = 4096;
 
-/// Emptied reply boxes the table keeps for the next replies.
+/// Emptied reply boxes the table keeps for the next replies, while calls are in flight.
 const SPARE_REPLIES: usize = 64;
+
+/// The largest reply box (`Option<R>`) kept for reuse, in bytes.
+const SPARE_MAX_SIZE: usize = 64;
 
 /// Decodes a reply (a value of the caller's type, or with `failed` a [`Failure`]): the
 /// caller's outcome, and the error that ends the connection if it does not decode.
@@ -300,6 +305,10 @@ impl Calls {
     /// `n` slots were freed: calls waiting for one may go on.
     fn freed(&self, mut table: MutexGuard<'_, Table>, n: usize) {
         table.in_use -= n;
+        if table.in_use == 0 {
+            // Idle: one box is enough for the next call.
+            table.spare.truncate(1);
+        }
         let waiting = table.waiting;
         drop(table);
         for _ in 0..n.min(waiting) {
@@ -332,7 +341,9 @@ impl Calls {
                 };
                 let outcome = result.map(|mut reply| {
                     let value = take_reply::<R>(&mut reply);
-                    if table.spare.len() < SPARE_REPLIES {
+                    if std::mem::size_of::<Option<R>>() <= SPARE_MAX_SIZE
+                        && table.spare.len() < SPARE_REPLIES
+                    {
                         table.spare.push(reply);
                     }
                     value
@@ -428,6 +439,7 @@ impl Calls {
             return;
         }
         table.ended = Some(why.clone());
+        table.spare = Vec::new();
         self.ended.store(true, std::sync::atomic::Ordering::Release);
         let mut freed = 0;
         let mut wakers = Vec::new();
@@ -831,10 +843,44 @@ mod tests {
                 .complete(id, false, &payload(&id), Vec::new(), &limits)
                 .unwrap();
         }
-        for &id in &ids {
+        let last = ids.len() - 1;
+        for &id in &ids[..last] {
             assert_eq!(reply_u64(&calls, id), id);
         }
-        assert_eq!(spare(&calls), SPARE_REPLIES);
+        assert_eq!(
+            spare(&calls),
+            SPARE_REPLIES,
+            "at most this many, while busy"
+        );
+        assert_eq!(reply_u64(&calls, ids[last]), ids[last]);
+        assert_eq!(spare(&calls), 1, "idle, the table keeps one");
+        // A large reply type's boxes are not kept, and an ended table keeps none.
+        let id = start_large(&calls);
+        calls
+            .complete(id, false, &payload(&[7u64; 16]), Vec::new(), &limits)
+            .unwrap();
+        match calls.poll_outcome::<[u64; 16]>(id, &mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(values)) => assert_eq!(values, [7; 16]),
+            other => panic!("{other:?}"),
+        }
+        // Its decode took the one `u64` box (of the wrong type, so dropped) and its own
+        // box was not kept.
+        assert_eq!(
+            spare(&calls),
+            0,
+            "a box of {} bytes was kept",
+            std::mem::size_of::<Option<[u64; 16]>>()
+        );
+        calls.end(CallError::Closed);
+        assert_eq!(spare(&calls), 0);
+    }
+
+    fn start_large(calls: &Calls) -> u64 {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(calls.start(decode_reply::<[u64; 16]>, false)).poll(&mut cx) {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => panic!("the table is full"),
+        }
     }
 
     fn start_str(calls: &Calls) -> u64 {
