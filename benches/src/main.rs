@@ -20,7 +20,9 @@
 //! peak RSS, `VmHWM`). `wire` times aiosock's frame encode/decode path alone, in one process.
 //! `calls` is five workloads, `calls-1` to `calls-1024`: calls with replies (the child
 //! squares a `u64`) with that many in flight from up to 8 tasks, for a fixed window after a
-//! warm-up: calls/s, and p50 and p99 latency (see `calls.rs`). `pool` puts jobs through
+//! warm-up: calls/s, and p50 and p99 latency (see `calls.rs`); the report's "calls/s
+//! against calls in flight" table says where each system's curve bends
+//! (`report::calls_curve`). `pool` puts jobs through
 //! a pool of 2 worker processes (`pool::WORKERS`, one per core of the machine the README's
 //! numbers come from; the parent starts them all): each job counts the Collatz steps of
 //! its start, 1,000,000 jobs per run (100,000 with `--quick`; at 200,000 the hand-written
@@ -684,6 +686,7 @@ fn render(results: &results::Results) -> Result<String, BoxError> {
         out += "\n";
         out += &report::table(&records, &na, &names);
         out += &report::calls_summary(&records);
+        out += &report::calls_curve(&records);
         out += &report::pool_summary(&records);
         out += &report::pairs_summary(&records);
         out += &report::resource_summary(&records);

@@ -291,6 +291,95 @@ pub(crate) fn calls_summary(records: &[Record]) -> String {
     out
 }
 
+/// The systems of [`calls_curve`], in column order.
+const CURVE_SYSTEMS: [&str; 3] = [BASELINE, "aiosock", "tarpc"];
+
+/// A system's curve bends where raising the calls in flight gains less than this share of
+/// the raise (a latency-bound curve gains all of it: as many calls in flight, as many
+/// more calls/s).
+const BENT: f64 = 0.5;
+
+/// Calls/s against the calls in flight, for the calls workloads that ran: each system's
+/// median calls/s, and its gain over the row above set against the raise in calls in
+/// flight. While a system's round trip bounds it, the two match (each call waits for
+/// wake-ups, not for the CPU); where the gain falls below [`BENT`] of the raise, the
+/// curve bends: the calls queue behind a busy process, and latency grows with the calls
+/// in flight instead. Empty if fewer than two calls workloads ran.
+pub(crate) fn calls_curve(records: &[Record]) -> String {
+    let rate = |workload: Workload, system: &str| {
+        let mut values: Vec<f64> = records
+            .iter()
+            .filter(|r| r.workload == workload && r.system == system)
+            .filter_map(|r| r.result.as_ref().ok().and_then(|v| v.first().copied()))
+            .collect();
+        median(&mut values)
+    };
+    let rows: Vec<(u16, Vec<Option<f64>>)> = Workload::ALL
+        .into_iter()
+        .filter_map(|w| match w {
+            Workload::Calls(n) => Some((n, w)),
+            _ => None,
+        })
+        .map(|(n, w)| {
+            (
+                n,
+                CURVE_SYSTEMS.iter().map(|s| rate(w, s)).collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, rates)| rates.iter().any(Option::is_some))
+        .collect();
+    if rows.len() < 2 {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\ncalls/s against calls in flight: median M calls/s; gain: over the row above, \
+         set against the raise in calls in flight (equal while the round trip bounds the \
+         rate; the curve bends where the gain falls below half the raise)\n",
+    );
+    let _ = write!(out, "{:<10} {:>6}", "in flight", "raise");
+    for system in CURVE_SYSTEMS {
+        let _ = write!(out, " {system:>14} {:>6}", "gain");
+    }
+    out.push('\n');
+    let mut bends: Vec<Option<(u16, u16)>> = vec![None; CURVE_SYSTEMS.len()];
+    for (i, (n, rates)) in rows.iter().enumerate() {
+        let before = i.checked_sub(1).map(|j| &rows[j]);
+        let raise = before.map(|(m, _)| f64::from(*n) / f64::from(*m));
+        let cell = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "-".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let _ = write!(out, "{n:<10} {:>6}", cell(raise, 1));
+        for (k, rate) in rates.iter().enumerate() {
+            let gain = match (before, rate) {
+                (Some((_, earlier)), Some(now)) => earlier[k].map(|earlier| now / earlier),
+                _ => None,
+            };
+            if let (Some(gain), Some(raise), Some((m, _))) = (gain, raise, before)
+                && bends[k].is_none()
+                && gain < BENT * raise
+            {
+                bends[k] = Some((*m, *n));
+            }
+            let _ = write!(out, " {:>14} {:>6}", cell(*rate, 3), cell(gain, 1));
+        }
+        out.push('\n');
+    }
+    for (k, (system, bend)) in CURVE_SYSTEMS.iter().zip(&bends).enumerate() {
+        if rows.iter().all(|(_, rates)| rates[k].is_none()) {
+            continue;
+        }
+        match bend {
+            Some((m, n)) => {
+                let _ = writeln!(out, "{system}: bends between {m} and {n} in flight");
+            }
+            None => {
+                let _ = writeln!(out, "{system}: no bend in the rows measured");
+            }
+        }
+    }
+    out
+}
+
 /// The ratio of `ours`'s value number `metric` (0 for the first) to `theirs`'s in
 /// `workload` and `dir`, each run paired with the other's run of the same repetition: the
 /// median over repetitions, the min and max, and how many pairs there were. `None` unless
@@ -592,6 +681,55 @@ pub(crate) fn num(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calls_curve_bends_where_the_gain_falls_below_half_the_raise() {
+        let record = |rep, n, system, rate: f64| Record {
+            rep,
+            workload: Workload::Calls(n),
+            dir: Direction::ToChild,
+            system,
+            count: 500,
+            result: Ok(vec![rate, 50.0, 90.0]),
+        };
+        // aiosock scales with the calls in flight up to 64, then gains 1.5 for a raise of 4
+        // (the bend); raw keeps more than half of each raise; tarpc ran no calls.
+        let mut records = Vec::new();
+        for rep in 0..3 {
+            let noise = 1.0 + rep as f64 / 100.0;
+            for (n, aiosock, raw) in [
+                (1, 0.01, 0.02),
+                (8, 0.08, 0.16),
+                (64, 0.64, 1.28),
+                (256, 0.96, 5.0),
+                (1024, 1.2, 19.0),
+            ] {
+                records.push(record(rep, n, "aiosock", aiosock * noise));
+                records.push(record(rep, n, BASELINE, raw * noise));
+            }
+        }
+        let text = calls_curve(&records);
+        assert!(
+            text.contains("aiosock: bends between 64 and 256 in flight"),
+            "{text}"
+        );
+        assert!(
+            text.contains("raw-buffered: no bend in the rows measured"),
+            "{text}"
+        );
+        assert!(!text.contains("tarpc:"), "a system that never ran: {text}");
+        let row = text.lines().find(|l| l.starts_with("256 ")).unwrap();
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        // in flight, raise, raw, gain, aiosock, gain, tarpc, gain
+        assert_eq!(&cells[..6], ["256", "4.0", "5.050", "3.9", "0.970", "1.5"]);
+        assert_eq!(&cells[6..], ["-", "-"]);
+        // One calls workload gives no curve.
+        let one: Vec<Record> = records
+            .into_iter()
+            .filter(|r| r.workload == Workload::Calls(1))
+            .collect();
+        assert_eq!(calls_curve(&one), "");
+    }
 
     #[test]
     fn median_of_odd_and_even() {
