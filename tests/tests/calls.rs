@@ -411,3 +411,41 @@ async fn an_answer_holds_the_direction_open_and_lets_go_once_queued() {
     );
     guard("serve", serving).await.unwrap().unwrap();
 }
+
+#[aiosock::protocol]
+#[derive(Debug, PartialEq)]
+enum Chat {
+    Line(u32),
+}
+
+#[tokio::test]
+async fn a_reply_in_transit_when_this_end_stops_sending_does_not_stop_its_receiving() {
+    let (a, b) = aiosock::pair::<Sq, Chat>().unwrap();
+    let (a_tx, mut a_rx) = a.into_split();
+    let client = SqClient::new(a_tx.clone());
+    let (b_tx, mut b_rx) = b.into_split();
+    let reading = tokio::spawn(async move { (a_rx.recv().await, a_rx.recv().await) });
+    let call = tokio::spawn(async move { client.square(3).await });
+    let request = guard("request", b_rx.recv_request())
+        .await
+        .unwrap()
+        .unwrap();
+    // B stops receiving: A's next write fails, which ends A's sending direction and
+    // fails A's calls, while A still receives.
+    b_rx.close();
+    let _ = a_tx.send(Sq::Square(1)).await;
+    guard("closed", a_tx.closed()).await;
+    assert_eq!(guard("call", call).await.unwrap(), Err(CallError::Closed));
+    // B answers anyway (the reply reaches no one), then sends a message, which A must
+    // receive: the late reply does not end A's receiving.
+    let mut squarer = Gated {
+        entered: None,
+        gate: None,
+    };
+    guard("answer", request.dispatch(&mut squarer)).await;
+    b_tx.send(Chat::Line(0)).await.unwrap();
+    drop(b_tx);
+    let (first, second) = guard("read", reading).await.unwrap();
+    assert_eq!(first.unwrap(), Some(Chat::Line(0)));
+    assert_eq!(second.unwrap(), None);
+}

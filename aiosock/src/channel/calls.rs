@@ -21,6 +21,10 @@
 //! payload that does not decode is [`Error::BadReply`]. Either error ends the connection,
 //! and every call still waiting fails.
 //!
+//! Once the table has ended (every call failed, and none can start: this end's sending
+//! direction ended, for one), replies still in transit are dropped unread, so that what
+//! the peer sends after them is still received.
+//!
 //! A decoded reply is handed over in a box (the table holds replies of every type), an
 //! `Option<R>` that the caller empties. Emptied boxes of small types go back to the
 //! table, up to [`SPARE_REPLIES`], and the next small reply of the same type is decoded
@@ -339,9 +343,11 @@ impl Calls {
                 let Slot::Done { result, .. } = std::mem::replace(slot, Slot::Free) else {
                     unreachable!()
                 };
+                let keep = table.ended.is_none();
                 let outcome = result.map(|mut reply| {
                     let value = take_reply::<R>(&mut reply);
-                    if std::mem::size_of::<Option<R>>() <= SPARE_MAX_SIZE
+                    if keep
+                        && std::mem::size_of::<Option<R>>() <= SPARE_MAX_SIZE
                         && table.spare.len() < SPARE_REPLIES
                     {
                         table.spare.push(reply);
@@ -363,7 +369,8 @@ impl Calls {
     ///
     /// [`Error::UnexpectedReply`] if no call `id` is waiting or abandoned, and
     /// [`Error::BadReply`] if the payload does not decode (the caller then has
-    /// [`CallError::Failed`]). Either ends the connection.
+    /// [`CallError::Failed`]). Either ends the connection. Neither once the table has
+    /// ended: then every reply is dropped.
     pub(crate) fn complete(
         &self,
         id: u64,
@@ -373,6 +380,12 @@ impl Calls {
         limits: &Limits,
     ) -> Result<(), Error> {
         let mut guard = self.table();
+        if guard.ended.is_some() {
+            // Every call already failed (this end's sending direction ended, say) and no
+            // call can start: a reply still in transit, honest or not, can reach no one
+            // and mislead no one. Dropped, so that what the peer sends after it is read.
+            return Ok(());
+        }
         // Reborrowed once, so that the slot and the spare boxes are borrowed apart.
         let table = &mut *guard;
         let decode = match slot_of(&mut table.slots, id) {
@@ -922,6 +935,29 @@ mod tests {
         // A call given up before it was sent frees its slot at once.
         calls.give_up(b, false);
         assert!(start_now(&calls, false).is_ok());
+    }
+
+    #[test]
+    fn replies_in_transit_after_the_end_are_dropped() {
+        let calls = Calls::new(4);
+        let limits = Limits::new(1 << 20);
+        let a = start_now(&calls, true).unwrap();
+        let b = start_now(&calls, true).unwrap();
+        calls.end(CallError::Closed);
+        assert!(matches!(
+            outcome(&calls, a),
+            Poll::Ready(Err(CallError::Closed))
+        ));
+        // The peer answers both, and an id it never had: no error, nothing delivered.
+        for id in [a, b, 99] {
+            calls
+                .complete(id, false, &payload(&1u64), Vec::new(), &limits)
+                .unwrap();
+        }
+        assert!(matches!(
+            outcome(&calls, b),
+            Poll::Ready(Err(CallError::Closed))
+        ));
     }
 
     #[test]

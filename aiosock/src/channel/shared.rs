@@ -364,7 +364,15 @@ impl Shared {
             None => false,
         };
         let mut out = self.out();
-        if drained && out.queue.is_empty() && matches!(out.writer, Writer::Running) {
+        // Parked again only if nothing happened meanwhile that the writer must act on: a
+        // kick (the last sender left while this write held the batch, and could not end
+        // the direction) or no sender left at all (the writer ends the direction).
+        if drained
+            && out.queue.is_empty()
+            && matches!(out.writer, Writer::Running)
+            && !out.kick
+            && out.senders > 0
+        {
             out.writer = Writer::Idle(waker);
         } else {
             out.kick = true;
@@ -947,5 +955,51 @@ pub(crate) fn take_scratch() -> Vec<u8> {
 pub(crate) fn return_scratch(frame: Vec<u8>, small: bool) {
     if !(small && frame.capacity() > KEEP_SCRATCH) {
         SCRATCH.set(frame);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    use super::*;
+
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn an_inline_write_wakes_the_writer_if_the_last_sender_left_meanwhile() {
+        let (here, _there) = sys::socketpair().unwrap();
+        let shape = Shape::plain("test", 1);
+        let shared = Shared::new(
+            Socket::new(here),
+            Config::new(),
+            shape.clone(),
+            shape,
+            trace::connection("test", "test", -1, None),
+        );
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        // As a `Responder`'s push leaves it: the writer taken for an inline write (of the
+        // queued hello here). Meanwhile the last `Sender` went: it found the writer busy
+        // and the batch held, so it left a kick.
+        {
+            let mut out = shared.out();
+            out.writer = Writer::Running;
+            out.senders = 0;
+            out.kick = true;
+        }
+        shared.write_inline(Waker::from(wakes.clone()));
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the writer must run to end the direction"
+        );
+        assert!(matches!(shared.out().writer, Writer::Running));
     }
 }
