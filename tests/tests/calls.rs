@@ -340,7 +340,7 @@ struct Gated {
 }
 
 #[aiosock::protocol]
-#[derive(Debug)]
+#[derive(Debug, PartialEq)]
 enum Sq {
     #[reply(u64)]
     Square(u64),
@@ -448,4 +448,45 @@ async fn a_reply_in_transit_when_this_end_stops_sending_does_not_stop_its_receiv
     let (first, second) = guard("read", reading).await.unwrap();
     assert_eq!(first.unwrap(), Some(Chat::Line(0)));
     assert_eq!(second.unwrap(), None);
+}
+
+#[aiosock::protocol]
+#[derive(Debug, PartialEq)]
+enum Traffic {
+    Blob(Vec<u8>),
+}
+
+#[tokio::test]
+async fn a_failure_owed_behind_a_large_queued_message_loses_nothing() {
+    let (a, b) = aiosock::pair::<Sq, Traffic>().unwrap();
+    let (a_tx, mut a_rx) = a.into_split();
+    let client = SqClient::new(a_tx);
+    let (b_tx, mut b_rx) = b.into_split();
+    // A does not read yet. The first blob fills the socket and waits in B's writer; the
+    // second is queued behind it: more than twice the capacity, as sends may leave it.
+    let blob = |byte: u8| Traffic::Blob(vec![byte; 1 << 20]);
+    assert!(1 << 20 > 2 * Config::new().capacity());
+    b_tx.send(blob(1)).await.unwrap();
+    b_tx.send(blob(2)).await.unwrap();
+    let call = tokio::spawn(async move { client.square(3).await });
+    // B reads the call as a plain message: it owes the caller an `Unanswered`, queued
+    // behind the blobs, which must still go out whole.
+    assert_eq!(
+        guard("recv", b_rx.recv()).await.unwrap(),
+        Some(Sq::Square(3))
+    );
+    drop(b_tx);
+    for byte in [1, 2] {
+        let got = guard("blob", a_rx.recv()).await;
+        assert!(
+            matches!(&got, Ok(Some(Traffic::Blob(v))) if v.len() == 1 << 20 && v.iter().all(|&x| x == byte)),
+            "blob {byte}: {:?}",
+            got.map(|m| m.map(|Traffic::Blob(v)| v.len()))
+        );
+    }
+    assert_eq!(guard("end", a_rx.recv()).await.unwrap(), None);
+    assert_eq!(
+        guard("call", call).await.unwrap(),
+        Err(CallError::Unanswered)
+    );
 }

@@ -749,9 +749,12 @@ impl Shared {
     /// Queues a small frame the end owes the peer (an answer it cannot wait to send, such
     /// as a call's failure), beyond the capacity. So that a peer that sends calls and never
     /// reads cannot make this end queue without bound, the frame is refused once twice
-    /// the capacity is queued; the connection then ends, which fails the peer's calls.
+    /// the capacity plus one largest frame is queued (sends alone can leave up to the
+    /// capacity plus one frame: a send is taken while the queue is below the capacity);
+    /// the connection then ends, which fails the peer's calls.
     pub(crate) fn push_owed(&self, frame: &mut Vec<u8>) {
-        let over = self.out().queue.len() >= 2 * self.config.capacity();
+        let most = 2 * self.config.capacity() + self.config.max_frame_len();
+        let over = self.out().queue.len() >= most;
         if over {
             trace::event!(
                 &self.span,
