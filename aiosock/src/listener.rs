@@ -470,9 +470,14 @@ impl<Out: Protocol, In: Protocol> Listener<Out, In> {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] if accepting fails, for example when this process is out of
-    /// descriptors (`EMFILE`): the connection waits in the backlog, and a later `accept`
-    /// can take it once descriptors were freed.
+    /// [`Error::OutOfDescriptors`] when this process (or the system) is out of descriptors,
+    /// and [`Error::Io`] if accepting fails otherwise. The connection waits in the backlog,
+    /// and a later `accept` can take it once descriptors were freed. An error for want of
+    /// a resource (descriptors, buffers, memory) is returned after a pause of 100 ms, so
+    /// that a loop that accepts again at once does not spin while the want lasts.
+    ///
+    /// Refusing a peer spends the task's cooperative budget (as a receive does), so that a
+    /// flood of refused connections does not keep the runtime from its other tasks.
     ///
     /// # Panics
     ///
@@ -485,7 +490,8 @@ impl<Out: Protocol, In: Protocol> Listener<Out, In> {
         loop {
             let mut ready = io.readable().await?;
             let stream = match ready.try_io(|io| sys::accept(io.get_ref().as_fd())) {
-                Ok(accepted) => accepted?,
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => return Err(accept_failed(e).await),
                 Err(_would_block) => continue,
             };
             let (pid, uid, gid) = sys::peer_cred(stream.as_fd())?;
@@ -494,6 +500,7 @@ impl<Out: Protocol, In: Protocol> Listener<Out, In> {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 trace::process_event!(info, pid, uid, gid, listener = %self.address, "refused a connection: the accept policy does not admit the peer");
                 drop(stream);
+                tokio::task::consume_budget().await;
                 continue;
             }
             trace::process_event!(debug, pid, uid, gid, listener = %self.address, "accepted a connection");
@@ -654,6 +661,20 @@ async fn connect_with<Out: Protocol, In: Protocol>(
             Err(e) => return Err(address.error(e, true)),
         }
     }
+}
+
+/// The error of a failed `accept`, after a pause if it is for want of a resource (out of
+/// descriptors, buffers or memory): readiness stays set while the connection waits in the
+/// backlog, so a caller that accepts again at once would otherwise spin on the error.
+pub(crate) async fn accept_failed(e: std::io::Error) -> Error {
+    let wanting = matches!(
+        e.raw_os_error(),
+        Some(nix::libc::EMFILE | nix::libc::ENFILE | nix::libc::ENOBUFS | nix::libc::ENOMEM)
+    );
+    if wanting {
+        crate::channel::pause().await;
+    }
+    Error::from(e)
 }
 
 #[cfg(test)]

@@ -529,3 +529,44 @@ async fn errors_say_what_went_wrong() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A flood of peers the policy refuses, all waiting in the backlog: each poll of `accept`
+/// refuses about a cooperative budget's worth of them (tokio's is 128 units; the bound
+/// below leaves room for it to change) and then lets the runtime's other tasks run,
+/// instead of refusing the whole flood in one go.
+#[tokio::test(flavor = "current_thread")]
+async fn refusing_a_flood_of_peers_leaves_the_runtime_to_its_other_tasks() {
+    use std::os::linux::net::SocketAddrExt as _;
+    const FLOOD: u64 = 2_000;
+    let name = format!("aiosock-test-flood-{}", std::process::id());
+    let listener = Listener::<Request, Reply>::bind_abstract(&name)
+        .expect("bind")
+        .with_policy(AcceptPolicy::custom(|_| false));
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    // All in the backlog before `accept` first runs.
+    let held: Vec<_> = (0..FLOOD)
+        .map(|_| std::os::unix::net::UnixStream::connect_addr(&addr).expect("connect"))
+        .collect();
+    let mut accept = std::pin::pin!(listener.accept());
+    let mut most = 0;
+    let mut polls = 0;
+    while listener.refused() < FLOOD {
+        let before = listener.refused();
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(accept.as_mut().poll(cx))).await;
+        assert!(polled.is_pending(), "every peer is refused");
+        most = most.max(listener.refused() - before);
+        polls += 1;
+        assert!(
+            polls < 10_000,
+            "{} refused after {polls} polls",
+            listener.refused()
+        );
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        most <= 256,
+        "one poll of accept refused {most} peers without letting other tasks run"
+    );
+    drop(held);
+}

@@ -42,6 +42,8 @@ mod sender;
 mod shared;
 mod writer;
 
+pub(crate) use writer::pause;
+
 pub use config::Config;
 pub use endpoint::{Endpoint, pair};
 pub use receiver::{Receiver, Request};

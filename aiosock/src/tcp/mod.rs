@@ -310,8 +310,14 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
     /// - [`Error::Tls`]: this client's TLS handshake failed (its certificate was refused
     ///   or missing, it refused ours, or it did not finish in time). The connection is
     ///   closed; the listener is fine: call `accept` again;
-    /// - [`Error::Io`]: accepting failed (out of descriptors, say), or the client reset
-    ///   the connection during the handshake.
+    /// - [`Error::OutOfDescriptors`]: this process (or the system) is out of
+    ///   descriptors; the connection waits in the backlog;
+    /// - [`Error::Io`]: accepting failed otherwise, or the client reset the connection
+    ///   during the handshake.
+    ///
+    /// An error for want of a resource (descriptors, buffers, memory) is returned after a
+    /// pause of 100 ms, so that a loop that accepts again at once does not spin while the
+    /// want lasts.
     ///
     /// # Panics
     ///
@@ -327,7 +333,10 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
                 peer,
             ));
         }
-        let (stream, addr) = self.listener.accept().await?;
+        let (stream, addr) = match self.listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => return Err(crate::listener::accept_failed(e).await),
+        };
         configure(&stream)?;
         let fd = plain_bridge(stream, self.config.linger()).await?;
         let end = Endpoint::from_fd(fd)
@@ -359,7 +368,10 @@ impl<Out: Protocol, In: Protocol> TcpListener<Out, In> {
                     Err(_cancelled) => continue,
                 },
                 accepted = self.listener.accept(), if pending.len() < MAX_HANDSHAKES => {
-                    let (stream, addr) = accepted?;
+                    let (stream, addr) = match accepted {
+                        Ok(accepted) => accepted,
+                        Err(e) => return Err(crate::listener::accept_failed(e).await),
+                    };
                     configure(&stream)?;
                     pending.spawn(handshake(
                         acceptor.clone(),
