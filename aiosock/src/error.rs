@@ -384,7 +384,7 @@ pub enum FdError {
     ShmSparse {
         /// Its size.
         len: u64,
-        /// The bytes of memory it has.
+        /// The bytes of memory it has, or if fewer, the bytes before its first hole.
         allocated: u64,
     },
     /// A shared-memory buffer could not be mapped.

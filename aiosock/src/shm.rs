@@ -181,10 +181,16 @@ impl Shm {
         // Every page must exist already, paid for by its sender. Reading a hole of a
         // memfd allocates a page for the reader: a sealed, sparse buffer (a 1 GiB
         // `ftruncate` costs its sender nothing) would make this end allocate its whole
-        // length. A `ShmBuf` is populated when made, so it always passes.
+        // length. A `ShmBuf` is populated when made, so it always passes. Both counts
+        // are asked: pages allocated past the end (`fallocate` with `KEEP_SIZE`) count in
+        // `st_blocks` but leave the holes inside, which `SEEK_HOLE` finds.
         let allocated = sys::allocated_bytes(fd.as_fd()).unwrap_or(0);
-        if allocated < len {
-            return Err(FdError::ShmSparse { len, allocated });
+        let whole = sys::first_hole(fd.as_fd()).unwrap_or(0);
+        if allocated < len || whole < len {
+            return Err(FdError::ShmSparse {
+                len,
+                allocated: allocated.min(whole),
+            });
         }
         let map_len = usize::try_from(len).map_err(|_| FdError::ShmTooLarge {
             len,
@@ -290,6 +296,29 @@ mod tests {
             sys::allocated_bytes(probe.as_fd()).expect("stat"),
             0,
             "the refusal read nothing: no page was allocated for it"
+        );
+        // Pages allocated past the end, as many as its length, and holes inside: its
+        // memory count is right, its holes are still holes.
+        let behind = sys::memfd(LEN).expect("memfd");
+        nix::fcntl::fallocate(
+            behind.as_fd(),
+            nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            LEN as i64,
+            LEN as i64,
+        )
+        .expect("fallocate");
+        sys::seal(behind.as_fd()).expect("seal");
+        assert!(sys::allocated_bytes(behind.as_fd()).expect("stat") >= LEN as u64);
+        let probe = behind.try_clone().expect("dup");
+        match decode(&payload, vec![behind], 1 << 30) {
+            Err(crate::Error::Fds(FdError::ShmSparse { len, allocated })) => {
+                assert_eq!((len, allocated), (LEN as u64, 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            sys::allocated_bytes(probe.as_fd()).expect("stat") <= LEN as u64,
+            "the refusal allocated pages inside it"
         );
         // One page written, the rest holes: refused all the same.
         let mut buf = ShmBuf::new(3 * 4096).expect("buf");

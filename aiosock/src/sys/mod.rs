@@ -43,7 +43,9 @@ pub(crate) use process::{
 };
 pub(crate) use reactor::{SharedFd, register, register_owned};
 pub(crate) use registry::{Socket, release_fd, release_other_sockets};
-pub(crate) use shm::{Mapping, allocated_bytes, file_size, fully_sealed, memfd, seal, seals};
+pub(crate) use shm::{
+    Mapping, allocated_bytes, file_size, first_hole, fully_sealed, memfd, seal, seals,
+};
 pub(crate) use socket::{
     MAX_FDS_PER_SEND, advise_free, is_refused_for_now, is_unix_stream, peek, peer_can_receive,
     poll_writable, recv, recv_spare, recv_spare_blocking, send, send_vectored_with_fds,

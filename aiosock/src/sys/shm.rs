@@ -80,6 +80,14 @@ pub(crate) fn allocated_bytes(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(blocks.saturating_mul(512))
 }
 
+/// The offset of the first hole in the file behind `fd` (`SEEK_HOLE` from 0; its size if
+/// it has none, since the end counts as one). Moves the file offset, which the file's
+/// other descriptors share; nothing here reads or writes through it.
+pub(crate) fn first_hole(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let at = nix::unistd::lseek(fd, 0, nix::unistd::Whence::SeekHole).map_err(io_err)?;
+    u64::try_from(at).map_err(|_| io::Error::from_raw_os_error(nix::libc::EINVAL))
+}
+
 /// A shared mapping of a whole memfd, unmapped on drop. An empty one maps nothing.
 #[derive(Debug)]
 pub(crate) struct Mapping {
