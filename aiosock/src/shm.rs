@@ -196,9 +196,12 @@ impl Shm {
             len,
             max: usize::MAX as u64,
         })?;
-        // The receiver is about to read it: every page mapped at once.
+        // Each page is mapped when first read, not here (`MAP_POPULATE`): the same memfd
+        // can come many times in one frame and in every frame (each a new duplicate),
+        // and filling page tables for all of it while decoding would cost this end work
+        // and memory in proportion to lengths the sender pays for only once.
         let map =
-            sys::Mapping::read_only(fd.as_fd(), map_len, true).map_err(|e| FdError::ShmMap {
+            sys::Mapping::read_only(fd.as_fd(), map_len, false).map_err(|e| FdError::ShmMap {
                 reason: e.to_string(),
             })?;
         Ok(Shm {
@@ -258,6 +261,37 @@ mod tests {
 
     fn decode(payload: &[u8], fds: Vec<OwnedFd>, max: u64) -> Result<Shm, Error> {
         decode_payload_with(payload, 16, fds, max)
+    }
+
+    /// The process's page tables, in KiB (`VmPTE`).
+    fn page_tables_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmPTE:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmPTE")
+    }
+
+    #[test]
+    fn one_memfd_many_times_in_a_frame_costs_no_page_tables_to_decode() {
+        const LEN: usize = 64 << 20;
+        const TIMES: usize = 64;
+        let shm = ShmBuf::new(LEN).expect("buf").freeze().expect("freeze");
+        // Paid for once by its sender, attached 64 times (each a duplicate): 4 GiB to map.
+        let (payload, fds) = encode_payload_with(&vec![shm.clone(); TIMES]).expect("encode");
+        assert_eq!(fds.len(), TIMES);
+        let before = page_tables_kib();
+        let back: Vec<Shm> = decode_payload_with(&payload, 16, fds, LEN as u64).expect("decode");
+        let grown = page_tables_kib().saturating_sub(before);
+        assert_eq!(back.len(), TIMES);
+        // Populating every mapping would take 2 KiB of page tables per MiB: 8 MiB here.
+        assert!(
+            grown < 1024,
+            "decoding grew the page tables by {grown} KiB for {TIMES} mappings of one buffer"
+        );
+        // Reading is still the receiver's choice, and works.
+        assert_eq!(back[TIMES - 1].as_slice()[LEN - 1], 0);
     }
 
     #[test]
