@@ -176,7 +176,8 @@
 //!   slow call does not hold up the rest (messages start in order and finish in any order).
 //!   While a method runs, `serve` keeps reading, so a handler may call the peer back and
 //!   await the answer; other messages wait their turn, read ahead up to
-//!   [`Config::capacity`] bytes of them. Past that, `serve` stops reading until the method
+//!   [`Config::capacity`] bytes of them (each counted at its frame's length, or at what it
+//!   may take in memory if that is more). Past that, `serve` stops reading until the method
 //!   returns: a method that waits for the peer's answer while the peer sends more than
 //!   that many bytes of other messages first would wait forever (raise the capacity, or
 //!   answer such calls with `serve_concurrent`).

@@ -239,3 +239,71 @@ async fn a_claim_of_2_to_the_60_zero_sized_elements_fails_promptly() {
     );
     assert!(matches!(rx.recv().await, Ok(None)), "the stream is over");
 }
+
+// Large on purpose: a small frame that decodes into a large value.
+#[allow(clippy::large_enum_variant)]
+#[aiosock::protocol]
+#[derive(Debug)]
+enum Heavy {
+    /// Handled by waiting until the test lets it go.
+    Slow,
+    /// Nine bytes on the wire, but a `Heavy` in memory.
+    Ping,
+    Big([[u64; 32]; 16]),
+}
+
+/// A handler whose `Slow` waits: meanwhile `serve` reads ahead.
+struct Stuck(Option<tokio::sync::oneshot::Receiver<()>>, u64);
+
+impl HeavyHandler for Stuck {
+    async fn on_slow(&mut self) {
+        if let Some(gate) = self.0.take() {
+            let _ = gate.await;
+        }
+    }
+    async fn on_ping(&mut self) {
+        self.1 += 1;
+    }
+    async fn on_big(&mut self, _: [[u64; 32]; 16]) {}
+}
+
+/// While a handler waits, `serve` holds the messages it reads ahead; the peer floods it
+/// with the smallest frames, each a 4 KiB `Heavy` in memory. What `serve` holds is
+/// bounded by the end's capacity in memory, not in frame bytes (256 KiB of nine-byte
+/// frames would be 29,000 messages: 120 MiB).
+#[test]
+fn read_ahead_under_a_flood_of_tiny_messages_holds_memory_within_the_capacity() {
+    const PINGS: u64 = 40_000;
+    let (ours, theirs) = aiosock::pair::<Other, Heavy>().expect("pair");
+    let mut peer = raw_peer(theirs);
+    let (_tx, rx) = ours.into_split();
+    let flood = std::thread::spawn(move || {
+        let mut bytes = [hello::<Heavy, Other>(), frame(&[0])].concat();
+        for _ in 0..PINGS {
+            bytes.extend_from_slice(&frame(&[1]));
+        }
+        write_raw(&mut peer, &bytes);
+    });
+    let runtime = aiosock_tests::local_runtime();
+    let (pings, peak) = peak_of(|| {
+        runtime.block_on(async move {
+            let (open, gate) = tokio::sync::oneshot::channel();
+            let serving = rx.serve(Stuck(Some(gate), 0));
+            let release = async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let _ = open.send(());
+                std::future::pending::<()>().await;
+            };
+            tokio::select! {
+                served = serving => served.expect("serve").1,
+                () = release => unreachable!(),
+            }
+        })
+    });
+    flood.join().expect("flood");
+    assert_eq!(pings, PINGS, "every message handled");
+    assert!(
+        peak < 8 << 20,
+        "serve held {peak} bytes while the handler waited"
+    );
+}

@@ -46,6 +46,9 @@ pub(crate) struct Queue {
     fds: usize,
     /// Emptied large segments, for the next large messages to be encoded into.
     big_pool: Vec<Vec<u8>>,
+    /// Bytes of frames the end owed the peer (see `Shared::push_owed`) queued since the
+    /// writer last took the queue.
+    owed: usize,
 }
 
 impl Queue {
@@ -59,6 +62,16 @@ impl Queue {
     }
 
     /// Descriptors queued.
+    /// Bytes of owed frames queued since the writer last took the queue.
+    pub(crate) fn owed(&self) -> usize {
+        self.owed
+    }
+
+    /// Counts `len` bytes of an owed frame about to be queued.
+    pub(crate) fn note_owed(&mut self, len: usize) {
+        self.owed = self.owed.saturating_add(len);
+    }
+
     pub(crate) fn fds(&self) -> usize {
         self.fds
     }
@@ -149,6 +162,7 @@ impl Batch {
         std::mem::swap(&mut self.segs, &mut queue.segs);
         queue.bytes = 0;
         queue.fds = 0;
+        queue.owed = 0;
         self.sent = 0;
         while queue.big_pool.len() < BIG_POOL {
             let Some(seg) = self.spare_big.pop() else {

@@ -31,6 +31,8 @@ struct Incoming<T> {
     call: Option<u64>,
     len: usize,
     fds: usize,
+    /// The decode budget units it took.
+    spent: usize,
 }
 
 /// Receives messages of type `T` from the peer.
@@ -79,7 +81,7 @@ pub struct Receiver<T> {
     /// Messages read ahead while `serve` ran a handler, each with its promise to answer
     /// and the number of descriptors it holds.
     held: VecDeque<(Pending<T>, usize)>,
-    /// The frame bytes of the messages in `held`.
+    /// What the messages in `held` count for (see [`held_cost`]).
     held_bytes: usize,
     /// `serve` is reading ahead while a handler method runs: no spinning then (the method
     /// would wait for it).
@@ -312,7 +314,10 @@ impl<T: Protocol> Receiver<T> {
     /// While a method runs, `serve` goes on reading: replies to this end's own calls are
     /// delivered (a method may call the peer and await the answer), and the messages that
     /// follow are read ahead, up to [`Config::capacity`](crate::Config::capacity) bytes of
-    /// frames, to be handled next in order. Past that it stops reading until the method
+    /// them, to be handled next in order. Each counts for its frame's length or, if that
+    /// is less, for what it may take in memory: its own size plus 16 bytes for each unit
+    /// of decode budget it spent, so that a peer sending tiny frames that decode into large
+    /// values cannot make `serve` hold more. Past that it stops reading until the method
     /// returns, so a method that awaits the peer's answer while the peer sends more than
     /// that before answering waits forever: raise the capacity for such protocols.
     ///
@@ -529,6 +534,10 @@ impl<T: Protocol> Receiver<T> {
             self.buf.fds().release(fds);
             if self.held.is_empty() {
                 self.held_bytes = 0;
+                if self.held.capacity() > KEEP_HELD {
+                    // A burst read ahead is over: its room goes back.
+                    self.held = VecDeque::new();
+                }
             }
             return Poll::Ready(Ok(Some((msg, responder))));
         }
@@ -545,7 +554,7 @@ impl<T: Protocol> Receiver<T> {
 
     /// Runs `work` (a handler method, or sending its answer) while reading ahead: replies
     /// to this end's own calls keep arriving (a handler may call the peer and wait for the
-    /// answer), and messages are held, up to the end's capacity in frame bytes, to be
+    /// answer), and messages are held, up to the end's capacity (see [`held_cost`]), to be
     /// handled next in order.
     async fn reading_ahead<F: Future>(&mut self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
@@ -563,7 +572,7 @@ impl<T: Protocol> Receiver<T> {
                         let responder = incoming
                             .call
                             .map(|id| Responder::new(self.shared.clone(), id));
-                        self.held_bytes += incoming.len;
+                        self.held_bytes += held_cost::<T>(incoming.len, incoming.spent);
                         self.buf.fds().hold(incoming.fds);
                         self.held
                             .push_back(((incoming.msg, responder), incoming.fds));
@@ -578,7 +587,7 @@ impl<T: Protocol> Receiver<T> {
     }
 
     /// Whether `serve` may read another message ahead: the messages held take less than
-    /// the end's capacity in frame bytes, and leave room under
+    /// the end's capacity in memory (see [`held_cost`]), and leave room under
     /// [`Config::max_fds`](crate::Config::max_fds) for what the next reads may bring
     /// (up to two batches of descriptors wait to be claimed).
     fn room_to_read_ahead(&mut self) -> bool {
@@ -634,6 +643,7 @@ impl<T: Protocol> Receiver<T> {
                     used,
                     call,
                     fds,
+                    spent,
                 } => {
                     self.buf.consume(used);
                     if let Some(observer) = &mut self.observer {
@@ -644,6 +654,7 @@ impl<T: Protocol> Receiver<T> {
                         call,
                         len: used,
                         fds,
+                        spent,
                     }));
                 }
                 Decoded::Reply {
@@ -772,6 +783,19 @@ impl<T: Protocol> Receiver<T> {
             }
         }
     }
+}
+
+/// Room for messages read ahead that `serve` keeps once it has handled them all.
+const KEEP_HELD: usize = 64;
+
+/// What a message read ahead is counted as while `serve` holds it: the frame's length or,
+/// if larger, what it may take in memory (its own size where it is held, and the heap its
+/// decode was allowed: [`MEMORY_PER_UNIT`](crate::wire::MEMORY_PER_UNIT) bytes per budget
+/// unit it spent). So a flood of tiny frames that each decode into a large value cannot
+/// make `serve` hold more memory than the end's capacity (plus one message).
+fn held_cost<T>(len: usize, spent: usize) -> usize {
+    let slot = std::mem::size_of::<(Pending<T>, usize)>();
+    len.max(slot.saturating_add(spent.saturating_mul(wire::MEMORY_PER_UNIT)))
 }
 
 impl<T> Receiver<T> {

@@ -749,12 +749,18 @@ impl Shared {
     /// Queues a small frame the end owes the peer (an answer it cannot wait to send, such
     /// as a call's failure), beyond the capacity. So that a peer that sends calls and never
     /// reads cannot make this end queue without bound, the frame is refused once twice
-    /// the capacity plus one largest frame is queued (sends alone can leave up to the
-    /// capacity plus one frame: a send is taken while the queue is below the capacity);
-    /// the connection then ends, which fails the peer's calls.
+    /// the capacity of owed frames waits in the queue (the writer has not taken them: the
+    /// peer does not read); the connection then ends, which fails the peer's calls. The
+    /// sends' own frames do not count: a large message queued is no reason to end.
     pub(crate) fn push_owed(&self, frame: &mut Vec<u8>) {
-        let most = 2 * self.config.capacity() + self.config.max_frame_len();
-        let over = self.out().queue.len() >= most;
+        let over = {
+            let mut out = self.out();
+            let over = out.queue.owed() >= 2 * self.config.capacity();
+            if !over {
+                out.queue.note_owed(frame.len());
+            }
+            over
+        };
         if over {
             trace::event!(
                 &self.span,

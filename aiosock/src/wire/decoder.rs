@@ -6,7 +6,8 @@ use std::ops::Range;
 use std::os::fd::OwnedFd;
 
 use super::{
-    Attached, CALL_ID_LEN, FrameHeader, HEADER_LEN, Kind, Limits, PeerHello, decode_payload_with,
+    Attached, CALL_ID_LEN, FrameHeader, HEADER_LEN, Kind, Limits, PeerHello,
+    decode_payload_counted, decode_payload_with,
 };
 use crate::error::{Error, Part};
 use crate::protocol::{Protocol, Shape};
@@ -15,12 +16,14 @@ use crate::protocol::{Protocol, Shape};
 #[derive(Debug)]
 pub(crate) enum Decoded<T> {
     /// A message, taking `used` bytes; `call` is its call id if the peer wants an answer,
-    /// and `fds` the number of descriptors it holds.
+    /// `fds` the number of descriptors it holds, and `spent` the decode budget units it
+    /// took (what it holds on the heap is within `MEMORY_PER_UNIT` bytes per unit).
     Message {
         msg: T,
         used: usize,
         call: Option<u64>,
         fds: usize,
+        spent: usize,
     },
     /// An answer to call `id`, taking `used` bytes. The payload (at `payload` in the
     /// buffer) is the reply value, or a `Failure` if `failed`; which type it must decode
@@ -142,12 +145,13 @@ impl Decoder {
                 return Ok(Decoded::Panicked { message, used });
             }
         };
-        let msg = decode_payload_with(bytes, per_byte, attached, max_shm)?;
+        let (msg, spent) = decode_payload_counted(bytes, per_byte, attached, max_shm)?;
         Ok(Decoded::Message {
             msg,
             used,
             call,
             fds: header.fds,
+            spent,
         })
     }
 }

@@ -293,6 +293,18 @@ pub(crate) fn decode_payload_with<T: DeserializeOwned>(
     fds: Vec<OwnedFd>,
     max_shm_len: u64,
 ) -> Result<T, Error> {
+    decode_payload_counted(payload, per_byte, fds, max_shm_len).map(|(msg, _)| msg)
+}
+
+/// [`decode_payload_with`], also returning the budget units the message took: its heap
+/// is within [`MEMORY_PER_UNIT`](super::budget::MEMORY_PER_UNIT) bytes per unit.
+#[inline]
+pub(crate) fn decode_payload_counted<T: DeserializeOwned>(
+    payload: &[u8],
+    per_byte: usize,
+    fds: Vec<OwnedFd>,
+    max_shm_len: u64,
+) -> Result<(T, usize), Error> {
     let units = units_for(payload.len(), per_byte);
     let budget = Budget::new(units);
     let (decoded, taken) = fd::providing(fds, max_shm_len, || {
@@ -307,7 +319,7 @@ pub(crate) fn decode_payload_with<T: DeserializeOwned>(
     }
     let msg = checked(payload.len(), units, &budget, decoded)?;
     match taken.unused {
-        0 => Ok(msg),
+        0 => Ok((msg, units - budget.left())),
         count => Err(Error::Fds(FdError::Unused { count })),
     }
 }
