@@ -688,6 +688,14 @@ where
                         }
                     }
                 }
+                if exited && !served {
+                    // The worker is gone, but its socket may live on in a process it forked:
+                    // end the connection here rather than wait for an end of stream that
+                    // may not come. Its calls fail now; what it sent is still served.
+                    if let Some(watch) = &shared.state(self.index).watch {
+                        watch.hang_up();
+                    }
+                }
                 if !served {
                     // What the worker sent is served until its connection ends, which its
                     // exit brings; a handler method still running is not waited for once

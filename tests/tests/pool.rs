@@ -243,3 +243,34 @@ async fn shutdown_while_a_worker_restarts_still_ends() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_whose_connection_lives_on_in_its_child_still_fails_its_calls() {
+    // Each worker forks a child that keeps a copy of its connection open: a `kill -9` of
+    // the worker brings no end of stream.
+    let pool =
+        Pool::<AskClient>::spawn::<Back, _>(1, |_| worker(EXE, "calls-forked-copy"), Doubler)
+            .expect("pool");
+    let victim = pool.workers()[0].pid.expect("up");
+    let mut held = Box::pin(pool.call(async |ask| ask.hold().await));
+    start(&mut held);
+    kill_9(victim);
+    match tokio::time::timeout(Duration::from_secs(5), held).await {
+        Ok(Err(CallError::Closed)) => {}
+        Ok(other) => panic!("the held call ended with {other:?}"),
+        Err(_) => panic!("the call on the killed worker still waits after 5 s"),
+    }
+    let back = guard("restart", async {
+        loop {
+            let w = &pool.workers()[0];
+            if w.up && w.restarts == 1 {
+                return w.pid.expect("up");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_ne!(back, victim);
+    assert_eq!(pool.call(async |ask| ask.square(3).await).await, Ok(9));
+    guard("shutdown", pool.shutdown(Duration::from_millis(500))).await;
+}

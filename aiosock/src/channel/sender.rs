@@ -65,6 +65,12 @@ impl Watch {
     pub(crate) fn is_closed(&self) -> bool {
         self.0.calls.is_ended()
     }
+
+    /// Ends the connection from this side (see [`Shared::hang_up`]): for a peer known to
+    /// be gone whose socket may live on in another process.
+    pub(crate) fn hang_up(&self) {
+        self.0.hang_up();
+    }
 }
 
 /// A call between taking its slot and getting its reply: if the caller gives up, the slot

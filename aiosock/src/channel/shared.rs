@@ -767,13 +767,19 @@ impl Shared {
                 warn,
                 "the peer does not read: the connection ends"
             );
-            self.close_for_sending();
-            sys::shutdown_read(self.fd());
-            self.end_sending();
+            self.hang_up();
         } else {
             // Refused only when closed: then the peer is gone and owed nothing.
             let _ = self.push(frame, &mut Vec::new(), false);
         }
+    }
+
+    /// Ends the connection from this side: nothing more is sent (every call fails with
+    /// `Closed`), and receiving ends once what already arrived is read.
+    pub(crate) fn hang_up(&self) {
+        self.close_for_sending();
+        sys::shutdown_read(self.fd());
+        self.end_sending();
     }
 
     /// Keeps the sending direction open like one more `Sender`, unless it already ended

@@ -137,6 +137,7 @@ fn main() {
         ),
         "calls" => calls(false),
         "calls-concurrent" => calls(true),
+        "calls-forked-copy" => calls_with_a_forked_copy(),
         "connect" | "connect-abstract" | "connect-tcp" | "connect-tls" | "probe" | "probe-bind"
         | "listen" => named(&mode, &std::env::args().nth(2).unwrap_or_default()),
         "burst" => burst(
@@ -383,6 +384,16 @@ fn fork_server() -> Result<(), BoxError> {
         println!("fork-server ok");
         Ok(())
     })
+}
+
+/// `calls-concurrent`, after a plain fork whose child keeps a copy of the connection open
+/// for 10 s and does nothing: the worker's death does not end its connection.
+fn calls_with_a_forked_copy() -> Result<(), BoxError> {
+    if aiosock::__private::fork_plain()?.is_none() {
+        std::thread::sleep(Duration::from_secs(10));
+        std::process::exit(0);
+    }
+    calls(true)
 }
 
 fn calls(concurrent: bool) -> Result<(), BoxError> {
