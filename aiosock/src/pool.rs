@@ -692,7 +692,8 @@ where
                     // The worker is gone, but its socket may live on in a process it forked:
                     // end the connection here rather than wait for an end of stream that
                     // may not come. Its calls fail now; what it sent is still served.
-                    if let Some(watch) = &shared.state(self.index).watch {
+                    let watch = shared.state(self.index).watch.clone();
+                    if let Some(watch) = watch {
                         watch.hang_up();
                     }
                 }
