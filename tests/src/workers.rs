@@ -278,6 +278,23 @@ pub mod evolve_v1 {
     }
 }
 
+/// A protocol with a variant behind `#[cfg(test)]`, which is off in this library and on
+/// in an integration test that writes the same tokens: two builds of one source that
+/// share a fingerprint while their variants differ.
+pub mod gated {
+    /// `Extra` only where `cfg(test)` is on.
+    #[aiosock::protocol]
+    #[derive(Debug, PartialEq)]
+    pub enum Gated {
+        /// In every build.
+        Base(u64),
+        /// Only with `cfg(test)`.
+        #[cfg(test)]
+        #[added]
+        Extra(u64),
+    }
+}
+
 /// The second version: variants added at the end, marked `#[added]`.
 pub mod evolve_v2 {
     /// From the parent.

@@ -181,3 +181,52 @@ async fn a_sender_without_its_receiver_still_sends_added_variants() {
         guard("closed", peer_tx.closed()).await;
     }
 }
+
+/// The same variants as `aiosock_tests::workers::gated` (the fingerprint does not hash
+/// visibility), compiled with `cfg(test)` on: this build has `Extra`, the library's does
+/// not.
+mod here {
+    #[aiosock::protocol]
+    #[derive(Debug, PartialEq)]
+    pub(crate) enum Gated {
+        Base(u64),
+        #[cfg(test)]
+        #[added]
+        Extra(u64),
+    }
+}
+
+#[tokio::test]
+async fn a_variant_behind_a_cfg_the_peer_was_built_without_fails_at_send() {
+    use aiosock::Protocol;
+    use aiosock_tests::workers::gated;
+    // One fingerprint (it hashes the `cfg` as written), two variant lists.
+    assert_eq!(
+        <here::Gated as Protocol>::FINGERPRINT,
+        <gated::Gated as Protocol>::FINGERPRINT
+    );
+    assert_ne!(
+        <here::Gated as Protocol>::VARIANT_FINGERPRINTS.len(),
+        <gated::Gated as Protocol>::VARIANT_FINGERPRINTS.len()
+    );
+    let (new, old) = aiosock::pair::<here::Gated, here::Gated>().unwrap();
+    let old = aiosock::Endpoint::<gated::Gated, gated::Gated>::from_fd(old.into_fd());
+    let (tx, _rx) = new.into_split();
+    let (old_tx, mut old_rx) = old.into_split();
+    // What both builds have goes through; what only this one has fails at send, as for a
+    // peer of an older version.
+    guard("base", tx.send(here::Gated::Base(1))).await.unwrap();
+    let extra = guard("extra", tx.send(here::Gated::Extra(2))).await;
+    assert!(
+        matches!(
+            extra,
+            Err(SendError::Invalid(_, InvalidMessage::UnknownVariant { .. }))
+        ),
+        "{extra:?}"
+    );
+    assert_eq!(
+        guard("recv", old_rx.recv()).await.unwrap(),
+        Some(gated::Gated::Base(1))
+    );
+    drop(old_tx);
+}

@@ -163,10 +163,15 @@ impl PeerHello {
 }
 
 /// Whether this end's `ours` and the peer's `theirs` (with its variants, if it listed
-/// them) are versions of one protocol that can talk: the same name, and either the same
-/// fingerprint, or variant lists of which one is a prefix of the other, where each side's
-/// baseline (the variants before its first `#[added]`) is within the other's list. Gives
-/// how many of `ours`' variants the peer knows.
+/// them) are versions of one protocol that can talk: the same name, and variant lists of
+/// which one is a prefix of the other, where each side's baseline (the variants before
+/// its first `#[added]`) is within the other's list; a peer that lists no variants (an
+/// older hello) must have the same fingerprint. Gives how many of `ours`' variants the
+/// peer knows.
+///
+/// The lists are compared even when the fingerprints are equal: the fingerprint hashes a
+/// variant's `#[cfg]` as written, not whether it is on, so two builds of one source with
+/// different features share it while their variants differ.
 pub(crate) fn compatible(
     ours: &Shape,
     theirs: &ProtocolId,
@@ -175,10 +180,10 @@ pub(crate) fn compatible(
     if ours.id.name() != theirs.name() {
         return None;
     }
-    if ours.id.fingerprint() == theirs.fingerprint() {
-        return Some(ours.variants.len());
-    }
-    let theirs = variants?;
+    let Some(listed) = variants else {
+        return (ours.id.fingerprint() == theirs.fingerprint()).then_some(ours.variants.len());
+    };
+    let theirs = listed;
     let common = ours.variants.len().min(theirs.prints.len());
     let same = ours.variants[..common] == theirs.prints[..common];
     let baselines = ours.baseline <= theirs.prints.len() && theirs.baseline <= ours.variants.len();
