@@ -230,3 +230,39 @@ async fn a_variant_behind_a_cfg_the_peer_was_built_without_fails_at_send() {
     );
     drop(old_tx);
 }
+
+#[tokio::test]
+async fn an_added_call_fails_once_the_receiver_ended_without_the_peers_hello() {
+    use aiosock_tests::{hello, raw_peer, write_raw};
+    use evolve_v2::{Evolving, EvolvingClient, Report};
+    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+    let mut peer = raw_peer(there);
+    // A hello of another protocol, then more than one read's worth of bytes: after the
+    // mismatch, what the receiver did not read is still in the socket, and is no hello.
+    let mut bytes = hello::<Report, Report>();
+    bytes.extend(vec![0u8; 96 * 1024]);
+    write_raw(&mut peer, &bytes);
+    let (tx, mut rx) = here.into_split();
+    let err = guard("recv", rx.recv()).await.unwrap_err();
+    assert!(matches!(err, Error::ProtocolMismatch(_)), "{err}");
+    drop(peer);
+    // Sends and calls of `#[added]` variants wait for the peer's hello: it will never come.
+    // On a thread of their own, since a wait that spins would keep any timer in their
+    // runtime from firing.
+    let (done, outcome) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = aiosock_tests::local_runtime();
+        let _ = done.send(runtime.block_on(async move {
+            let client = EvolvingClient::new(tx.clone());
+            let call = client.upper("x".into()).await;
+            let send = tx.send(Evolving::Note("n".into())).await;
+            (call.is_err(), matches!(send, Err(SendError::Closed(_))))
+        }));
+    });
+    let outcome = outcome.recv_timeout(std::time::Duration::from_secs(10));
+    assert_eq!(
+        outcome,
+        Ok((true, true)),
+        "the call and the send must fail, not wait"
+    );
+}

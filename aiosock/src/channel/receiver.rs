@@ -710,6 +710,10 @@ impl<T: Protocol> Receiver<T> {
         &mut self,
         result: Result<Option<Incoming<T>>, Error>,
     ) -> Result<Option<Incoming<T>>, Error> {
+        if !matches!(result, Ok(Some(_))) {
+            // Over without the peer's hello: senders waiting for it must not wait on.
+            self.shared.hello_never();
+        }
         match &result {
             Err(e) => {
                 // No reply can be trusted after a bad frame; none comes after a panic.

@@ -124,7 +124,8 @@ pub(crate) struct Shared {
     sends: Shape,
     expects: Shape,
     /// How many variants of what this end sends the peer knows, from the peer's hello;
-    /// [`UNKNOWN`] until it was read (by the receiver, or peeked by a sender).
+    /// [`UNKNOWN`] until it was read (by the receiver, or peeked by a sender), [`NEVER`]
+    /// once the receiver ended without it (a bad hello or frame, or the peer's end).
     known: AtomicUsize,
     /// The last push left at least [`DEEP`] bytes queued (see [`is_deep`](Self::is_deep)).
     deep: AtomicBool,
@@ -140,6 +141,8 @@ pub(crate) struct Shared {
 
 /// The peer's hello has not been read yet.
 const UNKNOWN: usize = usize::MAX;
+/// The peer's hello will never be read: the receiver ended first.
+const NEVER: usize = usize::MAX - 1;
 
 /// The longest hello: the fixed part, two names and the largest extensions.
 const MAX_HELLO: usize = wire::HELLO_FIXED_LEN + 2 * wire::MAX_NAME_LEN + u16::MAX as usize;
@@ -618,9 +621,27 @@ impl Shared {
     /// How many variants of what this end sends the peer knows, if its hello was read.
     pub(crate) fn known(&self) -> Option<usize> {
         match self.known.load(Ordering::Acquire) {
-            UNKNOWN => None,
+            UNKNOWN | NEVER => None,
             known => Some(known),
         }
+    }
+
+    /// The receiver ended (an error, or the peer's end of stream) without the peer's
+    /// hello: it will never be read, and what is left in the socket (bytes after a bad
+    /// frame, say) is no hello to wait for. Sends that wait for it fail.
+    pub(crate) fn hello_never(&self) {
+        if self
+            .known
+            .compare_exchange(UNKNOWN, NEVER, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.events.notify_waiters();
+        }
+    }
+
+    /// Whether the peer's hello will never be read (see [`hello_never`](Self::hello_never)).
+    fn hello_is_never(&self) -> bool {
+        self.known.load(Ordering::Acquire) == NEVER
     }
 
     /// Looks at the start of the incoming stream without taking it (`MSG_PEEK`): if the
@@ -679,6 +700,9 @@ impl Shared {
     pub(crate) fn try_peer_hello(&self) -> Result<Option<usize>, ()> {
         if let Some(known) = self.known() {
             return Ok(Some(known));
+        }
+        if self.hello_is_never() {
+            return Err(());
         }
         match self.peek_hello() {
             Peeked::Known(known) => Ok(Some(known)),
