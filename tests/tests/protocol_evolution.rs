@@ -266,3 +266,18 @@ async fn an_added_call_fails_once_the_receiver_ended_without_the_peers_hello() {
         "the call and the send must fail, not wait"
     );
 }
+
+#[tokio::test]
+async fn a_receiver_dropped_before_the_peers_hello_shuts_down_when_only_baseline_variants_go() {
+    use evolve_v2::{Evolving, Report};
+    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+    // The peer's hello is not there yet: shutting down this end's receiving waits for it.
+    let (tx, _) = here.into_split();
+    let (peer_tx, _peer_rx) = there.into_split();
+    // Only a baseline variant goes out, so no send of this end ever peeks for the hello.
+    tx.send(Evolving::Ping(1)).await.unwrap();
+    // The peer learns that nobody reads what it sends, well within the linger.
+    guard("closed", peer_tx.closed()).await;
+    assert!(peer_tx.send(Report::Pinged(0)).await.is_err());
+    drop(tx);
+}

@@ -586,9 +586,11 @@ impl Shared {
     /// the receiving direction down and discards what the peer sent (the room this makes
     /// wakes a peer whose socket was full, and its next write fails with `EPIPE` instead
     /// of waiting forever for a reader that is gone) — unless the peer's hello is still
-    /// to come and this end sends `#[added]` variants: then only once it has been peeked.
-    /// A hello among `buffered` is taken first.
-    pub(crate) fn receiver_dropped(&self, buffered: &[u8], hello_pending: bool) {
+    /// to come and this end sends `#[added]` variants: then only once it has been peeked,
+    /// by a send that needs it or, in a runtime, by a task that waits for it (at most the
+    /// linger; the direction is shut down then anyway). A hello among `buffered` is taken
+    /// first.
+    pub(crate) fn receiver_dropped(self: &Arc<Self>, buffered: &[u8], hello_pending: bool) {
         if hello_pending && self.known().is_none() {
             if let Ok(Some((hello, _))) = wire::PeerHello::decode(buffered)
                 && let Ok(known) = hello.check(&self.sends, &self.expects)
@@ -599,11 +601,47 @@ impl Shared {
                 self.shutdown_after_hello.store(true, Ordering::Release);
                 // The hello may have come meanwhile (a peek that finds it, or finds that
                 // it never will, shuts the direction down).
-                self.peek_hello();
+                if matches!(self.peek_hello(), Peeked::NotYet) {
+                    self.await_hello_then_shut();
+                }
                 return;
             }
         }
         self.shut_receiving();
+    }
+
+    /// With the receiver gone before the peer's hello: waits for the hello in a task (this
+    /// end may never send an `#[added]` variant, whose send would peek), so that the
+    /// deferred shutdown happens; at most the linger, then it happens anyway. Without a
+    /// runtime, now.
+    fn await_hello_then_shut(self: &Arc<Self>) {
+        let shut_if_still_deferred = |shared: &Shared| {
+            if shared.shutdown_after_hello.swap(false, Ordering::AcqRel) {
+                shared.shut_receiving();
+            }
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            shut_if_still_deferred(self);
+            return;
+        };
+        let shared = self.clone();
+        runtime.spawn(async move {
+            let deadline = std::time::Instant::now() + shared.config.linger();
+            let hello = shared.peer_hello();
+            let mut hello = std::pin::pin!(hello);
+            loop {
+                tokio::select! {
+                    // Known or never: the peek that found out shut the direction down.
+                    _ = &mut hello => break,
+                    () = writer::pause() => {
+                        if std::time::Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                }
+            }
+            shut_if_still_deferred(&shared);
+        });
     }
 
     /// Shuts the receiving direction down and discards what is left to read.
