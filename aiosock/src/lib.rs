@@ -283,8 +283,13 @@
 //! before the peer's hello has arrived, `send` waits for it (once per connection: the peer
 //! writes its hello first thing; the end peeks at its socket for it if its receiver has
 //! not read it yet), and [`Sender::try_send`] returns [`TrySendError::Full`] until it is
-//! there. Sends of the other variants never wait. The fingerprints have the limits of
-//! [`Protocol`]'s: a change in a type behind a field is not seen.
+//! there. Sends of the other variants never wait. The variant lists are compared even
+//! when the two whole-protocol fingerprints are equal, so builds of one source with
+//! different `#[cfg]`s on its variants are told apart. A receiver dropped before the
+//! peer's hello came keeps its direction open until the hello is known (at most the
+//! [linger](Config::linger)), so that later sends of `#[added]` variants still can tell.
+//! The fingerprints have the limits of [`Protocol`]'s: a change in a type behind a field
+//! is not seen.
 //!
 //! ```
 //! // Version 1, still running somewhere:
