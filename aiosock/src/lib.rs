@@ -638,8 +638,9 @@ pub use crate::protocol::{Client, Dispatch, Mismatch, Protocol, ProtocolId};
 ///   - a call sends its message and waits for the reply:
 ///     `fn square(&self, _0: u64) -> impl Future<Output = Result<u64, CallError>> + Send + '_`,
 ///     and `try_square`, with the same signature, fails at once with
-///     [`CallError::Full`] where `square` would wait for room (in the table of calls in
-///     flight or in the outgoing buffer). The handler's own errors travel inside the reply:
+///     [`CallError::Full`] where `square` would wait (for room in the table of calls in
+///     flight or in the outgoing buffer, or for the peer's hello before an `#[added]`
+///     variant). The handler's own errors travel inside the reply:
 ///     declare `#[reply(Result<u64, MyError>)]`;
 ///   - `new(sender: Sender<Msg>) -> Self`, `sender(&self) -> &Sender<Msg>` and
 ///     `into_sender(self) -> Sender<Msg>`, with `Clone`, `Debug`, `From<Sender<Msg>>`

@@ -281,3 +281,17 @@ async fn a_receiver_dropped_before_the_peers_hello_shuts_down_when_only_baseline
     assert!(peer_tx.send(Report::Pinged(0)).await.is_err());
     drop(tx);
 }
+
+#[tokio::test]
+async fn a_try_call_of_an_added_variant_does_not_wait_for_the_peers_hello() {
+    use evolve_v2::{Evolving, EvolvingClient, Report};
+    // The peer's end is never used: its hello never goes out.
+    let (here, _there) = aiosock::pair::<Evolving, Report>().unwrap();
+    let (tx, _rx) = here.into_split();
+    let client = EvolvingClient::new(tx);
+    assert_eq!(
+        guard("try", client.try_upper("x".into())).await,
+        Err(CallError::Full),
+        "as try_send: the hello is not here yet"
+    );
+}

@@ -248,12 +248,24 @@ impl<T: Protocol> Sender<T> {
             }
             // The waits are boxed, off the common path: a call's future is moved around
             // (into a `FuturesUnordered`, a task), and its size is copied each time.
-            if !matches!(self.knows(&msg), Knows::Yes) {
-                match Box::pin(self.knows_now(&msg)).await {
+            match self.knows(&msg) {
+                Knows::Yes => {}
+                Knows::No(variant) => return Err(CallError::UnknownVariant { variant }),
+                // Without `wait`, as `try_send`: a hello not here yet is `Full`.
+                Knows::NotYet if !wait => match self.shared.try_peer_hello() {
+                    Err(()) => return Err(CallError::Closed),
+                    Ok(None) => return Err(CallError::Full),
+                    Ok(Some(_)) => {
+                        if let Knows::No(variant) = self.knows(&msg) {
+                            return Err(CallError::UnknownVariant { variant });
+                        }
+                    }
+                },
+                Knows::NotYet => match Box::pin(self.knows_now(&msg)).await {
                     Ok(()) => {}
                     Err(Some(variant)) => return Err(CallError::UnknownVariant { variant }),
                     Err(None) => return Err(CallError::Closed),
-                }
+                },
             }
             let calls = &self.shared.calls;
             // A slot taken in this poll holds this poll's waker, so that a reply wakes
