@@ -295,3 +295,37 @@ async fn a_try_call_of_an_added_variant_does_not_wait_for_the_peers_hello() {
         "as try_send: the hello is not here yet"
     );
 }
+
+#[tokio::test]
+async fn a_receiver_dropped_before_a_hello_that_never_comes_shuts_down_after_the_linger() {
+    use aiosock_tests::raw_peer;
+    use evolve_v2::{Evolving, Report};
+    use std::io::Write;
+    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+    let mut config = aiosock::Config::new();
+    config.set_linger(std::time::Duration::from_millis(200));
+    let (tx, rx) = here.with_config(config).into_split();
+    // A peer that never says hello, only sends bytes that are not one.
+    let mut peer = raw_peer(there);
+    peer.set_nonblocking(true).unwrap();
+    drop(rx);
+    let started = std::time::Instant::now();
+    // Until this end shuts its receiving down, the peer's writes are taken (or would
+    // block); then they fail. Waiting past the linger, at most: not forever.
+    let refused = guard("refused", async {
+        loop {
+            match peer.write(&[0u8; 1024]) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return started.elapsed(),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        refused >= std::time::Duration::from_millis(150),
+        "shut down after {refused:?}: before the linger, a late hello could still come"
+    );
+    drop(tx);
+}

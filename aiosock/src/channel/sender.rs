@@ -121,6 +121,18 @@ impl<T: Protocol> Sender<T> {
         }
     }
 
+    /// [`knows`](Self::knows), peeking once for the peer's hello if it was not read yet
+    /// (`NotYet` if it is not here); `Err` if it never will come.
+    fn knows_at_once(&self, msg: &T) -> Result<Knows, ()> {
+        match self.knows(msg) {
+            Knows::NotYet => Ok(match self.shared.try_peer_hello()? {
+                Some(_) => self.knows(msg),
+                None => Knows::NotYet,
+            }),
+            known => Ok(known),
+        }
+    }
+
     /// [`knows`](Self::knows), waiting for the peer's hello if it was not read yet: `Ok`
     /// if the peer knows the variant, its name if not, `Err(None)` if the peer is gone.
     fn knows_now(
@@ -252,14 +264,11 @@ impl<T: Protocol> Sender<T> {
                 Knows::Yes => {}
                 Knows::No(variant) => return Err(CallError::UnknownVariant { variant }),
                 // Without `wait`, as `try_send`: a hello not here yet is `Full`.
-                Knows::NotYet if !wait => match self.shared.try_peer_hello() {
+                Knows::NotYet if !wait => match self.knows_at_once(&msg) {
+                    Ok(Knows::Yes) => {}
+                    Ok(Knows::No(variant)) => return Err(CallError::UnknownVariant { variant }),
+                    Ok(Knows::NotYet) => return Err(CallError::Full),
                     Err(()) => return Err(CallError::Closed),
-                    Ok(None) => return Err(CallError::Full),
-                    Ok(Some(_)) => {
-                        if let Knows::No(variant) = self.knows(&msg) {
-                            return Err(CallError::UnknownVariant { variant });
-                        }
-                    }
                 },
                 Knows::NotYet => match Box::pin(self.knows_now(&msg)).await {
                     Ok(()) => {}
@@ -348,19 +357,12 @@ impl<T: Protocol> Sender<T> {
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.shared.attach_if_in_runtime();
         let unknown = |variant| InvalidMessage::UnknownVariant { variant };
-        match self.knows(&msg) {
-            Knows::Yes => {}
-            Knows::No(variant) => return Err(TrySendError::Invalid(msg, unknown(variant))),
-            Knows::NotYet => match self.shared.try_peer_hello() {
-                Err(()) => return Err(TrySendError::Closed(msg)),
-                // The peer's hello is not here yet: try again later (`send` waits for it).
-                Ok(None) => return Err(TrySendError::Full(msg)),
-                Ok(Some(_)) => {
-                    if let Knows::No(variant) = self.knows(&msg) {
-                        return Err(TrySendError::Invalid(msg, unknown(variant)));
-                    }
-                }
-            },
+        match self.knows_at_once(&msg) {
+            Ok(Knows::Yes) => {}
+            Ok(Knows::No(variant)) => return Err(TrySendError::Invalid(msg, unknown(variant))),
+            // The peer's hello is not here yet: try again later (`send` waits for it).
+            Ok(Knows::NotYet) => return Err(TrySendError::Full(msg)),
+            Err(()) => return Err(TrySendError::Closed(msg)),
         }
         match self.shared.offer(&msg, true) {
             Ok(Offer::Queued) => Ok(()),

@@ -305,38 +305,48 @@ pub(crate) fn decode_payload_counted<T: DeserializeOwned>(
     fds: Vec<OwnedFd>,
     max_shm_len: u64,
 ) -> Result<(T, usize), Error> {
+    let (decoded, spent) = decode_payload_metered(payload, per_byte, fds, max_shm_len);
+    decoded.map(|msg| (msg, spent))
+}
+
+/// [`decode_payload`], also returning the budget units spent (on an error too): what the
+/// decode-budget tests and fuzz target check the bounds of, measured by the same code as
+/// every payload's decode.
+pub(crate) fn decode_payload_spending<T: DeserializeOwned>(
+    payload: &[u8],
+    per_byte: usize,
+) -> (Result<T, Error>, usize) {
+    decode_payload_metered(payload, per_byte, Vec::new(), 0)
+}
+
+/// The one decode of a payload under the budget, with the frame's descriptors: the
+/// message or the error, and the budget units spent either way.
+#[inline]
+fn decode_payload_metered<T: DeserializeOwned>(
+    payload: &[u8],
+    per_byte: usize,
+    fds: Vec<OwnedFd>,
+    max_shm_len: u64,
+) -> (Result<T, Error>, usize) {
     let units = units_for(payload.len(), per_byte);
     let budget = Budget::new(units);
     let (decoded, taken) = fd::providing(fds, max_shm_len, || {
         bincode::serde::seed_decode_from_slice(Budgeted::<T>::new(&budget), payload, CONFIG)
     });
+    let spent = units - budget.left();
     // A limit of ours decides the error first, then a descriptor the message could not
     // take (which made serde fail), then bincode's own error.
     if budget.exceeded().is_none()
         && let Some(problem) = taken.problem
     {
-        return Err(Error::Fds(problem));
+        return (Err(Error::Fds(problem)), spent);
     }
-    let msg = checked(payload.len(), units, &budget, decoded)?;
-    match taken.unused {
-        0 => Ok((msg, units - budget.left())),
-        count => Err(Error::Fds(FdError::Unused { count })),
-    }
-}
-
-/// [`decode_payload`], also returning the budget units spent.
-pub(crate) fn decode_payload_spending<T: DeserializeOwned>(
-    payload: &[u8],
-    per_byte: usize,
-) -> (Result<T, Error>, usize) {
-    let units = units_for(payload.len(), per_byte);
-    let budget = Budget::new(units);
     let decoded =
-        bincode::serde::seed_decode_from_slice(Budgeted::<T>::new(&budget), payload, CONFIG);
-    (
-        checked(payload.len(), units, &budget, decoded),
-        units - budget.left(),
-    )
+        checked(payload.len(), units, &budget, decoded).and_then(|msg| match taken.unused {
+            0 => Ok(msg),
+            count => Err(Error::Fds(FdError::Unused { count })),
+        });
+    (decoded, spent)
 }
 
 #[inline]
