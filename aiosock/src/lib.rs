@@ -80,7 +80,10 @@
 //! - **The process exits through `exit`** (returning from `main`, `std::process::exit`):
 //!   an exit hook first writes out every end's accepted messages, waiting at most until the
 //!   latest linger deadline of the ends still writing (one deadline, not one per end). A
-//!   child started by [`fork`] does the same before it ends.
+//!   child started by [`fork`] does the same before it ends. From the moment the hook
+//!   begins, every end of the process takes no more sends: other threads run on while it
+//!   waits, and their sends fail with [`SendError::Closed`] (the message comes back)
+//!   rather than being accepted and cut off when the process ends.
 //! - **What loses them**: this process killed (`kill -9`), `abort`, `_exit`; and the peer
 //!   dying: messages it had not read yet are lost with it, and the next sends fail with
 //!   [`SendError::Closed`], handing the message back.

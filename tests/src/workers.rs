@@ -356,6 +356,10 @@ pub fn emfile_reply(i: u64) -> Reply {
     }
 }
 
+/// The size of each message of the `exit-racing` worker: larger than a socket's buffer,
+/// so that most sends leave bytes to be written after they return.
+pub const RACING_SIZE: usize = 256 * 1024;
+
 /// The ways the `burst` worker ends its runtime after sending.
 pub const ENDINGS: [&str; 6] = [
     "return",

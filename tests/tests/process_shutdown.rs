@@ -139,3 +139,68 @@ async fn a_child_of_a_plain_fork_exiting_leaves_the_parents_connection_alone() {
     let status = guard("wait", child.wait()).await.expect("wait");
     assert!(status.success(), "worker exited with {status}");
 }
+
+/// `std::process::exit` on one thread while a task on another keeps sending: every send
+/// that was accepted arrives whole and in order. Before the fix the exit hook handed to
+/// the linger only the ends that held bytes at the moment it looked, so sends accepted
+/// after that were cut off when the process ended (a truncated frame).
+#[tokio::test]
+async fn exiting_while_another_thread_sends_loses_no_accepted_message() {
+    exit_racing(false).await;
+}
+
+/// The same with an end made (the endpoint split) after the exit hook began. Before the
+/// fix such an end was not known to the hook at all, and its sends were cut off too.
+#[tokio::test]
+async fn an_end_made_while_the_process_exits_loses_no_accepted_message() {
+    exit_racing(true).await;
+}
+
+/// Runs the `exit-racing` worker three times and checks what arrives against what it
+/// printed as accepted.
+async fn exit_racing(late: bool) {
+    use aiosock_tests::workers::RACING_SIZE;
+    use tokio::io::AsyncReadExt;
+    for run in 0..3 {
+        let (here, there) = aiosock::pair::<Request, Reply>().expect("pair");
+        let mut cmd = worker(WORKER, "exit-racing");
+        if late {
+            cmd.arg("late");
+        }
+        cmd.stdout(std::process::Stdio::piped());
+        let mut child = aiosock::spawn(cmd, there).expect("spawn");
+        let stdout = child.take_stdout().expect("stdout");
+        let mut stdout = tokio::process::ChildStdout::from_std(stdout).expect("stdout");
+        let printed = tokio::spawn(async move {
+            let mut text = String::new();
+            stdout.read_to_string(&mut text).await.map(|_| text)
+        });
+        let (_tx, mut rx) = here.into_split();
+        let mut next = 0u64;
+        while let Some(reply) = guard("recv", rx.recv())
+            .await
+            .unwrap_or_else(|e| panic!("run {run}: after {next} messages: {e}"))
+        {
+            let expected = Reply::Echo {
+                id: next,
+                data: vec![next as u8; RACING_SIZE],
+            };
+            assert!(
+                reply == expected,
+                "run {run}: message {next} is not as sent"
+            );
+            next += 1;
+        }
+        let status = guard("wait", child.wait()).await.expect("wait");
+        assert!(status.success(), "run {run}: worker exited with {status}");
+        let printed = printed.await.expect("join").expect("read stdout");
+        let accepted = printed.lines().count() as u64;
+        assert!(
+            next >= accepted,
+            "run {run}: {accepted} sends were accepted, {next} messages arrived"
+        );
+        if !late {
+            assert!(accepted > 0, "run {run}: the worker printed nothing");
+        }
+    }
+}

@@ -7,9 +7,13 @@
 //!   until its bytes are written, its peer is gone, or its [`Config::linger`] deadline
 //!   passes; then its direction is shut down. Dropping a runtime never blocks for this.
 //! - When the process exits through `exit` (returning from `main`, `std::process::exit`),
-//!   an exit hook hands off every live end that still holds bytes, and waits until all
+//!   an exit hook hands off every live end this process made, and waits until all
 //!   lingering ends are done: at most until the latest deadline, not the sum of them.
-//!   A forked child does the same before it ends.
+//!   Every end, not only those that hold bytes when the hook looks: other threads run on
+//!   while the hook waits, and a send they make on an end left alone would be accepted and
+//!   then cut off when the process ends. Handed off, such a send fails with `Closed` and
+//!   gives its message back. An end made once the hook has begun is handed off as it is
+//!   made. A forked child does the same before it ends.
 //!
 //! [`Config::linger`]: crate::Config::linger
 
@@ -26,12 +30,15 @@ use crate::sys;
 static ENDS: Mutex<Ends> = Mutex::new(Ends {
     all: Vec::new(),
     prune_at: 64,
+    exiting: false,
 });
 
 struct Ends {
     all: Vec<Weak<Shared>>,
     /// Dead entries are dropped when the list reaches this length.
     prune_at: usize,
+    /// The exit hook has begun: ends made from now on are handed off at once.
+    exiting: bool,
 }
 
 /// Ends handed off and not done yet, with their deadlines.
@@ -68,6 +75,12 @@ pub(crate) fn register(shared: &Arc<Shared>) {
         let _ = sys::at_exit(exit_hook);
     });
     let mut ends = lock(&ENDS);
+    if ends.exiting {
+        // Made on another thread while the process exits: the hook has looked already.
+        drop(ends);
+        hand_off(shared.clone());
+        return;
+    }
     if ends.all.len() >= ends.prune_at {
         ends.all.retain(|end| end.strong_count() > 0);
         ends.prune_at = (2 * ends.all.len()).max(64);
@@ -187,24 +200,23 @@ pub(crate) fn settle() {
     }
 }
 
-/// Hands off every live end that still holds bytes, then writes them all out (at most
-/// until the latest linger deadline). Run when the process exits, and by a forked child
-/// before it ends.
+/// Hands off every live end (so that no send is accepted from now on), then writes out
+/// what they hold (at most until the latest linger deadline). Run when the process exits,
+/// and by a forked child before it ends.
 pub(crate) fn exit_flush() {
     // Bridges first: they read what the ends write out below.
     crate::tcp::move_at_exit(Instant::now() + Config::DEFAULT_LINGER);
-    let ends: Vec<Arc<Shared>> = lock(&ENDS)
-        .all
-        .iter()
-        .filter_map(Weak::upgrade)
-        .filter(|end| end.owned_here())
-        .collect();
+    let ends: Vec<Arc<Shared>> = {
+        let mut ends = lock(&ENDS);
+        ends.exiting = true;
+        ends.all
+            .iter()
+            .filter_map(Weak::upgrade)
+            .filter(|end| end.owned_here())
+            .collect()
+    };
     for end in ends {
-        let pending = {
-            let batch = end.batch();
-            !batch.is_done() || !end.out().queue.is_empty()
-        };
-        if pending && !matches!(end.out().writer, Writer::Gone) {
+        if !matches!(end.out().writer, Writer::Gone) {
             hand_off(end);
         }
     }

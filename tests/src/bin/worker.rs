@@ -85,9 +85,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aiosock_tests::workers::{
-    AskHandler, BURST, Back, BackClient, Chat, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED, Reply,
-    Request, RequestHandler, Resources, ResourcesClient, ResourcesHandler, Returned, Stranger,
-    checksum, emfile_reply, open_fds, peak_rss_kib, soak_data,
+    AskHandler, BURST, Back, BackClient, Chat, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED,
+    RACING_SIZE, Reply, Request, RequestHandler, Resources, ResourcesClient, ResourcesHandler,
+    Returned, Stranger, checksum, emfile_reply, open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -144,6 +144,7 @@ fn main() {
             &std::env::args().nth(2).unwrap_or_default(),
             &std::env::args().nth(3).unwrap_or_default(),
         ),
+        "exit-racing" => exit_racing(std::env::args().nth(2).as_deref() == Some("late")),
         "burst-tcp" => burst_tcp(
             &std::env::args().nth(2).unwrap_or_default(),
             &std::env::args().nth(3).unwrap_or_default(),
@@ -1202,6 +1203,92 @@ fn burst(ending: &str, flavor: &str) -> Result<(), BoxError> {
     end_runtime(ending, rt)?;
     drop(tx);
     Ok(())
+}
+
+/// Sends `Reply::Echo` messages of [`RACING_SIZE`] bytes, numbered from 0, from a task on
+/// a multi-thread runtime, and prints each number whose send was accepted, while the main
+/// thread calls `std::process::exit`. Every accepted message must still reach the peer
+/// whole.
+///
+/// The sending end holds nothing when the exit begins: after message 0 the task waits for
+/// the exit, then 20 ms more, and only then sends without pause. A second end in the
+/// process, whose peer never reads, holds bytes at the exit, so the exit waits for its
+/// linger (300 ms) while the task sends: the exit hook must stop the sending end too, not
+/// only the ends that held bytes when it looked, or the process ends mid-message.
+///
+/// With `late`, the task makes its sending end (splits the endpoint) only once the exit
+/// has begun, and sends no message 0 before: the hook must stop ends made after it looked.
+fn exit_racing(late: bool) -> Result<(), BoxError> {
+    use std::io::Write;
+    use std::sync::atomic::AtomicBool;
+    static EXITING: AtomicBool = AtomicBool::new(false);
+    let end = aiosock::inherited::<Reply, Request>()?;
+    let (blocked, unread) = aiosock::pair::<Reply, Request>()?;
+    let mut config = aiosock::Config::new();
+    config.set_linger(Duration::from_millis(300));
+    let (blocked, _blocked_rx) = blocked.with_config(config).into_split();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        // Fill the blocked end's socket and leave bytes queued behind it.
+        while blocked
+            .try_send(Reply::Echo {
+                id: 0,
+                data: vec![0; 64 * 1024],
+            })
+            .is_ok()
+        {}
+    });
+    let (started, start) = std::sync::mpsc::channel();
+    let (end, early) = if late {
+        (Some(end), None)
+    } else {
+        (None, Some(end.into_split()))
+    };
+    rt.spawn(async move {
+        let mut stdout = std::io::stdout();
+        let (tx, _rx) = match (early, end) {
+            (Some(split), _) => split,
+            (None, end) => {
+                let _ = started.send(());
+                while !EXITING.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                match end {
+                    Some(end) => end.into_split(),
+                    None => return,
+                }
+            }
+        };
+        for id in 0.. {
+            let message = Reply::Echo {
+                id,
+                data: vec![id as u8; RACING_SIZE],
+            };
+            if tx.send(message).await.is_err() {
+                break;
+            }
+            // Unbuffered, so that what is printed is out before the process is gone.
+            let _ = writeln!(stdout, "{id}").and_then(|()| stdout.flush());
+            if id == 0 && !late {
+                let _ = started.send(());
+                while !EXITING.load(Ordering::SeqCst) {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+    start.recv()?;
+    // Message 0 is written by now (the peer has read it, or the kernel holds it).
+    std::thread::sleep(Duration::from_millis(20));
+    // The blocked end's peer stays open (and unread) until the process is gone.
+    let _unread = unread;
+    EXITING.store(true, Ordering::SeqCst);
+    std::process::exit(0)
 }
 
 /// Runs a shell before adopting the end: it must see neither the end nor the variable.
