@@ -190,18 +190,52 @@ fn client_method_problem(protocol: &Protocol<'_>, variant: &Variant<'_>) -> Opti
             "method name conflicts with generated fn `{client}::{method}`; rename the variant"
         ));
     }
-    let call = protocol.variants.iter().find(|other| {
-        other.reply.is_some()
-            && other.method_taken_by.is_none()
-            && other
-                .client_method
-                .as_ref()
-                .is_some_and(|other| format!("try_{}", syn::ext::IdentExt::unraw(other)) == method)
-    })?;
+    // A call's `try_` and `_stream` forms, which no other variant's method may take.
+    let derived = |form: &str| {
+        protocol.variants.iter().find(|other| {
+            other.reply.is_some()
+                && other.method_taken_by.is_none()
+                && other.client_method.as_ref().is_some_and(|other| {
+                    form.replace('*', &syn::ext::IdentExt::unraw(other).to_string()) == method
+                })
+        })
+    };
+    if let Some(call) = derived("try_*") {
+        return Some(format!(
+            "method name conflicts with generated fn `{client}::{method}`, the form of call `{}::{}` that does not wait; rename one of the variants",
+            protocol.name(),
+            syn::ext::IdentExt::unraw(call.ident),
+        ));
+    }
+    if let Some(call) = derived("*_stream") {
+        return Some(format!(
+            "method name conflicts with generated fn `{client}::{method}`, the stream of calls `{}::{}`; rename one of the variants",
+            protocol.name(),
+            syn::ext::IdentExt::unraw(call.ident),
+        ));
+    }
+    // A call's own forms against an earlier call's (`TrySquare`'s stream and
+    // `SquareStream`'s `try_`, say).
+    variant.reply.as_ref()?;
+    let forms = |m: &str| [format!("try_{m}"), format!("{m}_stream")];
+    let own = forms(&method);
+    let earlier = protocol
+        .variants
+        .iter()
+        .take_while(|other| !std::ptr::eq(*other, variant))
+        .filter(|other| other.reply.is_some() && other.method_taken_by.is_none())
+        .find_map(|other| {
+            let theirs =
+                forms(&syn::ext::IdentExt::unraw(other.client_method.as_ref()?).to_string());
+            own.iter()
+                .find(|form| theirs.contains(form))
+                .map(|form| (other, form.clone()))
+        });
+    let (other, form) = earlier?;
     Some(format!(
-        "method name conflicts with generated fn `{client}::{method}`, the form of call `{}::{}` that does not wait; rename one of the variants",
+        "the generated fn `{client}::{form}` of this call is also generated for the call `{}::{}`; rename one of the variants",
         protocol.name(),
-        syn::ext::IdentExt::unraw(call.ident),
+        syn::ext::IdentExt::unraw(other.ident),
     ))
 }
 

@@ -647,6 +647,25 @@ impl<'a> Generator<'a> {
             }
         };
         let (call, try_call) = (call(true), call(false));
+        let stream_method = format_ident!(
+            "{}_stream",
+            syn::ext::IdentExt::unraw(method),
+            span = method.span()
+        );
+        let stream_doc = format!(
+            " A stream of calls of `{path}`, many in flight from one task: `push` takes the variant's fields (one as itself, several as a tuple, none as `()`) and a tag, and `next` returns each reply with its tag as it arrives. See `CallStream`."
+        );
+        // The fields as `CallStream::push` takes them, and the message made from them.
+        let (fields_ty, fields_pat) = match params.as_slice() {
+            [param] => (quote!(#(#tys)*), quote!(#param)),
+            _ => (quote!((#(#tys,)*)), quote!((#(#params,)*))),
+        };
+        let stream = quote_spanned! {reply.span()=>
+            #private::call_stream::<#ident, #fields_ty, #reply>(&self.sender, |#fields_pat| #message)
+        };
+        let stream_output = quote_spanned! {reply.span()=>
+            #krate::CallStream<#ident, #fields_ty, #reply>
+        };
         quote_spanned! {variant.ident.span()=>
             #[doc = #doc]
             #separator
@@ -662,6 +681,15 @@ impl<'a> Generator<'a> {
             #(#cfgs)*
             #vis fn #try_method(&self #(, #params: #tys)*) -> #output {
                 #try_call
+            }
+
+            #[doc = #stream_doc]
+            #separator
+            #(#docs)*
+            #(#cfgs)*
+            #[must_use]
+            #vis fn #stream_method(&self) -> #stream_output {
+                #stream
             }
         }
     }

@@ -185,6 +185,15 @@
 //!   that many bytes of other messages first would wait forever (raise the capacity, or
 //!   answer such calls with `serve_concurrent`).
 //! - **Both directions**: each side may call the other over one pair.
+//! - **Streams of calls**: for many calls of one variant from one task, the client's
+//!   `<variant>_stream` method (`client.square_stream()`) gives a [`CallStream`]:
+//!   `push(fields, tag)` sends a call, and `next()` returns each outcome with its tag as
+//!   it arrives, with one wake-up for all the replies that came together and no future,
+//!   waker or boxed reply per call. It is what a `FuturesUnordered` of calls does, at
+//!   less cost: in the benchmark's `calls-256` it made 1.45 times the calls/s of
+//!   per-call futures (`aiosock-stream` against `aiosock`). Each call holds its slot
+//!   only until its reply arrives; dropping the stream cancels the calls it has in
+//!   flight, as dropping their futures would.
 //! - **Cancelling**: dropping a call's future cancels it (so `tokio::time::timeout` around a
 //!   call works). Before the message was queued, nothing is sent; after, the late reply is
 //!   recognised and dropped when it comes.
@@ -437,6 +446,8 @@
 //! | [`Sender::ready`], [`Sender::flush`], [`Sender::closed`] | yes | they only wait |
 //! | [`Receiver::serve`], [`Receiver::serve_concurrent`], [`Endpoint::serve`] | no | the receiver and handler are dropped; a message being handled is lost, and a call being answered fails with [`CallError::Unanswered`] |
 //! | a generated client's call (`client.square(7)`) | yes | the call is cancelled: not sent, or its late reply is dropped |
+//! | [`CallStream::next`] | yes | no outcome is taken |
+//! | [`CallStream::push`] | yes | the call was not made (a call already sent stays in flight) |
 //! | [`Child::wait`] | yes | |
 //!
 //! # Errors and a hostile peer
@@ -539,7 +550,7 @@ mod wire;
 pub mod __private;
 
 pub use crate::bytes::Bytes;
-pub use crate::channel::{Config, Endpoint, Receiver, Request, Sender, pair};
+pub use crate::channel::{CallStream, Config, Endpoint, Receiver, Request, Sender, pair};
 pub use crate::error::{
     CallError, DecodeError, EncodeError, Error, FdError, InvalidMessage, Part, SendError,
     TryRecvError, TrySendError,

@@ -17,6 +17,15 @@ pub fn call<T: Protocol, R: serde::de::DeserializeOwned + Send + 'static>(
     sender.call(msg, wait)
 }
 
+/// A stream of calls of the variant that `make` builds (declared with `#[reply(R)]`). The
+/// generated client's `_stream` methods call this; not public API.
+pub fn call_stream<T: Protocol, A, R: serde::de::DeserializeOwned + Send + 'static>(
+    sender: &crate::Sender<T>,
+    make: fn(A) -> T,
+) -> crate::CallStream<T, A, R> {
+    crate::CallStream::new(sender.clone(), make)
+}
+
 /// A plain `fork` of a single-threaded process (no aiosock handling in the child), for
 /// the tests that check what other libraries' forks do to aiosock's ends: `Some(pid)` in
 /// the parent, `None` in the child.

@@ -196,6 +196,77 @@ async fn calls_of_one_task<C: Caller>(
     Ok((calls, latency))
 }
 
+/// Runs the plan's warm-up and then its window with streams of calls: each task keeps
+/// its calls in flight through one `CallStream` (`client.square_stream()`) instead of a
+/// future per call. Counted as [`drive`] counts.
+pub(crate) async fn drive_streams(plan: &Plan, client: &MathClient) -> Result<CallStats, BoxError> {
+    stream_phase(plan, client, plan.warmup).await?;
+    stream_phase(plan, client, plan.window).await
+}
+
+async fn stream_phase(
+    plan: &Plan,
+    client: &MathClient,
+    length: Duration,
+) -> Result<CallStats, BoxError> {
+    let deadline = Instant::now() + length;
+    let tasks: Vec<_> = (0..plan.tasks())
+        .map(|t| {
+            let stream = client.square_stream();
+            let (tasks, per_task) = (plan.tasks() as u64, plan.per_task());
+            tokio::task::spawn_local(async move {
+                stream_of_one_task(stream, t as u64, tasks, per_task, deadline).await
+            })
+        })
+        .collect();
+    let mut stats = CallStats {
+        window: length,
+        ..CallStats::default()
+    };
+    for task in tasks {
+        let (calls, latency) = task.await??;
+        stats.calls += calls;
+        stats.latency.merge(&latency);
+    }
+    Ok(stats)
+}
+
+/// One task's stream: `per_task` calls in flight, each tagged with the slot that keeps
+/// its number and start time until its reply, when the next call takes the slot.
+async fn stream_of_one_task(
+    mut stream: ::aiosock::CallStream<Math, u64, u64>,
+    t: u64,
+    tasks: u64,
+    per_task: usize,
+    deadline: Instant,
+) -> Result<(u64, Histogram), BoxError> {
+    let mut latency = Histogram::default();
+    let mut calls = 0;
+    let mut next = t;
+    let mut slots = vec![(0u64, Instant::now()); per_task];
+    for (tag, slot) in slots.iter_mut().enumerate() {
+        *slot = (next, Instant::now());
+        stream.push(next, tag as u64).await?;
+        next += tasks;
+    }
+    while let Some((tag, reply)) = stream.next().await {
+        let now = Instant::now();
+        let (n, start) = slots[tag as usize];
+        let reply = reply?;
+        if reply != square(n) {
+            return Err(format!("the square of {n} came back as {reply}").into());
+        }
+        if now <= deadline {
+            calls += 1;
+            latency.record(now - start);
+            slots[tag as usize] = (next, Instant::now());
+            stream.push(next, tag).await?;
+            next += tasks;
+        }
+    }
+    Ok((calls, latency))
+}
+
 /// Sub-buckets per power of two: values are kept to within 1/64 (1.6 %).
 const SUB_BITS: u32 = 6;
 const SUB: usize = 1 << SUB_BITS;

@@ -55,7 +55,8 @@
 //! low-latency mode, `Config::set_spin` of 100 µs on both ends). The calls workloads have their own set:
 //! `raw-buffered` (pipelined, replies matched by id, one thread), `aiosock` (the
 //! generated client, the server's `serve` answering in order), `aiosock-concurrent` (the
-//! same client, `serve_concurrent`), `aiosock-manual` (one-way messages carrying ids,
+//! same client, `serve_concurrent`), `aiosock-stream` (the same client's streams of calls,
+//! `client.square_stream()`, one per task), `aiosock-manual` (one-way messages carrying ids,
 //! matched by hand as before calls existed), and the RPC frameworks `tarpc` and `remoc`,
 //! which are benchmark-only dependencies behind the feature `rpc-peers` (so that
 //! `cargo test --workspace` never builds them; without it their rows say so). The calls
@@ -150,7 +151,8 @@ systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
            --features shm-peers);
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
-           aiosock-manual, tarpc, remoc (the last two need --features rpc-peers);
+           aiosock-stream, aiosock-manual, tarpc, remoc (the last two need
+           --features rpc-peers);
            in the pool workload pool and pool-manual (2 worker processes each);
            in tcp-* raw-tcp and aiosock-tcp; in tls-* raw-tls, aiosock-tls (both
            need --features tls-peers) and in tls-small and tls-rtt tarpc-tls (which

@@ -246,7 +246,7 @@ const CALLS_AGAINST: [(&str, &str, usize); 7] = [
 pub(crate) fn calls_summary(records: &[Record]) -> String {
     let mut out = String::new();
     let value = |r: &Record, m: usize| r.result.as_ref().ok().map(|v| v[m]);
-    for ours in ["aiosock", "aiosock-concurrent"] {
+    for ours in ["aiosock", "aiosock-stream", "aiosock-concurrent"] {
         let mut rows = String::new();
         for workload in Workload::ALL.into_iter().filter(|w| w.is_calls()) {
             let mine: Vec<&Record> = records
@@ -292,7 +292,7 @@ pub(crate) fn calls_summary(records: &[Record]) -> String {
 }
 
 /// The systems of [`calls_curve`], in column order.
-const CURVE_SYSTEMS: [&str; 3] = [BASELINE, "aiosock", "tarpc"];
+const CURVE_SYSTEMS: [&str; 4] = [BASELINE, "aiosock", "aiosock-stream", "tarpc"];
 
 /// A system's curve bends where raising the calls in flight gains less than this share of
 /// the raise (a latency-bound curve gains all of it: as many calls in flight, as many
@@ -720,9 +720,9 @@ mod tests {
         assert!(!text.contains("tarpc:"), "a system that never ran: {text}");
         let row = text.lines().find(|l| l.starts_with("256 ")).unwrap();
         let cells: Vec<&str> = row.split_whitespace().collect();
-        // in flight, raise, raw, gain, aiosock, gain, tarpc, gain
+        // in flight, raise, raw, gain, aiosock, gain, aiosock-stream, gain, tarpc, gain
         assert_eq!(&cells[..6], ["256", "4.0", "5.050", "3.9", "0.970", "1.5"]);
-        assert_eq!(&cells[6..], ["-", "-"]);
+        assert_eq!(&cells[6..], ["-", "-", "-", "-"]);
         // One calls workload gives no curve.
         let one: Vec<Record> = records
             .into_iter()

@@ -301,3 +301,53 @@ async fn a_peer_that_calls_and_never_reads_cannot_grow_the_queue_of_owed_answers
     let _ = peer.read_to_end(&mut got);
     assert!(!got.is_empty());
 }
+
+/// The same rules for a stream's calls: a reply of the wrong type fails that call with
+/// `Failed` and ends the connection (`BadReply`), the other calls of the stream fail
+/// with it, and an answer given twice reaches no other call of the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streams_calls_get_typed_errors_and_never_a_reply_meant_for_another() {
+    // A wrong type: the call fails, the connection ends, the stream's other call too.
+    let (q, serving, mut peer) = setup();
+    let mut asks = q.ask_stream();
+    asks.push(1, 10).await.unwrap();
+    asks.push(2, 20).await.unwrap();
+    let first = call_id_of_next(&mut peer).await;
+    let _second = call_id_of_next(&mut peer).await;
+    write_raw(&mut peer, &reply(first, &[3, b'a', b'b', b'c']));
+    let mut outcomes = Vec::new();
+    while let Some(outcome) = guard("next", asks.next()).await {
+        outcomes.push(outcome);
+    }
+    assert!(
+        matches!(
+            &outcomes[..],
+            [(10, Err(CallError::Failed { .. })), (20, Err(_))]
+        ),
+        "{outcomes:?}"
+    );
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::BadReply { id, .. }) if id == first
+    ));
+
+    // An answer given twice: the second call of the stream must not get it.
+    let (q, serving, mut peer) = setup();
+    let mut asks = q.ask_stream();
+    asks.push(1, 10).await.unwrap();
+    let first = call_id_of_next(&mut peer).await;
+    write_raw(&mut peer, &reply(first, &[11]));
+    assert_eq!(guard("next", asks.next()).await, Some((10, Ok(11))));
+    asks.push(2, 20).await.unwrap();
+    let second = call_id_of_next(&mut peer).await;
+    assert_ne!(first, second);
+    write_raw(&mut peer, &reply(first, &[99]));
+    match guard("next", asks.next()).await {
+        Some((20, Err(CallError::Failed { .. }))) => {}
+        other => panic!("expected the second call to fail, got {other:?}"),
+    }
+    assert!(matches!(
+        guard("serving", serving).await.unwrap(),
+        Err(Error::UnexpectedReply { id }) if id == first
+    ));
+}

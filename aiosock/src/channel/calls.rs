@@ -33,7 +33,7 @@
 //! holds at most [`SPARE_MAX_SIZE`] bytes of them.
 
 use std::any::Any;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use serde::de::DeserializeOwned;
@@ -121,6 +121,26 @@ fn take_reply<R: 'static>(reply: &mut Reply) -> R {
     }
 }
 
+/// Where the replies to the calls of one [`CallStream`](crate::CallStream) go: each is
+/// decoded as the stream's reply type and queued for it, under the stream's own lock.
+pub(crate) trait Sink: Send + Sync {
+    /// Decodes the reply to call `id`, the stream's call `tag` (with `failed`, a
+    /// [`Failure`]), and queues the outcome: the error that ends the connection if the
+    /// payload does not decode (the stream then gets [`CallError::Failed`]).
+    fn deliver(
+        &self,
+        id: u64,
+        tag: u64,
+        failed: bool,
+        payload: &[u8],
+        fds: Vec<OwnedFd>,
+        limits: &Limits,
+    ) -> Option<Error>;
+
+    /// Queues an outcome that came without a reply.
+    fn fail(&self, tag: u64, why: CallError);
+}
+
 #[derive(Debug)]
 pub(crate) struct Calls {
     table: Mutex<Table>,
@@ -173,6 +193,13 @@ enum Slot {
     Abandoned {
         id: u64,
     },
+    /// A call of a stream: its reply goes to the stream's sink, and the slot is free again
+    /// as soon as it is there.
+    Streamed {
+        id: u64,
+        tag: u64,
+        sink: Arc<dyn Sink>,
+    },
 }
 
 impl Slot {
@@ -182,6 +209,7 @@ impl Slot {
             Slot::Waiting { id, .. }
             | Slot::Decoding { id, .. }
             | Slot::Done { id, .. }
+            | Slot::Streamed { id, .. }
             | Slot::Abandoned { id } => Some(*id),
         }
     }
@@ -243,7 +271,12 @@ impl Calls {
         }
         if table.in_use < table.max {
             table.in_use += 1;
-            return Ok(Some(table.take_slot(decode, Some(waker.clone()))));
+            let waker = Some(waker.clone());
+            return Ok(Some(table.take_slot(|id| Slot::Waiting {
+                id,
+                decode,
+                waker,
+            })));
         }
         Ok(None)
     }
@@ -254,6 +287,48 @@ impl Calls {
     ///
     /// Cancel safe: a permit is only taken together with its slot.
     pub(crate) async fn start(&self, decode: DecodeReply, wait: bool) -> Result<u64, CallError> {
+        self.start_with(wait, |id| Slot::Waiting {
+            id,
+            decode,
+            waker: None,
+        })
+        .await
+    }
+
+    /// [`start`](Self::start) for call `tag` of a stream whose replies go to `sink`.
+    pub(crate) async fn start_streamed(
+        &self,
+        tag: u64,
+        sink: &Arc<dyn Sink>,
+        wait: bool,
+    ) -> Result<u64, CallError> {
+        {
+            // A slot free now: taken without the machinery of waiting for one.
+            let mut table = self.table();
+            if let Some(why) = &table.ended {
+                return Err(why.clone());
+            }
+            if table.in_use < table.max {
+                table.in_use += 1;
+                let sink = sink.clone();
+                return Ok(table.take_slot(|id| Slot::Streamed { id, tag, sink }));
+            }
+        }
+        self.start_with(wait, |id| Slot::Streamed {
+            id,
+            tag,
+            sink: sink.clone(),
+        })
+        .await
+    }
+
+    /// Takes a slot made by `slot` from the call's id, waiting for one without `wait`.
+    async fn start_with(
+        &self,
+        wait: bool,
+        slot: impl FnOnce(u64) -> Slot,
+    ) -> Result<u64, CallError> {
+        let mut slot = Some(slot);
         let mut waited = false;
         loop {
             // Registered before the check, so that a slot freed after it is not missed: a
@@ -271,7 +346,10 @@ impl Calls {
                 }
                 if table.in_use < table.max {
                     table.in_use += 1;
-                    return Ok(table.take_slot(decode, None));
+                    let Some(slot) = slot.take() else {
+                        unreachable!("a slot is taken once, then the loop returns")
+                    };
+                    return Ok(table.take_slot(slot));
                 }
                 if !wait {
                     return Err(CallError::Full);
@@ -296,7 +374,7 @@ impl Calls {
             return;
         };
         match slot {
-            Slot::Waiting { .. } | Slot::Decoding { .. } if keep => {
+            Slot::Waiting { .. } | Slot::Decoding { .. } | Slot::Streamed { .. } if keep => {
                 *slot = Slot::Abandoned { id };
             }
             _ => {
@@ -357,6 +435,7 @@ impl Calls {
                 self.freed(table, 1);
                 Poll::Ready(outcome)
             }
+            Slot::Streamed { .. } => unreachable!("a stream's call is not polled alone"),
             Slot::Abandoned { .. } | Slot::Free => unreachable!("`slot` only finds live ids"),
         }
     }
@@ -420,6 +499,22 @@ impl Calls {
                 self.freed(guard, 1);
                 return Ok(());
             }
+            Some(slot @ Slot::Streamed { .. }) => {
+                let Slot::Streamed { tag, sink, .. } = std::mem::replace(slot, Slot::Free) else {
+                    unreachable!("matched above")
+                };
+                self.freed(guard, 1);
+                // Decoded under the stream's lock, not the table's. Should a `Deserialize`
+                // panic, the stream still learns that this call failed.
+                let mut pending = Undelivered {
+                    sink: &*sink,
+                    tag,
+                    armed: true,
+                };
+                let error = sink.deliver(id, tag, failed, payload, fds, limits);
+                pending.armed = false;
+                return error.map_or(Ok(()), Err);
+            }
             _ => return Err(Error::UnexpectedReply { id }),
         };
         drop(guard);
@@ -456,8 +551,15 @@ impl Calls {
         self.ended.store(true, std::sync::atomic::Ordering::Release);
         let mut freed = 0;
         let mut wakers = Vec::new();
+        let mut streamed = Vec::new();
         for slot in table.slots.iter_mut() {
             match slot {
+                Slot::Streamed { .. } => {
+                    if let Slot::Streamed { tag, sink, .. } = std::mem::replace(slot, Slot::Free) {
+                        streamed.push((tag, sink));
+                    }
+                    freed += 1;
+                }
                 Slot::Waiting { id, waker, .. } | Slot::Decoding { id, waker } => {
                     wakers.extend(waker.take());
                     *slot = Slot::Done {
@@ -479,6 +581,9 @@ impl Calls {
         for waker in wakers {
             waker.wake();
         }
+        for (tag, sink) in streamed {
+            sink.fail(tag, why.clone());
+        }
     }
 
     /// Whether the connection can carry no more replies.
@@ -498,6 +603,23 @@ impl Calls {
     }
 }
 
+/// A stream's reply while it is decoded: if decoding unwinds (a `Deserialize` that
+/// panics), the stream still gets an outcome for the call.
+struct Undelivered<'a> {
+    sink: &'a dyn Sink,
+    tag: u64,
+    armed: bool,
+}
+
+impl Drop for Undelivered<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let reason = "decoding the reply panicked".to_string();
+            self.sink.fail(self.tag, CallError::Failed { reason });
+        }
+    }
+}
+
 /// A call waiting for a slot: if its future is dropped, it no longer counts as waiting.
 struct Waiting<'a>(&'a Calls);
 
@@ -510,7 +632,7 @@ impl Drop for Waiting<'_> {
 impl Table {
     /// Takes a free slot for a new call (one is free: `in_use` was below `max`, and there
     /// are at least `max` slots) and returns its id, skipping ids whose slot is busy.
-    fn take_slot(&mut self, decode: DecodeReply, waker: Option<Waker>) -> u64 {
+    fn take_slot(&mut self, make: impl FnOnce(u64) -> Slot) -> u64 {
         // At most half full below the largest size, so that a free slot is found soon.
         if 2 * self.in_use > self.slots.len() && self.slots.len() < self.cap {
             self.grow();
@@ -522,7 +644,7 @@ impl Table {
             // `id & mask` is below the table's length.
             let slot = &mut self.slots[(id & mask) as usize];
             if let Slot::Free = slot {
-                *slot = Slot::Waiting { id, decode, waker };
+                *slot = make(id);
                 return id;
             }
         }
@@ -976,5 +1098,73 @@ mod tests {
         // Only the first reason counts.
         calls.end(CallError::Unanswered);
         assert_eq!(start_now(&calls, false), Err(CallError::Closed));
+    }
+
+    /// A sink that records outcomes, and panics decoding the reply to tag 13.
+    #[derive(Default)]
+    struct Recording(Mutex<Vec<(u64, Result<(), CallError>)>>);
+
+    impl Sink for Recording {
+        fn deliver(
+            &self,
+            _: u64,
+            tag: u64,
+            _: bool,
+            _: &[u8],
+            _: Vec<OwnedFd>,
+            _: &Limits,
+        ) -> Option<Error> {
+            assert_ne!(tag, 13, "a Deserialize that panics");
+            self.0.lock().unwrap().push((tag, Ok(())));
+            None
+        }
+
+        fn fail(&self, tag: u64, why: CallError) {
+            self.0.lock().unwrap().push((tag, Err(why)));
+        }
+    }
+
+    fn start_streamed_now(calls: &Calls, tag: u64, sink: &Arc<dyn Sink>) -> u64 {
+        let mut cx = Context::from_waker(Waker::noop());
+        match pin!(calls.start_streamed(tag, sink, false)).poll(&mut cx) {
+            Poll::Ready(result) => result.unwrap(),
+            Poll::Pending => panic!("no slot"),
+        }
+    }
+
+    #[test]
+    fn every_streamed_call_gets_one_outcome_even_if_its_decoding_panics() {
+        let calls = Calls::new(8);
+        let recording = Arc::new(Recording::default());
+        let sink: Arc<dyn Sink> = recording.clone();
+        let ids: Vec<u64> = [12, 13, 14]
+            .iter()
+            .map(|&tag| start_streamed_now(&calls, tag, &sink))
+            .collect();
+        let limits = Limits::new(1 << 20);
+        calls
+            .complete(ids[0], false, &payload(&0u64), Vec::new(), &limits)
+            .unwrap();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            calls.complete(ids[1], false, &payload(&0u64), Vec::new(), &limits)
+        }));
+        assert!(unwound.is_err(), "the decoding panicked");
+        // The slots of answered calls are free at once; the third is still in flight.
+        assert_eq!(calls.table().in_use, 1);
+        calls.end(CallError::Closed);
+        assert_eq!(calls.table().in_use, 0);
+        let got = recording.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], (12, Ok(())));
+        assert!(
+            matches!(&got[1], (13, Err(CallError::Failed { .. }))),
+            "{got:?}"
+        );
+        assert_eq!(got[2], (14, Err(CallError::Closed)));
+        // A reply after the end reaches no one.
+        calls
+            .complete(ids[2], false, &payload(&0u64), Vec::new(), &limits)
+            .unwrap();
+        assert_eq!(recording.0.lock().unwrap().len(), 3);
     }
 }

@@ -40,6 +40,7 @@ mod receiver;
 mod responder;
 mod sender;
 mod shared;
+mod stream;
 mod writer;
 
 pub(crate) use writer::pause;
@@ -50,3 +51,4 @@ pub use receiver::{Receiver, Request};
 pub use sender::Sender;
 pub(crate) use sender::Watch;
 pub(crate) use shared::take_scratch;
+pub use stream::CallStream;

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use serde::de::DeserializeOwned;
 
-use crate::channel::calls::{Calls, decode_reply};
+use crate::channel::calls::{Calls, Sink, decode_reply};
 use crate::channel::shared::{Offer, Shared};
 use crate::error::{CallError, InvalidMessage, SendError, TrySendError};
 use crate::wire::Kind;
@@ -242,6 +242,99 @@ impl<T: Protocol> Sender<T> {
         Watch(self.shared.clone())
     }
 
+    /// Whether `msg` may go as a call: the peer knows its variant (waiting for the peer's
+    /// hello with `wait`; without, a hello not here yet is [`CallError::Full`], as for
+    /// `try_send`). Only the variant's number crosses the wait (`T` need not be `Sync`).
+    fn may_call(
+        &self,
+        msg: &T,
+        wait: bool,
+    ) -> impl Future<Output = Result<(), CallError>> + Send + '_ {
+        let now = match self.knows(msg) {
+            Knows::Yes => Some(Ok(())),
+            Knows::No(variant) => Some(Err(CallError::UnknownVariant { variant })),
+            Knows::NotYet if !wait => Some(match self.knows_at_once(msg) {
+                Ok(Knows::Yes) => Ok(()),
+                Ok(Knows::No(variant)) => Err(CallError::UnknownVariant { variant }),
+                Ok(Knows::NotYet) => Err(CallError::Full),
+                Err(()) => Err(CallError::Closed),
+            }),
+            Knows::NotYet => None,
+        };
+        // The wait is boxed, off the common path: a call's future is moved around (into
+        // a `FuturesUnordered`, a task), and its size is copied each time.
+        let waiting = now.is_none().then(|| Box::pin(self.knows_now(msg)));
+        async move {
+            match (now, waiting) {
+                (Some(now), _) => now,
+                (None, Some(waiting)) => match waiting.await {
+                    Ok(()) => Ok(()),
+                    Err(Some(variant)) => Err(CallError::UnknownVariant { variant }),
+                    Err(None) => Err(CallError::Closed),
+                },
+                (None, None) => unreachable!("a wait is made when there is no answer now"),
+            }
+        }
+    }
+
+    /// Queues `msg` as call `id`, waiting for room with `wait` (else a full buffer is
+    /// [`CallError::Full`]): whether it had to wait.
+    fn queue_call(
+        &self,
+        msg: &T,
+        id: u64,
+        wait: bool,
+    ) -> impl Future<Output = Result<bool, CallError>> + Send + '_ {
+        let offered = match self.shared.offer_as(msg, Kind::Call(id), true) {
+            Ok(Offer::Queued) => Ok(None),
+            Ok(Offer::Closed) => Err(CallError::Closed),
+            Ok(Offer::Full(..)) if !wait => Err(CallError::Full),
+            Ok(Offer::Full(frame, fds)) => Ok(Some((frame, fds))),
+            Err(why) => Err(CallError::Invalid {
+                reason: why.to_string(),
+            }),
+        };
+        async move {
+            let Some((mut frame, mut fds)) = offered? else {
+                return Ok(false);
+            };
+            match Box::pin(self.shared.push_when_room(&mut frame, &mut fds)).await {
+                Ok(()) => Ok(true),
+                Err(_) => Err(CallError::Closed),
+            }
+        }
+    }
+
+    /// Sends `msg` as call `tag` of a stream whose replies go to `sink`: returns once the
+    /// message is queued (waiting for a slot and for room with `wait`), and the outcome
+    /// reaches the sink later. The engine of [`CallStream`](crate::CallStream).
+    ///
+    /// Cancel safe: dropped before the message is queued, the call is not made.
+    pub(crate) async fn start_streamed(
+        &self,
+        msg: T,
+        tag: u64,
+        sink: &Arc<dyn Sink>,
+        wait: bool,
+    ) -> Result<(), CallError> {
+        if self.shared.attach().is_err() {
+            return Err(CallError::Closed);
+        }
+        self.may_call(&msg, wait).await?;
+        let calls = &self.shared.calls;
+        let id = calls.start_streamed(tag, sink, wait).await?;
+        let mut call = InFlight {
+            calls,
+            id,
+            sent: false,
+            done: false,
+        };
+        self.queue_call(&msg, id, wait).await?;
+        // From here the slot is the stream's: it frees when the outcome is delivered.
+        call.done = true;
+        Ok(())
+    }
+
     /// Sends `msg` as a call and waits for the reply, decoded as `R`: the engine of the
     /// client that `#[aiosock::protocol]` generates. Without `wait`, a full call table or
     /// outgoing buffer fails the call at once with [`CallError::Full`].
@@ -258,24 +351,7 @@ impl<T: Protocol> Sender<T> {
             if !attached {
                 return Err(CallError::Closed);
             }
-            // The waits are boxed, off the common path: a call's future is moved around
-            // (into a `FuturesUnordered`, a task), and its size is copied each time.
-            match self.knows(&msg) {
-                Knows::Yes => {}
-                Knows::No(variant) => return Err(CallError::UnknownVariant { variant }),
-                // Without `wait`, as `try_send`: a hello not here yet is `Full`.
-                Knows::NotYet if !wait => match self.knows_at_once(&msg) {
-                    Ok(Knows::Yes) => {}
-                    Ok(Knows::No(variant)) => return Err(CallError::UnknownVariant { variant }),
-                    Ok(Knows::NotYet) => return Err(CallError::Full),
-                    Err(()) => return Err(CallError::Closed),
-                },
-                Knows::NotYet => match Box::pin(self.knows_now(&msg)).await {
-                    Ok(()) => {}
-                    Err(Some(variant)) => return Err(CallError::UnknownVariant { variant }),
-                    Err(None) => return Err(CallError::Closed),
-                },
-            }
+            self.may_call(&msg, wait).await?;
             let calls = &self.shared.calls;
             // A slot taken in this poll holds this poll's waker, so that a reply wakes
             // this future even before it first looks for one.
@@ -297,25 +373,8 @@ impl<T: Protocol> Sender<T> {
                 sent: false,
                 done: false,
             };
-            let (mut frame, mut fds) = match self.shared.offer_as(&msg, Kind::Call(id), true) {
-                Ok(Offer::Queued) => (Vec::new(), Vec::new()),
-                Ok(Offer::Closed) => return Err(CallError::Closed),
-                Ok(Offer::Full(..)) if !wait => return Err(CallError::Full),
-                Ok(Offer::Full(frame, fds)) => (frame, fds),
-                Err(why) => {
-                    return Err(CallError::Invalid {
-                        reason: why.to_string(),
-                    });
-                }
-            };
-            if !frame.is_empty() {
+            if self.queue_call(&msg, id, wait).await? {
                 fresh = false;
-                if Box::pin(self.shared.push_when_room(&mut frame, &mut fds))
-                    .await
-                    .is_err()
-                {
-                    return Err(CallError::Closed);
-                }
             }
             call.sent = true;
             let reply = std::future::poll_fn(|cx| {

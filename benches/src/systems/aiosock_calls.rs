@@ -9,6 +9,9 @@
 //!   `Endpoint::serve_concurrent`, a task per call, its limit [`CONCURRENT_LIMIT`] (the
 //!   default `max_calls`, so never below the calls in flight): what a server whose handlers
 //!   may wait would use.
+//! - `aiosock-stream`: the same client's streams of calls (`client.square_stream()`), one
+//!   per task, keeping the task's calls in flight without a future per call; the child
+//!   serves as for `aiosock`.
 //! - `aiosock-manual`: correlation written by hand, as a pool was written before calls
 //!   existed (see `examples/worker_pool.rs`): one-way [`Job`]s carrying an id, one-way
 //!   [`Done`]s back, matched to their callers by a reader task through a
@@ -26,7 +29,7 @@ use super::{System, on_local_runtime};
 use crate::BoxError;
 use crate::calls::{
     Caller, Done, Job, JobHandler, Math, MathClient, MathHandler, Plan, Quiet, QuietHandler, drive,
-    square,
+    drive_streams, square,
 };
 use crate::process::{ChildCmd, check_status};
 use crate::workload::{Outcome, Role, Workload};
@@ -66,6 +69,31 @@ impl System for AiosockConcurrent {
 
     fn child(&self, _: &Role) -> Result<Outcome, BoxError> {
         generated_child(Serving::Concurrent)
+    }
+}
+
+/// The generated client's streams of calls, with the in-order server.
+#[derive(Debug)]
+pub(crate) struct AiosockStream;
+
+impl System for AiosockStream {
+    fn name(&self) -> &'static str {
+        "aiosock-stream"
+    }
+
+    fn takes_part(&self, workload: Workload) -> bool {
+        workload.is_calls()
+    }
+
+    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        match role {
+            Role::Call(plan) => stream_parent(child, plan),
+            _ => Err(super::NO_CALLS.into()),
+        }
+    }
+
+    fn child(&self, _: &Role) -> Result<Outcome, BoxError> {
+        generated_child(Serving::InOrder)
     }
 }
 
@@ -119,6 +147,23 @@ pub(super) fn generated_parent(child: ChildCmd, plan: &Plan) -> Result<Outcome, 
         let replies = tokio::task::spawn_local(rx.serve(()));
         // Dropping the last client once the calls are done lets the child's serve end.
         let stats = drive(plan, MathClient::new(tx)).await?;
+        check_status(child.wait().await?)?;
+        replies.await??;
+        Ok(Outcome::calls(stats))
+    })?
+}
+
+/// The streams' side (`aiosock-stream`): as [`generated_parent`], each task's calls in
+/// one `CallStream`.
+fn stream_parent(child: ChildCmd, plan: &Plan) -> Result<Outcome, BoxError> {
+    on_local_runtime(async {
+        let (here, there) = ::aiosock::pair::<Math, Quiet>()?;
+        let mut child = spawn(child, there)?;
+        let (tx, rx) = here.into_split();
+        let replies = tokio::task::spawn_local(rx.serve(()));
+        let client = MathClient::new(tx);
+        let stats = drive_streams(plan, &client).await?;
+        drop(client);
         check_status(child.wait().await?)?;
         replies.await??;
         Ok(Outcome::calls(stats))

@@ -191,7 +191,7 @@ pub(crate) fn baseline(workload: Workload) -> &'static str {
 }
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 22] {
+pub(crate) fn all() -> [&'static dyn System; 23] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
@@ -200,6 +200,7 @@ pub(crate) fn all() -> [&'static dyn System; 22] {
         &aiosock_shm::AiosockVec,
         &aiosock_shm::AiosockVecShm,
         &aiosock_calls::AiosockConcurrent,
+        &aiosock_calls::AiosockStream,
         &aiosock_calls::AiosockManual,
         &tokio_unix_ipc::TokioUnixIpc,
         &ipc_channel::IpcChannel,
