@@ -1,7 +1,7 @@
 //! A pool of worker processes answering calls: `aiosock::Pool` spawns N copies of this
-//! program in worker mode (and would restart any that died); 256 lanes of calls per worker
-//! each take the next job from one shared counter, and the pool sends each call to the
-//! worker with the fewest in flight.
+//! program in worker mode (and would restart any that died), and `Pool::map` streams every
+//! job to them, up to 1,024 calls in flight per worker, each to the worker with the fewest
+//! in flight.
 //!
 //! `cargo run --release --example worker_pool [--fork] [WORKERS] [JOBS]` (defaults: the
 //! CPU count, 200000 jobs). With `--fork` the workers are forked instead (`Pool::fork`,
@@ -10,8 +10,6 @@
 
 use std::error::Error;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// A job: count the Collatz steps from `start` down to 1.
@@ -39,8 +37,8 @@ impl SilenceHandler for Parent {
     async fn on_nothing(&mut self) {}
 }
 
-/// Calls in flight to each worker.
-const LANES: usize = 256;
+/// Calls in flight to each worker: a connection's default `max_calls`.
+const IN_FLIGHT: usize = aiosock::Config::DEFAULT_MAX_CALLS;
 
 fn collatz(mut n: u64) -> u32 {
     let mut steps = 0;
@@ -115,7 +113,7 @@ async fn pool(
     } else {
         "spawned"
     };
-    let pool = Arc::new(match server {
+    let pool = match server {
         Some(server) => aiosock::Pool::<JobClient>::fork::<Silence, _>(workers, server, Parent)?,
         None => {
             let exe = std::env::current_exe()?;
@@ -126,37 +124,20 @@ async fn pool(
             };
             aiosock::Pool::<JobClient>::spawn::<Silence, _>(workers, command, Parent)?
         }
-    });
-    // Lanes of calls: each takes the next job and waits for its answer; the pool sends
-    // each call to the worker with the fewest in flight.
-    let next = Arc::new(AtomicU64::new(0));
-    let mut lanes = tokio::task::JoinSet::new();
-    for _ in 0..workers * LANES {
-        let (pool, next) = (pool.clone(), next.clone());
-        lanes.spawn(async move {
-            let (mut count, mut checksum) = (0u64, 0u64);
-            loop {
-                let id = next.fetch_add(1, Ordering::Relaxed);
-                if id >= jobs {
-                    return Ok::<_, String>((count, checksum));
-                }
-                let steps = pool
-                    .call(async |job| job.collatz(id + 1).await)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                if steps != collatz(id + 1) {
-                    return Err(format!("job {id}: wrong result {steps}"));
-                }
-                count += 1;
-                checksum += u64::from(steps);
-            }
-        });
-    }
+    };
+    // Every job in one map: up to `IN_FLIGHT` calls on each worker at once, each new one
+    // to the worker with the fewest in flight; the results come back in job order.
+    let results = pool
+        .map(1..=jobs, IN_FLIGHT, |job| job.collatz_stream())
+        .await;
     let (mut done, mut checksum) = (0, 0);
-    while let Some(lane) = lanes.join_next().await {
-        let (count, sum) = lane??;
-        done += count;
-        checksum += sum;
+    for (start, steps) in (1..=jobs).zip(results) {
+        let steps = steps?;
+        if steps != collatz(start) {
+            return Err(format!("job {start}: wrong result {steps}").into());
+        }
+        done += 1;
+        checksum += u64::from(steps);
     }
     let elapsed = started.elapsed();
     if done != jobs {

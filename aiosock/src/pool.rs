@@ -9,7 +9,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::error::{CallError, Error};
-use crate::{Child, ChildOptions, Client, Dispatch, Endpoint, ForkServer, Protocol, pair};
+use std::task::Poll;
+
+use serde::de::DeserializeOwned;
+
+use crate::{
+    CallStream, Child, ChildOptions, Client, Dispatch, Endpoint, ForkServer, Protocol, pair,
+};
 
 /// A pool of worker processes, each serving calls over its own connection, behind one
 /// handle.
@@ -46,18 +52,19 @@ use crate::{Child, ChildOptions, Client, Dispatch, Endpoint, ForkServer, Protoco
 /// A worker is only as busy as the calls it has been given: each call waits for its
 /// answer, and a worker that has answered everything sleeps until the next calls come
 /// (waking a process costs tens of microseconds on a virtual machine). For many short
-/// jobs, keep hundreds of calls in flight per worker, for example as many tasks ("lanes")
-/// per worker each making one call after another, as `examples/worker_pool.rs` does with
-/// 256, and measure: more lanes keep the workers busier but cost the parent more.
-/// Measured on a 2-core machine, 2 workers, jobs of about a hundred Collatz steps (the
-/// benchmark's `pool` workload, `-- --reps 3 pool`): with the parent on a current-thread
-/// runtime, 1,024 lanes per worker (a connection's default
-/// [`max_calls`](crate::Config::max_calls)) did 2.0–2.3 M jobs/s against 1.8–1.9 M with
-/// 256; with the example's multi-thread runtime, whose threads compete with the workers
-/// for the two cores, 256 did better (1.4–1.7 M against 1.3–1.4 M, `worker_pool 2
-/// 1000000`). A hand-written pool that streams one-way jobs and results does 3.5–4.3 M:
-/// the difference is the cost of a call over a one-way message (a slot in the call table,
-/// and a wake-up of the calling task per answer).
+/// jobs, keep hundreds of calls in flight per worker. [`map`](Self::map) does that with
+/// one stream of calls per worker (no task, future or waker per call), as
+/// `examples/worker_pool.rs` does with 1,024 per worker (a connection's default
+/// [`max_calls`](crate::Config::max_calls)). Measured on a 2-core machine, 2 workers,
+/// jobs of about a hundred Collatz steps (the benchmark's `pool` workload, `-- --reps 3
+/// pool`, parent on a current-thread runtime): `map` with 1,024 in flight per worker did
+/// 1.6–1.7 M jobs/s; lanes of [`call`](Self::call) (256 tasks per worker, each making one
+/// call after another) 0.9–1.3 M; `map` with 256 in flight 1.1–1.3 M. With the example's
+/// multi-thread runtime (`worker_pool 2 1000000`), `map` did 1.2 M against 1.0 M for the
+/// lanes. A hand-written pool that streams one-way jobs and results does 2.9–3.2 M: the
+/// difference is what a call costs over a one-way message on both sides (a slot in the
+/// call table, the reply's frame header and lookup), and that its jobs are not bounded
+/// by a table of calls in flight.
 ///
 /// # Examples
 ///
@@ -434,6 +441,101 @@ impl<C> Pool<C> {
         Err(last)
     }
 
+    /// Calls one variant for every input, streaming them to the workers: up to
+    /// `per_worker` calls in flight on each worker (through a [`CallStream`] per worker,
+    /// made by `stream`, for example `|job| job.square_stream()`), each new call to the
+    /// worker with the fewest in flight. Returns the outcomes in the order of the inputs.
+    ///
+    /// No task, future or waker per call: for many short jobs this is the fast way to use
+    /// a pool (see "Throughput" above). Calls count as [`call`](Self::call)'s do in
+    /// [`in_flight`](Self::in_flight) and [`workers`](Self::workers).
+    ///
+    /// A call that a worker held when it died fails with [`CallError::Closed`] (or
+    /// [`CallError::Failed`]), as for `call`; the other inputs go on to the workers that
+    /// are up (and to the restarted one, once it is). Once the pool is shutting down, the
+    /// inputs not sent yet fail with `CallError::Closed`. Inputs are taken from the
+    /// iterator only as calls are sent, so an iterator that never ends keeps the map going.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future cancels the calls in flight, as dropping their streams does.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # #[aiosock::protocol] pub enum Job { #[reply(u64)] Square(u64) }
+    /// # #[allow(dead_code)]
+    /// # async fn example(pool: aiosock::Pool<JobClient>) {
+    /// let squares = pool.map(0..10_000u64, 256, |job| job.square_stream()).await;
+    /// assert_eq!(squares[12], Ok(144));
+    /// # }
+    /// ```
+    pub async fn map<T, A, R>(
+        &self,
+        inputs: impl IntoIterator<Item = A>,
+        per_worker: usize,
+        stream: impl Fn(&C) -> CallStream<T, A, R>,
+    ) -> Vec<Result<R, CallError>>
+    where
+        T: Protocol,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let per_worker = per_worker.max(1);
+        let size = self.size();
+        let mut map = Mapping {
+            shared: &self.shared,
+            lanes: (0..size).map(|_| None).collect(),
+            draining: Vec::new(),
+            counted: vec![0; size],
+            results: Vec::new(),
+        };
+        let mut inputs = inputs.into_iter();
+        let mut next = inputs.next();
+        loop {
+            if let Some(input) = next.take() {
+                let tag = map.results.len();
+                if self.shared.closing.load(Ordering::SeqCst) {
+                    map.results.push(Some(Err(CallError::Closed)));
+                    next = inputs.next();
+                    continue;
+                }
+                if let Some(index) = map.free_lane(per_worker, &stream) {
+                    map.results.push(None);
+                    map.count(index, true);
+                    let pushed = match &mut map.lanes[index] {
+                        Some((_, lane)) => lane.push(input, tag as u64).await,
+                        None => Err(CallError::Closed),
+                    };
+                    if let Err(e) = pushed {
+                        map.count(index, false);
+                        map.results[tag] = Some(Err(e));
+                    }
+                    next = inputs.next();
+                    continue;
+                }
+                if map.in_flight() == 0 {
+                    // No worker is up: wait for one (or the shutdown).
+                    if let Err(e) = self.pick().await {
+                        map.results.push(Some(Err(e)));
+                        next = inputs.next();
+                    } else {
+                        next = Some(input);
+                    }
+                    continue;
+                }
+                // Every worker that is up has its calls in flight: wait for an outcome.
+                next = Some(input);
+            } else if map.in_flight() == 0 {
+                break;
+            }
+            map.next_outcome().await;
+        }
+        std::mem::take(&mut map.results)
+            .into_iter()
+            .map(|outcome| outcome.unwrap_or(Err(CallError::Closed)))
+            .collect()
+    }
+
     /// Stops the pool: new calls fail with [`CallError::Closed`]; calls in flight get up
     /// to `grace` to finish; then every worker's connection is closed (its `serve` ends),
     /// and workers still running when `grace` is up are killed. Returns once every worker
@@ -522,6 +624,160 @@ impl<C> fmt::Debug for Pool<C> {
             .field("workers", &self.workers())
             .field("in_flight", &self.in_flight())
             .finish()
+    }
+}
+
+/// A worker's stream in a [`Pool::map`], with the client it was made from.
+type Lane<C, T, A, R> = (Arc<C>, CallStream<T, A, R>);
+
+/// The state of one [`Pool::map`]: a stream per worker, the streams of workers that were
+/// restarted (still draining), and the calls counted against each worker.
+struct Mapping<'a, C, T: Protocol, A, R> {
+    shared: &'a Shared<C>,
+    /// Worker `i`'s stream, with the client it was made from.
+    lanes: Vec<Option<Lane<C, T, A, R>>>,
+    /// Streams of clients that are gone, with their worker, until their calls end.
+    draining: Vec<(usize, CallStream<T, A, R>)>,
+    /// Calls of this map in flight on each worker, counted in its load.
+    counted: Vec<usize>,
+    /// The outcome of each input taken so far, by its place.
+    results: Vec<Option<Result<R, CallError>>>,
+}
+
+impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, A, R> {
+    /// Calls of this map in flight.
+    fn in_flight(&self) -> usize {
+        self.counted.iter().sum()
+    }
+
+    /// Counts a call against worker `index` (`add`), or stops counting one.
+    fn count(&mut self, index: usize, add: bool) {
+        let worker = &self.shared.workers[index];
+        if add {
+            self.counted[index] += 1;
+            worker.load.fetch_add(1, Ordering::Relaxed);
+            self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        } else {
+            self.counted[index] -= 1;
+            worker.load.fetch_sub(1, Ordering::Relaxed);
+            if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
+                && self.shared.closing.load(Ordering::SeqCst)
+            {
+                self.shared.changed.notify_waiters();
+            }
+        }
+    }
+
+    /// The worker that is up with the fewest of this map's calls in flight, below
+    /// `per_worker`, its stream made (again, if it was restarted) from its client.
+    fn free_lane(
+        &mut self,
+        per_worker: usize,
+        stream: &impl Fn(&C) -> CallStream<T, A, R>,
+    ) -> Option<usize> {
+        let size = self.lanes.len();
+        let start = self.shared.next.fetch_add(1, Ordering::Relaxed) % size;
+        // Workers found down in this search.
+        let mut skip = 0u128;
+        loop {
+            let mut best: Option<usize> = None;
+            for offset in 0..size {
+                let index = (start + offset) % size;
+                let down = index < 128 && skip & (1 << index) != 0;
+                if down
+                    || self.counted[index] >= per_worker
+                    || !self.shared.workers[index].up.load(Ordering::Relaxed)
+                {
+                    continue;
+                }
+                if best.is_none_or(|best| self.counted[index] < self.counted[best]) {
+                    best = Some(index);
+                }
+            }
+            let index = best?;
+            // A stream whose connection is open goes on without a look at the worker's
+            // state; else the worker's current client makes a new one.
+            if let Some((_, lane)) = &self.lanes[index]
+                && !lane.sender().is_ended()
+            {
+                return Some(index);
+            }
+            let client = {
+                let state = self.shared.state(index);
+                match (&state.client, &state.watch) {
+                    (Some(client), Some(watch)) if !watch.is_closed() => Some(client.clone()),
+                    _ => None,
+                }
+            };
+            let Some(client) = client else {
+                if index >= 128 {
+                    // Beyond the mask: give up on this search (the caller waits).
+                    return None;
+                }
+                skip |= 1 << index;
+                continue;
+            };
+            let current = matches!(&self.lanes[index], Some((made_from, _)) if Arc::ptr_eq(made_from, &client));
+            if current {
+                // Its client is still the worker's, but its connection ended: the
+                // supervisor has not seen it yet.
+                if index >= 128 {
+                    return None;
+                }
+                skip |= 1 << index;
+                continue;
+            }
+            if let Some((_, old)) = self.lanes[index].take()
+                && old.in_flight() > 0
+            {
+                self.draining.push((index, old));
+            }
+            self.lanes[index] = Some((client.clone(), stream(&client)));
+            return Some(index);
+        }
+    }
+
+    /// Waits for the next outcome of any stream and records it.
+    async fn next_outcome(&mut self) {
+        let (index, tag, outcome) = std::future::poll_fn(|cx| {
+            for (index, lane) in self.lanes.iter_mut().enumerate() {
+                if let Some((_, lane)) = lane
+                    && let Poll::Ready(Some((tag, outcome))) = lane.poll_next(cx)
+                {
+                    return Poll::Ready((index, tag, outcome));
+                }
+            }
+            for (index, lane) in &mut self.draining {
+                if let Poll::Ready(Some((tag, outcome))) = lane.poll_next(cx) {
+                    return Poll::Ready((*index, tag, outcome));
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        self.draining.retain(|(_, lane)| lane.in_flight() > 0);
+        self.count(index, false);
+        if let Some(slot) = self.results.get_mut(tag as usize) {
+            *slot = Some(outcome);
+        }
+    }
+}
+
+impl<C, T: Protocol, A, R> Drop for Mapping<'_, C, T, A, R> {
+    fn drop(&mut self) {
+        // Calls still counted (the map was cancelled) stop counting; their streams, dropped
+        // after this, cancel them.
+        for (index, &n) in self.counted.iter().enumerate() {
+            self.shared.workers[index]
+                .load
+                .fetch_sub(n, Ordering::Relaxed);
+            if n > 0
+                && self.shared.in_flight.fetch_sub(n, Ordering::SeqCst) == n
+                && self.shared.closing.load(Ordering::SeqCst)
+            {
+                self.shared.changed.notify_waiters();
+            }
+        }
     }
 }
 

@@ -61,12 +61,13 @@
 //! which are benchmark-only dependencies behind the feature `rpc-peers` (so that
 //! `cargo test --workspace` never builds them; without it their rows say so). The calls
 //! report ends with each aiosock variant's ratios to the others. The pool workload has
-//! two systems: `pool` (`aiosock::Pool` as `examples/worker_pool.rs` uses it: lanes of
+//! three systems: `pool` (`aiosock::Pool` as `examples/worker_pool.rs` used it before `Pool::map`: lanes of
 //! calls sharing one job counter, 256 per worker: 1.6 times the jobs/s of the example's
 //! 64; 1,024 per worker gave 1.2 times more again, but that is the client's default
-//! `max_calls`, which leaves no room) and `pool-manual` (the hand-written pool that example had before
+//! `max_calls`, which leaves no room), `pool-map` (all jobs in one `Pool::map`, 1,024 in
+//! flight per worker through a stream of calls each, as the example does now) and `pool-manual` (the hand-written pool that example had before
 //! the pool: jobs dealt round-robin as one-way messages, results streamed back and
-//! matched by id); the report ends with the ratio pool ÷ pool-manual in jobs/s. In the
+//! matched by id); the report ends with the ratios pool ÷ pool-manual and pool-map ÷ pool-manual in jobs/s. In the
 //! resource workloads, `raw-buffered` passes descriptors with a `sendmsg` each and sends
 //! `shm-4m` payloads as 4 MiB frames; `aiosock` sends `aiosock::Fd` and `aiosock::Shm`
 //! fields (built in a `ShmBuf`); `tokio-unix-ipc` its `Handle` (no shared memory: n/a in
@@ -153,7 +154,8 @@ systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
            aiosock-stream, aiosock-manual, tarpc, remoc (the last two need
            --features rpc-peers);
-           in the pool workload pool and pool-manual (2 worker processes each);
+           in the pool workload pool, pool-map and pool-manual
+           (2 worker processes each);
            in tcp-* raw-tcp and aiosock-tcp; in tls-* raw-tls, aiosock-tls (both
            need --features tls-peers) and in tls-small and tls-rtt tarpc-tls (which
            needs --features tls-peers,rpc-peers)
@@ -669,10 +671,12 @@ fn render(results: &results::Results) -> Result<String, BoxError> {
         if workloads.contains(&Workload::Pool) {
             out += &format!(
                 "pool: {} worker processes, n jobs (Collatz steps of 1..=n) after one per worker; \
-                 pool: aiosock::Pool, {} lanes of calls per worker; pool-manual: one-way jobs \
-                 dealt round-robin, results matched by id\n",
+                 pool: aiosock::Pool, {} lanes of calls per worker; pool-map: Pool::map, {} \
+                 calls in flight per worker; pool-manual: one-way jobs dealt round-robin, \
+                 results matched by id\n",
                 pool::WORKERS,
-                pool::LANES_PER_WORKER
+                pool::LANES_PER_WORKER,
+                ::aiosock::Config::DEFAULT_MAX_CALLS
             );
         }
         if workloads.iter().any(|w| w.is_network()) {

@@ -13,11 +13,15 @@
 //! runtime (as the calls workloads do: the systems, not the runtimes, are compared), and
 //! each worker on one of its own.
 //!
-//! - `pool`: `aiosock::Pool` as `examples/worker_pool.rs` uses it: the generated
+//! - `pool`: `aiosock::Pool` as `examples/worker_pool.rs` used it before `Pool::map`: the generated
 //!   [`JobClient`], [`LANES_PER_WORKER`] lanes of calls per worker (tasks), each taking
 //!   the next job from one shared counter and waiting for its answer; the pool sends each
 //!   call to the worker with the fewest in flight. The workers answer with
 //!   `Endpoint::serve`.
+//! - `pool-map`: the same pool, every job in one `Pool::map` as `examples/worker_pool.rs`
+//!   does, with 1,024 calls in flight per worker (a connection's default `max_calls`),
+//!   each worker's through one stream of calls (`job.collatz_stream()`): no task or
+//!   future per call.
 //! - `pool-manual`: the hand-written pool the example had before the pool existed: jobs
 //!   dealt round-robin (worker `w` gets jobs `w`, `w + N`, …) as one-way [`Deal`]
 //!   messages by a feeder task per worker, and the results streamed back as one-way

@@ -429,23 +429,30 @@ pub(crate) fn row_label(workload: Workload, dir: Direction, metric: &Metric) -> 
     )
 }
 
-/// The pool workload's ratio: `pool`'s jobs/s divided by `pool-manual`'s in the same
-/// repetition, the median over repetitions and their spread. Empty unless both ran.
+/// The pool workload's ratios: `pool`'s and `pool-map`'s jobs/s divided by
+/// `pool-manual`'s in the same repetition, the median over repetitions and their spread.
+/// A line for each that ran beside `pool-manual`.
 pub(crate) fn pool_summary(records: &[Record]) -> String {
-    match paired_ratio(
-        records,
-        Workload::Pool,
-        Direction::ToChild,
-        0,
-        "pool",
-        "pool-manual",
-    ) {
-        None => String::new(),
-        Some((ratio, min, max, n)) => format!(
-            "\npool ÷ pool-manual (jobs/s in the same repetition, median over {n} repetitions): \
-             {ratio:.2} (min–max {min:.2}–{max:.2}; above 1 is faster)\n"
-        ),
+    let mut out = String::new();
+    for ours in ["pool", "pool-map"] {
+        if let Some((ratio, min, max, n)) = paired_ratio(
+            records,
+            Workload::Pool,
+            Direction::ToChild,
+            0,
+            ours,
+            "pool-manual",
+        ) {
+            if out.is_empty() {
+                out.push('\n');
+            }
+            out += &format!(
+                "{ours} ÷ pool-manual (jobs/s in the same repetition, median over {n} \
+                 repetitions): {ratio:.2} (min–max {min:.2}–{max:.2}; above 1 is faster)\n"
+            );
+        }
     }
+    out
 }
 
 /// The scale of many connections: aiosock's aggregate messages/s over `pairs-100` divided
@@ -785,8 +792,17 @@ mod tests {
             record(2, "pool-manual", 100.0),
         ];
         let text = pool_summary(&records);
+        assert!(text.contains("pool ÷ pool-manual"), "{text}");
         assert!(text.contains(": 1.00 (min–max 0.90–1.20;"), "{text}");
         assert!(text.contains("over 3 repetitions"), "{text}");
+        assert!(!text.contains("pool-map"), "{text}");
+        let mut with_map: Vec<Record> = records.into_iter().collect();
+        with_map.push(record(0, "pool-map", 200.0));
+        let text = pool_summary(&with_map);
+        assert!(
+            text.contains("pool-map ÷ pool-manual (jobs/s in the same repetition, median over 1 repetitions): 2.00"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -274,3 +274,109 @@ async fn a_killed_worker_whose_connection_lives_on_in_its_child_still_fails_its_
     assert_eq!(pool.call(async |ask| ask.square(3).await).await, Ok(9));
     guard("shutdown", pool.shutdown(Duration::from_millis(500))).await;
 }
+
+/// `Pool::map`: 20,000 inputs streamed over 3 workers, the outcomes in input order, every
+/// worker taking calls, and nothing left counted once it returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_answers_every_input_in_order_over_all_workers() {
+    let pool = pool(3);
+    let squares = guard("map", pool.map(0..20_000u64, 64, |ask| ask.square_stream())).await;
+    assert_eq!(squares.len(), 20_000);
+    for (n, square) in (0..20_000u64).zip(&squares) {
+        assert_eq!(*square, Ok(n * n), "input {n}");
+    }
+    assert_eq!(pool.in_flight(), 0);
+    // Each worker got calls: the pids answered by a map over the workers' `Pid`.
+    let served: HashSet<u32> = guard(
+        "pids",
+        pool.map((0..300).map(|_| ()), 1, |ask| ask.pid_stream()),
+    )
+    .await
+    .into_iter()
+    .map(|pid| pid.expect("pid"))
+    .collect();
+    let all: HashSet<u32> = pids(&pool).into_iter().collect();
+    assert_eq!(served, all, "every worker took calls");
+    assert!(pool.workers().iter().all(|w| w.in_flight == 0));
+}
+
+/// A worker killed with `kill -9` in the middle of a map: only the calls it held fail
+/// (with `Closed` or `Failed`); every other input is answered by the other worker or the
+/// restarted one, and the map ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_goes_on_when_a_worker_dies() {
+    let pool = pool(2);
+    let victim = pids(&pool)[0];
+    let map = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.map((0..400u64).map(|n| (n, 5)), 16, |ask| {
+                ask.slow_square_stream()
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    kill_9(victim);
+    let outcomes = guard("map", map).await.unwrap();
+    assert_eq!(outcomes.len(), 400);
+    let mut failed = 0;
+    for (n, outcome) in (0..400u64).zip(&outcomes) {
+        match outcome {
+            Ok(square) => assert_eq!(*square, n * n, "input {n}"),
+            Err(CallError::Closed | CallError::Failed { .. }) => failed += 1,
+            Err(other) => panic!("input {n}: {other:?}"),
+        }
+    }
+    assert!(failed > 0, "the killed worker held calls");
+    assert!(
+        failed <= 16,
+        "only the killed worker's calls fail: {failed}"
+    );
+    assert_eq!(pool.in_flight(), 0);
+    guard("gone", until_gone(victim)).await;
+}
+
+/// Inputs left when the pool shuts down fail with `Closed`; the map ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_ends_when_the_pool_shuts_down() {
+    let pool = pool(2);
+    let map = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.map((0..1_000u64).map(|n| (n, 2)), 4, |ask| {
+                ask.slow_square_stream()
+            })
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    guard("shutdown", pool.shutdown(Duration::from_secs(5))).await;
+    let outcomes = guard("map", map).await.unwrap();
+    assert_eq!(outcomes.len(), 1_000);
+    let answered = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert!(answered > 0 && answered < 1_000, "{answered} answered");
+    for (n, outcome) in (0..1_000u64).zip(&outcomes) {
+        match outcome {
+            Ok(square) => assert_eq!(*square, n * n),
+            Err(e) => assert_eq!(*e, CallError::Closed, "input {n}"),
+        }
+    }
+}
+
+/// A cancelled map stops counting its calls: the pool's load is back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_map_leaves_no_calls_counted() {
+    let pool = pool(2);
+    let map = pool.map((0..1_000u64).map(|n| (n, 1_000)), 8, |ask| {
+        ask.slow_square_stream()
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), map)
+            .await
+            .is_err(),
+        "the map should still be running"
+    );
+    assert_eq!(pool.in_flight(), 0);
+    assert!(pool.workers().iter().all(|w| w.in_flight == 0));
+}

@@ -237,6 +237,11 @@ impl<T: Protocol> Sender<T> {
         }
     }
 
+    /// Whether no reply can arrive any more (see [`Watch::is_closed`]).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.shared.calls.is_ended()
+    }
+
     /// A watch on this end's connection.
     pub(crate) fn watch(&self) -> Watch {
         Watch(self.shared.clone())

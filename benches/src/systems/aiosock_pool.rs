@@ -1,5 +1,6 @@
-//! The pool workload's two systems (see [`crate::pool`]): `pool`, `aiosock::Pool` as
-//! `examples/worker_pool.rs` uses it, and `pool-manual`, the hand-written pool that
+//! The pool workload's systems (see [`crate::pool`]): `pool`, `aiosock::Pool` as
+//! `examples/worker_pool.rs` uses it, `pool-map`, all jobs in one `Pool::map`, and
+//! `pool-manual`, the hand-written pool that
 //! example had before (`git show 31a9a4f:examples/worker_pool.rs`). Both start
 //! [`WORKERS`] children from [`Workers`], put each under the run's watchdog, and have them
 //! killed if the parent gives up (the pool's workers, and `kill_on_drop` children).
@@ -48,6 +49,31 @@ impl System for AiosockPool {
     }
 }
 
+/// `aiosock::Pool::map`.
+#[derive(Debug)]
+pub(crate) struct AiosockPoolMap;
+
+impl System for AiosockPoolMap {
+    fn name(&self) -> &'static str {
+        "pool-map"
+    }
+
+    fn takes_part(&self, workload: Workload) -> bool {
+        workload == Workload::Pool
+    }
+
+    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        match role {
+            Role::Deal { jobs } => map_parent(child.workers(), *jobs),
+            _ => Err(NO_POOL.into()),
+        }
+    }
+
+    fn child(&self, _: &Role) -> Result<Outcome, BoxError> {
+        pool_child()
+    }
+}
+
 /// The hand-written pool.
 #[derive(Debug)]
 pub(crate) struct PoolManual;
@@ -81,29 +107,44 @@ impl SilenceHandler for Parent {
     async fn on_nothing(&mut self) {}
 }
 
+/// Starts the pool of [`WORKERS`] under the run's watchdog, and gives each worker one
+/// job before the clock starts: calls made together go to different workers (the least
+/// loaded).
+async fn started_pool(workers: &Arc<Workers>) -> Result<Arc<Pool<JobClient>>, BoxError> {
+    let command = {
+        let workers = workers.clone();
+        move |_worker: usize| workers.command()
+    };
+    let pool = Arc::new(Pool::<JobClient>::spawn::<Silence, _>(
+        WORKERS, command, Parent,
+    )?);
+    for pid in pool.workers().iter().filter_map(|w| w.pid) {
+        workers.watch(pid);
+    }
+    let warmups = (0..WORKERS).map(|_| pool.call(async |job| job.collatz(WARMUP_START).await));
+    for steps in join_all(warmups).await {
+        if steps? != collatz(WARMUP_START) {
+            return Err("the warm-up job came back wrong".into());
+        }
+    }
+    Ok(pool)
+}
+
+/// After the clock stopped: no worker was restarted, and the pool shuts down.
+async fn finished_pool(pool: &Pool<JobClient>) -> Result<(), BoxError> {
+    if let Some(worker) = pool.workers().iter().find(|w| w.restarts > 0) {
+        return Err(format!("worker {} was restarted", worker.index).into());
+    }
+    pool.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
 /// The pool's side: lanes of calls through `aiosock::Pool`.
 fn pool_parent(workers: Workers, jobs: u64) -> Result<Outcome, BoxError> {
     let workers = Arc::new(workers);
     let expected: Arc<[u32]> = expected(jobs).into();
     on_local_runtime(async move {
-        let command = {
-            let workers = workers.clone();
-            move |_worker: usize| workers.command()
-        };
-        let pool = Arc::new(Pool::<JobClient>::spawn::<Silence, _>(
-            WORKERS, command, Parent,
-        )?);
-        for pid in pool.workers().iter().filter_map(|w| w.pid) {
-            workers.watch(pid);
-        }
-        // One call per worker, before the clock starts: calls made together go to
-        // different workers (the least loaded).
-        let warmups = (0..WORKERS).map(|_| pool.call(async |job| job.collatz(WARMUP_START).await));
-        for steps in join_all(warmups).await {
-            if steps? != collatz(WARMUP_START) {
-                return Err("the warm-up job came back wrong".into());
-            }
-        }
+        let pool = started_pool(&workers).await?;
         let started = Instant::now();
         // Lanes of calls, as in the example: each takes the next job and waits for its
         // answer; the pool sends each call to the worker with the fewest in flight.
@@ -136,10 +177,29 @@ fn pool_parent(workers: Workers, jobs: u64) -> Result<Outcome, BoxError> {
         if done != jobs {
             return Err(format!("{done} of {jobs} jobs done").into());
         }
-        if let Some(worker) = pool.workers().iter().find(|w| w.restarts > 0) {
-            return Err(format!("worker {} was restarted", worker.index).into());
+        finished_pool(&pool).await?;
+        Ok(Outcome::timed(elapsed))
+    })?
+}
+
+/// `Pool::map`'s side: every job in one map, a connection's default `max_calls` (1,024)
+/// in flight per worker through a stream of calls each, as `examples/worker_pool.rs` does.
+fn map_parent(workers: Workers, jobs: u64) -> Result<Outcome, BoxError> {
+    let workers = Arc::new(workers);
+    let expected: Arc<[u32]> = expected(jobs).into();
+    on_local_runtime(async move {
+        let pool = started_pool(&workers).await?;
+        let started = Instant::now();
+        let results = pool
+            .map(1..=jobs, ::aiosock::Config::DEFAULT_MAX_CALLS, |job| {
+                job.collatz_stream()
+            })
+            .await;
+        for (id, steps) in (0..jobs).zip(results) {
+            check(&expected, id, steps.map_err(|e| format!("job {id}: {e}"))?)?;
         }
-        pool.shutdown(SHUTDOWN_GRACE).await;
+        let elapsed = started.elapsed();
+        finished_pool(&pool).await?;
         Ok(Outcome::timed(elapsed))
     })?
 }

@@ -191,7 +191,7 @@ pub(crate) fn baseline(workload: Workload) -> &'static str {
 }
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 23] {
+pub(crate) fn all() -> [&'static dyn System; 24] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
@@ -210,6 +210,7 @@ pub(crate) fn all() -> [&'static dyn System; 23] {
         &tarpc::Tarpc,
         &remoc::Remoc,
         &aiosock_pool::AiosockPool,
+        &aiosock_pool::AiosockPoolMap,
         &aiosock_pool::PoolManual,
         &raw_tcp::RawTcp,
         &aiosock_net::AiosockNet::TCP,
