@@ -62,6 +62,8 @@ pub mod wire {
     pub const HEADER_LEN: usize = wire::HEADER_LEN;
     /// Decode budget units every frame may spend beyond its per-byte budget.
     pub const ALLOWANCE: usize = wire::ALLOWANCE;
+    /// Decode budget units per payload byte under the default `Config`.
+    pub const DEFAULT_DECODE_BUDGET: usize = wire::DEFAULT_DECODE_BUDGET;
     /// Bytes decoding may allocate per unit of decode budget spent.
     pub const MEMORY_PER_UNIT: usize = wire::MEMORY_PER_UNIT;
     /// What the error of a failed decode may allocate besides the decoded values (its
