@@ -190,10 +190,12 @@
 //!   `push(fields, tag)` sends a call, and `next()` returns each outcome with its tag as
 //!   it arrives, with one wake-up for all the replies that came together and no future,
 //!   waker or boxed reply per call. It is what a `FuturesUnordered` of calls does, at
-//!   less cost: in the benchmark's `calls-256` it made 1.45 times the calls/s of
-//!   per-call futures (`aiosock-stream` against `aiosock`). Each call holds its slot
-//!   only until its reply arrives; dropping the stream cancels the calls it has in
-//!   flight, as dropping their futures would.
+//!   less cost: in the README's benchmark run it made 1.07, 1.20 and 1.14 times the
+//!   calls/s of per-call futures with 64, 256 and 1,024 calls in flight
+//!   (`aiosock-stream` against `aiosock`). Each call holds its slot only until its reply
+//!   arrives; dropping the stream cancels the calls it has in flight, as dropping their
+//!   futures would. A push that fails (the connection ended while it waited for room,
+//!   say) leaves no outcome in the stream: every push that returned `Ok` gets exactly one.
 //! - **Cancelling**: dropping a call's future cancels it (so `tokio::time::timeout` around a
 //!   call works). Before the message was queued, nothing is sent; after, the late reply is
 //!   recognised and dropped when it comes.

@@ -452,9 +452,11 @@ impl<C> Pool<C> {
     ///
     /// A call that a worker held when it died fails with [`CallError::Closed`] (or
     /// [`CallError::Failed`]), as for `call`; the other inputs go on to the workers that
-    /// are up (and to the restarted one, once it is). Once the pool is shutting down, the
-    /// inputs not sent yet fail with `CallError::Closed`. Inputs are taken from the
-    /// iterator only as calls are sent, so an iterator that never ends keeps the map going.
+    /// are up (and to the restarted one, once it is). Inputs are taken from the iterator
+    /// only as calls are sent. Once the pool is shutting down, the next input taken fails
+    /// with `CallError::Closed` and no more are taken: the map returns once the calls in
+    /// flight are done, with fewer outcomes than inputs if some were left (an iterator
+    /// that never ends maps until the shutdown).
     ///
     /// # Cancel safety
     ///
@@ -491,17 +493,31 @@ impl<C> Pool<C> {
         };
         let mut inputs = inputs.into_iter();
         let mut next = inputs.next();
+        // The pool is shutting down: no more inputs are taken.
+        let mut closed = false;
         loop {
+            if closed {
+                next = None;
+            }
             if let Some(input) = next.take() {
                 let tag = map.results.len();
                 if self.shared.closing.load(Ordering::SeqCst) {
+                    // Shutting down: this input fails, and no more are taken.
                     map.results.push(Some(Err(CallError::Closed)));
-                    next = inputs.next();
+                    closed = true;
                     continue;
                 }
                 if let Some(index) = map.free_lane(per_worker, &stream) {
                     map.results.push(None);
+                    // Counted first, then checked: a shutdown that saw no call in flight
+                    // also sees this one refused (as for `call`).
                     map.count(index, true);
+                    if self.shared.closing.load(Ordering::SeqCst) {
+                        map.count(index, false);
+                        map.results[tag] = Some(Err(CallError::Closed));
+                        closed = true;
+                        continue;
+                    }
                     let pushed = match &mut map.lanes[index] {
                         Some((_, lane)) => lane.push(input, tag as u64).await,
                         None => Err(CallError::Closed),
@@ -517,7 +533,7 @@ impl<C> Pool<C> {
                     // No worker is up: wait for one (or the shutdown).
                     if let Err(e) = self.pick().await {
                         map.results.push(Some(Err(e)));
-                        next = inputs.next();
+                        closed = true;
                     } else {
                         next = Some(input);
                     }
@@ -530,9 +546,13 @@ impl<C> Pool<C> {
             }
             map.next_outcome().await;
         }
+        // Every input taken has its outcome by now: the loop ends with none in flight.
         std::mem::take(&mut map.results)
             .into_iter()
-            .map(|outcome| outcome.unwrap_or(Err(CallError::Closed)))
+            .map(|outcome| {
+                debug_assert!(outcome.is_some(), "an input without an outcome");
+                outcome.unwrap_or(Err(CallError::Closed))
+            })
             .collect()
     }
 
@@ -678,13 +698,12 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
         let size = self.lanes.len();
         let start = self.shared.next.fetch_add(1, Ordering::Relaxed) % size;
         // Workers found down in this search.
-        let mut skip = 0u128;
+        let mut skip = vec![false; size];
         loop {
             let mut best: Option<usize> = None;
             for offset in 0..size {
                 let index = (start + offset) % size;
-                let down = index < 128 && skip & (1 << index) != 0;
-                if down
+                if skip[index]
                     || self.counted[index] >= per_worker
                     || !self.shared.workers[index].up.load(Ordering::Relaxed)
                 {
@@ -710,21 +729,14 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
                 }
             };
             let Some(client) = client else {
-                if index >= 128 {
-                    // Beyond the mask: give up on this search (the caller waits).
-                    return None;
-                }
-                skip |= 1 << index;
+                skip[index] = true;
                 continue;
             };
             let current = matches!(&self.lanes[index], Some((made_from, _)) if Arc::ptr_eq(made_from, &client));
             if current {
                 // Its client is still the worker's, but its connection ended: the
                 // supervisor has not seen it yet.
-                if index >= 128 {
-                    return None;
-                }
-                skip |= 1 << index;
+                skip[index] = true;
                 continue;
             }
             if let Some((_, old)) = self.lanes[index].take()

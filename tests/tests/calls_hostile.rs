@@ -351,3 +351,70 @@ async fn a_streams_calls_get_typed_errors_and_never_a_reply_meant_for_another() 
         Err(Error::UnexpectedReply { id }) if id == first
     ));
 }
+
+#[aiosock::protocol]
+#[derive(Debug, Clone, PartialEq)]
+enum Bulk {
+    #[reply(u64)]
+    Take(Vec<u8>),
+}
+
+struct Refuse;
+
+impl BulkHandler for Refuse {
+    async fn on_take(&mut self, _: Vec<u8>) -> u64 {
+        0
+    }
+}
+
+/// A push that waits for room when the connection ends (the peer never read, then
+/// closed): it fails, and the stream's `next` gives exactly one outcome for each push
+/// that succeeded and none for it. Before the fix the end also failed the waiting push's
+/// call in the stream, so its tag came out of `next` too, beside the push's error.
+#[tokio::test]
+async fn a_push_waiting_for_room_when_the_connection_ends_has_one_outcome() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    let (ours, theirs) = aiosock::pair::<Bulk, Bulk>().expect("pair");
+    let mut config = aiosock::Config::new();
+    config.set_capacity(64 * 1024);
+    let (tx, rx) = ours.with_config(config).into_split();
+    let mut peer = raw_peer(theirs);
+    write_raw(&mut peer, &hello::<Bulk, Bulk>());
+    let serving = tokio::spawn(async move { rx.serve(Refuse).await.map(drop) });
+    let client = BulkClient::new(tx);
+    let mut takes = client.take_stream();
+    let mut cx = Context::from_waker(Waker::noop());
+    // Push until one waits: the peer reads nothing, so the socket and the buffer fill.
+    let mut pushed = 0u64;
+    let mut waiting = loop {
+        let mut push = Box::pin(takes.push(vec![7; 256 * 1024], pushed));
+        match push.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(result) => {
+                result.expect("room for this one");
+                pushed += 1;
+            }
+            std::task::Poll::Pending => break push,
+        }
+        assert!(pushed < 1000, "a push never waited");
+    };
+    // The peer goes away; this end's writer finds out and the connection ends.
+    drop(peer);
+    assert_eq!(
+        guard("waiting push", waiting.as_mut()).await,
+        Err(CallError::Closed)
+    );
+    drop(waiting);
+    let mut tags = Vec::new();
+    while let Some((tag, outcome)) = guard("next", takes.next()).await {
+        assert!(outcome.is_err(), "call {tag}: {outcome:?}");
+        tags.push(tag);
+    }
+    tags.sort_unstable();
+    assert_eq!(
+        tags,
+        (0..pushed).collect::<Vec<_>>(),
+        "one outcome per push that succeeded"
+    );
+    let _ = guard("serving", serving).await;
+}

@@ -194,11 +194,15 @@ enum Slot {
         id: u64,
     },
     /// A call of a stream: its reply goes to the stream's sink, and the slot is free again
-    /// as soon as it is there.
+    /// as soon as it is there. Until `sent` (set by [`Calls::sent`] once the message is
+    /// queued) the outcome is the pushing caller's: if the connection ends meanwhile, the
+    /// slot becomes `Done` for the caller to take, not a failure in the sink, so that a
+    /// push that then fails does not also leave an outcome in the stream.
     Streamed {
         id: u64,
         tag: u64,
         sink: Arc<dyn Sink>,
+        sent: bool,
     },
 }
 
@@ -311,15 +315,46 @@ impl Calls {
             if table.in_use < table.max {
                 table.in_use += 1;
                 let sink = sink.clone();
-                return Ok(table.take_slot(|id| Slot::Streamed { id, tag, sink }));
+                return Ok(table.take_slot(|id| Slot::Streamed {
+                    id,
+                    tag,
+                    sink,
+                    sent: false,
+                }));
             }
         }
         self.start_with(wait, |id| Slot::Streamed {
             id,
             tag,
             sink: sink.clone(),
+            sent: false,
         })
         .await
+    }
+
+    /// The message of stream call `id` is queued: from now on its outcome goes to the
+    /// stream's sink. `Err` if the connection ended before (the slot is freed; the caller
+    /// hands the stream that outcome itself); `Ok` also if the reply already came.
+    pub(crate) fn sent(&self, id: u64) -> Result<(), CallError> {
+        let mut table = self.table();
+        match table.slot(id) {
+            Some(Slot::Streamed { sent, .. }) => {
+                *sent = true;
+                Ok(())
+            }
+            Some(slot @ Slot::Done { .. }) => {
+                let Slot::Done { result, .. } = std::mem::replace(slot, Slot::Free) else {
+                    unreachable!("matched above")
+                };
+                self.freed(table, 1);
+                match result {
+                    Err(why) => Err(why),
+                    Ok(_) => unreachable!("a stream's slot is only done by the end"),
+                }
+            }
+            // The reply came (and went to the sink) before this.
+            _ => Ok(()),
+        }
     }
 
     /// Takes a slot made by `slot` from the call's id, waiting for one without `wait`.
@@ -554,11 +589,20 @@ impl Calls {
         let mut streamed = Vec::new();
         for slot in table.slots.iter_mut() {
             match slot {
-                Slot::Streamed { .. } => {
+                Slot::Streamed { sent: true, .. } => {
                     if let Slot::Streamed { tag, sink, .. } = std::mem::replace(slot, Slot::Free) {
                         streamed.push((tag, sink));
                     }
                     freed += 1;
+                }
+                // Not queued yet: the push that holds it learns the end itself.
+                Slot::Streamed {
+                    id, sent: false, ..
+                } => {
+                    *slot = Slot::Done {
+                        id: *id,
+                        result: Err(why.clone()),
+                    };
                 }
                 Slot::Waiting { id, waker, .. } | Slot::Decoding { id, waker } => {
                     wakers.extend(waker.take());
@@ -1141,6 +1185,10 @@ mod tests {
             .iter()
             .map(|&tag| start_streamed_now(&calls, tag, &sink))
             .collect();
+        // Their messages are queued.
+        for &id in &ids {
+            calls.sent(id).unwrap();
+        }
         let limits = Limits::new(1 << 20);
         calls
             .complete(ids[0], false, &payload(&0u64), Vec::new(), &limits)
@@ -1166,5 +1214,38 @@ mod tests {
             .complete(ids[2], false, &payload(&0u64), Vec::new(), &limits)
             .unwrap();
         assert_eq!(recording.0.lock().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_streamed_call_not_queued_when_the_connection_ends_gets_its_outcome_once() {
+        let calls = Calls::new(8);
+        let recording = Arc::new(Recording::default());
+        let sink: Arc<dyn Sink> = recording.clone();
+        // Its push fails afterwards (the message could not be queued): it gives up, and
+        // the stream gets nothing, since the push returns the error.
+        let failing = start_streamed_now(&calls, 1, &sink);
+        // Its message was queued just before the end: the push learns the end from
+        // `sent` and hands it to the stream itself.
+        let queued = start_streamed_now(&calls, 2, &sink);
+        calls.end(CallError::Closed);
+        assert!(
+            recording.0.lock().unwrap().is_empty(),
+            "the end left both to their pushes"
+        );
+        assert_eq!(calls.table().in_use, 2, "held until their pushes return");
+        calls.give_up(failing, false);
+        assert_eq!(calls.sent(queued), Err(CallError::Closed));
+        assert_eq!(calls.table().in_use, 0);
+        assert!(recording.0.lock().unwrap().is_empty());
+        // A reply that came before `sent` went to the stream, and `sent` adds nothing.
+        let calls = Calls::new(8);
+        let early = start_streamed_now(&calls, 3, &sink);
+        let limits = Limits::new(1 << 20);
+        calls
+            .complete(early, false, &payload(&0u64), Vec::new(), &limits)
+            .unwrap();
+        assert_eq!(calls.sent(early), Ok(()));
+        assert_eq!(*recording.0.lock().unwrap(), vec![(3, Ok(()))]);
+        assert_eq!(calls.table().in_use, 0);
     }
 }

@@ -335,8 +335,13 @@ impl<T: Protocol> Sender<T> {
             done: false,
         };
         self.queue_call(&msg, id, wait).await?;
-        // From here the slot is the stream's: it frees when the outcome is delivered.
+        // From here the slot is the stream's: it frees when the outcome is delivered. If
+        // the connection ended while the message was being queued, this call's outcome
+        // is that end, given to the stream here (once: the end left it to this caller).
         call.done = true;
+        if let Err(why) = calls.sent(id) {
+            sink.fail(tag, why);
+        }
         Ok(())
     }
 
