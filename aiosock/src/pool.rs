@@ -688,8 +688,9 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
         }
     }
 
-    /// The worker that is up with the fewest of this map's calls in flight, below
-    /// `per_worker`, its stream made (again, if it was restarted) from its client.
+    /// The worker that is up with the fewest calls in flight (this map's and others'), of
+    /// those with fewer than `per_worker` of this map's, its stream made (again, if it
+    /// was restarted) from its client.
     fn free_lane(
         &mut self,
         per_worker: usize,
@@ -709,7 +710,9 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
                 {
                     continue;
                 }
-                if best.is_none_or(|best| self.counted[index] < self.counted[best]) {
+                // The worker's load: this map's calls and every other call in flight on it.
+                let load = |i: usize| self.shared.workers[i].load.load(Ordering::Relaxed);
+                if best.is_none_or(|best| load(index) < load(best)) {
                     best = Some(index);
                 }
             }

@@ -158,3 +158,19 @@ async fn a_streams_calls_hold_slots_only_until_their_replies_arrive() {
     got.sort_by_key(|(tag, _)| *tag);
     assert_eq!(got, vec![(5, Ok(25)), (6, Ok(36)), (7, Ok(49))]);
 }
+
+/// `next` is cancel safe: a `next` dropped while it waits takes nothing, and the outcome
+/// that arrives later comes from the next `next`.
+#[tokio::test]
+async fn a_cancelled_next_loses_no_outcome() {
+    let (_child, ask, _serving) = start_calls(EXE, "calls-concurrent", Config::new());
+    let mut slow = ask.slow_square_stream();
+    slow.push((2, 200), 1).await.unwrap();
+    for _ in 0..3 {
+        let waited = tokio::time::timeout(Duration::from_millis(20), slow.next()).await;
+        assert!(waited.is_err(), "the reply came too soon");
+    }
+    assert_eq!(slow.in_flight(), 1);
+    assert_eq!(guard("next", slow.next()).await, Some((1, Ok(4))));
+    assert_eq!(slow.next().await, None);
+}

@@ -418,3 +418,28 @@ async fn a_push_waiting_for_room_when_the_connection_ends_has_one_outcome() {
     );
     let _ = guard("serving", serving).await;
 }
+
+/// `try_push` says `Full` once the outgoing buffer is full (the peer reads nothing), and
+/// a refused push is not in flight: the stream counts only the pushes that succeeded.
+#[tokio::test]
+async fn try_push_says_full_when_the_buffer_is_full() {
+    let (ours, theirs) = aiosock::pair::<Bulk, Bulk>().expect("pair");
+    let mut config = aiosock::Config::new();
+    config.set_capacity(64 * 1024);
+    let (tx, rx) = ours.with_config(config).into_split();
+    let mut peer = raw_peer(theirs);
+    write_raw(&mut peer, &hello::<Bulk, Bulk>());
+    let _serving = tokio::spawn(async move { rx.serve(Refuse).await.map(drop) });
+    let client = BulkClient::new(tx);
+    let mut takes = client.take_stream();
+    let mut pushed = 0;
+    let full = loop {
+        match takes.try_push(vec![1; 256 * 1024], pushed).await {
+            Ok(()) => pushed += 1,
+            Err(e) => break e,
+        }
+        assert!(pushed < 1000, "never full");
+    };
+    assert_eq!(full, CallError::Full);
+    assert_eq!(takes.in_flight(), pushed as usize);
+}

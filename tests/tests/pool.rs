@@ -393,3 +393,27 @@ async fn a_cancelled_map_leaves_no_calls_counted() {
     assert_eq!(pool.in_flight(), 0);
     assert!(pool.workers().iter().all(|w| w.in_flight == 0));
 }
+
+/// A map's calls go to the worker with the fewest calls in flight, counting calls made
+/// outside the map: with a `call` held on one worker, a map of one call goes to the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_maps_call_goes_to_the_least_loaded_worker() {
+    let pool = pool(2);
+    let mut held = Box::pin(pool.call(async |ask| ask.hold().await));
+    start(&mut held);
+    let busy = pool
+        .workers()
+        .into_iter()
+        .find(|w| w.in_flight == 1)
+        .and_then(|w| w.pid)
+        .expect("the held call's worker");
+    for _ in 0..10 {
+        let pids = guard(
+            "map",
+            pool.map(std::iter::once(()), 1, |ask| ask.pid_stream()),
+        )
+        .await;
+        let pid = pids[0].clone().expect("pid");
+        assert_ne!(pid, busy, "the map's call went to the busy worker");
+    }
+}
