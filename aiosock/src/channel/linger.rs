@@ -96,18 +96,31 @@ pub(crate) fn hand_off(shared: Arc<Shared>) {
         return;
     }
     {
-        let mut out = shared.out();
-        out.closed = true;
-        out.writer = Writer::Gone;
+        // Marked gone and listed in one critical section of the lingering list: an exit
+        // on another thread that finds the writer gone (and so leaves the end to this
+        // hand-off) also finds the end listed, and waits for it; its own try at the end
+        // queues behind this one's on the batch lock.
+        let mut lingering = lock(&LINGERING);
+        {
+            let mut out = shared.out();
+            out.closed = true;
+            out.writer = Writer::Gone;
+        }
+        let deadline = Instant::now() + shared.config.linger();
+        lingering.ends.push((shared.clone(), deadline));
     }
     crate::trace::event!(&shared.span, debug, "writer gone: lingering");
     shared.events.notify_waiters();
     match try_finish(&shared) {
-        Some(()) => {}
-        None => {
-            let deadline = Instant::now() + shared.config.linger();
+        Some(()) => {
             let mut lingering = lock(&LINGERING);
-            lingering.ends.push((shared, deadline));
+            lingering.ends.retain(|(end, _)| !Arc::ptr_eq(end, &shared));
+            if lingering.ends.is_empty() {
+                DONE.notify_all();
+            }
+        }
+        None => {
+            let mut lingering = lock(&LINGERING);
             if !lingering.thread_running {
                 lingering.thread_running = true;
                 lingering.threads.retain(|t| !t.is_finished());
@@ -216,7 +229,13 @@ pub(crate) fn exit_flush() {
             .collect()
     };
     for end in ends {
-        if !matches!(end.out().writer, Writer::Gone) {
+        // Looked at under the lingering list's lock: an end whose writer is gone is
+        // either done writing, or listed there by the hand-off that marked it.
+        let gone = {
+            let _lingering = lock(&LINGERING);
+            matches!(end.out().writer, Writer::Gone)
+        };
+        if !gone {
             hand_off(end);
         }
     }

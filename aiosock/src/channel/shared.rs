@@ -871,8 +871,15 @@ impl Shared {
         let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
             Writer::NotStarted => {
                 // No runtime ever ran this end: the linger writes what was queued (at
-                // least the hello), at once if the socket takes it.
-                out.writer = Writer::Gone;
+                // least the hello), at once if the socket takes it. The hand-off marks
+                // the writer gone itself (see `linger::hand_off`).
+                if !self.owned_here() {
+                    // A copy of the parent's end in a child of a plain `fork`: never
+                    // written from here.
+                    out.writer = Writer::Gone;
+                    return;
+                }
+                out.writer = Writer::NotStarted;
                 drop(out);
                 linger::hand_off(self.clone());
                 return;
