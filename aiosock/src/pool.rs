@@ -198,6 +198,25 @@ impl<C> Shared<C> {
         }
     }
 
+    /// `n` more calls in flight on worker `index`.
+    fn load(&self, index: usize, n: usize) {
+        self.workers[index].load.fetch_add(n, Ordering::Relaxed);
+        self.in_flight.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// `n` calls on worker `index` ended; the last of all wakes a shutdown waiting for
+    /// the calls in flight.
+    fn unload(&self, index: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        self.workers[index].load.fetch_sub(n, Ordering::Relaxed);
+        if self.in_flight.fetch_sub(n, Ordering::SeqCst) == n && self.closing.load(Ordering::SeqCst)
+        {
+            self.changed.notify_waiters();
+        }
+    }
+
     fn state(&self, index: usize) -> MutexGuard<'_, State<C>> {
         self.workers[index]
             .state
@@ -672,19 +691,12 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
 
     /// Counts a call against worker `index` (`add`), or stops counting one.
     fn count(&mut self, index: usize, add: bool) {
-        let worker = &self.shared.workers[index];
         if add {
             self.counted[index] += 1;
-            worker.load.fetch_add(1, Ordering::Relaxed);
-            self.shared.in_flight.fetch_add(1, Ordering::SeqCst);
+            self.shared.load(index, 1);
         } else {
             self.counted[index] -= 1;
-            worker.load.fetch_sub(1, Ordering::Relaxed);
-            if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
-                && self.shared.closing.load(Ordering::SeqCst)
-            {
-                self.shared.changed.notify_waiters();
-            }
+            self.shared.unload(index, 1);
         }
     }
 
@@ -783,15 +795,7 @@ impl<C, T: Protocol, A, R> Drop for Mapping<'_, C, T, A, R> {
         // Calls still counted (the map was cancelled) stop counting; their streams, dropped
         // after this, cancel them.
         for (index, &n) in self.counted.iter().enumerate() {
-            self.shared.workers[index]
-                .load
-                .fetch_sub(n, Ordering::Relaxed);
-            if n > 0
-                && self.shared.in_flight.fetch_sub(n, Ordering::SeqCst) == n
-                && self.shared.closing.load(Ordering::SeqCst)
-            {
-                self.shared.changed.notify_waiters();
-            }
+            self.shared.unload(index, n);
         }
     }
 }
@@ -804,22 +808,14 @@ struct Load<'a, C> {
 
 impl<'a, C> Load<'a, C> {
     fn new(shared: &'a Shared<C>, index: usize) -> Self {
-        shared.workers[index].load.fetch_add(1, Ordering::Relaxed);
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+        shared.load(index, 1);
         Load { shared, index }
     }
 }
 
 impl<C> Drop for Load<'_, C> {
     fn drop(&mut self) {
-        self.shared.workers[self.index]
-            .load
-            .fetch_sub(1, Ordering::Relaxed);
-        if self.shared.in_flight.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.shared.closing.load(Ordering::SeqCst)
-        {
-            self.shared.changed.notify_waiters();
-        }
+        self.shared.unload(self.index, 1);
     }
 }
 

@@ -126,25 +126,30 @@ pub(crate) trait Caller: Clone + 'static {
 
 /// Runs the plan's warm-up and then its window with `caller`, on the current `LocalSet`.
 pub(crate) async fn drive<C: Caller>(plan: &Plan, caller: C) -> Result<CallStats, BoxError> {
-    phase(plan, &caller, plan.warmup).await?;
-    phase(plan, &caller, plan.window).await
+    let task = |t, tasks, per_task, deadline| {
+        let caller = caller.clone();
+        async move { calls_of_one_task(&caller, t, tasks, per_task, deadline).await }
+    };
+    phase(plan, plan.warmup, &task).await?;
+    phase(plan, plan.window, &task).await
 }
 
-/// One phase: every task keeps its calls in flight until `length` has passed.
-async fn phase<C: Caller>(
+/// What one task of a phase returns: its calls counted in the window and their
+/// latencies.
+type TaskResult = Result<(u64, Histogram), BoxError>;
+
+/// One phase: every task (made by `task`) keeps its calls in flight until `length` has
+/// passed; their counts and latencies summed.
+async fn phase<F: Future<Output = TaskResult> + 'static>(
     plan: &Plan,
-    caller: &C,
     length: Duration,
+    task: &impl Fn(u64, u64, usize, Instant) -> F,
 ) -> Result<CallStats, BoxError> {
-    let start = Instant::now();
-    let deadline = start + length;
+    let deadline = Instant::now() + length;
     let tasks: Vec<_> = (0..plan.tasks())
         .map(|t| {
-            let caller = caller.clone();
             let (tasks, per_task) = (plan.tasks() as u64, plan.per_task());
-            tokio::task::spawn_local(async move {
-                calls_of_one_task(&caller, t as u64, tasks, per_task, deadline).await
-            })
+            tokio::task::spawn_local(task(t as u64, tasks, per_task, deadline))
         })
         .collect();
     let mut stats = CallStats {
@@ -200,35 +205,11 @@ async fn calls_of_one_task<C: Caller>(
 /// its calls in flight through one `CallStream` (`client.square_stream()`) instead of a
 /// future per call. Counted as [`drive`] counts.
 pub(crate) async fn drive_streams(plan: &Plan, client: &MathClient) -> Result<CallStats, BoxError> {
-    stream_phase(plan, client, plan.warmup).await?;
-    stream_phase(plan, client, plan.window).await
-}
-
-async fn stream_phase(
-    plan: &Plan,
-    client: &MathClient,
-    length: Duration,
-) -> Result<CallStats, BoxError> {
-    let deadline = Instant::now() + length;
-    let tasks: Vec<_> = (0..plan.tasks())
-        .map(|t| {
-            let stream = client.square_stream();
-            let (tasks, per_task) = (plan.tasks() as u64, plan.per_task());
-            tokio::task::spawn_local(async move {
-                stream_of_one_task(stream, t as u64, tasks, per_task, deadline).await
-            })
-        })
-        .collect();
-    let mut stats = CallStats {
-        window: length,
-        ..CallStats::default()
+    let task = |t, tasks, per_task, deadline| {
+        stream_of_one_task(client.square_stream(), t, tasks, per_task, deadline)
     };
-    for task in tasks {
-        let (calls, latency) = task.await??;
-        stats.calls += calls;
-        stats.latency.merge(&latency);
-    }
-    Ok(stats)
+    phase(plan, plan.warmup, &task).await?;
+    phase(plan, plan.window, &task).await
 }
 
 /// One task's stream: `per_task` calls in flight, each tagged with the slot that keeps

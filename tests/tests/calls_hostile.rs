@@ -367,6 +367,23 @@ impl BulkHandler for Refuse {
     }
 }
 
+/// A `BulkClient` with a 64 KiB outgoing buffer whose receiver runs in a task, and a raw
+/// peer that has sent its hello and reads nothing.
+fn bulk_setup() -> (
+    BulkClient,
+    tokio::task::JoinHandle<Result<(), Error>>,
+    UnixStream,
+) {
+    let (ours, theirs) = aiosock::pair::<Bulk, Bulk>().expect("pair");
+    let mut config = aiosock::Config::new();
+    config.set_capacity(64 * 1024);
+    let (tx, rx) = ours.with_config(config).into_split();
+    let mut peer = raw_peer(theirs);
+    write_raw(&mut peer, &hello::<Bulk, Bulk>());
+    let serving = tokio::spawn(async move { rx.serve(Refuse).await.map(drop) });
+    (BulkClient::new(tx), serving, peer)
+}
+
 /// A push that waits for room when the connection ends (the peer never read, then
 /// closed): it fails, and the stream's `next` gives exactly one outcome for each push
 /// that succeeded and none for it. Before the fix the end also failed the waiting push's
@@ -375,14 +392,7 @@ impl BulkHandler for Refuse {
 async fn a_push_waiting_for_room_when_the_connection_ends_has_one_outcome() {
     use std::future::Future;
     use std::task::{Context, Waker};
-    let (ours, theirs) = aiosock::pair::<Bulk, Bulk>().expect("pair");
-    let mut config = aiosock::Config::new();
-    config.set_capacity(64 * 1024);
-    let (tx, rx) = ours.with_config(config).into_split();
-    let mut peer = raw_peer(theirs);
-    write_raw(&mut peer, &hello::<Bulk, Bulk>());
-    let serving = tokio::spawn(async move { rx.serve(Refuse).await.map(drop) });
-    let client = BulkClient::new(tx);
+    let (client, serving, peer) = bulk_setup();
     let mut takes = client.take_stream();
     let mut cx = Context::from_waker(Waker::noop());
     // Push until one waits: the peer reads nothing, so the socket and the buffer fill.
@@ -423,14 +433,7 @@ async fn a_push_waiting_for_room_when_the_connection_ends_has_one_outcome() {
 /// a refused push is not in flight: the stream counts only the pushes that succeeded.
 #[tokio::test]
 async fn try_push_says_full_when_the_buffer_is_full() {
-    let (ours, theirs) = aiosock::pair::<Bulk, Bulk>().expect("pair");
-    let mut config = aiosock::Config::new();
-    config.set_capacity(64 * 1024);
-    let (tx, rx) = ours.with_config(config).into_split();
-    let mut peer = raw_peer(theirs);
-    write_raw(&mut peer, &hello::<Bulk, Bulk>());
-    let _serving = tokio::spawn(async move { rx.serve(Refuse).await.map(drop) });
-    let client = BulkClient::new(tx);
+    let (client, _serving, _peer) = bulk_setup();
     let mut takes = client.take_stream();
     let mut pushed = 0;
     let full = loop {

@@ -53,25 +53,25 @@ const SPARE_REPLIES: usize = 64;
 /// The largest reply box (`Option<R>`) kept for reuse, in bytes.
 const SPARE_MAX_SIZE: usize = 64;
 
-/// Decodes a reply (a value of the caller's type, or with `failed` a [`Failure`]): the
-/// caller's outcome, and the error that ends the connection if it does not decode.
-fn decoded(
+/// Decodes the reply to call `id`: with `failed` a [`Failure`], else a value by `decode`.
+/// Gives the caller's outcome, and the error that ends the connection if it does not
+/// decode. Used for single calls and for streams alike.
+pub(crate) fn outcome_of<V>(
     id: u64,
     failed: bool,
-    decode: DecodeReply,
     payload: &[u8],
     fds: Vec<OwnedFd>,
     limits: &Limits,
-    spare: Option<Reply>,
-) -> (Result<Reply, CallError>, Option<Error>) {
+    decode: impl FnOnce(&[u8], Vec<OwnedFd>) -> Result<V, Error>,
+) -> (Result<V, CallError>, Option<Error>) {
     let decoded = if failed {
         wire::decode_payload_with::<Failure>(payload, limits.decode_budget, fds, 0)
             .map(|failure| Err(failure.into()))
     } else {
-        decode(payload, fds, limits, spare).map(Ok)
+        decode(payload, fds).map(Ok)
     };
     match decoded {
-        Ok(result) => (result, None),
+        Ok(outcome) => (outcome, None),
         Err(source) => {
             let error = Error::BadReply {
                 id,
@@ -81,6 +81,22 @@ fn decoded(
             (Err(CallError::Failed { reason }), Some(error))
         }
     }
+}
+
+/// [`outcome_of`] for a single call's reply, decoded by its slot's `decode` into `spare`
+/// if that is an emptied box of the right type.
+fn decoded(
+    id: u64,
+    failed: bool,
+    decode: DecodeReply,
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
+    limits: &Limits,
+    spare: Option<Reply>,
+) -> (Result<Reply, CallError>, Option<Error>) {
+    outcome_of(id, failed, payload, fds, limits, |payload, fds| {
+        decode(payload, fds, limits, spare)
+    })
 }
 
 /// A decoded reply: an `Option<R>` of the type `R` its caller asked for, `Some` until the

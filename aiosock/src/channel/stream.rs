@@ -10,9 +10,9 @@ use std::task::{Context, Poll, Waker};
 
 use serde::de::DeserializeOwned;
 
-use crate::channel::calls::Sink;
+use crate::channel::calls::{Sink, outcome_of};
 use crate::error::{CallError, Error};
-use crate::wire::{self, Failure, Limits};
+use crate::wire::{self, Limits};
 use crate::{Protocol, Sender};
 
 /// Many calls of one `#[reply(R)]` variant in flight from one task, their outcomes
@@ -154,28 +154,11 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Outcomes<R> {
         fds: Vec<OwnedFd>,
         limits: &Limits,
     ) -> Option<Error> {
-        let decoded = if failed {
-            wire::decode_payload_with::<Failure>(payload, limits.decode_budget, fds, 0)
-                .map(|failure| Err(failure.into()))
-        } else {
+        let (outcome, error) = outcome_of(id, failed, payload, fds, limits, |payload, fds| {
             wire::decode_payload_with::<R>(payload, limits.decode_budget, fds, limits.max_shm_len)
-                .map(Ok)
-        };
-        match decoded {
-            Ok(outcome) => {
-                self.queue(tag, outcome);
-                None
-            }
-            Err(source) => {
-                let error = Error::BadReply {
-                    id,
-                    source: Box::new(source),
-                };
-                let reason = error.to_string();
-                self.queue(tag, Err(CallError::Failed { reason }));
-                Some(error)
-            }
-        }
+        });
+        self.queue(tag, outcome);
+        error
     }
 
     fn fail(&self, tag: u64, why: CallError) {
@@ -223,12 +206,7 @@ impl<T: Protocol, A, R: DeserializeOwned + Send + 'static> CallStream<T, A, R> {
     ///
     /// When first used outside a Tokio runtime with I/O enabled.
     pub async fn push(&mut self, fields: A, tag: u64) -> Result<(), CallError> {
-        let msg = (self.make)(fields);
-        self.sender
-            .start_streamed(msg, tag, &self.sink, true)
-            .await?;
-        self.in_flight += 1;
-        Ok(())
+        self.push_with(fields, tag, true).await
     }
 
     /// [`push`](Self::push) without waiting: fails with [`CallError::Full`] where `push`
@@ -238,9 +216,14 @@ impl<T: Protocol, A, R: DeserializeOwned + Send + 'static> CallStream<T, A, R> {
     ///
     /// As for `push`, and `CallError::Full`.
     pub async fn try_push(&mut self, fields: A, tag: u64) -> Result<(), CallError> {
+        self.push_with(fields, tag, false).await
+    }
+
+    /// `push` (waiting for a slot and room with `wait`) or `try_push`.
+    async fn push_with(&mut self, fields: A, tag: u64, wait: bool) -> Result<(), CallError> {
         let msg = (self.make)(fields);
         self.sender
-            .start_streamed(msg, tag, &self.sink, false)
+            .start_streamed(msg, tag, &self.sink, wait)
             .await?;
         self.in_flight += 1;
         Ok(())
