@@ -100,6 +100,13 @@
 //! wake-ups keep them from halting deeply, as on a busy machine. The default is cold: an
 //! otherwise idle machine. The report's first line names the condition.
 //!
+//! `--pinned` runs every process of the benchmark (this one, and every child it starts,
+//! which inherit its CPU mask) on one CPU. A message then wakes its receiver on the
+//! sender's own CPU, without waking a halted vCPU, so a round trip measures the systems'
+//! own work per message (system calls, the runtime, encoding) instead of the VM's wake-up
+//! latency, which dominates it otherwise and varies between runs. Throughput rows halve,
+//! since both processes share one CPU; compare round trips.
+//!
 //! `--write-readme FILE` puts the printed report into `FILE` between the marker lines
 //! `<!-- bench-table:start -->` and `<!-- bench-table:end -->`, after a line giving the
 //! date, the machine, the commit and the command (see `readme.rs`). The README's numbers
@@ -137,7 +144,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 const RUN_GRACE: Duration = Duration::from_secs(15);
 
 const USAGE: &str = "\
-usage: aiosock-benches [--reps N] [--quick] [--warm] [--systems NAME,...] [--json FILE] [--write-readme FILE] WORKLOAD...
+usage: aiosock-benches [--reps N] [--quick] [--warm] [--pinned] [--systems NAME,...] [--json FILE] [--write-readme FILE] WORKLOAD...
        aiosock-benches --from-json FILE [--write-readme FILE]
 workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            wire, calls (= calls-1, calls-8, calls-64, calls-256, calls-1024), pool,
@@ -161,6 +168,9 @@ systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            needs --features tls-peers,rpc-peers)
   --reps N              repetitions of each run (default 10; 3 with --quick)
   --quick               fewer messages and 3 repetitions: a smoke test
+  --pinned              run every process on one CPU, so that a round trip wakes
+                        no halted vCPU: the systems' own cost per round trip
+                        (throughput rows then share one CPU)
   --warm                measure warm: a background thread sleeps 200 µs in a loop
                         for the whole run, so that idle CPUs do not halt deeply
                         (the default is cold: an otherwise idle machine)
@@ -221,6 +231,7 @@ struct Options {
     json: Option<PathBuf>,
     from_json: Option<PathBuf>,
     warm: bool,
+    pinned: bool,
 }
 
 impl Options {
@@ -235,12 +246,14 @@ impl Options {
         let mut json = None;
         let mut from_json = None;
         let mut warm = false;
+        let mut pinned = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "-h" | "--help" => return Ok(None),
                 "--quick" => quick = true,
                 "--warm" => warm = true,
+                "--pinned" => pinned = true,
                 "--reps" => {
                     let n = args.next().and_then(|n| n.parse().ok());
                     reps = Some(
@@ -317,8 +330,24 @@ impl Options {
             json,
             from_json,
             warm,
+            pinned,
         }))
     }
+}
+
+/// Confines the calling thread, and so every thread and process it starts from now on, to
+/// the first CPU it may run on: the `--pinned` condition. Returns that CPU.
+fn pin_to_one_cpu() -> nix::Result<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+    use nix::unistd::Pid;
+    let allowed = sched_getaffinity(Pid::from_raw(0))?;
+    let cpu = (0..CpuSet::count())
+        .find(|&cpu| allowed.is_set(cpu).unwrap_or(false))
+        .ok_or(nix::errno::Errno::EINVAL)?;
+    let mut one = CpuSet::new();
+    one.set(cpu)?;
+    sched_setaffinity(Pid::from_raw(0), &one)?;
+    Ok(cpu)
 }
 
 /// A thread that sleeps 200 µs in a loop until dropped: the warm condition.
@@ -378,6 +407,14 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
             .map_or(Path::new("."), readme_dir),
         args,
     );
+    // Pinned first, so that every thread and child started from here on is pinned too.
+    let pinned = match options.pinned.then(pin_to_one_cpu).transpose() {
+        Ok(cpu) => cpu,
+        Err(e) => {
+            eprintln!("aiosock-benches: --pinned: cannot set the CPU affinity: {e}");
+            return ExitCode::from(2);
+        }
+    };
     // The warm condition: on a VM, the round trip is dominated by waking a halted vCPU
     // (the `haltpoll` idle governor); a thread that wakes every 200 µs keeps them from
     // halting deeply, as a busy machine would.
@@ -487,6 +524,7 @@ fn parent_main(options: &Options, args: &[String]) -> ExitCode {
         reps: options.reps,
         quick: options.quick,
         warm: options.warm,
+        pinned,
         cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
         workloads: options
             .workloads
@@ -632,6 +670,15 @@ fn render(results: &results::Results) -> Result<String, BoxError> {
             "cold (nothing else running)"
         }
     );
+    if let Some(cpu) = results.pinned {
+        out.insert_str(
+            out.len() - 1,
+            &format!(
+                ", pinned (every process on CPU {cpu}: round trips without a vCPU wake-up; \
+                 throughput shares one CPU)"
+            ),
+        );
+    }
     if !records.is_empty() || !na.is_empty() {
         if workloads.iter().any(|&w| w != Workload::Pool) {
             out += &format!(
@@ -872,6 +919,7 @@ mod tests {
             reps: 2,
             quick: false,
             warm: true,
+            pinned: Some(1),
             cpus: 2,
             workloads: vec!["rtt".into(), "calls-8".into()],
             systems: vec!["raw-buffered".into(), "aiosock".into(), "tarpc".into()],
@@ -891,7 +939,8 @@ mod tests {
         let results = sample_results();
         let out = render(&results).unwrap();
         for part in [
-            "2 repetitions, 2 CPUs, warm",
+            "2 repetitions, 2 CPUs, warm (a background thread sleeps 200 µs in a loop), \
+             pinned (every process on CPU 1",
             "rtt p→c median (µs)",
             "calls-8 p→c (M calls/s)",
             "n/a: unsupported: build with --features rpc-peers",

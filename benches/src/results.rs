@@ -27,6 +27,9 @@ pub(crate) struct Results {
     pub(crate) reps: usize,
     pub(crate) quick: bool,
     pub(crate) warm: bool,
+    /// The CPU every process ran on, with `--pinned`.
+    #[serde(default)]
+    pub(crate) pinned: Option<usize>,
     /// CPUs the run could use.
     pub(crate) cpus: usize,
     /// The workloads run, by name, in table order.
