@@ -64,6 +64,10 @@ pub mod wire {
     pub const ALLOWANCE: usize = wire::ALLOWANCE;
     /// Decode budget units per payload byte under the default `Config`.
     pub const DEFAULT_DECODE_BUDGET: usize = wire::DEFAULT_DECODE_BUDGET;
+    /// The most descriptors one frame may carry under the default `Config`.
+    pub const DEFAULT_MAX_FDS_PER_FRAME: usize = wire::DEFAULT_MAX_FDS_PER_FRAME;
+    /// The most descriptors a receiver holds under the default `Config`.
+    pub const DEFAULT_MAX_FDS: usize = wire::DEFAULT_MAX_FDS;
     /// Bytes decoding may allocate per unit of decode budget spent.
     pub const MEMORY_PER_UNIT: usize = wire::MEMORY_PER_UNIT;
     /// What the error of a failed decode may allocate besides the decoded values (its
@@ -149,17 +153,49 @@ pub mod wire {
         wire::decode_stream(bytes, chunk, Limits::new(max_frame_len))
     }
 
-    /// [`decode_stream`] with descriptors: the read that brings the byte at each
-    /// `(offset, count)` of `batches` brings `count` descriptors from `make_fd`, as the
-    /// kernel hands them over. For the fuzz target that checks no descriptor leaks.
+    /// [`decode_stream`] with descriptors: the read that brings the byte at each batch's
+    /// `at` brings `count` descriptors from `make_fd`, as the kernel hands them over, and
+    /// says the kernel dropped some (`MSG_CTRUNC`) if `truncated`. The receiver takes at
+    /// most `max_fds_per_frame` per frame and holds at most `max_fds`. Returns the
+    /// messages, the error that ended the stream if any, and whether a truncated read
+    /// arrived. For the fuzz target that checks no descriptor leaks.
     pub fn decode_stream_with_fds<T: crate::Protocol>(
         bytes: &[u8],
         chunk: usize,
-        max_frame_len: usize,
-        batches: &[(usize, usize)],
+        limits: FdLimits,
+        batches: &[FdBatch],
         make_fd: &mut dyn FnMut() -> Option<std::os::fd::OwnedFd>,
-    ) -> (Vec<T>, Option<Error>) {
-        wire::decode_stream_with(bytes, chunk, Limits::new(max_frame_len), batches, make_fd)
+    ) -> (Vec<T>, Option<Error>, bool) {
+        let mut all = Limits::new(limits.max_frame_len);
+        all.max_fds_per_frame = limits.max_fds_per_frame;
+        all.max_fds = limits.max_fds;
+        let batches: Vec<_> = batches
+            .iter()
+            .map(|b| (b.at, b.count, b.truncated))
+            .collect();
+        wire::decode_stream_with(bytes, chunk, all, &batches, make_fd)
+    }
+
+    /// The limits of [`decode_stream_with_fds`].
+    #[derive(Debug, Clone, Copy)]
+    pub struct FdLimits {
+        /// The largest payload accepted, in bytes.
+        pub max_frame_len: usize,
+        /// The most descriptors one frame may carry.
+        pub max_fds_per_frame: usize,
+        /// The most descriptors the receiver holds for messages it has not delivered.
+        pub max_fds: usize,
+    }
+
+    /// One read's descriptors in [`decode_stream_with_fds`].
+    #[derive(Debug, Clone, Copy)]
+    pub struct FdBatch {
+        /// The stream offset of a byte the read brings.
+        pub at: usize,
+        /// How many descriptors it brings.
+        pub count: usize,
+        /// The kernel dropped some of them (`MSG_CTRUNC`).
+        pub truncated: bool,
     }
 }
 

@@ -164,23 +164,27 @@ pub(crate) fn decode_stream<T: Protocol>(
     chunk: usize,
     limits: Limits,
 ) -> (Vec<T>, Option<Error>) {
-    decode_stream_with(bytes, chunk, limits, &[], &mut || None)
+    let (msgs, err, _) = decode_stream_with(bytes, chunk, limits, &[], &mut || None);
+    (msgs, err)
 }
 
-/// [`decode_stream`] with descriptors: `batches` lists `(offset, count)` in stream order,
-/// and the read that brings the byte at `offset` brings `count` descriptors made by
-/// `make_fd` (reads are cut so that each brings at most one batch, as the kernel's are).
-/// A batch `make_fd` cannot fill (it returns `None`) is left short. For property tests
-/// and fuzzing: whatever the bytes and batches, every descriptor not in a message returned
-/// must be closed when this returns.
+/// [`decode_stream`] with descriptors: `batches` lists `(offset, count, truncated)` in
+/// stream order, and the read that brings the byte at `offset` brings `count` descriptors
+/// made by `make_fd` (reads are cut so that each brings at most one batch, as the kernel's
+/// are), flagged as cut short by the kernel if `truncated`. A batch `make_fd` cannot fill
+/// (it returns `None`) is left short; a batch behind bytes already read never arrives.
+/// Also returns whether a truncated batch arrived. For property tests and fuzzing:
+/// whatever the bytes and batches, every descriptor not in a message returned must be
+/// closed when this returns.
 pub(crate) fn decode_stream_with<T: Protocol>(
     bytes: &[u8],
     chunk: usize,
     limits: Limits,
-    batches: &[(usize, usize)],
+    batches: &[(usize, usize, bool)],
     make_fd: &mut dyn FnMut() -> Option<OwnedFd>,
-) -> (Vec<T>, Option<Error>) {
+) -> (Vec<T>, Option<Error>, bool) {
     let me = Shape::of::<T>();
+    let mut cut = false;
     let mut decoder = Decoder::new(me.clone(), me, limits);
     let mut fds = Attached::default();
     let mut msgs = Vec::new();
@@ -190,7 +194,7 @@ pub(crate) fn decode_stream_with<T: Protocol>(
     let mut batches = batches.iter().copied().peekable();
     loop {
         match decoder.decode::<T>(&bytes[start..end], &mut fds) {
-            Err(e) => return (msgs, Some(e)),
+            Err(e) => return (msgs, Some(e), cut),
             Ok(Decoded::Message { msg, used, .. }) => {
                 msgs.push(msg);
                 start += used;
@@ -210,23 +214,23 @@ pub(crate) fn decode_stream_with<T: Protocol>(
                     fds,
                     limits.max_shm_len,
                 ) {
-                    return (msgs, Some(e));
+                    return (msgs, Some(e), cut);
                 }
                 start += used;
             }
             Ok(Decoded::Reply { id, .. }) => {
                 // No call is waiting in a stream decoded on its own.
-                return (msgs, Some(Error::UnexpectedReply { id }));
+                return (msgs, Some(Error::UnexpectedReply { id }), cut);
             }
             Ok(Decoded::Panicked { message, .. }) => {
-                return (msgs, Some(Error::PeerPanicked { message }));
+                return (msgs, Some(Error::PeerPanicked { message }), cut);
             }
             Ok(Decoded::Hello { used, .. }) => start += used,
             Ok(Decoded::Need(_)) if end == bytes.len() => {
                 if start == end
                     && let Err(e) = fds.finish()
                 {
-                    return (msgs, Some(e));
+                    return (msgs, Some(e), cut);
                 }
                 let err = (start < end).then_some(Error::Truncated {
                     what: if decoder.awaiting_hello() {
@@ -235,25 +239,28 @@ pub(crate) fn decode_stream_with<T: Protocol>(
                         Part::Frame
                     },
                 });
-                return (msgs, err);
+                return (msgs, err, cut);
             }
             Ok(Decoded::Need(_)) => {
                 let mut next = (end + chunk).min(bytes.len());
                 // Batches behind the bytes already read can no longer arrive.
-                while batches.next_if(|&(at, _)| at < end).is_some() {}
+                while batches.next_if(|&(at, _, _)| at < end).is_some() {}
                 let mut arrived = Vec::new();
-                if let Some(&(at, count)) = batches.peek()
+                let mut truncated = false;
+                if let Some(&(at, count, short)) = batches.peek()
                     && at < next
                 {
                     batches.next();
                     arrived = (0..count).map_while(|_| make_fd()).collect();
+                    truncated = short;
+                    cut |= short;
                     // The kernel ends a read after the segment that carried descriptors;
                     // here, before the next batch, so that each read brings one.
-                    if let Some(&(following, _)) = batches.peek() {
+                    if let Some(&(following, _, _)) = batches.peek() {
                         next = next.min(following.max(at + 1));
                     }
                 }
-                fds.read(next - end, arrived, false, &limits);
+                fds.read(next - end, arrived, truncated, &limits);
                 end = next;
             }
         }
@@ -397,7 +404,7 @@ mod tests {
 
     /// A stream of `Carry` messages (kinds and descriptor counts from `shapes`), and where
     /// each frame's descriptors go: its first byte.
-    fn carry_stream(shapes: &[(u8, u8)], marked: &Marked) -> (Vec<u8>, Vec<(usize, usize)>) {
+    fn carry_stream(shapes: &[(u8, u8)], marked: &Marked) -> (Vec<u8>, Vec<(usize, usize, bool)>) {
         let mut bytes = hello_of::<Carry>();
         let mut batches = Vec::new();
         for (i, &(kind, n)) in shapes.iter().enumerate() {
@@ -413,7 +420,7 @@ mod tests {
                 .unwrap()
                 .len();
             if sent > 0 {
-                batches.push((at, sent));
+                batches.push((at, sent, false));
             }
         }
         (bytes, batches)
@@ -428,9 +435,10 @@ mod tests {
             let marked = Marked::new("valid");
             let (bytes, batches) = carry_stream(&shapes, &marked);
             let sent: usize = batches.iter().map(|b| b.1).sum();
-            let (got, err) = decode_stream_with::<Carry>(
+            let (got, err, cut) = decode_stream_with::<Carry>(
                 &bytes, chunk, Limits::new(1 << 20), &batches, &mut || marked.fd());
             prop_assert!(err.is_none(), "{err:?}");
+            prop_assert!(!cut);
             prop_assert_eq!(got.len(), shapes.len());
             prop_assert_eq!(marked.open(), sent, "each descriptor in its message");
             for (msg, &(kind, n)) in got.iter().zip(&shapes) {
@@ -450,20 +458,21 @@ mod tests {
         #[test]
         fn misplaced_descriptors_are_an_error_and_closed_never_a_leak(
             shapes in proptest::collection::vec(carry(), 1..12),
-            moves in proptest::collection::vec((any::<usize>(), 0usize..6), 0..6),
+            moves in proptest::collection::vec(
+                (any::<usize>(), 0usize..6, proptest::bool::weighted(0.2)), 0..6),
             chunk in 1usize..200,
         ) {
             let marked = Marked::new("misplaced");
             let (bytes, mut batches) = carry_stream(&shapes, &marked);
-            for (at, count) in moves {
+            for (at, count, truncated) in moves {
                 let at = at % bytes.len();
                 match batches.iter_mut().find(|b| b.0 >= at) {
-                    Some(batch) if count % 2 == 0 => *batch = (at, count),
-                    _ => batches.push((at, count)),
+                    Some(batch) if count % 2 == 0 => *batch = (at, count, truncated),
+                    _ => batches.push((at, count, truncated)),
                 }
             }
             batches.sort();
-            let (got, _err) = decode_stream_with::<Carry>(
+            let (got, err, cut) = decode_stream_with::<Carry>(
                 &bytes, chunk, Limits::new(1 << 20), &batches, &mut || marked.fd());
             let delivered: usize = got.iter().map(|m| match m {
                 Carry::Num(_) => 0,
@@ -472,6 +481,7 @@ mod tests {
                 Carry::Maybe(f, _) => usize::from(f.is_some()),
             }).sum();
             prop_assert_eq!(marked.open(), delivered, "only delivered descriptors stay open");
+            prop_assert!(!cut || err.is_some(), "a cut-short read ended the stream cleanly");
         }
     }
 

@@ -1,12 +1,13 @@
 //! Writes the seed corpora: for `decode_stream`, real streams captured from a real pair,
 //! each prefixed with a chunk-size byte; for `decode_budget`, one payload per message,
-//! prefixed with a budget byte. Run: `cargo +nightly run --release --bin make_seeds`.
+//! prefixed with a budget byte; for `decode_fds`, frames of messages with descriptors,
+//! prefixed with the target's header and the batches that carry their descriptors. Run: `cargo +nightly run --release --bin make_seeds`.
 
 use std::io::Read;
 use std::os::unix::net::UnixStream;
 
 use aiosock::Bytes;
-use aiosock_fuzz::{Big, Msg};
+use aiosock_fuzz::{Big, Carry, Msg, hello_of};
 
 fn capture(msgs: Vec<Msg>) -> Vec<u8> {
     let (a, b) = aiosock::pair::<Msg, Msg>().expect("pair");
@@ -112,9 +113,62 @@ fn main() {
         seed.extend(tail);
         std::fs::write(dir.join(format!("seed-calls-{i}")), seed).expect("write seed");
     }
+    let fds_dir = dir.with_file_name("decode_fds");
+    fds_seeds(&fds_dir);
     println!(
-        "seeds written to {} and {}",
+        "seeds written to {}, {} and {}",
         dir.display(),
-        budget_dir.display()
+        budget_dir.display(),
+        fds_dir.display()
     );
+}
+
+/// Seeds for `decode_fds`: its header (chunk size, batch count, per-frame limit,
+/// receiver limit), the batches, then frames of `Carry` whose descriptors the batches
+/// bring, each at its frame's first byte unless the seed says otherwise.
+fn fds_seeds(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).expect("corpus dir");
+    let fd = || aiosock::Fd::from(std::fs::File::open("/dev/null").expect("/dev/null"));
+    let msgs = [
+        Carry::Num(1),
+        Carry::One(fd()),
+        Carry::Files(vec![fd(), fd(), fd()]),
+        Carry::Maybe(Some(fd()), "x".into()),
+        Carry::Maybe(None, "y".into()),
+    ];
+    let hello = hello_of::<Carry>().len();
+    let mut frames = Vec::new();
+    let mut batches = Vec::new(); // (stream offset, count)
+    for msg in &msgs {
+        let count = match msg {
+            Carry::One(_) | Carry::Maybe(Some(_), _) => 1,
+            Carry::Files(files) => files.len(),
+            _ => 0,
+        };
+        if count > 0 {
+            batches.push((hello + frames.len(), count));
+        }
+        aiosock::__private::wire::encode_one(&mut frames, msg, usize::MAX).expect("encode");
+    }
+    // (name, chunk, per-frame limit, receiver limit, which batch is truncated, a batch
+    // moved into the hello)
+    let cases: [(&str, u8, u8, u8, Option<usize>, bool); 6] = [
+        ("whole", 255, 0xff, 0xff, None, false),
+        ("bytewise", 0, 0xff, 0xff, None, false),
+        ("truncated", 7, 0xff, 0xff, Some(1), false),
+        ("per-frame-2", 255, 2, 0xff, None, false),
+        ("held-1", 3, 0xff, 1, None, false),
+        ("in-hello", 255, 0xff, 0xff, None, true),
+    ];
+    for (name, chunk, per_frame, held, truncated, in_hello) in cases {
+        let mut seed = vec![chunk, batches.len() as u8, per_frame, held];
+        for (i, &(at, count)) in batches.iter().enumerate() {
+            let at = if in_hello && i == 0 { 3 } else { at };
+            let at = u16::try_from(at).expect("a short stream");
+            seed.extend(at.to_le_bytes());
+            seed.push(count as u8 | if truncated == Some(i) { 0x80 } else { 0 });
+        }
+        seed.extend(&frames);
+        std::fs::write(dir.join(format!("seed-{name}")), seed).expect("write seed");
+    }
 }
