@@ -710,13 +710,14 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
     ) -> Option<usize> {
         let size = self.lanes.len();
         let start = self.shared.next.fetch_add(1, Ordering::Relaxed) % size;
-        // Workers found down in this search.
-        let mut skip = vec![false; size];
+        // Workers found down in this search (allocated only when one is: this runs for
+        // every input).
+        let mut skip: Vec<bool> = Vec::new();
         loop {
             let mut best: Option<usize> = None;
             for offset in 0..size {
                 let index = (start + offset) % size;
-                if skip[index]
+                if skip.get(index).copied().unwrap_or(false)
                     || self.counted[index] >= per_worker
                     || !self.shared.workers[index].up.load(Ordering::Relaxed)
                 {
@@ -744,6 +745,7 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
                 }
             };
             let Some(client) = client else {
+                skip.resize(size, false);
                 skip[index] = true;
                 continue;
             };
@@ -751,6 +753,7 @@ impl<C, T: Protocol, A, R: DeserializeOwned + Send + 'static> Mapping<'_, C, T, 
             if current {
                 // Its client is still the worker's, but its connection ended: the
                 // supervisor has not seen it yet.
+                skip.resize(size, false);
                 skip[index] = true;
                 continue;
             }

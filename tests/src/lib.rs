@@ -213,6 +213,23 @@ pub fn raw_peer<Out: Protocol, In: Protocol>(end: Endpoint<Out, In>) -> UnixStre
     stream
 }
 
+/// Writes `bytes` to a raw peer with `fds` attached to their first byte (`SCM_RIGHTS`), in
+/// one `sendmsg`.
+pub fn send_with_fds(peer: &UnixStream, bytes: &[u8], fds: &[std::os::fd::RawFd]) {
+    use std::os::fd::{AsFd, AsRawFd};
+    let rights = [nix::sys::socket::ControlMessage::ScmRights(fds)];
+    let cmsgs: &[_] = if fds.is_empty() { &[] } else { &rights };
+    let sent = nix::sys::socket::sendmsg::<()>(
+        peer.as_fd().as_raw_fd(),
+        &[std::io::IoSlice::new(bytes)],
+        cmsgs,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .expect("sendmsg");
+    assert_eq!(sent, bytes.len(), "a short sendmsg to the aiosock end");
+}
+
 /// Writes all of `bytes` to a raw peer.
 pub fn write_raw(peer: &mut UnixStream, bytes: &[u8]) {
     peer.write_all(bytes).expect("write to the aiosock end");

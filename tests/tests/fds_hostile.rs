@@ -4,12 +4,11 @@
 //! typed error, the messages before it are delivered, and every descriptor received and
 //! not delivered is closed (counted in `/proc/self/fd`).
 
-use std::io::IoSlice;
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use aiosock::{Config, Error, FdError, Receiver, Sender};
-use aiosock_tests::{frame_header, guard, hello, raw_peer};
+use aiosock_tests::{frame_header, guard, hello, raw_peer, send_with_fds as send_with};
 
 #[aiosock::protocol]
 #[derive(Debug)]
@@ -34,21 +33,6 @@ fn raw_pair(config: Config) -> (Sender<Carry>, Receiver<Carry>, UnixStream) {
 /// A frame announcing `fds` descriptors.
 fn frame(payload: &[u8], fds: u16) -> Vec<u8> {
     [frame_header(payload.len() as u32, fds, 0), payload.to_vec()].concat()
-}
-
-/// Writes `bytes` with `fds` attached to their first byte, in one `sendmsg`.
-fn send_with(peer: &UnixStream, bytes: &[u8], fds: &[RawFd]) {
-    let rights = [nix::sys::socket::ControlMessage::ScmRights(fds)];
-    let cmsgs: &[_] = if fds.is_empty() { &[] } else { &rights };
-    let sent = nix::sys::socket::sendmsg::<()>(
-        peer.as_fd().as_raw_fd(),
-        &[IoSlice::new(bytes)],
-        cmsgs,
-        nix::sys::socket::MsgFlags::empty(),
-        None,
-    )
-    .expect("sendmsg");
-    assert_eq!(sent, bytes.len());
 }
 
 /// `n` descriptors of one memfd whose name no other test uses, so that
