@@ -50,6 +50,20 @@ async fn a_new_parent_and_an_old_worker_talk_over_what_both_know() {
         guard("upper", client.upper("x".into())).await,
         Err(CallError::UnknownVariant { variant: "Upper" })
     );
+    // A stream of the added call says so at its push: the call was not made, and the
+    // stream has nothing in flight.
+    let mut uppers = client.upper_stream();
+    assert_eq!(
+        guard("push", uppers.push("y".into(), 7)).await,
+        Err(CallError::UnknownVariant { variant: "Upper" })
+    );
+    assert_eq!(
+        guard("try_push", uppers.try_push("z".into(), 8)).await,
+        Err(CallError::UnknownVariant { variant: "Upper" })
+    );
+    assert_eq!(uppers.in_flight(), 0);
+    assert!(guard("next", uppers.next()).await.is_none());
+    drop(uppers);
     match client.try_send(Evolving::Note("again".into())) {
         Err(aiosock::TrySendError::Invalid(_, InvalidMessage::UnknownVariant { variant })) => {
             assert_eq!(variant, "Note");
