@@ -236,6 +236,7 @@ impl<'a> Generator<'a> {
         let fingerprint = Literal::u64_suffixed(fingerprint::fingerprint(self.protocol));
         let has_calls = self.has_calls();
         let evolution = self.evolution();
+        let byte_fields = self.visit_byte_fields();
         quote! {
             #[automatically_derived]
             impl #private::Protocol for #ident {
@@ -243,6 +244,52 @@ impl<'a> Generator<'a> {
                 const FINGERPRINT: ::core::primitive::u64 = #fingerprint;
                 const HAS_CALLS: ::core::primitive::bool = #has_calls;
                 #evolution
+                #byte_fields
+            }
+        }
+    }
+
+    /// `Protocol::visit_byte_fields`: the message's fields written `Vec<u8>` (those that
+    /// get the byte-string encoding), which a send may hand to the kernel from their own
+    /// buffers. Nothing (the trait's default) for an enum without such fields.
+    fn visit_byte_fields(&self) -> TokenStream {
+        let arms: Vec<_> = self
+            .protocol
+            .variants
+            .iter()
+            .filter_map(|variant| {
+                let fields: Vec<_> = variant
+                    .fields
+                    .iter()
+                    .filter(|field| is_byte_vec(field.ty) && !has_serde_with(&field.serde))
+                    .collect();
+                if fields.is_empty() {
+                    return None;
+                }
+                let cfgs = variant.cfgs();
+                let ident = variant.ident;
+                let members = fields.iter().map(|field| &field.member);
+                let bindings: Vec<_> = fields.iter().map(|field| &field.binding).collect();
+                Some(quote! {
+                    #(#cfgs)*
+                    Self::#ident { #(#members: #bindings,)* .. } => { #(__visit(#bindings);)* }
+                })
+            })
+            .collect();
+        if arms.is_empty() {
+            return TokenStream::new();
+        }
+        quote! {
+            #[doc(hidden)]
+            fn visit_byte_fields<'__a>(
+                &'__a self,
+                __visit: &mut dyn ::core::ops::FnMut(&'__a ::std::vec::Vec<::core::primitive::u8>),
+            ) {
+                match self {
+                    #(#arms)*
+                    #[allow(unreachable_patterns)]
+                    _ => {}
+                }
             }
         }
     }

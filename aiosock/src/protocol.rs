@@ -63,6 +63,16 @@ pub trait Protocol: Serialize + DeserializeOwned + Send + 'static {
     /// The number of this message's variant. Not public API.
     #[doc(hidden)]
     fn variant_index(&self) -> usize;
+
+    /// Calls `visit` with each field of this message's variant whose type is written
+    /// `Vec<u8>` (the fields the macro gives the byte-string encoding): a send hands the
+    /// large ones to the kernel from their own buffers. Every vector visited lives as long
+    /// as the borrow of the message (`'a`), so its buffer is the message's (or as lasting).
+    /// Not public API.
+    #[doc(hidden)]
+    fn visit_byte_fields<'a>(&'a self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
+        let _ = visit;
+    }
 }
 
 /// Calls the method of a generated handler trait that matches a message's variant.

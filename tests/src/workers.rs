@@ -347,6 +347,23 @@ pub mod evolve_unmarked {
 /// How many messages the `burst` worker sends.
 pub const BURST: u64 = 20_000;
 
+/// Message `i` of the `burst` worker: mostly small items, and every 1,000th a 256 KiB
+/// `Echo`, whose data a send hands to the kernel from the message's own buffer (it is over
+/// the size from which byte fields are not copied), so that the ways a process ends are
+/// also checked with such messages still queued.
+pub fn burst_reply(i: u64) -> Reply {
+    if i % 1000 == 999 {
+        Reply::Echo {
+            id: i,
+            data: (0..256 * 1024u32)
+                .map(|b| (b as u64 ^ i.wrapping_mul(31)) as u8)
+                .collect(),
+        }
+    } else {
+        Reply::Item(i)
+    }
+}
+
 /// Message `i` of the `emfile` worker: 512 bytes each, 10 MB in all, so that the socket
 /// fills up many times.
 pub fn emfile_reply(i: u64) -> Reply {

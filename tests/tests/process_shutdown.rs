@@ -6,18 +6,22 @@
 //! And a worker that has used up its descriptors still delivers everything.
 
 use aiosock_tests::guard;
-use aiosock_tests::workers::{BURST, Reply, Request, emfile_reply, worker};
+use aiosock_tests::workers::{BURST, Reply, Request, burst_reply, emfile_reply, worker};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_worker");
 
-/// Receives until the end: every `Reply::Item` of the burst, in order, and nothing lost.
+/// Receives until the end: every message of the burst ([`burst_reply`]), in order, and
+/// nothing lost.
 async fn receive_the_burst(mut rx: aiosock::Receiver<Reply>, case: &str) {
     let mut next = 0;
     while let Some(reply) = guard("recv", rx.recv())
         .await
         .unwrap_or_else(|e| panic!("{case}: after {next} messages: {e}"))
     {
-        assert_eq!(reply, Reply::Item(next), "{case}");
+        assert!(
+            reply == burst_reply(next),
+            "{case}: message {next} is not the one sent"
+        );
         next += 1;
     }
     assert_eq!(next, BURST, "{case}: messages lost");

@@ -29,11 +29,30 @@ const POOL: usize = 8;
 const BIG_POOL: usize = 2;
 
 /// Bytes to hand to the kernel, and the descriptors of the frames among them: each with
-/// the offset of its frame's first byte, in order.
+/// the offset of its frame's first byte, in order. The bytes are `bytes`, or, for the
+/// bytes of a message's byte field sent from the message's own buffer, `held` (then
+/// `bytes` is empty and no frame begins in the segment).
 #[derive(Debug, Default)]
 struct Seg {
     bytes: Vec<u8>,
     fds: Vec<(usize, Vec<OwnedFd>)>,
+    held: Option<sys::Held>,
+}
+
+impl Seg {
+    fn data(&self) -> &[u8] {
+        match &self.held {
+            Some(held) => held.bytes(),
+            None => &self.bytes,
+        }
+    }
+
+    /// Whether a small frame may be appended to this segment.
+    fn takes(&self, len: usize) -> bool {
+        self.held.is_none()
+            && self.bytes.len() < OWN_SEGMENT_FROM
+            && self.bytes.len() + len <= SMALL_SEGMENT
+    }
 }
 
 /// Whole frames, in order.
@@ -85,8 +104,7 @@ impl Queue {
         if fds.is_empty()
             && frame.len() < OWN_SEGMENT_FROM
             && let Some(last) = self.segs.back_mut()
-            && last.bytes.len() < OWN_SEGMENT_FROM
-            && last.bytes.len() + frame.len() <= SMALL_SEGMENT
+            && last.takes(frame.len())
         {
             // The common case: a small frame without descriptors, into the last segment.
             self.bytes += frame.len();
@@ -107,7 +125,7 @@ impl Queue {
             let recycled = self.big_pool.pop().unwrap_or_default();
             let mut seg = Seg {
                 bytes: std::mem::replace(frame, recycled),
-                fds: Vec::new(),
+                ..Seg::default()
             };
             if !fds.is_empty() {
                 seg.fds.push((0, fds));
@@ -115,18 +133,19 @@ impl Queue {
             self.segs.push_back(seg);
             return;
         }
+        self.append_small(frame, fds);
+        frame.clear();
+    }
+
+    /// Copies `bytes` (a small frame, or a piece of a frame with held bytes) after the last
+    /// segment's, or into a new segment; `fds` go with its first byte.
+    fn append_small(&mut self, bytes: &[u8], fds: Vec<OwnedFd>) {
         let last = match self.segs.back_mut() {
-            Some(last)
-                if last.bytes.len() < OWN_SEGMENT_FROM
-                    && last.bytes.len() + frame.len() <= SMALL_SEGMENT =>
-            {
-                last
-            }
+            Some(last) if last.takes(bytes.len()) => last,
             _ => {
-                let bytes = small_segment();
                 self.segs.push_back(Seg {
-                    bytes,
-                    fds: Vec::new(),
+                    bytes: small_segment(),
+                    ..Seg::default()
                 });
                 self.segs.back_mut().expect("just pushed")
             }
@@ -134,7 +153,38 @@ impl Queue {
         if !fds.is_empty() {
             last.fds.push((last.bytes.len(), fds));
         }
-        crate::bytes::extend(&mut last.bytes, frame);
+        crate::bytes::extend(&mut last.bytes, bytes);
+    }
+
+    /// Appends one whole frame whose byte fields `held` are sent from their message's
+    /// buffers: `frame` holds the rest, and each held field's bytes go in at its offset
+    /// (in order, from the frame's first byte; see `wire::encode_frame_holding`). The
+    /// pieces of `frame` are copied; each held field is a segment of its own. `fds` (taken)
+    /// go with the frame's first byte, which is in its first piece (the header).
+    pub(crate) fn push_holding(
+        &mut self,
+        frame: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        held: Vec<(usize, sys::Held)>,
+    ) {
+        let held_len: usize = held.iter().map(|(_, h)| h.bytes().len()).sum();
+        self.bytes += frame.len() + held_len;
+        self.fds += fds.len();
+        let mut fds = std::mem::take(fds);
+        let mut from = 0;
+        for (at, bytes) in held {
+            if at > from {
+                self.append_small(&frame[from..at], std::mem::take(&mut fds));
+            }
+            from = at;
+            self.segs.push_back(Seg {
+                held: Some(bytes),
+                ..Seg::default()
+            });
+        }
+        if frame.len() > from || !fds.is_empty() {
+            self.append_small(&frame[from..], fds);
+        }
         frame.clear();
     }
 }
@@ -188,7 +238,8 @@ impl Batch {
         let window = wire::FD_WINDOW as usize;
         'segs: for (i, seg) in self.segs.iter().take(MAX_IOVECS).enumerate() {
             let from = if i == 0 { self.sent } else { 0 };
-            let mut stop = seg.bytes.len();
+            let data = seg.data();
+            let mut stop = data.len();
             for (at, fds) in seg.fds.iter().filter(|(at, _)| *at >= from) {
                 let offset = base + at - from;
                 let fits = raw.is_empty() || raw.len() + fds.len() <= wire::MAX_BATCH_FDS;
@@ -200,13 +251,13 @@ impl Batch {
                 }
             }
             if stop > from {
-                iov[n] = IoSlice::new(&seg.bytes[from..stop]);
+                iov[n] = IoSlice::new(&data[from..stop]);
                 n += 1;
             }
-            if stop < seg.bytes.len() {
+            if stop < data.len() {
                 break 'segs;
             }
-            base += seg.bytes.len() - from;
+            base += data.len() - from;
         }
         let written = sys::send_vectored_with_fds(fd, &iov[..n], &raw)?;
         if written > 0 && !raw.is_empty() {
@@ -240,7 +291,7 @@ impl Batch {
             let Some(first) = self.segs.front() else {
                 break;
             };
-            let left = first.bytes.len() - self.sent;
+            let left = first.data().len() - self.sent;
             if n < left {
                 self.sent += n;
                 return;
@@ -252,7 +303,9 @@ impl Batch {
             }) = self.segs.pop_front()
             {
                 done.clear();
-                if done.capacity() <= SMALL_SEGMENT {
+                if done.capacity() == 0 {
+                    // A held field's segment: its message goes with it.
+                } else if done.capacity() <= SMALL_SEGMENT {
                     recycle(done);
                 } else if self.spare_big.len() < BIG_POOL {
                     self.spare_big.push(done);

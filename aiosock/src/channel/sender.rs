@@ -9,10 +9,10 @@ use std::task::{Context, Poll, ready};
 use serde::de::DeserializeOwned;
 
 use crate::channel::calls::{Calls, Sink, decode_reply};
-use crate::channel::shared::{Offer, Shared};
+use crate::channel::shared::{HOLD_FROM, Held, Offer, Shared};
 use crate::error::{CallError, InvalidMessage, SendError, TrySendError};
 use crate::wire::Kind;
-use crate::{Protocol, trace};
+use crate::{Protocol, sys, trace};
 
 type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 
@@ -178,7 +178,8 @@ impl<T: Protocol> Sender<T> {
     /// than [`Config::max_frame_len`](crate::Config::max_frame_len). Both hand `msg` back.
     ///
     /// While the buffer has room, `send` completes without yielding to the runtime (it only
-    /// copies the message), so a task that does nothing but send yields once the buffer
+    /// encodes the message; a large `Vec<u8>` field is not even copied, see
+    /// [delivery](crate#delivery-and-backpressure)), so a task that does nothing but send yields once the buffer
     /// fills, at most [`Config::capacity`](crate::Config::capacity) bytes later.
     ///
     /// Once 64 KiB or more wait in the outgoing buffer, a send spends its task's
@@ -219,6 +220,23 @@ impl<T: Protocol> Sender<T> {
                     Err(None) => return Err(SendError::Closed(msg)),
                 }
             }
+            let holding = sys::Holding::new(msg, HOLD_FROM);
+            let msg = if holding.fields().is_empty() {
+                holding.into_inner()
+            } else {
+                match self.shared.offer_holding(holding, true) {
+                    Held::Queued => return Ok(()),
+                    Held::Closed(msg) => return Err(SendError::Closed(msg)),
+                    Held::Invalid(msg, why) => return Err(SendError::Invalid(msg, why)),
+                    Held::Full(pending) => {
+                        let waiting = trace::Stopwatch::start();
+                        let queued = Box::pin(self.shared.push_held_when_room(pending)).await;
+                        waiting.report(&self.shared.span, "send");
+                        return queued.map_err(SendError::Closed);
+                    }
+                    Held::Copy(msg) => msg,
+                }
+            };
             let mut frame = match self.shared.offer(&msg, true) {
                 Ok(Offer::Queued) => return Ok(()),
                 Ok(Offer::Closed) => return Err(SendError::Closed(msg)),
@@ -433,6 +451,18 @@ impl<T: Protocol> Sender<T> {
             Ok(Knows::NotYet) => return Err(TrySendError::Full(msg)),
             Err(()) => return Err(TrySendError::Closed(msg)),
         }
+        let holding = sys::Holding::new(msg, HOLD_FROM);
+        let msg = if holding.fields().is_empty() {
+            holding.into_inner()
+        } else {
+            match self.shared.offer_holding(holding, true) {
+                Held::Queued => return Ok(()),
+                Held::Closed(msg) => return Err(TrySendError::Closed(msg)),
+                Held::Invalid(msg, why) => return Err(TrySendError::Invalid(msg, why)),
+                Held::Full(pending) => return Err(TrySendError::Full(pending.into_inner())),
+                Held::Copy(msg) => msg,
+            }
+        };
         match self.shared.offer(&msg, true) {
             Ok(Offer::Queued) => Ok(()),
             Ok(Offer::Full(..)) => Err(TrySendError::Full(msg)),

@@ -313,11 +313,48 @@ impl Shared {
         release: &mut bool,
     ) -> Result<(), Refused> {
         let mut out = self.out();
+        self.admit(&mut out, fds.len(), bounded, release)?;
+        out.queued += frame.len() as u64;
+        out.queue.push(frame, fds);
+        self.queued(out);
+        Ok(())
+    }
+
+    /// [`push`](Self::push) for a frame whose byte fields `planned` sends from its
+    /// message's buffers (see [`sys::Holding`]): once the frame is queued the message is
+    /// the queue's, until those bytes are in the kernel. Refused, it comes back.
+    pub(crate) fn push_planned<T: Send + 'static>(
+        &self,
+        frame: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        planned: sys::Planned<T>,
+        bounded: bool,
+    ) -> Result<(), (Refused, sys::Planned<T>)> {
+        let mut out = self.out();
+        if let Err(why) = self.admit(&mut out, fds.len(), bounded, &mut false) {
+            return Err((why, planned));
+        }
+        out.queued += (frame.len() + planned.len()) as u64;
+        out.queue.push_holding(frame, fds, planned.hold());
+        self.queued(out);
+        Ok(())
+    }
+
+    /// Whether a frame with `fds` descriptors may be queued now (see `push_releasing` for
+    /// `release`).
+    #[inline]
+    fn admit(
+        &self,
+        out: &mut Outgoing,
+        fds: usize,
+        bounded: bool,
+        release: &mut bool,
+    ) -> Result<(), Refused> {
         if out.closed {
             *release = false;
             return Err(Refused::Closed);
         }
-        if bounded && !self.room(&out, fds.len()) {
+        if bounded && !self.room(out, fds) {
             *release = false;
             return Err(Refused::Full);
         }
@@ -328,12 +365,17 @@ impl Shared {
                 *release = false;
             }
         }
-        out.queued += frame.len() as u64;
-        out.queue.push(frame, fds);
+        Ok(())
+    }
+
+    /// A frame was just queued under `out`: the writer learns of it, or this task writes
+    /// it now if the writer is idle and this burst has not written inline yet.
+    #[inline]
+    fn queued(&self, mut out: MutexGuard<'_, Outgoing>) {
         self.deep.store(out.queue.len() >= DEEP, Ordering::Relaxed);
         if !matches!(out.writer, Writer::Idle(_)) {
             // The writer is busy (or gone, or not started): it takes the frame from there.
-            return Ok(());
+            return;
         }
         let waker = match std::mem::replace(&mut out.writer, Writer::Running) {
             Writer::Idle(waker) if !out.inline_spent => {
@@ -343,7 +385,7 @@ impl Shared {
                 out.inline_spent = true;
                 drop(out);
                 self.write_inline(waker);
-                return Ok(());
+                return;
             }
             Writer::Idle(waker) => Some(waker),
             other => {
@@ -355,7 +397,6 @@ impl Shared {
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
     }
 
     /// Writes what is queued from the sending task, then gives the writer back its waker,
@@ -491,7 +532,7 @@ impl Shared {
     }
 
     /// Waits for space in the queue for a frame with `fds` descriptors; `Err` once closed.
-    async fn ready_for(&self, fds: usize) -> Result<(), ()> {
+    pub(crate) async fn ready_for(&self, fds: usize) -> Result<(), ()> {
         self.wait_until(|out| match () {
             () if out.closed => Some(Err(())),
             () if self.room(out, fds) => Some(Ok(())),
@@ -961,7 +1002,117 @@ pub(crate) enum Offer {
     Closed,
 }
 
+/// Byte fields of at least this many bytes are sent from their message's own buffer
+/// (see [`Shared::offer_holding`]), not copied into the outgoing queue. Below it, the copy
+/// costs less than the bookkeeping of holding the message.
+pub(crate) const HOLD_FROM: usize = 32 * 1024;
+
+/// What became of a message offered with its byte fields held ([`Shared::offer_holding`]).
+pub(crate) enum Held<T> {
+    /// Queued: accepted.
+    Queued,
+    /// The end is closed for sending: the message back.
+    Closed(T),
+    /// The message cannot be encoded: the message back.
+    Invalid(T, InvalidMessage),
+    /// The queue is at capacity: the encoded frame, to queue once there is room.
+    Full(PendingHeld<T>),
+    /// The encoder left out bytes that are not the message's fields (it cannot): the
+    /// message back, to be sent by copy.
+    Copy(T),
+}
+
+/// A frame with held byte fields, waiting for room in the queue.
+pub(crate) struct PendingHeld<T> {
+    frame: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    planned: sys::Planned<T>,
+}
+
+impl<T: Send + 'static> PendingHeld<T> {
+    /// The message back; nothing was queued.
+    pub(crate) fn into_inner(self) -> T {
+        self.planned.into_inner()
+    }
+}
+
 impl Shared {
+    /// [`offer`](Self::offer) for a message with byte fields of at least [`HOLD_FROM`]
+    /// bytes (`holding` lists them): the frame is encoded without their bytes, and once it
+    /// is queued the message itself stays in the queue until those bytes are in the kernel,
+    /// which copies them from the message's buffers. One copy of the bytes instead of two.
+    pub(crate) fn offer_holding<T: Send + 'static + Serialize>(
+        &self,
+        holding: sys::Holding<T>,
+        bounded: bool,
+    ) -> Held<T> {
+        let mut frame = take_scratch();
+        let mut used = Vec::new();
+        let encoded = wire::encode_frame_holding(
+            &mut frame,
+            holding.msg(),
+            self.config.max_frame_len(),
+            wire::Kind::Message,
+            holding.fields(),
+            &mut used,
+        );
+        let mut fds = match encoded {
+            Ok(fds) if !fds.is_empty() && !self.config.carries_fds() => {
+                return_scratch(frame, true);
+                return Held::Invalid(holding.into_inner(), InvalidMessage::FdsNotCarried);
+            }
+            Ok(fds) => fds,
+            Err(why) => {
+                return_scratch(frame, true);
+                return Held::Invalid(holding.into_inner(), why);
+            }
+        };
+        let planned = match holding.plan(used) {
+            Ok(planned) => planned,
+            Err(msg) => {
+                return_scratch(frame, true);
+                return Held::Copy(msg);
+            }
+        };
+        match self.push_planned(&mut frame, &mut fds, planned, bounded) {
+            Ok(()) => {
+                return_scratch(frame, true);
+                Held::Queued
+            }
+            Err((Refused::Closed, planned)) => {
+                return_scratch(frame, true);
+                Held::Closed(planned.into_inner())
+            }
+            Err((Refused::Full, planned)) => Held::Full(PendingHeld {
+                frame,
+                fds,
+                planned,
+            }),
+        }
+    }
+
+    /// Queues `pending` once there is room; the message back if the end closes first.
+    pub(crate) async fn push_held_when_room<T: Send + 'static>(
+        &self,
+        pending: PendingHeld<T>,
+    ) -> Result<(), T> {
+        let PendingHeld {
+            mut frame,
+            mut fds,
+            mut planned,
+        } = pending;
+        loop {
+            if self.ready_for(fds.len()).await.is_err() {
+                return Err(planned.into_inner());
+            }
+            match self.push_planned(&mut frame, &mut fds, planned, true) {
+                Ok(()) => return Ok(()),
+                Err((Refused::Closed, back)) => return Err(back.into_inner()),
+                Err((Refused::Full, back)) => planned = back,
+            }
+        }
+    }
+
     /// Encodes `msg` as one frame, outside any lock, into a buffer this thread reuses, and
     /// pushes it (see [`push`](Self::push)). A `Serialize` that panics leaves nothing
     /// behind, and one that sends on the same end (re-entrantly) encodes into a fresh

@@ -14,6 +14,8 @@
 //! - [`tcp`]: TCP keepalive timings;
 //! - [`reactor`]: registration with the Tokio reactor;
 //! - [`registry`]: the process-wide registry of live sockets, which a forked child lets go of;
+//! - [`held`]: the bytes of a queued message's large byte fields, sent from its own
+//!   buffers;
 //! - [`shm`]: sealed shared memory: memfds, their seals, and mappings;
 //! - [`process`]: fork, exit, the parent-death signal, pidfds, the inherited descriptor and
 //!   the exit hook;
@@ -24,6 +26,7 @@
 #![allow(unsafe_code)]
 
 pub(crate) mod alloc;
+mod held;
 mod named;
 mod process;
 mod reactor;
@@ -32,6 +35,7 @@ mod shm;
 mod socket;
 mod tcp;
 
+pub(crate) use held::{Held, Holding, Planned, Span};
 pub(crate) use named::{
     MAX_ADDRESS_LEN, SocketFile, accept, bind_abstract, bind_path, connect_abstract, connect_path,
     effective_uid, peer_cred,

@@ -10,6 +10,7 @@ use super::budget::{Budget, Budgeted, Exceeded, MAX_DEPTH, units_for};
 use super::{CALL_ID_LEN, HEADER_LEN, MAX_FDS_PER_FRAME};
 use crate::error::{DecodeError, EncodeError, Error, FdError, InvalidMessage};
 use crate::fd;
+use crate::sys::Span;
 
 const CONFIG: Configuration = standard();
 
@@ -182,6 +183,23 @@ pub(crate) fn encode_frame_as<T: Serialize>(
     max: usize,
     kind: Kind,
 ) -> Result<Vec<OwnedFd>, InvalidMessage> {
+    encode_frame_holding(out, msg, max, kind, &[], &mut Vec::new())
+}
+
+/// [`encode_frame_as`] that leaves out the bytes of the byte fields `fields` (see
+/// [`sys::Holding`](crate::sys::Holding)): where the encoding would copy exactly one of
+/// them, `held` gets the field, with the offset in the frame (from its first byte, the
+/// header's) where its bytes belong, and `out` gets nothing. The header's length counts
+/// them. The frame is `out`'s new bytes with each held field's bytes put in at its offset.
+pub(crate) fn encode_frame_holding<T: Serialize>(
+    out: &mut Vec<u8>,
+    msg: &T,
+    max: usize,
+    kind: Kind,
+    fields: &[Span],
+    held: &mut Vec<(usize, Span)>,
+) -> Result<Vec<OwnedFd>, InvalidMessage> {
+    held.clear();
     let start = out.len();
     let header_len = kind.header_len();
     // Constant lengths, so that each is one store rather than a call to `memset`.
@@ -190,10 +208,16 @@ pub(crate) fn encode_frame_as<T: Serialize>(
     } else {
         out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN]);
     }
+    let writer = FrameWriter {
+        out,
+        start,
+        fields,
+        held: &mut *held,
+    };
     let (encoded, collected) =
-        fd::collecting(|| bincode::serde::encode_into_writer(msg, VecWriter(out), CONFIG));
+        fd::collecting(|| bincode::serde::encode_into_writer(msg, writer, CONFIG));
     let (fds, failure) = (collected.fds, collected.failure);
-    let len = out.len() - start - header_len;
+    let len = out.len() - start - header_len + held.iter().map(|(_, f)| f.len()).sum::<usize>();
     let result = match (encoded, failure) {
         // Out of descriptors: a resource error, not the message's fault.
         (Err(_), Some(failure)) => Err(InvalidMessage::FdDuplicate(failure)),
@@ -221,6 +245,7 @@ pub(crate) fn encode_frame_as<T: Serialize>(
         },
     };
     out.truncate(start);
+    held.clear();
     result
 }
 
@@ -256,8 +281,14 @@ pub(crate) fn encode_payload_with<T: Serialize>(
     value: &T,
 ) -> Result<(Vec<u8>, Vec<OwnedFd>), EncodeError> {
     let mut out = Vec::new();
+    let writer = FrameWriter {
+        out: &mut out,
+        start: 0,
+        fields: &[],
+        held: &mut Vec::new(),
+    };
     let (encoded, collected) =
-        fd::collecting(|| bincode::serde::encode_into_writer(value, VecWriter(&mut out), CONFIG));
+        fd::collecting(|| bincode::serde::encode_into_writer(value, writer, CONFIG));
     encoded.map_err(EncodeError)?;
     Ok((out, collected.fds))
 }
@@ -371,13 +402,27 @@ fn checked<T>(
     }
 }
 
-/// A bincode writer that appends to a `Vec<u8>`.
-struct VecWriter<'a>(&'a mut Vec<u8>);
+/// The bincode writer of a frame: appends to `out`, but records a write of exactly one of
+/// `fields` (the whole buffer of a byte field: bincode writes a byte string's bytes in one
+/// call, after its length) in `held`, with its offset from `start`, instead of copying it.
+struct FrameWriter<'a> {
+    out: &'a mut Vec<u8>,
+    start: usize,
+    fields: &'a [Span],
+    held: &'a mut Vec<(usize, Span)>,
+}
 
-impl bincode::enc::write::Writer for VecWriter<'_> {
+impl bincode::enc::write::Writer for FrameWriter<'_> {
     #[inline]
     fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
-        crate::bytes::extend(self.0, bytes);
+        if !self.fields.is_empty()
+            && let Some(field) = self.fields.iter().find(|field| field.is(bytes))
+        {
+            let at = self.out.len() - self.start;
+            self.held.push((at, *field));
+            return Ok(());
+        }
+        crate::bytes::extend(self.out, bytes);
         Ok(())
     }
 }

@@ -17,7 +17,7 @@ pub(crate) use budget::{ALLOWANCE, DEFAULT_DECODE_BUDGET, MAX_DEPTH, MEMORY_PER_
 pub(crate) use decoder::{Decoded, Decoder, decode_stream, decode_stream_with};
 pub(crate) use frame::{
     Failure, FrameHeader, Kind, decode_payload, decode_payload_counted, decode_payload_spending,
-    decode_payload_with, encode_frame, encode_frame_as, finish_reply,
+    decode_payload_with, encode_frame, encode_frame_as, encode_frame_holding, finish_reply,
 };
 #[cfg(test)]
 pub(crate) use frame::{encode_payload, encode_payload_with};

@@ -87,7 +87,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use aiosock_tests::workers::{
     AskHandler, BURST, Back, BackClient, Chat, EXIT_MISMATCH, EXIT_REFUSED, PARENT_SEED,
     RACING_SIZE, Reply, Request, RequestHandler, Resources, ResourcesClient, ResourcesHandler,
-    Returned, Stranger, checksum, emfile_reply, open_fds, peak_rss_kib, soak_data,
+    Returned, Stranger, burst_reply, checksum, emfile_reply, open_fds, peak_rss_kib, soak_data,
 };
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -1124,7 +1124,7 @@ fn send_burst(
     let rt = flavored(flavor)?;
     rt.block_on(async {
         for i in 0..BURST {
-            tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
+            tx.send(burst_reply(i)).await.map_err(|e| e.to_string())?;
         }
         Ok::<_, BoxError>(())
     })?;
@@ -1153,7 +1153,7 @@ fn burst_tcp(ending: &str, flavor: &str, addr: &str) -> Result<(), BoxError> {
         let end = aiosock::connect_plaintext_tcp::<Reply, Request>(addr).await?;
         let (tx, _rx) = end.into_split();
         for i in 0..BURST {
-            tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
+            tx.send(burst_reply(i)).await.map_err(|e| e.to_string())?;
         }
         Ok::<_, BoxError>(tx)
     })?;
@@ -1187,7 +1187,7 @@ fn burst(ending: &str, flavor: &str) -> Result<(), BoxError> {
         let mut child = aiosock::fork(end, |end| async move {
             let (tx, _rx) = end.into_split();
             for i in 0..BURST {
-                tx.send(Reply::Item(i)).await.map_err(|e| e.to_string())?;
+                tx.send(burst_reply(i)).await.map_err(|e| e.to_string())?;
             }
             Ok::<(), String>(())
         })?;
