@@ -93,7 +93,7 @@
 //! which skips the hook.
 //!
 //! **Large byte fields are not copied into the buffer.** A field written `Vec<u8>` of
-//! 32 KiB or more in a message given to [`Sender::send`] or [`Sender::try_send`] is left
+//! 32 KiB or more ([`Config::set_zero_copy_from`]) in a message given to [`Sender::send`] or [`Sender::try_send`] is left
 //! out of the encoded frame: once the frame is accepted, the message itself stays in the
 //! buffer until those bytes are in the kernel, which copies them straight from the field's
 //! own allocation (one copy of the bytes instead of two), and then the message is dropped.

@@ -52,7 +52,11 @@
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
 //! `tokio-unix-ipc` and `ipc-channel`; in `rtt` also `aiosock-spin` (aiosock's
-//! low-latency mode, `Config::set_spin` of 100 µs on both ends). The calls workloads have their own set:
+//! low-latency mode, `Config::set_spin` of 100 µs on both ends); in `data-64k`, `data-4m`
+//! and `size-*` also `aiosock-copied` (`Config::set_zero_copy_from(usize::MAX)`: every
+//! byte field copied into the outgoing buffer, as before large fields were sent from their
+//! own buffers; the report ends with `aiosock` ÷ `aiosock-copied` and `aiosock` ÷ raw in
+//! the bulk workloads). The calls workloads have their own set:
 //! `raw-buffered` (pipelined, replies matched by id, one thread), `aiosock` (the
 //! generated client, the server's `serve` answering in order), `aiosock-concurrent` (the
 //! same client, `serve_concurrent`), `aiosock-stream` (the same client's streams of calls,
@@ -156,6 +160,8 @@ workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
            in rtt also aiosock-spin (the low-latency mode), iceoryx2-poll and
            iceoryx2-wait (both need --features shm-peers);
+           in data-64k, data-4m and size-* also aiosock-copied (byte fields
+           copied, not sent from their own buffers);
            in shm-4m also aiosock-vec, aiosock-vec-shm and iceoryx2 (which needs
            --features shm-peers);
            in the calls workloads raw-buffered, aiosock, aiosock-concurrent,
@@ -742,6 +748,7 @@ fn render(results: &results::Results) -> Result<String, BoxError> {
         out += &report::calls_curve(&records);
         out += &report::pool_summary(&records);
         out += &report::pairs_summary(&records);
+        out += &report::bulk_summary(&records);
         out += &report::resource_summary(&records);
         out += &report::net_summary(&records);
         out += &report::rtt_summary(&records);

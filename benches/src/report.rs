@@ -613,6 +613,50 @@ const RTT_PAIRS: [(Workload, usize, &str, &str, &str); 5] = [
     (Workload::Rtt, 1, "aiosock", "iceoryx2-wait", ""),
 ];
 
+/// The pairs the bulk summary compares: the workload, the metric, the system divided, the
+/// system divided by, and what the ratio answers.
+const BULK_PAIRS: [(Workload, usize, &str, &str, &str); 4] = [
+    (
+        Workload::Data64K,
+        0,
+        "aiosock",
+        "raw-buffered",
+        "the target is at least 0.95",
+    ),
+    (
+        Workload::Data4M,
+        0,
+        "aiosock",
+        "raw-buffered",
+        "the target is at least 1",
+    ),
+    (
+        Workload::Data64K,
+        0,
+        "aiosock",
+        "aiosock-copied",
+        "what sending byte fields from their own buffers gains",
+    ),
+    (
+        Workload::Data4M,
+        0,
+        "aiosock",
+        "aiosock-copied",
+        "what sending byte fields from their own buffers gains",
+    ),
+];
+
+/// The bulk workloads' ratios between the systems of [`BULK_PAIRS`] (throughput in the
+/// same repetition, medians over repetitions; above 1 is faster). Empty when no pair ran.
+pub(crate) fn bulk_summary(records: &[Record]) -> String {
+    metric_pairs_summary(
+        records,
+        &BULK_PAIRS,
+        "bulk workloads: one system's throughput ÷ the other's in the same repetition, median \
+         over repetitions (above 1 is faster)",
+    )
+}
+
 /// The network workloads' ratios between the systems of [`NET_PAIRS`] (in the same
 /// repetition, medians over repetitions; throughput above 1 is faster, latency below 1 is
 /// better). Empty when no pair ran.
@@ -803,6 +847,43 @@ mod tests {
             text.contains("pool-map ÷ pool-manual (jobs/s in the same repetition, median over 1 repetitions): 2.00"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn bulk_ratios_set_aiosock_against_raw_and_against_its_copying_self() {
+        let record = |rep, system, v: f64| Record {
+            rep,
+            workload: Workload::Data4M,
+            dir: Direction::FromChild,
+            system,
+            count: 128,
+            result: Ok(vec![v]),
+        };
+        assert_eq!(bulk_summary(&[record(0, "aiosock", 1.0)]), "");
+        let records = [
+            record(0, "raw-buffered", 2.0),
+            record(0, "aiosock", 2.2),
+            record(0, "aiosock-copied", 1.1),
+            record(1, "raw-buffered", 2.0),
+            record(1, "aiosock", 1.8),
+            record(1, "aiosock-copied", 1.2),
+        ];
+        let text = bulk_summary(&records);
+        let to_raw = text
+            .lines()
+            .find(|l| l.contains("aiosock ÷ raw-buffered"))
+            .unwrap();
+        assert!(to_raw.starts_with("data-4m c→p"), "{to_raw}");
+        assert!(
+            to_raw.contains("1.00 (min–max 0.90–1.10, 2 reps)"),
+            "{to_raw}"
+        );
+        assert!(to_raw.contains("the target is at least 1"), "{to_raw}");
+        let gain = text
+            .lines()
+            .find(|l| l.contains("aiosock ÷ aiosock-copied"))
+            .unwrap();
+        assert!(gain.contains("1.75 (min–max 1.50–2.00, 2 reps)"), "{gain}");
     }
 
     #[test]

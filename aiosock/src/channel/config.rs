@@ -41,6 +41,7 @@ pub struct Config {
     max_fds: usize,
     max_shm_len: u64,
     spin: Duration,
+    zero_copy_from: usize,
     /// The transport passes descriptors (a Unix socket); false for an end bridged to TCP.
     carries_fds: bool,
 }
@@ -87,6 +88,7 @@ impl Config {
             max_fds: Self::DEFAULT_MAX_FDS,
             max_shm_len: Self::DEFAULT_MAX_SHM_LEN,
             spin: Duration::ZERO,
+            zero_copy_from: Self::DEFAULT_ZERO_COPY_FROM,
             carries_fds: true,
         }
     }
@@ -286,6 +288,32 @@ impl Config {
     /// The low-latency mode's spin: zero when off.
     pub fn spin(&self) -> Duration {
         self.spin
+    }
+
+    /// The default size from which a message's `Vec<u8>` fields are sent from their own
+    /// buffers: 32 KiB.
+    pub const DEFAULT_ZERO_COPY_FROM: usize = 32 * 1024;
+
+    /// Sets the size from which a message's fields written `Vec<u8>` are not copied into
+    /// the outgoing buffer: the message stays queued until their bytes are in the kernel,
+    /// which copies them from the fields' own buffers (see
+    /// [delivery](crate#delivery-and-backpressure)). Smaller fields are copied, which costs
+    /// less than keeping their message. `usize::MAX` copies every field.
+    ///
+    /// ```
+    /// let mut config = aiosock::Config::new();
+    /// assert_eq!(config.zero_copy_from(), aiosock::Config::DEFAULT_ZERO_COPY_FROM);
+    /// config.set_zero_copy_from(usize::MAX);
+    /// assert_eq!(config.zero_copy_from(), usize::MAX);
+    /// ```
+    pub fn set_zero_copy_from(&mut self, bytes: usize) -> &mut Config {
+        self.zero_copy_from = bytes;
+        self
+    }
+
+    /// The size from which `Vec<u8>` fields are sent from their own buffers.
+    pub fn zero_copy_from(&self) -> usize {
+        self.zero_copy_from
     }
 
     /// This end's transport cannot pass descriptors (TCP): a message holding one is

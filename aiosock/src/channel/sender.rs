@@ -9,7 +9,7 @@ use std::task::{Context, Poll, ready};
 use serde::de::DeserializeOwned;
 
 use crate::channel::calls::{Calls, Sink, decode_reply};
-use crate::channel::shared::{HOLD_FROM, Held, Offer, Shared};
+use crate::channel::shared::{Held, Offer, Shared};
 use crate::error::{CallError, InvalidMessage, SendError, TrySendError};
 use crate::wire::Kind;
 use crate::{Protocol, sys, trace};
@@ -220,7 +220,7 @@ impl<T: Protocol> Sender<T> {
                     Err(None) => return Err(SendError::Closed(msg)),
                 }
             }
-            let holding = sys::Holding::new(msg, HOLD_FROM);
+            let holding = sys::Holding::new(msg, self.shared.config.zero_copy_from());
             let msg = if holding.fields().is_empty() {
                 holding.into_inner()
             } else {
@@ -451,7 +451,7 @@ impl<T: Protocol> Sender<T> {
             Ok(Knows::NotYet) => return Err(TrySendError::Full(msg)),
             Err(()) => return Err(TrySendError::Closed(msg)),
         }
-        let holding = sys::Holding::new(msg, HOLD_FROM);
+        let holding = sys::Holding::new(msg, self.shared.config.zero_copy_from());
         let msg = if holding.fields().is_empty() {
             holding.into_inner()
         } else {

@@ -1002,11 +1002,6 @@ pub(crate) enum Offer {
     Closed,
 }
 
-/// Byte fields of at least this many bytes are sent from their message's own buffer
-/// (see [`Shared::offer_holding`]), not copied into the outgoing queue. Below it, the copy
-/// costs less than the bookkeeping of holding the message.
-pub(crate) const HOLD_FROM: usize = 32 * 1024;
-
 /// What became of a message offered with its byte fields held ([`Shared::offer_holding`]).
 pub(crate) enum Held<T> {
     /// Queued: accepted.
@@ -1037,8 +1032,8 @@ impl<T: Send + 'static> PendingHeld<T> {
 }
 
 impl Shared {
-    /// [`offer`](Self::offer) for a message with byte fields of at least [`HOLD_FROM`]
-    /// bytes (`holding` lists them): the frame is encoded without their bytes, and once it
+    /// [`offer`](Self::offer) for a message with byte fields of at least
+    /// [`Config::zero_copy_from`] bytes (`holding` lists them): the frame is encoded without their bytes, and once it
     /// is queued the message itself stays in the queue until those bytes are in the kernel,
     /// which copies them from the message's buffers. One copy of the bytes instead of two.
     pub(crate) fn offer_holding<T: Send + 'static + Serialize>(

@@ -94,6 +94,45 @@ impl System for AiosockSpin {
     }
 }
 
+/// aiosock with every byte field copied into the outgoing buffer
+/// ([`Config::set_zero_copy_from`](::aiosock::Config::set_zero_copy_from) of `usize::MAX`),
+/// as before large fields were sent from their own buffers: in the bulk workloads only
+/// (`data-64k`, `data-4m`, `size-*`), to show what that saves in the same run.
+#[derive(Debug)]
+pub(crate) struct AiosockCopied;
+
+impl AiosockCopied {
+    fn copying(end: Endpoint<Msg, Msg>) -> Endpoint<Msg, Msg> {
+        let mut config = end.config().clone();
+        config.set_zero_copy_from(usize::MAX);
+        end.with_config(config)
+    }
+}
+
+impl System for AiosockCopied {
+    fn name(&self) -> &'static str {
+        "aiosock-copied"
+    }
+
+    fn takes_part(&self, workload: Workload) -> bool {
+        matches!(
+            workload,
+            Workload::Data64K | Workload::Data4M | Workload::Size(_)
+        )
+    }
+
+    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
+        spawned::<Msg, _>(child, runtime(role)?, |end| async move {
+            play(AiosockCopied::copying(end), role).await
+        })
+    }
+
+    fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
+        let end = AiosockCopied::copying(::aiosock::inherited::<Msg, Msg>()?);
+        runtime(role)?.block_on(play(end, role))
+    }
+}
+
 /// Whether `role` moves descriptors or shared memory (the `fds` and `shm-4m` workloads).
 fn carries_resources(role: &Role) -> bool {
     matches!(role.shape(), Some(Shape::Fd | Shape::Shm(_)))

@@ -191,12 +191,13 @@ pub(crate) fn baseline(workload: Workload) -> &'static str {
 }
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 24] {
+pub(crate) fn all() -> [&'static dyn System; 25] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
         &aiosock::Aiosock,
         &aiosock::AiosockSpin,
+        &aiosock::AiosockCopied,
         &aiosock_shm::AiosockVec,
         &aiosock_shm::AiosockVecShm,
         &aiosock_calls::AiosockConcurrent,
