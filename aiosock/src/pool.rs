@@ -503,14 +503,17 @@ impl<C> Pool<C> {
     {
         let per_worker = per_worker.max(1);
         let size = self.size();
+        let mut inputs = inputs.into_iter();
         let mut map = Mapping {
             shared: &self.shared,
             lanes: (0..size).map(|_| None).collect(),
             draining: Vec::new(),
             counted: vec![0; size],
-            results: Vec::new(),
+            // As many places as the inputs say they have at least (an outcome each, up to
+            // a million: a hint is not a promise), so that a long map does not copy its
+            // outcomes over and over as they grow.
+            results: Vec::with_capacity(inputs.size_hint().0.min(1 << 20)),
         };
-        let mut inputs = inputs.into_iter();
         let mut next = inputs.next();
         // The pool is shutting down: no more inputs are taken.
         let mut closed = false;
