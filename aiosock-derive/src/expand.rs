@@ -249,31 +249,29 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// `Protocol::visit_byte_fields`: the message's fields written `Vec<u8>` (those that
-    /// get the byte-string encoding), which a send may hand to the kernel from their own
-    /// buffers. Nothing (the trait's default) for an enum without such fields.
+    /// `Protocol::visit_byte_fields`: every field of the message's variant goes through
+    /// `__private::held::Probe`, which visits those of type `Vec<u8>` or `aiosock::Bytes`
+    /// (found by method resolution, not by the type's name) and skips the rest. A send may
+    /// hand the large ones to the kernel from their own buffers. Nothing (the trait's
+    /// default) for an enum whose variants have no fields.
     fn visit_byte_fields(&self) -> TokenStream {
+        let private = &self.private;
         let arms: Vec<_> = self
             .protocol
             .variants
             .iter()
-            .filter_map(|variant| {
-                let fields: Vec<_> = variant
-                    .fields
-                    .iter()
-                    .filter(|field| is_byte_vec(field.ty) && !has_serde_with(&field.serde))
-                    .collect();
-                if fields.is_empty() {
-                    return None;
-                }
+            .filter(|variant| !variant.fields.is_empty())
+            .map(|variant| {
                 let cfgs = variant.cfgs();
                 let ident = variant.ident;
-                let members = fields.iter().map(|field| &field.member);
-                let bindings: Vec<_> = fields.iter().map(|field| &field.binding).collect();
-                Some(quote! {
+                let members = variant.fields.iter().map(|field| &field.member);
+                let bindings: Vec<_> = variant.fields.iter().map(|field| &field.binding).collect();
+                quote! {
                     #(#cfgs)*
-                    Self::#ident { #(#members: #bindings,)* .. } => { #(__visit(#bindings);)* }
-                })
+                    Self::#ident { #(#members: #bindings,)* .. } => {
+                        #((&#private::held::Probe(#bindings)).held(__visit);)*
+                    }
+                }
             })
             .collect();
         if arms.is_empty() {
@@ -285,6 +283,8 @@ impl<'a> Generator<'a> {
                 &'__a self,
                 __visit: &mut dyn ::core::ops::FnMut(&'__a ::std::vec::Vec<::core::primitive::u8>),
             ) {
+                #[allow(unused_imports)]
+                use #private::held::{ViaBytes as _, ViaNothing as _};
                 match self {
                     #(#arms)*
                     #[allow(unreachable_patterns)]

@@ -44,6 +44,11 @@ impl Bytes {
     pub fn into_vec(self) -> Vec<u8> {
         self.0
     }
+
+    /// The vector, borrowed for as long as `self`.
+    pub(crate) fn as_vec(&self) -> &Vec<u8> {
+        &self.0
+    }
 }
 
 impl fmt::Debug for Bytes {

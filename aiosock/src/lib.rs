@@ -92,14 +92,15 @@
 //! then writes only what the kernel takes at once), or leaves with `std::process::abort`,
 //! which skips the hook.
 //!
-//! **Large byte fields are not copied into the buffer.** A field written `Vec<u8>` of
-//! 32 KiB or more ([`Config::set_zero_copy_from`]) in a message given to [`Sender::send`] or [`Sender::try_send`] is left
-//! out of the encoded frame: once the frame is accepted, the message itself stays in the
-//! buffer until those bytes are in the kernel, which copies them straight from the field's
-//! own allocation (one copy of the bytes instead of two), and then the message is dropped.
-//! Nothing changes on the wire or for the peer, and the bytes count against the capacity as
-//! before. Byte fields inside other types (`Option<Vec<u8>>`, [`Bytes`], your own structs),
-//! shorter ones, and the arguments of calls and their replies are copied. Measured in the
+//! **Large byte fields are not copied into the buffer.** A variant's field of type
+//! `Vec<u8>` or [`Bytes`] of 32 KiB or more ([`Config::set_zero_copy_from`]) in a message
+//! given to [`Sender::send`] or [`Sender::try_send`] is left out of the encoded frame: once
+//! the frame is accepted, the message itself stays in the buffer until those bytes are in
+//! the kernel, which copies them straight from the field's own allocation (one copy of the
+//! bytes instead of two), and then the message is dropped. Nothing changes on the wire or
+//! for the peer, and the bytes count against the capacity as before. Byte fields inside
+//! other types (`Option<Vec<u8>>`, `Vec<Bytes>`, your own structs), shorter ones, and the
+//! arguments of calls and their replies are copied. Measured in the
 //! benchmark's `data-*` workloads (`cargo run --release -p aiosock-benches -- --reps 5
 //! data-64k data-4m`, see the README's table).
 //!

@@ -199,6 +199,49 @@ pub mod wire {
     }
 }
 
+/// How the generated `Protocol::visit_byte_fields` finds a message's byte fields: for each
+/// field `f` it calls `(&Probe(f)).held(visit)`. Method resolution picks
+/// [`ViaBytes`](held::ViaBytes) for a field of type `Vec<u8>` or [`Bytes`](crate::Bytes)
+/// (implemented on `Probe` itself, so its method takes the `&Probe` as it is) and the
+/// no-op [`ViaNothing`](held::ViaNothing) for any other type (implemented on `&Probe`,
+/// found one auto-reference later), so no field's type needs to be recognised by its name.
+pub mod held {
+    /// A field of a message, borrowed for as long as the message.
+    #[derive(Debug)]
+    pub struct Probe<'a, T>(pub &'a T);
+
+    /// A field whose bytes a send may hand to the kernel from their own buffer.
+    pub trait ViaBytes<'a> {
+        /// Calls `visit` with the field's vector.
+        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>));
+    }
+
+    impl<'a> ViaBytes<'a> for Probe<'a, Vec<u8>> {
+        #[inline]
+        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
+            visit(self.0);
+        }
+    }
+
+    impl<'a> ViaBytes<'a> for Probe<'a, crate::Bytes> {
+        #[inline]
+        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
+            visit(self.0.as_vec());
+        }
+    }
+
+    /// Any other field: nothing to visit.
+    pub trait ViaNothing<'a> {
+        /// Does nothing.
+        #[inline]
+        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
+            let _ = visit;
+        }
+    }
+
+    impl<'a, T> ViaNothing<'a> for &Probe<'a, T> {}
+}
+
 /// Serde `with` module that encodes a `Vec<u8>` as one byte string instead of a sequence
 /// of `u8`. The macro applies it to every field whose type is written `Vec<u8>`.
 pub mod bytes {

@@ -64,9 +64,9 @@ pub trait Protocol: Serialize + DeserializeOwned + Send + 'static {
     #[doc(hidden)]
     fn variant_index(&self) -> usize;
 
-    /// Calls `visit` with each field of this message's variant whose type is written
-    /// `Vec<u8>` (the fields the macro gives the byte-string encoding): a send hands the
-    /// large ones to the kernel from their own buffers. Every vector visited lives as long
+    /// Calls `visit` with each field of this message's variant of type `Vec<u8>` or
+    /// [`Bytes`](crate::Bytes) (its vector): a send hands the large ones to the kernel from
+    /// their own buffers. Every vector visited lives as long
     /// as the borrow of the message (`'a`), so its buffer is the message's (or as lasting).
     /// Not public API.
     #[doc(hidden)]

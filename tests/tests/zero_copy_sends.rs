@@ -1,4 +1,4 @@
-//! Fields written `Vec<u8>` of 32 KiB or more are sent from the message's own buffer: the
+//! Fields of type `Vec<u8>` or `Bytes` of 32 KiB or more are sent from the message's own buffer: the
 //! outgoing queue keeps the message until those bytes are in the kernel, instead of a copy
 //! of them (counted by a counting allocator), and frees it then. The peer gets the same
 //! messages as by copy, in order, whatever the sizes, the descriptors, the waits for room
@@ -23,8 +23,9 @@ enum Load {
         n: u64,
         tail: Vec<u8>,
     },
-    /// Not written `Vec<u8>`: always copied.
+    /// Inside an `Option`: always copied.
     Nested(Option<Vec<u8>>),
+    Wrapped(aiosock::Bytes),
     WithFd {
         data: Vec<u8>,
         fd: Fd,
@@ -65,7 +66,7 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
         const LEN: usize = 1 << 20;
         let (a, b) = aiosock::pair::<Load, Load>().expect("pair");
         let mut config = Config::new();
-        config.set_capacity(4 * LEN);
+        config.set_capacity(5 * LEN);
         let (tx, _a_rx) = a.with_config(config).into_split();
         let (_b_tx, mut rx) = b.into_split();
         let held = Load::Parts {
@@ -80,7 +81,15 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
             peak < 64 * 1024,
             "{peak} bytes allocated to queue a message with a 1 MiB field"
         );
-        // The same bytes not in a field written `Vec<u8>` are copied: the count sees it.
+        // So is a `Bytes` field.
+        let wrapped = Load::Wrapped(aiosock::Bytes::new(bytes(5, LEN)));
+        let (sent, peak) = peak_of(|| tx.try_send(wrapped));
+        sent.expect("queued");
+        assert!(
+            peak < 64 * 1024,
+            "{peak} bytes allocated to queue a message with a 1 MiB Bytes field"
+        );
+        // The same bytes inside an `Option` are copied: the count sees it.
         let copied = Load::Nested(Some(bytes(3, LEN)));
         let (sent, peak) = peak_of(|| tx.try_send(copied));
         sent.expect("queued");
@@ -92,6 +101,11 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
         let _rx = rt.block_on(async {
             let reading = tokio::spawn(async move {
                 let first = guard("recv", rx.recv()).await.expect("recv");
+                let wrapped = guard("recv", rx.recv()).await.expect("recv");
+                assert!(
+                    matches!(wrapped, Some(Load::Wrapped(v)) if *v == bytes(5, LEN)),
+                    "the Bytes field changed"
+                );
                 let second = guard("recv", rx.recv()).await.expect("recv");
                 (first, second, rx)
             });
@@ -137,6 +151,7 @@ enum Shape {
     Small,
     Parts(usize, usize),
     Nested(usize),
+    Wrapped(usize),
     WithFd(usize),
 }
 
@@ -153,6 +168,7 @@ fn shape() -> impl Strategy<Value = Shape> {
         Just(Shape::Small),
         (len.clone(), len.clone()).prop_map(|(a, b)| Shape::Parts(a, b)),
         len.clone().prop_map(Shape::Nested),
+        len.clone().prop_map(Shape::Wrapped),
         len.prop_map(Shape::WithFd),
     ]
 }
@@ -166,6 +182,7 @@ fn make(seed: u64, shape: &Shape) -> Load {
             tail: bytes(seed + 1, b),
         },
         Shape::Nested(a) => Load::Nested(Some(bytes(seed, a))),
+        Shape::Wrapped(a) => Load::Wrapped(aiosock::Bytes::new(bytes(seed, a))),
         Shape::WithFd(a) => Load::WithFd {
             data: bytes(seed, a),
             fd: file_with(seed),
@@ -181,6 +198,7 @@ fn check(seed: u64, shape: &Shape, got: Load) -> bool {
             n == seed && head == bytes(seed, a) && tail == bytes(seed + 1, b)
         }
         (&Shape::Nested(a), Load::Nested(Some(v))) => v == bytes(seed, a),
+        (&Shape::Wrapped(a), Load::Wrapped(v)) => v.into_vec() == bytes(seed, a),
         (&Shape::WithFd(a), Load::WithFd { data, fd }) => {
             data == bytes(seed, a) && seed_in(fd) == seed
         }
@@ -259,6 +277,7 @@ fn check_place(shapes: &[Shape], place: usize, msg: &Load) -> bool {
         (Shape::Small, Load::Small(n)) => *n == seed,
         (Shape::Parts(..), Load::Parts { n, .. }) => *n == seed,
         (&Shape::Nested(a), Load::Nested(Some(v))) => v.len() == a && *v == bytes(seed, a),
+        (&Shape::Wrapped(a), Load::Wrapped(v)) => v.len() == a && **v == bytes(seed, a),
         (&Shape::WithFd(a), Load::WithFd { data, .. }) => {
             data.len() == a && *data == bytes(seed, a)
         }

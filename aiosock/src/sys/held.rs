@@ -1,6 +1,6 @@
 //! Bytes sent from a message's own buffers: the zero-copy path of large byte fields.
 //!
-//! A message's fields written `Vec<u8>` ([`Protocol::visit_byte_fields`]) of at least a
+//! A message's fields of type `Vec<u8>` or `Bytes` ([`Protocol::visit_byte_fields`]) of at least a
 //! threshold's length are not copied into the frame when the message is sent: the
 //! encoder records where it would have copied one ([`Span`]), and once the frame is queued
 //! the message itself is moved into an owner that the queue keeps until those bytes are in
@@ -203,6 +203,7 @@ mod tests {
         Two { a: Vec<u8>, n: u64, b: Vec<u8> },
         Tuple(u8, Vec<u8>),
         Other(Option<Vec<u8>>),
+        Wrapped(crate::Bytes),
     }
 
     #[test]
