@@ -343,3 +343,24 @@ async fn a_receiver_dropped_before_a_hello_that_never_comes_shuts_down_after_the
     );
     drop(tx);
 }
+
+#[tokio::test]
+async fn a_receiver_dropped_with_part_of_the_peers_hello_read_still_learns_it() {
+    use evolve_v2::{Evolving, Report};
+    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+    let (tx, mut rx) = here.into_split();
+    let mut peer = aiosock_tests::raw_peer(there);
+    // The peer's hello (it knows every variant), in two pieces.
+    let hello = aiosock_tests::hello::<Report, Evolving>();
+    let (first, rest) = hello.split_at(hello.len() / 2);
+    aiosock_tests::write_raw(&mut peer, first);
+    // The receiver reads the first piece, finds no whole hello yet, and is dropped with it.
+    assert!(matches!(rx.try_recv(), Err(aiosock::TryRecvError::Empty)));
+    drop(rx);
+    aiosock_tests::write_raw(&mut peer, rest);
+    // A send of an `#[added]` variant waits for the hello, which the end still reads whole.
+    guard("note", tx.send(Evolving::Note("x".into())))
+        .await
+        .expect("the peer's hello says it knows Note");
+    drop(peer);
+}

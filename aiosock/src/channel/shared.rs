@@ -137,6 +137,9 @@ pub(crate) struct Shared {
     /// what the peer sent) waits until the hello is known, which sends of those variants
     /// need (see [`receiver_dropped`](Self::receiver_dropped)).
     shutdown_after_hello: AtomicBool,
+    /// The start of the peer's hello that a dropped receiver had read (the socket holds
+    /// the rest): a peek for the hello reads it as these bytes, then what it peeks.
+    hello_prefix: Mutex<Vec<u8>>,
 }
 
 /// The peer's hello has not been read yet.
@@ -197,6 +200,7 @@ impl Shared {
             deep: AtomicBool::new(false),
             hello_watch: OnceLock::new(),
             shutdown_after_hello: AtomicBool::new(false),
+            hello_prefix: Mutex::new(Vec::new()),
         });
         linger::register(&shared);
         shared
@@ -630,7 +634,7 @@ impl Shared {
     /// to come and this end sends `#[added]` variants: then only once it has been peeked,
     /// by a send that needs it or, in a runtime, by a task that waits for it (at most the
     /// linger; the direction is shut down then anyway). A hello among `buffered` is taken
-    /// first.
+    /// first; the start of one is kept, and later peeks go on from it.
     pub(crate) fn receiver_dropped(self: &Arc<Self>, buffered: &[u8], hello_pending: bool) {
         if hello_pending && self.known().is_none() {
             if let Ok(Some((hello, _))) = wire::PeerHello::decode(buffered)
@@ -638,7 +642,12 @@ impl Shared {
             {
                 self.known.store(known, Ordering::Release);
                 self.events.notify_waiters();
-            } else if buffered.is_empty() && self.sends.baseline < self.sends.variants.len() {
+            } else if self.sends.baseline < self.sends.variants.len()
+                && (buffered.is_empty() || matches!(wire::PeerHello::decode(buffered), Ok(None)))
+            {
+                // Nothing of the hello, or only its start (at most a hello's length): the
+                // rest is in the socket.
+                *self.hello_prefix.lock().unwrap_or_else(|e| e.into_inner()) = buffered.to_vec();
                 self.shutdown_after_hello.store(true, Ordering::Release);
                 // The hello may have come meanwhile (a peek that finds it, or finds that
                 // it never will, shuts the direction down).
@@ -726,6 +735,24 @@ impl Shared {
     /// Looks at the start of the incoming stream without taking it (`MSG_PEEK`): if the
     /// receiver has not read the peer's hello yet, it is there.
     fn peek_hello(&self) -> Peeked {
+        let prefix = {
+            let prefix = self.hello_prefix.lock().unwrap_or_else(|e| e.into_inner());
+            (!prefix.is_empty()).then(|| prefix.clone())
+        };
+        if let Some(mut buf) = prefix {
+            // A dropped receiver read the hello's start (shorter than a hello can be): the
+            // socket holds the rest.
+            let start = buf.len();
+            if start >= MAX_HELLO {
+                return self.peeked(Ok(&[]));
+            }
+            buf.resize(MAX_HELLO, 0);
+            return match sys::peek(self.fd(), &mut buf[start..]) {
+                Ok(0) => self.peeked(Ok(&[])),
+                Ok(n) => self.peeked(Ok(&buf[..start + n])),
+                Err(e) => self.peeked(Err(e)),
+            };
+        }
         // Most hellos are short: a look at the first bytes first, the longest hello only
         // when those were all there and not enough.
         let mut short = [0u8; 1024];
@@ -744,6 +771,10 @@ impl Shared {
     /// What a peek at the incoming stream (`bytes`, or the error) says of the peer's hello.
     fn peeked(&self, peek: io::Result<&[u8]>) -> Peeked {
         let peeked = self.read_peek(peek);
+        if !matches!(peeked, Peeked::NotYet) {
+            // Known or never: the start of the hello a dropped receiver kept is done with.
+            std::mem::take(&mut *self.hello_prefix.lock().unwrap_or_else(|e| e.into_inner()));
+        }
         if !matches!(peeked, Peeked::NotYet)
             && self.shutdown_after_hello.swap(false, Ordering::AcqRel)
         {
