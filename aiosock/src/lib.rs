@@ -97,12 +97,13 @@
 //! given to [`Sender::send`] or [`Sender::try_send`] is left out of the encoded frame: once
 //! the frame is accepted, the message itself stays in the buffer until those bytes are in
 //! the kernel, which copies them straight from the field's own allocation (one copy of the
-//! bytes instead of two), and then the message is dropped. Nothing changes on the wire or
-//! for the peer, and the bytes count against the capacity as before. Byte fields inside
-//! other types (`Option<Vec<u8>>`, `Vec<Bytes>`, your own structs), shorter ones, and the
-//! arguments of calls and their replies are copied. Measured in the
-//! benchmark's `data-*` workloads (`cargo run --release -p aiosock-benches -- --reps 5
-//! data-64k data-4m`, see the README's table).
+//! bytes instead of two). Then the message is dropped, by whichever task or thread wrote
+//! it out (so a `Drop` of yours inside such a message runs there: keep it short). Nothing
+//! changes on the wire or for the peer, and the bytes count against the capacity as
+//! before. Byte fields inside other types (`Option<Vec<u8>>`, `Vec<Bytes>`, your own
+//! structs), shorter ones, and the arguments of calls and their replies are copied.
+//! Measured in the benchmark's `data-*` workloads (`cargo run --release -p aiosock-benches
+//! -- --reps 5 data-64k data-4m`, see the README's table).
 //!
 //! The buffer is bounded in bytes ([`Config::capacity`]): `send` waits while it is full,
 //! [`Sender::try_send`] fails with [`TrySendError::Full`], and [`Sender::ready`] waits

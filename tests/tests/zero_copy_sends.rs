@@ -24,9 +24,12 @@ enum Load {
         tail: Vec<u8>,
     },
     /// Inside an `Option`: always copied.
-    Nested(Option<Vec<u8>>),
-    Wrapped(aiosock::Bytes),
+    Nested(u64, Option<Vec<u8>>),
+    Wrapped(u64, aiosock::Bytes),
     WithFd {
+        /// The seed, so that the receiver tells two such messages apart by more than the
+        /// descriptor (an empty `data` is the same for every seed).
+        n: u64,
         data: Vec<u8>,
         fd: Fd,
     },
@@ -82,7 +85,7 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
             "{peak} bytes allocated to queue a message with a 1 MiB field"
         );
         // So is a `Bytes` field.
-        let wrapped = Load::Wrapped(aiosock::Bytes::new(bytes(5, LEN)));
+        let wrapped = Load::Wrapped(5, aiosock::Bytes::new(bytes(5, LEN)));
         let (sent, peak) = peak_of(|| tx.try_send(wrapped));
         sent.expect("queued");
         assert!(
@@ -90,7 +93,7 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
             "{peak} bytes allocated to queue a message with a 1 MiB Bytes field"
         );
         // The same bytes inside an `Option` are copied: the count sees it.
-        let copied = Load::Nested(Some(bytes(3, LEN)));
+        let copied = Load::Nested(3, Some(bytes(3, LEN)));
         let (sent, peak) = peak_of(|| tx.try_send(copied));
         sent.expect("queued");
         assert!(
@@ -103,7 +106,7 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
                 let first = guard("recv", rx.recv()).await.expect("recv");
                 let wrapped = guard("recv", rx.recv()).await.expect("recv");
                 assert!(
-                    matches!(wrapped, Some(Load::Wrapped(v)) if *v == bytes(5, LEN)),
+                    matches!(wrapped, Some(Load::Wrapped(5, v)) if *v == bytes(5, LEN)),
                     "the Bytes field changed"
                 );
                 let second = guard("recv", rx.recv()).await.expect("recv");
@@ -120,7 +123,7 @@ fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
                 }
                 other => panic!("{other:?}"),
             }
-            assert!(matches!(second, Some(Load::Nested(Some(v))) if v == bytes(3, LEN)));
+            assert!(matches!(second, Some(Load::Nested(3, Some(v))) if v == bytes(3, LEN)));
             rx
         });
         // Once its bytes are in the kernel, the queue lets go of the message: made, sent
@@ -181,9 +184,10 @@ fn make(seed: u64, shape: &Shape) -> Load {
             n: seed,
             tail: bytes(seed + 1, b),
         },
-        Shape::Nested(a) => Load::Nested(Some(bytes(seed, a))),
-        Shape::Wrapped(a) => Load::Wrapped(aiosock::Bytes::new(bytes(seed, a))),
+        Shape::Nested(a) => Load::Nested(seed, Some(bytes(seed, a))),
+        Shape::Wrapped(a) => Load::Wrapped(seed, aiosock::Bytes::new(bytes(seed, a))),
         Shape::WithFd(a) => Load::WithFd {
+            n: seed,
             data: bytes(seed, a),
             fd: file_with(seed),
         },
@@ -197,10 +201,10 @@ fn check(seed: u64, shape: &Shape, got: Load) -> bool {
         (&Shape::Parts(a, b), Load::Parts { head, n, tail }) => {
             n == seed && head == bytes(seed, a) && tail == bytes(seed + 1, b)
         }
-        (&Shape::Nested(a), Load::Nested(Some(v))) => v == bytes(seed, a),
-        (&Shape::Wrapped(a), Load::Wrapped(v)) => v.into_vec() == bytes(seed, a),
-        (&Shape::WithFd(a), Load::WithFd { data, fd }) => {
-            data == bytes(seed, a) && seed_in(fd) == seed
+        (&Shape::Nested(a), Load::Nested(n, Some(v))) => n == seed && v == bytes(seed, a),
+        (&Shape::Wrapped(a), Load::Wrapped(n, v)) => n == seed && v.into_vec() == bytes(seed, a),
+        (&Shape::WithFd(a), Load::WithFd { n, data, fd }) => {
+            n == seed && data == bytes(seed, a) && seed_in(fd) == seed
         }
         _ => false,
     }
@@ -245,11 +249,14 @@ proptest! {
             drop(tx);
             let mut next = [0usize, 1];
             let mut got = 0;
-            while let Some(msg) = guard("recv", rx.recv()).await.expect("recv") {
+            while let Some(msg) = guard("recv", rx.recv())
+                .await
+                .map_err(|e| format!("recv after {got} messages (next places {next:?}): {e}"))?
+            {
                 // Which sender: the one whose next place makes exactly this message.
                 let k = (0..2)
                     .find(|&k| next[k] < shapes.len() && check_place(&shapes, next[k], &msg))
-                    .ok_or_else(|| format!("message {got} is neither sender's next: {msg:?}"))?;
+                    .ok_or_else(|| format!("message {got} is neither sender's next (next places {next:?})"))?;
                 let place = next[k];
                 if !check(place as u64 * 16, &shapes[place], msg) {
                     return Err(format!("message {got} (place {place}) is not what was sent"));
@@ -276,10 +283,14 @@ fn check_place(shapes: &[Shape], place: usize, msg: &Load) -> bool {
     match (&shapes[place], msg) {
         (Shape::Small, Load::Small(n)) => *n == seed,
         (Shape::Parts(..), Load::Parts { n, .. }) => *n == seed,
-        (&Shape::Nested(a), Load::Nested(Some(v))) => v.len() == a && *v == bytes(seed, a),
-        (&Shape::Wrapped(a), Load::Wrapped(v)) => v.len() == a && **v == bytes(seed, a),
-        (&Shape::WithFd(a), Load::WithFd { data, .. }) => {
-            data.len() == a && *data == bytes(seed, a)
+        (&Shape::Nested(a), Load::Nested(n, Some(v))) => {
+            *n == seed && v.len() == a && *v == bytes(seed, a)
+        }
+        (&Shape::Wrapped(a), Load::Wrapped(n, v)) => {
+            *n == seed && v.len() == a && **v == bytes(seed, a)
+        }
+        (&Shape::WithFd(a), Load::WithFd { n, data, .. }) => {
+            *n == seed && data.len() == a && *data == bytes(seed, a)
         }
         _ => false,
     }
@@ -332,5 +343,64 @@ async fn a_held_message_that_is_refused_comes_back_whole() {
             assert!(whole(seed, back), "Closed handed back another message");
         }
         other => panic!("expected Closed, got {:?}", other.map(|_| ())),
+    }
+}
+
+/// The last `Sender` dropped right after its large message was accepted writes what it can
+/// itself, while the end's writer task may be looking for more: the writer must not end
+/// the direction meanwhile (it did, cutting the frame off mid-write, within a few hundred
+/// rounds of this: `the peer closed the connection in the middle of a frame`).
+#[test]
+fn the_last_sender_dropped_mid_write_loses_nothing() {
+    for round in 0..500 {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let received = rt.block_on(async move {
+            let (a, b) = aiosock::pair::<Load, Load>().expect("pair");
+            let mut config = Config::new();
+            config.set_capacity(1);
+            let (tx, _a_rx) = a.with_config(config).into_split();
+            let (_b_tx, mut rx) = b.into_split();
+            let big = tx.clone();
+            let first = tokio::spawn(async move {
+                let msg = Load::Parts {
+                    head: vec![7; 1 << 20],
+                    n: 7,
+                    tail: Vec::new(),
+                };
+                big.send(msg).await.expect("send");
+            });
+            let small = tx.clone();
+            let second = tokio::spawn(async move {
+                small.send(Load::Small(1)).await.expect("send");
+                let msg = Load::WithFd {
+                    n: 8,
+                    data: Vec::new(),
+                    fd: file_with(8),
+                };
+                small.send(msg).await.expect("send");
+            });
+            drop(tx);
+            let mut got = Vec::new();
+            while let Some(msg) = guard("recv", rx.recv())
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, after {} messages: {e}", got.len()))
+            {
+                got.push(msg);
+            }
+            first.await.expect("first sender");
+            second.await.expect("second sender");
+            got
+        });
+        assert_eq!(received.len(), 3, "round {round}");
+        assert!(
+            received
+                .iter()
+                .any(|m| matches!(m, Load::Parts { head, n: 7, .. } if head.len() == 1 << 20 && head.iter().all(|&b| b == 7))),
+            "round {round}: the large message is not intact"
+        );
     }
 }

@@ -963,6 +963,11 @@ impl Shared {
             Writer::Idle(waker) => Some(waker),
             Writer::Running => None,
         };
+        // The writer task must look again before it ends the direction: this drop may be
+        // about to take the queue into the batch (below), and a writer that found the
+        // queue empty and no sender left meanwhile would end the direction while this
+        // write is still going, cutting the last frames off.
+        out.kick = true;
         drop(out);
         if !self.owned_here() {
             // A copy of the parent's end in a child of a plain `fork`: not ours to close.

@@ -1,8 +1,8 @@
 //! Bytes sent from a message's own buffers: the zero-copy path of large byte fields.
 //!
-//! A message's fields of type `Vec<u8>` or `Bytes` ([`Protocol::visit_byte_fields`]) of at least a
-//! threshold's length are not copied into the frame when the message is sent: the
-//! encoder records where it would have copied one ([`Span`]), and once the frame is queued
+//! A message's fields of type `Vec<u8>` or `Bytes` ([`Protocol::visit_byte_fields`]) of
+//! at least a threshold's length are not copied into the frame when the message is sent:
+//! the encoder records where it would have copied one ([`Span`]), and once the frame is queued
 //! the message itself is moved into an owner that the queue keeps until those bytes are in
 //! the kernel ([`Held`]). The kernel then copies them straight from the message's buffer.
 //!
@@ -64,8 +64,10 @@ pub(crate) struct Holding<T> {
 }
 
 impl<T: Protocol> Holding<T> {
-    /// `msg`, with its byte fields of `min` bytes or more.
+    /// `msg`, with its byte fields of `min` bytes or more (never empty ones: their
+    /// buffers have no address of their own).
     pub(crate) fn new(msg: T, min: usize) -> Holding<T> {
+        let min = min.max(1);
         let mut fields = Vec::new();
         msg.visit_byte_fields(&mut |v| {
             if v.len() >= min {
@@ -176,19 +178,20 @@ impl std::fmt::Debug for Held {
 impl Held {
     /// The bytes.
     pub(crate) fn bytes(&self) -> &[u8] {
+        // The owner is only held: it keeps the span's buffer alive.
         let _ = &self.owner;
-        // SAFETY: the span is the buffer of a `Vec<u8>` that the message in `owner` showed
-        // through `visit_byte_fields` (`Holding::plan` lets through only those, and a
-        // `Planned` cannot be made otherwise),
-        // borrowed for as long as the message: a field of it, or memory it keeps alive
-        // (a `Box`, an `Arc`) or that lives forever. `Vec<u8>` has no interior
-        // mutability, and safe code cannot hand out a longer-lived `&Vec` from behind a
-        // lock or a `RefCell` (their guards are local), so nothing can change or free the
-        // buffer while the message lives and no `&mut` to it is made. The message was
-        // moved into the owner whole (which leaves its `Vec`s' buffers where they were),
-        // is never reached again, and is dropped only with the owner, after this `Held`
-        // (it holds an `Arc` of it). So the buffer is allocated, initialised for `len`
-        // bytes and unchanged for as long as the returned slice (which borrows `self`).
+        // SAFETY: the span is the buffer of a non-empty `Vec<u8>` that the message in
+        // `owner` showed through `visit_byte_fields` (`Holding::plan` lets through only
+        // those, and a `Planned` cannot be made otherwise), borrowed for as long as the
+        // message: a field of it, or memory it keeps alive (a `Box`, an `Arc`) or that
+        // lives forever. `Vec<u8>` has no interior mutability, and safe code cannot hand
+        // out a longer-lived `&Vec` from behind a lock or a `RefCell` (their guards are
+        // local), so nothing can change or free the buffer while the message lives and no
+        // `&mut` to it is made. The message was moved into the owner whole (which leaves
+        // its `Vec`s' buffers where they were), is never reached again, and is dropped
+        // only with the owner, after this `Held` (it holds an `Arc` of it). So the buffer
+        // is allocated, initialised for `len` bytes and unchanged for as long as the
+        // returned slice (which borrows `self`).
         unsafe { std::slice::from_raw_parts(self.span.ptr.as_ptr().cast_const(), self.span.len) }
     }
 }
