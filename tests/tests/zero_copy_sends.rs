@@ -61,17 +61,37 @@ fn seed_in(fd: Fd) -> u64 {
     u64::from_le_bytes(seed)
 }
 
+/// The halves of a [`one_way`] pair that are not used, kept alive by the caller.
+type Unused = (aiosock::Receiver<Load>, aiosock::Sender<Load>);
+
+/// A pair used one way: the sender of one end, with an outgoing buffer of `capacity`
+/// bytes, and the receiver of the other; then the two halves not used.
+fn one_way(capacity: usize) -> (aiosock::Sender<Load>, aiosock::Receiver<Load>, Unused) {
+    let (a, b) = aiosock::pair::<Load, Load>().expect("pair");
+    let mut config = Config::new();
+    config.set_capacity(capacity);
+    let (tx, a_rx) = a.with_config(config).into_split();
+    let (b_tx, rx) = b.into_split();
+    (tx, rx, (a_rx, b_tx))
+}
+
+/// A multi-thread runtime with two workers, so that senders, the writer and the receiver
+/// run at once.
+fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
 #[test]
 fn a_large_byte_field_is_queued_without_a_copy_and_freed_once_written() {
     // On a thread of its own, whose encoding buffer starts empty: a copy of the bytes
     // would have to allocate room for them.
     std::thread::spawn(|| {
         const LEN: usize = 1 << 20;
-        let (a, b) = aiosock::pair::<Load, Load>().expect("pair");
-        let mut config = Config::new();
-        config.set_capacity(5 * LEN);
-        let (tx, _a_rx) = a.with_config(config).into_split();
-        let (_b_tx, mut rx) = b.into_split();
+        let (tx, mut rx, _unused) = one_way(5 * LEN);
         let held = Load::Parts {
             head: bytes(1, LEN),
             n: 1,
@@ -222,17 +242,9 @@ proptest! {
         shapes in proptest::collection::vec(shape(), 1..24),
         capacity in prop_oneof![Just(1usize), Just(64 * 1024), Just(1 << 20)],
     ) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = two_threads();
         let result = rt.block_on(async move {
-            let (a, b) = aiosock::pair::<Load, Load>().expect("pair");
-            let mut config = Config::new();
-            config.set_capacity(capacity);
-            let (tx, _a_rx) = a.with_config(config).into_split();
-            let (_b_tx, mut rx) = b.into_split();
+            let (tx, mut rx, _unused) = one_way(capacity);
             let shapes = std::sync::Arc::new(shapes);
             // Sender k sends the shapes at even (k = 0) or odd (k = 1) places, seeded by
             // place, so that the receiver knows what each message must be.
@@ -353,17 +365,9 @@ async fn a_held_message_that_is_refused_comes_back_whole() {
 #[test]
 fn the_last_sender_dropped_mid_write_loses_nothing() {
     for round in 0..500 {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = two_threads();
         let received = rt.block_on(async move {
-            let (a, b) = aiosock::pair::<Load, Load>().expect("pair");
-            let mut config = Config::new();
-            config.set_capacity(1);
-            let (tx, _a_rx) = a.with_config(config).into_split();
-            let (_b_tx, mut rx) = b.into_split();
+            let (tx, mut rx, _unused) = one_way(1);
             let big = tx.clone();
             let first = tokio::spawn(async move {
                 let msg = Load::Parts {

@@ -12,7 +12,7 @@ use crate::channel::calls::{Calls, Sink, decode_reply};
 use crate::channel::shared::{Held, Offer, Shared};
 use crate::error::{CallError, InvalidMessage, SendError, TrySendError};
 use crate::wire::Kind;
-use crate::{Protocol, sys, trace};
+use crate::{Protocol, trace};
 
 type PendingFuture = Pin<Box<dyn Future<Output = Result<(), ()>> + Send>>;
 
@@ -220,21 +220,16 @@ impl<T: Protocol> Sender<T> {
                     Err(None) => return Err(SendError::Closed(msg)),
                 }
             }
-            let holding = sys::Holding::new(msg, self.shared.config.zero_copy_from());
-            let msg = if holding.fields().is_empty() {
-                holding.into_inner()
-            } else {
-                match self.shared.offer_holding(holding, true) {
-                    Held::Queued => return Ok(()),
-                    Held::Closed(msg) => return Err(SendError::Closed(msg)),
-                    Held::Invalid(msg, why) => return Err(SendError::Invalid(msg, why)),
-                    Held::Full(pending) => {
-                        let waiting = trace::Stopwatch::start();
-                        let queued = Box::pin(self.shared.push_held_when_room(pending)).await;
-                        waiting.report(&self.shared.span, "send");
-                        return queued.map_err(SendError::Closed);
-                    }
-                    Held::Copy(msg) => msg,
+            let msg = match self.shared.offer_holding(msg, true) {
+                Held::Copy(msg) => msg,
+                Held::Queued => return Ok(()),
+                Held::Closed(msg) => return Err(SendError::Closed(msg)),
+                Held::Invalid(msg, why) => return Err(SendError::Invalid(msg, why)),
+                Held::Full(pending) => {
+                    let waiting = trace::Stopwatch::start();
+                    let queued = Box::pin(self.shared.push_held_when_room(pending)).await;
+                    waiting.report(&self.shared.span, "send");
+                    return queued.map_err(SendError::Closed);
                 }
             };
             let mut frame = match self.shared.offer(&msg, true) {
@@ -451,17 +446,12 @@ impl<T: Protocol> Sender<T> {
             Ok(Knows::NotYet) => return Err(TrySendError::Full(msg)),
             Err(()) => return Err(TrySendError::Closed(msg)),
         }
-        let holding = sys::Holding::new(msg, self.shared.config.zero_copy_from());
-        let msg = if holding.fields().is_empty() {
-            holding.into_inner()
-        } else {
-            match self.shared.offer_holding(holding, true) {
-                Held::Queued => return Ok(()),
-                Held::Closed(msg) => return Err(TrySendError::Closed(msg)),
-                Held::Invalid(msg, why) => return Err(TrySendError::Invalid(msg, why)),
-                Held::Full(pending) => return Err(TrySendError::Full(pending.into_inner())),
-                Held::Copy(msg) => msg,
-            }
+        let msg = match self.shared.offer_holding(msg, true) {
+            Held::Copy(msg) => msg,
+            Held::Queued => return Ok(()),
+            Held::Closed(msg) => return Err(TrySendError::Closed(msg)),
+            Held::Invalid(msg, why) => return Err(TrySendError::Invalid(msg, why)),
+            Held::Full(pending) => return Err(TrySendError::Full(pending.into_inner())),
         };
         match self.shared.offer(&msg, true) {
             Ok(Offer::Queued) => Ok(()),

@@ -29,7 +29,7 @@ use crate::channel::calls::Calls;
 use crate::channel::queue::{Batch, Queue};
 use crate::channel::{Config, linger, writer};
 use crate::error::{CallError, InvalidMessage};
-use crate::protocol::Shape;
+use crate::protocol::{Protocol, Shape};
 use crate::sys::{self, SharedFd, Socket};
 use crate::{trace, wire};
 
@@ -1048,8 +1048,9 @@ pub(crate) enum Held<T> {
     Invalid(T, InvalidMessage),
     /// The queue is at capacity: the encoded frame, to queue once there is room.
     Full(PendingHeld<T>),
-    /// The encoder left out bytes that are not the message's fields (it cannot): the
-    /// message back, to be sent by copy.
+    /// Nothing to hold (no byte field is long enough; or, which cannot happen, the encoder
+    /// left out bytes that are not the message's fields): the message back, to be sent by
+    /// copy ([`Shared::offer`]).
     Copy(T),
 }
 
@@ -1069,14 +1070,15 @@ impl<T: Send + 'static> PendingHeld<T> {
 
 impl Shared {
     /// [`offer`](Self::offer) for a message with byte fields of at least
-    /// [`Config::zero_copy_from`] bytes (`holding` lists them): the frame is encoded without their bytes, and once it
-    /// is queued the message itself stays in the queue until those bytes are in the kernel,
-    /// which copies them from the message's buffers. One copy of the bytes instead of two.
-    pub(crate) fn offer_holding<T: Send + 'static + Serialize>(
-        &self,
-        holding: sys::Holding<T>,
-        bounded: bool,
-    ) -> Held<T> {
+    /// [`Config::zero_copy_from`] bytes: the frame is encoded without their bytes, and once
+    /// it is queued the message itself stays in the queue until those bytes are in the
+    /// kernel, which copies them from the message's buffers. One copy of the bytes instead
+    /// of two. A message without such fields comes back at once as [`Held::Copy`].
+    pub(crate) fn offer_holding<T: Protocol>(&self, msg: T, bounded: bool) -> Held<T> {
+        let holding = sys::Holding::new(msg, self.config.zero_copy_from());
+        if holding.fields().is_empty() {
+            return Held::Copy(holding.into_inner());
+        }
         let mut frame = take_scratch();
         let mut used = Vec::new();
         let encoded = wire::encode_frame_holding(

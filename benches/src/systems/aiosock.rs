@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use ::aiosock::{ChildOptions, Endpoint, Protocol, Receiver, Sender};
+use ::aiosock::{ChildOptions, Config, Endpoint, Protocol, Receiver, Sender};
 use tokio::runtime::{Builder, Runtime};
 
 use super::aiosock_calls::{self, Serving};
@@ -55,80 +55,72 @@ impl System for Aiosock {
     }
 }
 
-/// aiosock in its low-latency mode: both ends with [`Config::set_spin`](::aiosock::Config::set_spin)
-/// of [`SPIN`], in the `rtt` workload only (the mode is for request and reply loops).
+/// aiosock with one setting changed on both ends, in the workloads it is for: the
+/// default system otherwise (see [`SPINNING`] and [`COPYING`]).
 #[derive(Debug)]
-pub(crate) struct AiosockSpin;
+pub(crate) struct Configured {
+    name: &'static str,
+    takes_part: fn(Workload) -> bool,
+    configure: fn(&mut Config),
+}
+
+/// aiosock in its low-latency mode: both ends with [`Config::set_spin`] of [`SPIN`], in
+/// the `rtt` workload only (the mode is for request and reply loops).
+pub(crate) const SPINNING: Configured = Configured {
+    name: "aiosock-spin",
+    takes_part: |workload| workload == Workload::Rtt,
+    configure: |config| {
+        config.set_spin(SPIN);
+    },
+};
+
+/// aiosock with every byte field copied into the outgoing buffer
+/// ([`Config::set_zero_copy_from`] of `usize::MAX`), as before large fields were sent
+/// from their own buffers: in the bulk workloads only (`data-64k`, `data-4m`, `size-*`),
+/// to show what that saves in the same run.
+pub(crate) const COPYING: Configured = Configured {
+    name: "aiosock-copied",
+    takes_part: |workload| {
+        matches!(
+            workload,
+            Workload::Data64K | Workload::Data4M | Workload::Size(_)
+        )
+    },
+    configure: |config| {
+        config.set_zero_copy_from(usize::MAX);
+    },
+};
 
 /// The spin of `aiosock-spin`: a little over the echoing child's answer time here (its
 /// round trip, warm, is 10 to 20 µs), so that neither side parks between a ping and its
 /// echo. Each side's thread is busy for up to this long at every wait.
 const SPIN: Duration = Duration::from_micros(100);
 
-impl AiosockSpin {
-    fn spinning(end: Endpoint<Msg, Msg>) -> Endpoint<Msg, Msg> {
+impl Configured {
+    fn configured(&self, end: Endpoint<Msg, Msg>) -> Endpoint<Msg, Msg> {
         let mut config = end.config().clone();
-        config.set_spin(SPIN);
+        (self.configure)(&mut config);
         end.with_config(config)
     }
 }
 
-impl System for AiosockSpin {
+impl System for Configured {
     fn name(&self) -> &'static str {
-        "aiosock-spin"
+        self.name
     }
 
     fn takes_part(&self, workload: Workload) -> bool {
-        workload == Workload::Rtt
+        (self.takes_part)(workload)
     }
 
     fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
         spawned::<Msg, _>(child, runtime(role)?, |end| async move {
-            play(AiosockSpin::spinning(end), role).await
+            play(self.configured(end), role).await
         })
     }
 
     fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
-        let end = AiosockSpin::spinning(::aiosock::inherited::<Msg, Msg>()?);
-        runtime(role)?.block_on(play(end, role))
-    }
-}
-
-/// aiosock with every byte field copied into the outgoing buffer
-/// ([`Config::set_zero_copy_from`](::aiosock::Config::set_zero_copy_from) of `usize::MAX`),
-/// as before large fields were sent from their own buffers: in the bulk workloads only
-/// (`data-64k`, `data-4m`, `size-*`), to show what that saves in the same run.
-#[derive(Debug)]
-pub(crate) struct AiosockCopied;
-
-impl AiosockCopied {
-    fn copying(end: Endpoint<Msg, Msg>) -> Endpoint<Msg, Msg> {
-        let mut config = end.config().clone();
-        config.set_zero_copy_from(usize::MAX);
-        end.with_config(config)
-    }
-}
-
-impl System for AiosockCopied {
-    fn name(&self) -> &'static str {
-        "aiosock-copied"
-    }
-
-    fn takes_part(&self, workload: Workload) -> bool {
-        matches!(
-            workload,
-            Workload::Data64K | Workload::Data4M | Workload::Size(_)
-        )
-    }
-
-    fn parent(&self, child: ChildCmd, role: &Role) -> Result<Outcome, BoxError> {
-        spawned::<Msg, _>(child, runtime(role)?, |end| async move {
-            play(AiosockCopied::copying(end), role).await
-        })
-    }
-
-    fn child(&self, role: &Role) -> Result<Outcome, BoxError> {
-        let end = AiosockCopied::copying(::aiosock::inherited::<Msg, Msg>()?);
+        let end = self.configured(::aiosock::inherited::<Msg, Msg>()?);
         runtime(role)?.block_on(play(end, role))
     }
 }
