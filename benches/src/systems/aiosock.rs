@@ -1,5 +1,5 @@
 //! aiosock, as its README shows: `aiosock::spawn` in the parent and `aiosock::inherited`
-//! in the child, default [`Config`](::aiosock::Config), a current-thread runtime in each
+//! in the child, default [`Config`], a current-thread runtime in each
 //! process. The concurrent senders are clones of one `Sender`, each in its own task on a
 //! multi-thread runtime.
 //!
