@@ -1074,8 +1074,19 @@ impl Shared {
     /// it is queued the message itself stays in the queue until those bytes are in the
     /// kernel, which copies them from the message's buffers. One copy of the bytes instead
     /// of two. A message without such fields comes back at once as [`Held::Copy`].
+    #[inline]
     pub(crate) fn offer_holding<T: Protocol>(&self, msg: T, bounded: bool) -> Held<T> {
-        let holding = sys::Holding::new(msg, self.config.zero_copy_from());
+        if !sys::Holding::worth_it(&msg, self.config.zero_copy_from()) {
+            return Held::Copy(msg);
+        }
+        self.offer_held(
+            sys::Holding::new(msg, self.config.zero_copy_from()),
+            bounded,
+        )
+    }
+
+    /// [`offer_holding`](Self::offer_holding) of a message with a byte field long enough.
+    fn offer_held<T: Protocol>(&self, holding: sys::Holding<T>, bounded: bool) -> Held<T> {
         if holding.fields().is_empty() {
             return Held::Copy(holding.into_inner());
         }

@@ -64,6 +64,16 @@ pub(crate) struct Holding<T> {
 }
 
 impl<T: Protocol> Holding<T> {
+    /// Whether `msg` has a byte field of `min` bytes or more: whether a [`Holding`] of it
+    /// would list anything (most messages have none, and need not be moved into one).
+    #[inline]
+    pub(crate) fn worth_it(msg: &T, min: usize) -> bool {
+        let min = min.max(1);
+        let mut any = false;
+        msg.visit_byte_fields(&mut |v| any |= v.len() >= min);
+        any
+    }
+
     /// `msg`, with its byte fields of `min` bytes or more (never empty ones: their
     /// buffers have no address of their own).
     pub(crate) fn new(msg: T, min: usize) -> Holding<T> {

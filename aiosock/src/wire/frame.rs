@@ -177,13 +177,18 @@ pub(crate) fn encode_frame<T: Serialize>(
 /// frame carries: duplicates of those in `msg` (see [`crate::fd`]), which the frame's
 /// header counts and which must travel with its first byte. On error `out` is left as it
 /// was and the duplicates are closed.
+#[inline]
 pub(crate) fn encode_frame_as<T: Serialize>(
     out: &mut Vec<u8>,
     msg: &T,
     max: usize,
     kind: Kind,
 ) -> Result<Vec<OwnedFd>, InvalidMessage> {
-    encode_frame_holding(out, msg, max, kind, &[], &mut Vec::new())
+    // The common path: no byte field to leave out, so a writer that only appends.
+    framed(out, max, kind, |out, _| {
+        let encoded = bincode::serde::encode_into_writer(msg, AppendWriter(out), CONFIG);
+        (encoded, 0)
+    })
 }
 
 /// [`encode_frame_as`] that leaves out the bytes of the byte fields `fields` (see
@@ -200,6 +205,33 @@ pub(crate) fn encode_frame_holding<T: Serialize>(
     held: &mut Vec<(usize, Span)>,
 ) -> Result<Vec<OwnedFd>, InvalidMessage> {
     held.clear();
+    let result = framed(out, max, kind, |out, start| {
+        let writer = FrameWriter {
+            out,
+            start,
+            fields,
+            held: &mut *held,
+        };
+        let encoded = bincode::serde::encode_into_writer(msg, writer, CONFIG);
+        (encoded, held.iter().map(|(_, f)| f.len()).sum())
+    });
+    if result.is_err() {
+        held.clear();
+    }
+    result
+}
+
+/// The frame around an encode: appends the header's room to `out`, runs `encode` (given
+/// `out` and where the frame starts; it returns how many payload bytes it left out of
+/// `out`) with a collector for the descriptors installed, checks the result and fills the
+/// header in. On error `out` is left as it was and the descriptors are closed.
+#[inline(always)]
+fn framed(
+    out: &mut Vec<u8>,
+    max: usize,
+    kind: Kind,
+    encode: impl FnOnce(&mut Vec<u8>, usize) -> (Result<(), bincode::error::EncodeError>, usize),
+) -> Result<Vec<OwnedFd>, InvalidMessage> {
     let start = out.len();
     let header_len = kind.header_len();
     // Constant lengths, so that each is one store rather than a call to `memset`.
@@ -208,16 +240,9 @@ pub(crate) fn encode_frame_holding<T: Serialize>(
     } else {
         out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN]);
     }
-    let writer = FrameWriter {
-        out,
-        start,
-        fields,
-        held: &mut *held,
-    };
-    let (encoded, collected) =
-        fd::collecting(|| bincode::serde::encode_into_writer(msg, writer, CONFIG));
+    let ((encoded, left_out), collected) = fd::collecting(|| encode(&mut *out, start));
     let (fds, failure) = (collected.fds, collected.failure);
-    let len = out.len() - start - header_len + held.iter().map(|(_, f)| f.len()).sum::<usize>();
+    let len = out.len() - start - header_len + left_out;
     let result = match (encoded, failure) {
         // Out of descriptors: a resource error, not the message's fault.
         (Err(_), Some(failure)) => Err(InvalidMessage::FdDuplicate(failure)),
@@ -245,7 +270,6 @@ pub(crate) fn encode_frame_holding<T: Serialize>(
         },
     };
     out.truncate(start);
-    held.clear();
     result
 }
 
@@ -260,6 +284,7 @@ pub(crate) fn finish_reply(frame: &mut [u8], id: u64, max: usize) -> Result<(), 
     Ok(())
 }
 
+#[inline]
 fn write_header(head: &mut [u8], len: u32, fds: u16, kind: Kind) {
     head[0..4].copy_from_slice(&len.to_le_bytes());
     head[4..6].copy_from_slice(&fds.to_le_bytes());
@@ -399,6 +424,17 @@ fn checked<T>(
         Ok((msg, used)) if used == len => Ok(msg),
         Ok((_, used)) => Err(Error::TrailingBytes { len, used }),
         Err(source) => Err(Error::Decode(DecodeError(source))),
+    }
+}
+
+/// The bincode writer of a frame with nothing left out: appends to the `Vec`.
+struct AppendWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for AppendWriter<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        crate::bytes::extend(self.0, bytes);
+        Ok(())
     }
 }
 
