@@ -236,7 +236,7 @@ impl<'a> Generator<'a> {
         let fingerprint = Literal::u64_suffixed(fingerprint::fingerprint(self.protocol));
         let has_calls = self.has_calls();
         let evolution = self.evolution();
-        let byte_fields = self.visit_byte_fields();
+        let held_fields = self.visit_held_fields();
         quote! {
             #[automatically_derived]
             impl #private::Protocol for #ident {
@@ -244,17 +244,18 @@ impl<'a> Generator<'a> {
                 const FINGERPRINT: ::core::primitive::u64 = #fingerprint;
                 const HAS_CALLS: ::core::primitive::bool = #has_calls;
                 #evolution
-                #byte_fields
+                #held_fields
             }
         }
     }
 
-    /// `Protocol::visit_byte_fields`: every field of the message's variant goes through
-    /// `__private::held::Probe`, which visits those of type `Vec<u8>` or `aiosock::Bytes`
-    /// (found by method resolution, not by the type's name) and skips the rest. A send may
-    /// hand the large ones to the kernel from their own buffers. Nothing (the trait's
-    /// default) for an enum whose variants have no fields.
-    fn visit_byte_fields(&self) -> TokenStream {
+    /// `Protocol::visit_held_fields`: every field of the message's variant goes through
+    /// `__private::held::Probe`, which visits those of type `Vec<u8>`, `aiosock::Bytes` or
+    /// `aiosock::Fd` (found by method resolution, not by the type's name) and skips the
+    /// rest. A send may hand the large byte fields to the kernel from their own buffers,
+    /// and the descriptors themselves. Nothing (the trait's default) for an enum whose
+    /// variants have no fields.
+    fn visit_held_fields(&self) -> TokenStream {
         let private = &self.private;
         let arms: Vec<_> = self
             .protocol
@@ -279,12 +280,12 @@ impl<'a> Generator<'a> {
         }
         quote! {
             #[doc(hidden)]
-            fn visit_byte_fields<'__a>(
+            fn visit_held_fields<'__a>(
                 &'__a self,
-                __visit: &mut dyn ::core::ops::FnMut(&'__a ::std::vec::Vec<::core::primitive::u8>),
+                __visit: &mut dyn ::core::ops::FnMut(#private::held::Field<'__a>),
             ) {
                 #[allow(unused_imports)]
-                use #private::held::{ViaBytes as _, ViaNothing as _};
+                use #private::held::{ViaField as _, ViaNothing as _};
                 match self {
                     #(#arms)*
                     #[allow(unreachable_patterns)]

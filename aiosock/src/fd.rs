@@ -13,7 +13,11 @@
 //!
 //! Duplicates are sent, not the message's own descriptors, because serde encodes from a
 //! shared reference: the message keeps its descriptors, so a message that cannot be sent
-//! comes back whole inside the error.
+//! comes back whole inside the error. The exception is a variant's own [`Fd`] fields in
+//! `send` and `try_send`: their descriptors are listed before the encode
+//! ([`sys::Lendable`](crate::sys::Lendable)), and the frame passes them as they are, since
+//! the message is then kept in the queue, untouched, until the kernel has them (see
+//! [`sys::Holding`](crate::sys::Holding)).
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
@@ -25,6 +29,7 @@ use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::FdError;
+use crate::sys;
 
 /// A file descriptor that travels inside a message.
 ///
@@ -34,9 +39,12 @@ use crate::error::FdError;
 /// it to hand a worker a file it could not open itself, a connected socket, or one end of
 /// a pipe.
 ///
-/// The sender keeps its own descriptor: the frame carries a duplicate, closed once it is
-/// in the kernel, so a message that cannot be sent comes back inside the error with its
-/// descriptors. Descriptors travel only between local processes: an end over TCP refuses
+/// A message that cannot be sent comes back inside the error with its descriptors. A
+/// variant's own `Fd` fields are passed to the kernel as they are by
+/// [`Sender::send`](crate::Sender::send) and [`Sender::try_send`](crate::Sender::try_send),
+/// the message staying queued until they are (no `dup` per descriptor); anywhere else (a
+/// call's arguments or reply, an `Fd` inside another type) the frame carries a duplicate,
+/// closed once it is in the kernel. Descriptors travel only between local processes: an end over TCP refuses
 /// a message holding one ([`InvalidMessage::FdsNotCarried`](crate::InvalidMessage::FdsNotCarried)).
 ///
 /// Limits: the kernel passes at most 253 descriptors with one message, and the receiver
@@ -160,8 +168,11 @@ conversions!(
 
 impl Serialize for Fd {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let index = attach(self.0.as_fd()).map_err(S::Error::custom)?;
-        serializer.serialize_u32(index)
+        let index = match lend(self) {
+            Some(index) => index,
+            None => attach(self.0.as_fd()),
+        };
+        serializer.serialize_u32(index.map_err(S::Error::custom)?)
     }
 }
 
@@ -217,6 +228,18 @@ pub(crate) struct Collected {
     pub(crate) fds: Vec<OwnedFd>,
     /// Why a descriptor could not be duplicated (the process is out of descriptors).
     pub(crate) failure: Option<std::io::Error>,
+    /// The message's descriptor fields that may be passed as they are ([`lending`]).
+    lendable: Vec<sys::Lendable>,
+    /// The descriptors passed as they are, each with its index among the frame's (the
+    /// duplicates take the other indices, in order).
+    pub(crate) lent: Vec<(u32, RawFd)>,
+}
+
+impl Collected {
+    /// The frame's descriptors so far: duplicated and passed as they are.
+    fn count(&self) -> usize {
+        self.fds.len() + self.lent.len()
+    }
 }
 
 /// One message being encoded on this thread. Dropping it (also when a `Serialize`
@@ -292,6 +315,47 @@ pub(crate) fn collecting<R>(encode: impl FnOnce() -> R) -> (R, Collected) {
     (result, collected)
 }
 
+/// [`collecting`] for a message whose descriptor fields `lendable` are passed as they are
+/// (the message stays queued until the kernel has them): an [`Fd`] that is one of them
+/// attaches itself instead of a duplicate ([`Collected::lent`]). Out of line: only
+/// messages with descriptor fields come here.
+#[inline(never)]
+pub(crate) fn lending<R>(lendable: &[sys::Lendable], encode: impl FnOnce() -> R) -> (R, Collected) {
+    collecting(|| {
+        if !lendable.is_empty() {
+            let collected = Collected {
+                lendable: lendable.to_vec(),
+                ..Collected::default()
+            };
+            OUTGOING.with(|cell| *cell.borrow_mut() = Some(collected));
+            ENCODING.set(Phase::Holding);
+        }
+        encode()
+    })
+}
+
+/// While a message is encoded by [`lending`]: attaches `fd` itself if it is one of the
+/// message's listed descriptor fields, and returns its index; `None` otherwise (it is
+/// duplicated, see [`attach`]).
+fn lend(fd: &Fd) -> Option<Result<u32, String>> {
+    if ENCODING.get() != Phase::Holding {
+        return None;
+    }
+    OUTGOING.with(|cell| {
+        let mut collected = cell.borrow_mut();
+        let collected = collected.as_mut()?;
+        let field = collected.lendable.iter().find(|field| field.is(fd))?;
+        let raw = field.raw();
+        Some(match u32::try_from(collected.count()) {
+            Ok(index) => {
+                collected.lent.push((index, raw));
+                Ok(index)
+            }
+            Err(_) => Err("too many descriptors in one message".to_owned()),
+        })
+    })
+}
+
 /// An encode not nested in another on this thread: the phase goes back to `Idle` when it
 /// is dropped (also when a `Serialize` panics), and what its fields attached is closed if
 /// [`collected`](Self::collected) did not take it.
@@ -330,7 +394,7 @@ pub(crate) fn attach(fd: BorrowedFd<'_>) -> Result<u32, String> {
     let result = OUTGOING.with(|cell| {
         let mut collected = cell.borrow_mut();
         let collected = collected.get_or_insert_with(Collected::default);
-        let index = u32::try_from(collected.fds.len())
+        let index = u32::try_from(collected.count())
             .map_err(|_| "too many descriptors in one message".to_owned())?;
         match fd.try_clone_to_owned() {
             Ok(dup) => collected.fds.push(dup),

@@ -98,7 +98,8 @@
 //! the frame is accepted, the message itself stays in the buffer until those bytes are in
 //! the kernel, which copies them straight from the field's own allocation (one copy of the
 //! bytes instead of two). Then the message is dropped, by whichever task or thread wrote
-//! it out (so a `Drop` of yours inside such a message runs there: keep it short). Nothing
+//! it out (so a `Drop` of yours inside such a message runs there: keep it short). A message
+//! with [`Fd`] fields is kept the same way until its descriptors are in the kernel. Nothing
 //! changes on the wire or for the peer, and the bytes count against the capacity as
 //! before. Byte fields inside other types (`Option<Vec<u8>>`, `Vec<Bytes>`, your own
 //! structs), shorter ones, and the arguments of calls and their replies are copied.
@@ -257,10 +258,14 @@
 //!   can change them any more. The bytes never pass through the socket.
 //!
 //! Each descriptor travels with the frame of its message, whatever else is in flight
-//! (batched frames, concurrent senders, partial writes). The sender keeps its own: the
-//! frame carries a duplicate, closed once it is in the kernel, so a message that cannot be
-//! sent (or whose `send` future is dropped before it was queued) comes back, or is
-//! dropped, with its descriptors. A message can hold up to 253 descriptors (what the
+//! (batched frames, concurrent senders, partial writes). A message that cannot be sent
+//! (or whose `send` future is dropped before it was queued) comes back, or is dropped,
+//! with its descriptors. A variant's own [`Fd`] fields go to the kernel as they are from
+//! [`Sender::send`] and [`Sender::try_send`]: the accepted message stays queued, untouched,
+//! until they are in the kernel, and is dropped then (no `dup` and no second `close` per
+//! descriptor; a process out of descriptors can still send them). Every other descriptor
+//! (an `Fd` inside another type, a channel end, a [`Shm`], the arguments of a call) is
+//! sent as a duplicate, closed once it is in the kernel. A message can hold up to 253 descriptors (what the
 //! kernel passes at once); the receiver takes at most [`Config::max_fds_per_frame`] per
 //! message, holds at most [`Config::max_fds`] for messages not yet delivered, and accepts
 //! shared buffers up to [`Config::max_shm_len`]. Everything a peer can get wrong is an

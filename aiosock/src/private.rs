@@ -199,34 +199,52 @@ pub mod wire {
     }
 }
 
-/// How the generated `Protocol::visit_byte_fields` finds a message's byte fields: for each
-/// field `f` it calls `(&Probe(f)).held(visit)`. Method resolution picks
-/// [`ViaBytes`](held::ViaBytes) for a field of type `Vec<u8>` or [`Bytes`](crate::Bytes)
-/// (implemented on `Probe` itself, so its method takes the `&Probe` as it is) and the
-/// no-op [`ViaNothing`](held::ViaNothing) for any other type (implemented on `&Probe`,
-/// found one auto-reference later), so no field's type needs to be recognised by its name.
+/// How the generated `Protocol::visit_held_fields` finds a message's byte and descriptor
+/// fields: for each field `f` it calls `(&Probe(f)).held(visit)`. Method resolution picks
+/// [`ViaField`](held::ViaField) for a field of type `Vec<u8>`, [`Bytes`](crate::Bytes) or
+/// [`Fd`](crate::Fd) (implemented on `Probe` itself, so its method takes the `&Probe` as
+/// it is) and the no-op [`ViaNothing`](held::ViaNothing) for any other type (implemented
+/// on `&Probe`, found one auto-reference later), so no field's type needs to be recognised
+/// by its name.
 pub mod held {
+    /// A field that a send may pass from the message itself instead of a copy.
+    #[derive(Debug)]
+    pub enum Field<'a> {
+        /// A `Vec<u8>` (or the vector of a `Bytes`): its bytes may go to the kernel from
+        /// its own buffer.
+        Bytes(&'a Vec<u8>),
+        /// A descriptor: it may go to the kernel itself, instead of a duplicate.
+        Fd(&'a crate::Fd),
+    }
+
     /// A field of a message, borrowed for as long as the message.
     #[derive(Debug)]
     pub struct Probe<'a, T>(pub &'a T);
 
-    /// A field whose bytes a send may hand to the kernel from their own buffer.
-    pub trait ViaBytes<'a> {
-        /// Calls `visit` with the field's vector.
-        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>));
+    /// A field that a send may pass from the message itself.
+    pub trait ViaField<'a> {
+        /// Calls `visit` with the field.
+        fn held(&self, visit: &mut dyn FnMut(Field<'a>));
     }
 
-    impl<'a> ViaBytes<'a> for Probe<'a, Vec<u8>> {
+    impl<'a> ViaField<'a> for Probe<'a, Vec<u8>> {
         #[inline]
-        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
-            visit(self.0);
+        fn held(&self, visit: &mut dyn FnMut(Field<'a>)) {
+            visit(Field::Bytes(self.0));
         }
     }
 
-    impl<'a> ViaBytes<'a> for Probe<'a, crate::Bytes> {
+    impl<'a> ViaField<'a> for Probe<'a, crate::Bytes> {
         #[inline]
-        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
-            visit(self.0.as_vec());
+        fn held(&self, visit: &mut dyn FnMut(Field<'a>)) {
+            visit(Field::Bytes(self.0.as_vec()));
+        }
+    }
+
+    impl<'a> ViaField<'a> for Probe<'a, crate::Fd> {
+        #[inline]
+        fn held(&self, visit: &mut dyn FnMut(Field<'a>)) {
+            visit(Field::Fd(self.0));
         }
     }
 
@@ -234,7 +252,7 @@ pub mod held {
     pub trait ViaNothing<'a> {
         /// Does nothing.
         #[inline]
-        fn held(&self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
+        fn held(&self, visit: &mut dyn FnMut(Field<'a>)) {
             let _ = visit;
         }
     }

@@ -65,12 +65,12 @@ pub trait Protocol: Serialize + DeserializeOwned + Send + 'static {
     fn variant_index(&self) -> usize;
 
     /// Calls `visit` with each field of this message's variant of type `Vec<u8>` or
-    /// [`Bytes`](crate::Bytes) (its vector): a send hands the large ones to the kernel from
-    /// their own buffers. Every vector visited lives as long
-    /// as the borrow of the message (`'a`), so its buffer is the message's (or as lasting).
-    /// Not public API.
+    /// [`Bytes`](crate::Bytes) (its vector), or [`Fd`](crate::Fd): a send hands the large
+    /// byte fields to the kernel from their own buffers, and the descriptors themselves
+    /// instead of duplicates. Every field visited lives as long as the borrow of the
+    /// message (`'a`), so it is the message's (or as lasting). Not public API.
     #[doc(hidden)]
-    fn visit_byte_fields<'a>(&'a self, visit: &mut dyn FnMut(&'a Vec<u8>)) {
+    fn visit_held_fields<'a>(&'a self, visit: &mut dyn FnMut(crate::__private::held::Field<'a>)) {
         let _ = visit;
     }
 }

@@ -216,9 +216,9 @@ impl Config {
     ///
     /// It bounds sending too: a message with descriptors waits for room (`send`), or is
     /// [`TrySendError::Full`](crate::TrySendError::Full) (`try_send`), while the outgoing
-    /// queue holds this many, since each queued descriptor is a duplicate held open until
-    /// the kernel takes it (at most about twice the limit are held: the queue, and the
-    /// batch being written). Keep it well under the process's descriptor limit
+    /// queue holds this many, since each queued descriptor is held open until the kernel
+    /// takes it (a duplicate, or a queued message's own; at most about twice the limit
+    /// are held: the queue, and the batch being written). Keep it well under the process's descriptor limit
     /// (`RLIMIT_NOFILE`) divided by the connections it serves.
     pub fn set_max_fds(&mut self, fds: usize) -> &mut Config {
         self.max_fds = fds;

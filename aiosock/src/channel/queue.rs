@@ -35,8 +35,76 @@ const BIG_POOL: usize = 2;
 #[derive(Debug, Default)]
 struct Seg {
     bytes: Vec<u8>,
-    fds: Vec<(usize, Vec<OwnedFd>)>,
+    /// A queue: the first are passed, and let go of, first (a segment of small frames
+    /// can hold thousands).
+    fds: VecDeque<(usize, FrameFds)>,
     held: Option<sys::Held>,
+}
+
+/// The descriptors of one frame, in index order: duplicates the queue owns (closed once
+/// passed), or, for a message sent with its own descriptors, those mixed with the
+/// message's ([`sys::LentFd`]: kept open by the message, queued until they are passed).
+#[derive(Debug)]
+enum FrameFds {
+    Owned(Vec<OwnedFd>),
+    Mixed(Vec<OutFd>),
+}
+
+/// One descriptor of a [`FrameFds::Mixed`].
+#[derive(Debug)]
+enum OutFd {
+    Owned(OwnedFd),
+    Lent(sys::LentFd),
+}
+
+impl FrameFds {
+    fn len(&self) -> usize {
+        match self {
+            FrameFds::Owned(fds) => fds.len(),
+            FrameFds::Mixed(fds) => fds.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends the descriptors' numbers to `raw`, in order.
+    fn extend_raw(&self, raw: &mut Vec<RawFd>) {
+        match self {
+            FrameFds::Owned(fds) => raw.extend(fds.iter().map(AsRawFd::as_raw_fd)),
+            FrameFds::Mixed(fds) => raw.extend(fds.iter().map(|fd| match fd {
+                OutFd::Owned(fd) => fd.as_raw_fd(),
+                OutFd::Lent(fd) => fd.raw(),
+            })),
+        }
+    }
+
+    /// The duplicates `owned` and the message's own descriptors `lent` (each with its
+    /// index among the frame's), in index order.
+    fn merged(owned: Vec<OwnedFd>, lent: Vec<(u32, sys::LentFd)>) -> FrameFds {
+        if lent.is_empty() {
+            return FrameFds::Owned(owned);
+        }
+        let total = owned.len() + lent.len();
+        let (mut owned, mut lent) = (owned.into_iter(), lent.into_iter().peekable());
+        let mut fds = Vec::with_capacity(total);
+        for index in 0..total {
+            let fd = match lent.next_if(|(at, _)| *at as usize == index) {
+                Some((_, fd)) => OutFd::Lent(fd),
+                None => match owned.next() {
+                    Some(fd) => OutFd::Owned(fd),
+                    // Not reached: the encoder numbers the two kinds together.
+                    None => match lent.next() {
+                        Some((_, fd)) => OutFd::Lent(fd),
+                        None => break,
+                    },
+                },
+            };
+            fds.push(fd);
+        }
+        FrameFds::Mixed(fds)
+    }
 }
 
 impl Seg {
@@ -120,7 +188,7 @@ impl Queue {
     fn push_any(&mut self, frame: &mut Vec<u8>, fds: &mut Vec<OwnedFd>) {
         self.bytes += frame.len();
         self.fds += fds.len();
-        let fds = std::mem::take(fds);
+        let fds = FrameFds::Owned(std::mem::take(fds));
         if frame.len() >= OWN_SEGMENT_FROM {
             let recycled = self.big_pool.pop().unwrap_or_default();
             let mut seg = Seg {
@@ -128,7 +196,7 @@ impl Queue {
                 ..Seg::default()
             };
             if !fds.is_empty() {
-                seg.fds.push((0, fds));
+                seg.fds.push_back((0, fds));
             }
             self.segs.push_back(seg);
             return;
@@ -139,7 +207,7 @@ impl Queue {
 
     /// Copies `bytes` (a small frame, or a piece of a frame with held bytes) after the last
     /// segment's, or into a new segment; `fds` go with its first byte.
-    fn append_small(&mut self, bytes: &[u8], fds: Vec<OwnedFd>) {
+    fn append_small(&mut self, bytes: &[u8], fds: FrameFds) {
         let last = match self.segs.back_mut() {
             Some(last) if last.takes(bytes.len()) => last,
             _ => {
@@ -151,7 +219,7 @@ impl Queue {
             }
         };
         if !fds.is_empty() {
-            last.fds.push((last.bytes.len(), fds));
+            last.fds.push_back((last.bytes.len(), fds));
         }
         crate::bytes::extend(&mut last.bytes, bytes);
     }
@@ -159,22 +227,29 @@ impl Queue {
     /// Appends one whole frame whose byte fields `held` are sent from their message's
     /// buffers: `frame` holds the rest, and each held field's bytes go in at its offset
     /// (in order, from the frame's first byte; see `wire::encode_frame_holding`). The
-    /// pieces of `frame` are copied; each held field is a segment of its own. `fds` (taken)
-    /// go with the frame's first byte, which is in its first piece (the header).
+    /// pieces of `frame` are copied; each held field is a segment of its own. The
+    /// duplicates `fds` (taken) and the message's own descriptors `lent` (each with its
+    /// index among the frame's) go with the frame's first byte, which is in its first piece
+    /// (the header).
     pub(crate) fn push_holding(
         &mut self,
         frame: &mut Vec<u8>,
         fds: &mut Vec<OwnedFd>,
-        held: Vec<(usize, sys::Held)>,
+        kept: sys::Kept,
     ) {
+        let sys::Kept {
+            bytes: held,
+            fds: lent,
+        } = kept;
         let held_len: usize = held.iter().map(|(_, h)| h.bytes().len()).sum();
         self.bytes += frame.len() + held_len;
-        self.fds += fds.len();
-        let mut fds = std::mem::take(fds);
+        self.fds += fds.len() + lent.len();
+        let mut fds = FrameFds::merged(std::mem::take(fds), lent);
         let mut from = 0;
         for (at, bytes) in held {
             if at > from {
-                self.append_small(&frame[from..at], std::mem::take(&mut fds));
+                let first = std::mem::replace(&mut fds, FrameFds::Owned(Vec::new()));
+                self.append_small(&frame[from..at], first);
             }
             from = at;
             self.segs.push_back(Seg {
@@ -244,7 +319,7 @@ impl Batch {
                 let offset = base + at - from;
                 let fits = raw.is_empty() || raw.len() + fds.len() <= wire::MAX_BATCH_FDS;
                 if offset < window && fits {
-                    raw.extend(fds.iter().map(AsRawFd::as_raw_fd));
+                    fds.extend_raw(&mut raw);
                 } else {
                     stop = *at;
                     break;
@@ -261,7 +336,8 @@ impl Batch {
         }
         let written = sys::send_vectored_with_fds(fd, &iov[..n], &raw)?;
         if written > 0 && !raw.is_empty() {
-            // The kernel holds them now: drop this end's duplicates.
+            // The kernel holds them now: drop this end's duplicates (and let go of the
+            // messages that lent theirs).
             let mut passed = raw.len();
             let mut first = true;
             for seg in &mut self.segs {
@@ -271,7 +347,8 @@ impl Batch {
                     match seg.fds.iter().position(|(at, _)| *at >= from) {
                         Some(k) => {
                             passed = passed.saturating_sub(seg.fds[k].1.len());
-                            seg.fds.remove(k);
+                            // The front one, unless some were passed before `from`.
+                            drop(seg.fds.remove(k));
                         }
                         None => break,
                     }

@@ -335,7 +335,8 @@ impl Shared {
         bounded: bool,
     ) -> Result<(), (Refused, sys::Planned<T>)> {
         let mut out = self.out();
-        if let Err(why) = self.admit(&mut out, fds.len(), bounded, &mut false) {
+        let count = fds.len() + planned.lent_fds();
+        if let Err(why) = self.admit(&mut out, count, bounded, &mut false) {
             return Err((why, planned));
         }
         out.queued += (frame.len() + planned.len()) as u64;
@@ -1070,10 +1071,12 @@ impl<T: Send + 'static> PendingHeld<T> {
 
 impl Shared {
     /// [`offer`](Self::offer) for a message with byte fields of at least
-    /// [`Config::zero_copy_from`] bytes: the frame is encoded without their bytes, and once
-    /// it is queued the message itself stays in the queue until those bytes are in the
-    /// kernel, which copies them from the message's buffers. One copy of the bytes instead
-    /// of two. A message without such fields comes back at once as [`Held::Copy`].
+    /// [`Config::zero_copy_from`] bytes or descriptor fields: the frame is encoded without
+    /// those bytes, and passes those descriptors as they are; once it is queued the message
+    /// itself stays in the queue until those bytes and descriptors are in the kernel, which
+    /// copies the bytes from the message's buffers. One copy of the bytes instead of two,
+    /// and no duplicate of a descriptor. A message without such fields comes back at once
+    /// as [`Held::Copy`].
     #[inline]
     pub(crate) fn offer_holding<T: Protocol>(&self, msg: T, bounded: bool) -> Held<T> {
         if !sys::Holding::worth_it(&msg, self.config.zero_copy_from()) {
@@ -1085,9 +1088,10 @@ impl Shared {
         )
     }
 
-    /// [`offer_holding`](Self::offer_holding) of a message with a byte field long enough.
+    /// [`offer_holding`](Self::offer_holding) of a message with a byte field long enough
+    /// or a descriptor field.
     fn offer_held<T: Protocol>(&self, holding: sys::Holding<T>, bounded: bool) -> Held<T> {
-        if holding.fields().is_empty() {
+        if holding.fields().is_empty() && holding.fds().is_empty() {
             return Held::Copy(holding.into_inner());
         }
         let mut frame = take_scratch();
@@ -1097,21 +1101,24 @@ impl Shared {
             holding.msg(),
             self.config.max_frame_len(),
             wire::Kind::Message,
-            holding.fields(),
+            (holding.fields(), holding.fds()),
             &mut used,
         );
-        let mut fds = match encoded {
-            Ok(fds) if !fds.is_empty() && !self.config.carries_fds() => {
+        let (mut fds, lent) = match encoded {
+            Ok((fds, lent))
+                if (!fds.is_empty() || !lent.is_empty()) && !self.config.carries_fds() =>
+            {
+                drop(fds);
                 return_scratch(frame, true);
                 return Held::Invalid(holding.into_inner(), InvalidMessage::FdsNotCarried);
             }
-            Ok(fds) => fds,
+            Ok(encoded) => encoded,
             Err(why) => {
                 return_scratch(frame, true);
                 return Held::Invalid(holding.into_inner(), why);
             }
         };
-        let planned = match holding.plan(used) {
+        let planned = match holding.plan(used, lent) {
             Ok(planned) => planned,
             Err(msg) => {
                 return_scratch(frame, true);
@@ -1146,7 +1153,11 @@ impl Shared {
             mut planned,
         } = pending;
         loop {
-            if self.ready_for(fds.len()).await.is_err() {
+            if self
+                .ready_for(fds.len() + planned.lent_fds())
+                .await
+                .is_err()
+            {
                 return Err(planned.into_inner());
             }
             match self.push_planned(&mut frame, &mut fds, planned, true) {

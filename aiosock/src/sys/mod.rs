@@ -35,7 +35,7 @@ mod shm;
 mod socket;
 mod tcp;
 
-pub(crate) use held::{Held, Holding, Planned, Span};
+pub(crate) use held::{Held, Holding, Kept, Lendable, Lent, LentFd, Planned, Span};
 pub(crate) use named::{
     MAX_ADDRESS_LEN, SocketFile, accept, bind_abstract, bind_path, connect_abstract, connect_path,
     effective_uid, peer_cred,

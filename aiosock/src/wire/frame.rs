@@ -10,7 +10,7 @@ use super::budget::{Budget, Budgeted, Exceeded, MAX_DEPTH, units_for};
 use super::{CALL_ID_LEN, HEADER_LEN, MAX_FDS_PER_FRAME};
 use crate::error::{DecodeError, EncodeError, Error, FdError, InvalidMessage};
 use crate::fd;
-use crate::sys::Span;
+use crate::sys::{Lendable, Lent, Span};
 
 const CONFIG: Configuration = standard();
 
@@ -184,11 +184,13 @@ pub(crate) fn encode_frame_as<T: Serialize>(
     max: usize,
     kind: Kind,
 ) -> Result<Vec<OwnedFd>, InvalidMessage> {
-    // The common path: no byte field to leave out, so a writer that only appends.
-    framed(out, max, kind, |out, _| {
+    // The common path: no byte field to leave out, so a writer that only appends, and no
+    // descriptor passed as it is.
+    let encode = |out: &mut Vec<u8>, _| {
         let encoded = bincode::serde::encode_into_writer(msg, AppendWriter(out), CONFIG);
         (encoded, 0)
-    })
+    };
+    framed(out, max, kind, &[], encode).map(|(fds, _)| fds)
 }
 
 /// [`encode_frame_as`] that leaves out the bytes of the byte fields `fields` (see
@@ -196,16 +198,18 @@ pub(crate) fn encode_frame_as<T: Serialize>(
 /// them, `held` gets the field, with the offset in the frame (from its first byte, the
 /// header's) where its bytes belong, and `out` gets nothing. The header's length counts
 /// them. The frame is `out`'s new bytes with each held field's bytes put in at its offset.
+/// The descriptor fields `lendable` are passed as they are: they come back second, each
+/// with its index among the frame's descriptors (the duplicates, first, take the others).
 pub(crate) fn encode_frame_holding<T: Serialize>(
     out: &mut Vec<u8>,
     msg: &T,
     max: usize,
     kind: Kind,
-    fields: &[Span],
+    (fields, lendable): (&[Span], &[Lendable]),
     held: &mut Vec<(usize, Span)>,
-) -> Result<Vec<OwnedFd>, InvalidMessage> {
+) -> Result<(Vec<OwnedFd>, Lent), InvalidMessage> {
     held.clear();
-    let result = framed(out, max, kind, |out, start| {
+    let result = framed(out, max, kind, lendable, |out, start| {
         let writer = FrameWriter {
             out,
             start,
@@ -221,17 +225,24 @@ pub(crate) fn encode_frame_holding<T: Serialize>(
     result
 }
 
+/// What an encode gives [`framed`]: bincode's result, and how many payload bytes it left
+/// out of the buffer.
+type Encoded = (Result<(), bincode::error::EncodeError>, usize);
+
 /// The frame around an encode: appends the header's room to `out`, runs `encode` (given
-/// `out` and where the frame starts; it returns how many payload bytes it left out of
-/// `out`) with a collector for the descriptors installed, checks the result and fills the
-/// header in. On error `out` is left as it was and the descriptors are closed.
+/// `out` and where the frame starts) with a collector for the descriptors installed
+/// ([`fd::collecting`], or [`fd::lending`] the descriptor fields `lendable`), checks the
+/// result and fills the header in. The frame's descriptors come back: the duplicates, and
+/// those passed as they are with their indices. On error `out` is left as it was and the
+/// duplicates are closed.
 #[inline(always)]
 fn framed(
     out: &mut Vec<u8>,
     max: usize,
     kind: Kind,
-    encode: impl FnOnce(&mut Vec<u8>, usize) -> (Result<(), bincode::error::EncodeError>, usize),
-) -> Result<Vec<OwnedFd>, InvalidMessage> {
+    lendable: &[Lendable],
+    encode: impl FnOnce(&mut Vec<u8>, usize) -> Encoded,
+) -> Result<(Vec<OwnedFd>, Lent), InvalidMessage> {
     let start = out.len();
     let header_len = kind.header_len();
     // Constant lengths, so that each is one store rather than a call to `memset`.
@@ -240,8 +251,14 @@ fn framed(
     } else {
         out.extend_from_slice(&[0; HEADER_LEN + CALL_ID_LEN]);
     }
-    let ((encoded, left_out), collected) = fd::collecting(|| encode(&mut *out, start));
-    let (fds, failure) = (collected.fds, collected.failure);
+    let run = || encode(&mut *out, start);
+    let ((encoded, left_out), collected) = if lendable.is_empty() {
+        fd::collecting(run)
+    } else {
+        fd::lending(lendable, run)
+    };
+    let (fds, failure, lent) = (collected.fds, collected.failure, collected.lent);
+    let count = fds.len() + lent.len();
     let len = out.len() - start - header_len + left_out;
     let result = match (encoded, failure) {
         // Out of descriptors: a resource error, not the message's fault.
@@ -252,16 +269,16 @@ fn framed(
     let result = match result {
         Err(why) => Err(why),
         Ok(()) if len > max => Err(InvalidMessage::TooLarge { len, max }),
-        Ok(()) if fds.len() > MAX_FDS_PER_FRAME => Err(InvalidMessage::TooManyFds {
-            count: fds.len(),
+        Ok(()) if count > MAX_FDS_PER_FRAME => Err(InvalidMessage::TooManyFds {
+            count,
             max: MAX_FDS_PER_FRAME,
         }),
         Ok(()) => match u32::try_from(len) {
             Ok(len32) => {
                 // At most MAX_FDS_PER_FRAME (253), checked above.
-                let count = u16::try_from(fds.len()).unwrap_or(u16::MAX);
+                let count = u16::try_from(count).unwrap_or(u16::MAX);
                 write_header(&mut out[start..start + header_len], len32, count, kind);
-                return Ok(fds);
+                return Ok((fds, lent));
             }
             Err(_) => Err(InvalidMessage::TooLarge {
                 len,
