@@ -364,3 +364,56 @@ async fn a_receiver_dropped_with_part_of_the_peers_hello_read_still_learns_it() 
         .expect("the peer's hello says it knows Note");
     drop(peer);
 }
+
+/// A race between the receiver and a send that looks for the peer's hello: the receiver
+/// has taken the hello from the socket and not decoded it yet, and the peer has closed its
+/// sending direction (it still receives), so a peek finds the end of the stream. That is
+/// no sign that the hello will never come: the receiver is about to report it. Before, the
+/// send of an `#[added]` variant failed with `Closed` there.
+#[test]
+fn a_send_racing_the_receiver_for_the_peers_hello_never_fails_while_the_peer_lives() {
+    use evolve_v2::{Evolving, Report};
+    use std::sync::{Arc, Barrier};
+    const ROUNDS: usize = 2000;
+    let mut spurious = 0;
+    for _ in 0..ROUNDS {
+        let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+        let (tx, mut rx) = here.into_split();
+        let mut peer = aiosock_tests::raw_peer(there);
+        aiosock_tests::write_raw(&mut peer, &aiosock_tests::hello::<Report, Evolving>());
+        // The peer stops sending; it still receives.
+        peer.shutdown(std::net::Shutdown::Write).unwrap();
+        let start = Arc::new(Barrier::new(2));
+        let receiving = {
+            let start = start.clone();
+            std::thread::spawn(move || {
+                start.wait();
+                loop {
+                    match rx.try_recv() {
+                        Err(aiosock::TryRecvError::Empty) => std::hint::spin_loop(),
+                        Err(aiosock::TryRecvError::Disconnected) => return rx,
+                        other => panic!("the peer sent only its hello: {other:?}"),
+                    }
+                }
+            })
+        };
+        start.wait();
+        let sent = loop {
+            match tx.try_send(Evolving::Note("x".into())) {
+                Err(aiosock::TrySendError::Full(_)) => std::hint::spin_loop(),
+                other => break other,
+            }
+        };
+        let rx = receiving.join().unwrap();
+        match sent {
+            Ok(()) => {}
+            Err(aiosock::TrySendError::Closed(_)) => spurious += 1,
+            Err(other) => panic!("the peer knows Note: {other:?}"),
+        }
+        drop((tx, rx, peer));
+    }
+    assert_eq!(
+        spurious, 0,
+        "sends that failed with Closed in {ROUNDS} rounds"
+    );
+}

@@ -617,6 +617,10 @@ impl<T: Protocol> Receiver<T> {
         if self.failed {
             return Poll::Ready(Ok(None));
         }
+        if self.decoder.awaiting_hello() {
+            // A send that looks for the hello in the socket may find it gone from there.
+            self.shared.taking_hello();
+        }
         let result = loop {
             match self.decode_buffered() {
                 Ok(Some(msg)) => break Ok(Some(msg)),

@@ -137,6 +137,12 @@ pub(crate) struct Shared {
     /// what the peer sent) waits until the hello is known, which sends of those variants
     /// need (see [`receiver_dropped`](Self::receiver_dropped)).
     shutdown_after_hello: AtomicBool,
+    /// The receiver has begun to read the peer's hello from the socket (set before its
+    /// first read, while the hello is not decoded): from then on the socket may hold none
+    /// of it, and the end of the stream there does not say that it will never come (the
+    /// receiver reports it, or its absence: [`peer_knows`](Self::peer_knows),
+    /// [`hello_never`](Self::hello_never)).
+    hello_taken: AtomicBool,
     /// The start of the peer's hello that a dropped receiver had read (the socket holds
     /// the rest): a peek for the hello reads it as these bytes, then what it peeks.
     hello_prefix: Mutex<Vec<u8>>,
@@ -200,6 +206,7 @@ impl Shared {
             deep: AtomicBool::new(false),
             hello_watch: OnceLock::new(),
             shutdown_after_hello: AtomicBool::new(false),
+            hello_taken: AtomicBool::new(false),
             hello_prefix: Mutex::new(Vec::new()),
         });
         linger::register(&shared);
@@ -618,6 +625,15 @@ impl Shared {
         }
     }
 
+    /// The receiver is about to read from the socket before it has decoded the peer's
+    /// hello (see `hello_taken`).
+    #[inline]
+    pub(crate) fn taking_hello(&self) {
+        if !self.hello_taken.load(Ordering::Relaxed) {
+            self.hello_taken.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// The receiver read the peer's hello: the peer knows the first `known` variants of
     /// what this end sends.
     pub(crate) fn peer_knows(&self, known: usize) {
@@ -637,6 +653,9 @@ impl Shared {
     /// linger; the direction is shut down then anyway). A hello among `buffered` is taken
     /// first; the start of one is kept, and later peeks go on from it.
     pub(crate) fn receiver_dropped(self: &Arc<Self>, buffered: &[u8], hello_pending: bool) {
+        // What the receiver took of the hello is in `buffered`: from now on it is the kept
+        // prefix and the socket that say whether the hello comes.
+        self.hello_taken.store(false, Ordering::SeqCst);
         if hello_pending && self.known().is_none() {
             if let Ok(Some((hello, _))) = wire::PeerHello::decode(buffered)
                 && let Ok(known) = hello.check(&self.sends, &self.expects)
@@ -787,6 +806,15 @@ impl Shared {
 
     fn read_peek(&self, peek: io::Result<&[u8]>) -> Peeked {
         match peek {
+            // The end of the stream, or a reset, with the hello maybe taken by the receiver
+            // and not decoded yet: it reports the hello, or that none came.
+            Ok([]) if self.hello_taken.load(Ordering::SeqCst) => Peeked::NotYet,
+            Err(e)
+                if e.kind() != io::ErrorKind::WouldBlock
+                    && self.hello_taken.load(Ordering::SeqCst) =>
+            {
+                Peeked::NotYet
+            }
             Ok([]) => Peeked::Never,
             Ok(bytes) => match wire::PeerHello::decode(bytes) {
                 Ok(Some((hello, _))) => match hello.check(&self.sends, &self.expects) {
