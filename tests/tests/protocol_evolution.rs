@@ -365,6 +365,51 @@ async fn a_receiver_dropped_with_part_of_the_peers_hello_read_still_learns_it() 
     drop(peer);
 }
 
+/// The peer's hello in two pieces, and then the end of its sending direction (it still
+/// receives): a send of an `#[added]` variant waits for the receiver, on the same
+/// current-thread runtime, to read the rest. The end of the stream leaves the socket
+/// readable for good, so the wait must not poll it in a loop: that would never yield to
+/// the receiver's task.
+#[tokio::test(flavor = "current_thread")]
+async fn a_send_waiting_for_the_rest_of_the_hello_after_the_peer_stopped_sending_yields() {
+    use evolve_v2::{Evolving, Report};
+    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+    let (tx, mut rx) = here.into_split();
+    let mut peer = aiosock_tests::raw_peer(there);
+    let hello = aiosock_tests::hello::<Report, Evolving>();
+    let (first, rest) = hello.split_at(hello.len() / 2);
+    aiosock_tests::write_raw(&mut peer, first);
+    assert!(matches!(rx.try_recv(), Err(aiosock::TryRecvError::Empty)));
+    aiosock_tests::write_raw(&mut peer, rest);
+    peer.shutdown(std::net::Shutdown::Write).unwrap();
+    let receiving = tokio::spawn(async move { rx.recv().await.map(|msg| msg.is_none()) });
+    guard("note", tx.send(Evolving::Note("x".into())))
+        .await
+        .expect("the peer's hello says it knows Note");
+    assert!(matches!(guard("end", receiving).await, Ok(Ok(true))));
+    drop(peer);
+}
+
+/// A receiver that took part of the peer's hello and is not polled again, and a peer that
+/// is gone (closed both ways): a send of an `#[added]` variant fails with `Closed` instead
+/// of waiting on that receiver for a hello that cannot come.
+#[tokio::test]
+async fn a_send_fails_when_the_peer_is_gone_with_part_of_its_hello_taken_by_the_receiver() {
+    use evolve_v2::{Evolving, Report};
+    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
+    let (tx, mut rx) = here.into_split();
+    let mut peer = aiosock_tests::raw_peer(there);
+    let hello = aiosock_tests::hello::<Report, Evolving>();
+    aiosock_tests::write_raw(&mut peer, &hello[..hello.len() / 2]);
+    assert!(matches!(rx.try_recv(), Err(aiosock::TryRecvError::Empty)));
+    drop(peer);
+    match guard("note", tx.send(Evolving::Note("x".into()))).await {
+        Err(SendError::Closed(_)) => {}
+        other => panic!("expected Closed, got {other:?}"),
+    }
+    drop(rx);
+}
+
 /// A race between the receiver and a send that looks for the peer's hello: the receiver
 /// has taken the hello from the socket and not decoded it yet, and the peer has closed its
 /// sending direction (it still receives), so a peek finds the end of the stream. That is

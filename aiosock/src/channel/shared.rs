@@ -804,15 +804,19 @@ impl Shared {
         peeked
     }
 
+    /// Whether the receiver may hold the peer's hello undecoded, with the peer still
+    /// there to send more.
+    fn hello_may_be_taken(&self) -> bool {
+        self.hello_taken.load(Ordering::SeqCst) && sys::peer_can_receive(self.fd())
+    }
+
     fn read_peek(&self, peek: io::Result<&[u8]>) -> Peeked {
         match peek {
             // The end of the stream, or a reset, with the hello maybe taken by the receiver
-            // and not decoded yet: it reports the hello, or that none came.
-            Ok([]) if self.hello_taken.load(Ordering::SeqCst) => Peeked::NotYet,
-            Err(e)
-                if e.kind() != io::ErrorKind::WouldBlock
-                    && self.hello_taken.load(Ordering::SeqCst) =>
-            {
+            // and not decoded yet: it reports the hello, or that none came; unless the
+            // peer is gone (then nothing waits on a receiver that may not be polled).
+            Ok([]) if self.hello_may_be_taken() => Peeked::NotYet,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock && self.hello_may_be_taken() => {
                 Peeked::NotYet
             }
             Ok([]) => Peeked::Never,
@@ -863,6 +867,9 @@ impl Shared {
                 sys::register_owned(dup, tokio::io::Interest::READABLE).ok()
             })
             .as_ref();
+        // The peer stopped sending: the socket stays readable for good (Tokio never
+        // clears that readiness), so its events say nothing more.
+        let mut ended = false;
         loop {
             let notified = self.events.notified();
             let mut notified = std::pin::pin!(notified);
@@ -871,16 +878,19 @@ impl Shared {
                 return Ok(known);
             }
             match watch {
-                Some(watch) => {
+                Some(watch) if !ended => {
                     tokio::select! {
                         () = &mut notified => {}
                         ready = watch.readable() => match ready {
+                            Ok(ready) if ready.ready().is_read_closed() => ended = true,
                             Ok(mut ready) => ready.clear_ready(),
                             Err(_) => writer::pause().await,
                         },
                     }
                 }
-                None => {
+                // Out of descriptors to watch with, or the stream ended: the receiver's
+                // news (`notified`), or a look now and then.
+                _ => {
                     tokio::select! {
                         () = &mut notified => {}
                         () = writer::pause() => {}
