@@ -485,7 +485,9 @@ impl<Out: Protocol, In: Protocol> Listener<Out, In> {
     pub async fn accept(&self) -> Result<(Endpoint<Out, In>, PeerCred), Error> {
         let io = self
             .registered
-            .get_or_try_init(|| async { sys::register(self.socket.clone()) })
+            .get_or_try_init(|| async {
+                sys::register(self.socket.clone(), tokio::io::Interest::READABLE)
+            })
             .await?;
         loop {
             let mut ready = io.readable().await?;

@@ -52,7 +52,8 @@
 //! Systems: `raw-buffered` (the baseline: blocking socketpair, hand-written frames, 64 KiB
 //! buffered writer), `raw-unbuffered` (one write per message), `aiosock`,
 //! `tokio-unix-ipc` and `ipc-channel`; in `rtt` also `aiosock-spin` (aiosock's
-//! low-latency mode, `Config::set_spin` of 100 µs on both ends); in `data-64k`, `data-4m`
+//! low-latency mode, `Config::set_spin` of 100 µs on both ends) and `aiosock-read-only`
+//! (`Config::set_woken_by_peer_reads(false)`: the sockets watched for reading only); in `data-64k`, `data-4m`
 //! and `size-*` also `aiosock-copied` (`Config::set_zero_copy_from(usize::MAX)`: every
 //! byte field copied into the outgoing buffer, as before large fields were sent from their
 //! own buffers; the report ends with `aiosock` ÷ `aiosock-copied` and `aiosock` ÷ raw in
@@ -158,7 +159,8 @@ workloads: all, rtt, small, data-64k, data-4m, concurrent, stalled, fds, shm-4m,
            pairs-1, pairs-100, rtt-sizes (= rtt-8, rtt-64, rtt-512, rtt-4k, rtt-32k,
            rtt-256k, rtt-2m, rtt-16m, rtt-64m: round trips of that many bytes each way)
 systems:   raw-buffered, raw-unbuffered, aiosock, tokio-unix-ipc, ipc-channel;
-           in rtt also aiosock-spin (the low-latency mode), iceoryx2-poll and
+           in rtt also aiosock-spin (the low-latency mode), aiosock-read-only
+           (not woken when the peer reads), iceoryx2-poll and
            iceoryx2-wait (both need --features shm-peers);
            in data-64k, data-4m and size-* also aiosock-copied (byte fields
            copied, not sent from their own buffers);

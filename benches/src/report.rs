@@ -587,7 +587,7 @@ fn ratio_row(
 
 /// The pairs the round-trip summary compares, as [`NET_PAIRS`]: aiosock against the
 /// baseline, and its low-latency mode against iceoryx2's busy-polling one.
-const RTT_PAIRS: [(Workload, usize, &str, &str, &str); 5] = [
+const RTT_PAIRS: [(Workload, usize, &str, &str, &str); 6] = [
     (
         Workload::Rtt,
         0,
@@ -608,6 +608,13 @@ const RTT_PAIRS: [(Workload, usize, &str, &str, &str); 5] = [
         "aiosock-spin",
         "iceoryx2-poll",
         "the target is at most 2",
+    ),
+    (
+        Workload::Rtt,
+        0,
+        "aiosock",
+        "aiosock-read-only",
+        "woken when the peer reads (the default) against not",
     ),
     (Workload::Rtt, 0, "aiosock", "iceoryx2-wait", ""),
     (Workload::Rtt, 1, "aiosock", "iceoryx2-wait", ""),

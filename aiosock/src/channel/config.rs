@@ -41,6 +41,7 @@ pub struct Config {
     max_fds: usize,
     max_shm_len: u64,
     spin: Duration,
+    woken_by_peer_reads: bool,
     zero_copy_from: usize,
     /// The transport passes descriptors (a Unix socket); false for an end bridged to TCP.
     carries_fds: bool,
@@ -88,6 +89,7 @@ impl Config {
             max_fds: Self::DEFAULT_MAX_FDS,
             max_shm_len: Self::DEFAULT_MAX_SHM_LEN,
             spin: Duration::ZERO,
+            woken_by_peer_reads: true,
             zero_copy_from: Self::DEFAULT_ZERO_COPY_FROM,
             carries_fds: true,
         }
@@ -288,6 +290,36 @@ impl Config {
     /// The low-latency mode's spin: zero when off.
     pub fn spin(&self) -> Duration {
         self.spin
+    }
+
+    /// Sets whether the end's socket is also watched for room to write, as a Tokio
+    /// `UnixStream` is (on by default). Nothing waits for that readiness on this
+    /// registration (the writer has its own), so all it does is wake the runtime's thread
+    /// when the peer reads what this end sent: on an idle machine whose idle CPUs halt (a
+    /// virtual machine most of all), that wake-up, which comes while the peer works on its
+    /// answer, leaves the thread's CPU just idle rather than halted when the answer comes,
+    /// and a request and reply costs about a third less there (the benchmark's `rtt` and
+    /// `calls-1` rows). The price: while the runtime is parked, one more wake-up of its
+    /// thread for each of the peer's reads of this end's messages (a few microseconds of
+    /// CPU each; none while it is busy, and none on an idle connection). Turn it off for
+    /// ends that mostly send to a peer that reads them one by one, when CPU matters more
+    /// than latency. It takes effect when the end is first used in a runtime.
+    ///
+    /// ```
+    /// let mut config = aiosock::Config::new();
+    /// assert!(config.woken_by_peer_reads());
+    /// config.set_woken_by_peer_reads(false);
+    /// assert!(!config.woken_by_peer_reads());
+    /// ```
+    pub fn set_woken_by_peer_reads(&mut self, on: bool) -> &mut Config {
+        self.woken_by_peer_reads = on;
+        self
+    }
+
+    /// Whether the end's socket is also watched for room to write (see
+    /// [`set_woken_by_peer_reads`](Self::set_woken_by_peer_reads)).
+    pub fn woken_by_peer_reads(&self) -> bool {
+        self.woken_by_peer_reads
     }
 
     /// The default size from which a message's `Vec<u8>` fields are sent from their own

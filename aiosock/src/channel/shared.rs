@@ -246,7 +246,14 @@ impl Shared {
         if let Some(io) = self.io.get() {
             return Ok(io);
         }
-        let io = match sys::register(self.socket.clone()) {
+        // Read readiness is what the receiver waits for; write readiness only wakes the
+        // runtime when the peer reads (see `Config::set_woken_by_peer_reads`).
+        let interest = if self.config.woken_by_peer_reads() {
+            tokio::io::Interest::READABLE | tokio::io::Interest::WRITABLE
+        } else {
+            tokio::io::Interest::READABLE
+        };
+        let io = match sys::register(self.socket.clone(), interest) {
             Ok(io) => self.io.get_or_init(|| io),
             Err(e) => {
                 self.close_for_sending();

@@ -26,23 +26,23 @@ impl AsFd for SharedFd {
     }
 }
 
-/// Registers `fd` with the current runtime's reactor for reading only.
+/// Registers `fd` with the current runtime's reactor.
 ///
-/// Write readiness is not watched here: the socket becomes writable every time the peer
-/// reads, and an event for each would wake the process for nothing. A writer that finds
-/// the socket full registers a duplicate for writing while it waits
-/// ([`register_owned`]).
+/// For `interest`. An end's socket is registered for reading, and by default for writing
+/// too, although nothing waits for that here: the socket becomes writable every time the
+/// peer reads, and the event for it wakes the process, which on a virtual machine shortens
+/// the next wake-up (see `Config::set_woken_by_peer_reads`). A writer that finds the
+/// socket full registers a duplicate for writing while it waits ([`register_owned`]).
 ///
 /// # Panics
 ///
 /// Outside a Tokio runtime with I/O enabled.
 #[track_caller]
-pub(crate) fn register(fd: Arc<Socket>) -> io::Result<AsyncFd<SharedFd>> {
+pub(crate) fn register(fd: Arc<Socket>, interest: Interest) -> io::Result<AsyncFd<SharedFd>> {
     // SAFETY: `SharedFd` holds an `Arc<Socket>` (an owned descriptor), so the descriptor
     // stays open and refers to the same file description for as long as the `AsyncFd`
     // owns it, and `as_raw_fd` always returns that one descriptor.
-    unsafe { AsyncFd::register_with_interest(SharedFd(fd), Interest::READABLE) }
-        .map_err(io::Error::from)
+    unsafe { AsyncFd::register_with_interest(SharedFd(fd), interest) }.map_err(io::Error::from)
 }
 
 /// Registers an owned descriptor with the current runtime's reactor for `interest`.

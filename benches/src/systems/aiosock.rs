@@ -56,7 +56,7 @@ impl System for Aiosock {
 }
 
 /// aiosock with one setting changed on both ends, in the workloads it is for: the
-/// default system otherwise (see [`SPINNING`] and [`COPYING`]).
+/// default system otherwise (see [`SPINNING`], [`COPYING`] and [`READ_ONLY`]).
 #[derive(Debug)]
 pub(crate) struct Configured {
     name: &'static str,
@@ -88,6 +88,18 @@ pub(crate) const COPYING: Configured = Configured {
     },
     configure: |config| {
         config.set_zero_copy_from(usize::MAX);
+    },
+};
+
+/// aiosock with its sockets watched for reading only
+/// ([`Config::set_woken_by_peer_reads`] off), as before that became the default: in the
+/// `rtt` workload only, to show in the same run what the wake-up when the peer reads does
+/// to a round trip.
+pub(crate) const READ_ONLY: Configured = Configured {
+    name: "aiosock-read-only",
+    takes_part: |workload| workload == Workload::Rtt,
+    configure: |config| {
+        config.set_woken_by_peer_reads(false);
     },
 };
 

@@ -191,12 +191,13 @@ pub(crate) fn baseline(workload: Workload) -> &'static str {
 }
 
 /// Every system, in table order; the baseline first.
-pub(crate) fn all() -> [&'static dyn System; 25] {
+pub(crate) fn all() -> [&'static dyn System; 26] {
     [
         &raw::Raw::BUFFERED,
         &raw::Raw::UNBUFFERED,
         &aiosock::Aiosock,
         &aiosock::SPINNING,
+        &aiosock::READ_ONLY,
         &aiosock::COPYING,
         &aiosock_shm::AiosockVec,
         &aiosock_shm::AiosockVecShm,
