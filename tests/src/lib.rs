@@ -274,3 +274,40 @@ pub async fn fd_count_settles_at(baseline: usize, what: &str) {
         );
     }
 }
+
+/// The process's descriptor table full: the soft `RLIMIT_NOFILE` lowered to a little over
+/// what is open, and every descriptor under it taken (by `/dev/null`) but `room`.
+/// Dropping it closes those and puts the limit back. For test binaries of one test: the
+/// limit and the table are the whole process's.
+#[derive(Debug)]
+pub struct FullTable {
+    fillers: Vec<std::fs::File>,
+    soft: u64,
+    hard: u64,
+}
+
+/// Fills the descriptor table (see [`FullTable`]), leaving `room` descriptors free.
+pub fn fill_descriptor_table(room: usize) -> FullTable {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let open = std::fs::read_dir("/proc/self/fd").expect("fd dir").count() as u64;
+    setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).expect("setrlimit");
+    let mut fillers = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        fillers.push(file);
+    }
+    fillers.truncate(fillers.len().saturating_sub(room));
+    FullTable {
+        fillers,
+        soft,
+        hard,
+    }
+}
+
+impl Drop for FullTable {
+    fn drop(&mut self) {
+        self.fillers.clear();
+        let limit = nix::sys::resource::Resource::RLIMIT_NOFILE;
+        nix::sys::resource::setrlimit(limit, self.soft, self.hard).expect("restore the limit");
+    }
+}

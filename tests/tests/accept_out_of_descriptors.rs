@@ -3,13 +3,11 @@
 //! once does not spin while the want lasts), and the connection waits in the backlog for
 //! a later `accept`. Alone in its test binary: it lowers the process's descriptor limit.
 
-use std::fs::File;
 use std::time::{Duration, Instant};
 
 use aiosock::{Error, Listener};
 use aiosock_tests::guard;
 use aiosock_tests::workers::{Reply, Request};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 #[tokio::test(flavor = "current_thread")]
 async fn accept_out_of_descriptors_pauses_and_the_peer_waits_in_the_backlog() {
@@ -22,14 +20,8 @@ async fn accept_out_of_descriptors_pauses_and_the_peer_waits_in_the_backlog() {
     let first = std::os::unix::net::UnixStream::connect(&path).expect("connect");
     let (first_end, _) = guard("accept", listener.accept()).await.expect("accept");
     let client = std::os::unix::net::UnixStream::connect(&path).expect("connect");
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let open = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).unwrap();
-    // Every descriptor under the limit taken.
-    let mut fillers = Vec::new();
-    while let Ok(file) = File::open("/dev/null") {
-        fillers.push(file);
-    }
+    // Every descriptor under a lowered limit taken.
+    let full = aiosock_tests::fill_descriptor_table(0);
     let start = Instant::now();
     let mut attempts = 0;
     while start.elapsed() < Duration::from_secs(1) {
@@ -42,8 +34,7 @@ async fn accept_out_of_descriptors_pauses_and_the_peer_waits_in_the_backlog() {
         attempts <= 20,
         "{attempts} failed accepts in a second: the error came without a pause"
     );
-    drop(fillers);
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+    drop(full);
     // The peer waited in the backlog.
     let (end, peer) = guard("accept", listener.accept()).await.expect("accept");
     assert_eq!(peer.pid(), std::process::id());

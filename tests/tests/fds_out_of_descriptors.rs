@@ -9,7 +9,6 @@ use std::fs::File;
 
 use aiosock::{Config, Error, FdError};
 use aiosock_tests::{frame_header, guard, hello, raw_peer, send_with_fds};
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 #[aiosock::protocol]
 #[derive(Debug)]
@@ -59,14 +58,7 @@ async fn descriptors_the_kernel_could_not_install_are_an_error_and_those_that_ca
     let raw: Vec<_> = copies.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
 
     // Every descriptor under a lowered limit taken, then ROOM of them given back.
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    let open = std::fs::read_dir("/proc/self/fd").expect("fd dir").count() as u64;
-    setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).expect("setrlimit");
-    let mut fillers = Vec::new();
-    while let Ok(file) = File::open("/dev/null") {
-        fillers.push(file);
-    }
-    fillers.truncate(fillers.len().saturating_sub(ROOM));
+    let full = aiosock_tests::fill_descriptor_table(ROOM);
     // `Files` with SENT indices, announced honestly; then a message the stream never
     // delivers (it ends at the error).
     let mut payload = vec![1, SENT as u8];
@@ -79,8 +71,7 @@ async fn descriptors_the_kernel_could_not_install_are_an_error_and_those_that_ca
     // the receiver no room.
     let got = guard("recv", rx.recv()).await;
     drop(copies);
-    drop(fillers);
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore the limit");
+    drop(full);
 
     match got {
         Err(Error::Fds(FdError::Truncated)) => {}

@@ -9,7 +9,6 @@ use std::io::{Read, Seek, Write};
 
 use aiosock::{Fd, InvalidMessage, TrySendError};
 use aiosock_tests::guard;
-use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 #[aiosock::protocol]
 #[derive(Debug)]
@@ -56,13 +55,7 @@ async fn a_process_out_of_descriptors_still_sends_a_variants_own_descriptors() {
     let nested = file_with("nested");
 
     // Every descriptor under a lowered limit taken: a `dup` now fails with EMFILE.
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
-    let open = std::fs::read_dir("/proc/self/fd").expect("fd dir").count() as u64;
-    setrlimit(Resource::RLIMIT_NOFILE, open + 16, hard).expect("setrlimit");
-    let mut fillers = Vec::new();
-    while let Ok(file) = File::open("/dev/null") {
-        fillers.push(file);
-    }
+    let full = aiosock_tests::fill_descriptor_table(0);
     let dup_fails = direct.try_clone().is_err();
     // The nested one first: once the direct one is written, its descriptor is closed here,
     // which makes room.
@@ -74,8 +67,7 @@ async fn a_process_out_of_descriptors_still_sends_a_variants_own_descriptors() {
         n: 7,
     });
     let flushed = guard("flush", tx.flush()).await;
-    drop(fillers);
-    setrlimit(Resource::RLIMIT_NOFILE, soft, hard).expect("restore the limit");
+    drop(full);
 
     assert!(dup_fails, "the table was not full");
     assert!(

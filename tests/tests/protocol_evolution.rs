@@ -344,20 +344,43 @@ async fn a_receiver_dropped_before_a_hello_that_never_comes_shuts_down_after_the
     drop(tx);
 }
 
-#[tokio::test]
-async fn a_receiver_dropped_with_part_of_the_peers_hello_read_still_learns_it() {
+/// An `evolve_v2` end whose peer is a raw socket, and the peer's hello (it knows every
+/// variant), not sent yet.
+fn raw_peer_v2() -> (
+    aiosock::Sender<evolve_v2::Evolving>,
+    aiosock::Receiver<evolve_v2::Report>,
+    std::os::unix::net::UnixStream,
+    Vec<u8>,
+) {
     use evolve_v2::{Evolving, Report};
     let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
-    let (tx, mut rx) = here.into_split();
-    let mut peer = aiosock_tests::raw_peer(there);
-    // The peer's hello (it knows every variant), in two pieces.
-    let hello = aiosock_tests::hello::<Report, Evolving>();
+    let (tx, rx) = here.into_split();
+    let peer = aiosock_tests::raw_peer(there);
+    (tx, rx, peer, aiosock_tests::hello::<Report, Evolving>())
+}
+
+/// [`raw_peer_v2`] once the peer has sent the first half of its hello and the receiver
+/// has read it (and found no whole hello yet): the rest of the hello is returned.
+fn half_hello_read() -> (
+    aiosock::Sender<evolve_v2::Evolving>,
+    aiosock::Receiver<evolve_v2::Report>,
+    std::os::unix::net::UnixStream,
+    Vec<u8>,
+) {
+    let (tx, mut rx, mut peer, hello) = raw_peer_v2();
     let (first, rest) = hello.split_at(hello.len() / 2);
     aiosock_tests::write_raw(&mut peer, first);
-    // The receiver reads the first piece, finds no whole hello yet, and is dropped with it.
     assert!(matches!(rx.try_recv(), Err(aiosock::TryRecvError::Empty)));
+    (tx, rx, peer, rest.to_vec())
+}
+
+#[tokio::test]
+async fn a_receiver_dropped_with_part_of_the_peers_hello_read_still_learns_it() {
+    use evolve_v2::Evolving;
+    // The receiver reads the first piece of the hello and is dropped with it.
+    let (tx, rx, mut peer, rest) = half_hello_read();
     drop(rx);
-    aiosock_tests::write_raw(&mut peer, rest);
+    aiosock_tests::write_raw(&mut peer, &rest);
     // A send of an `#[added]` variant waits for the hello, which the end still reads whole.
     guard("note", tx.send(Evolving::Note("x".into())))
         .await
@@ -372,15 +395,9 @@ async fn a_receiver_dropped_with_part_of_the_peers_hello_read_still_learns_it() 
 /// the receiver's task.
 #[tokio::test(flavor = "current_thread")]
 async fn a_send_waiting_for_the_rest_of_the_hello_after_the_peer_stopped_sending_yields() {
-    use evolve_v2::{Evolving, Report};
-    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
-    let (tx, mut rx) = here.into_split();
-    let mut peer = aiosock_tests::raw_peer(there);
-    let hello = aiosock_tests::hello::<Report, Evolving>();
-    let (first, rest) = hello.split_at(hello.len() / 2);
-    aiosock_tests::write_raw(&mut peer, first);
-    assert!(matches!(rx.try_recv(), Err(aiosock::TryRecvError::Empty)));
-    aiosock_tests::write_raw(&mut peer, rest);
+    use evolve_v2::Evolving;
+    let (tx, mut rx, mut peer, rest) = half_hello_read();
+    aiosock_tests::write_raw(&mut peer, &rest);
     peer.shutdown(std::net::Shutdown::Write).unwrap();
     let receiving = tokio::spawn(async move { rx.recv().await.map(|msg| msg.is_none()) });
     guard("note", tx.send(Evolving::Note("x".into())))
@@ -395,13 +412,8 @@ async fn a_send_waiting_for_the_rest_of_the_hello_after_the_peer_stopped_sending
 /// of waiting on that receiver for a hello that cannot come.
 #[tokio::test]
 async fn a_send_fails_when_the_peer_is_gone_with_part_of_its_hello_taken_by_the_receiver() {
-    use evolve_v2::{Evolving, Report};
-    let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
-    let (tx, mut rx) = here.into_split();
-    let mut peer = aiosock_tests::raw_peer(there);
-    let hello = aiosock_tests::hello::<Report, Evolving>();
-    aiosock_tests::write_raw(&mut peer, &hello[..hello.len() / 2]);
-    assert!(matches!(rx.try_recv(), Err(aiosock::TryRecvError::Empty)));
+    use evolve_v2::Evolving;
+    let (tx, rx, peer, _rest) = half_hello_read();
     drop(peer);
     match guard("note", tx.send(Evolving::Note("x".into()))).await {
         Err(SendError::Closed(_)) => {}
@@ -417,15 +429,13 @@ async fn a_send_fails_when_the_peer_is_gone_with_part_of_its_hello_taken_by_the_
 /// send of an `#[added]` variant failed with `Closed` there.
 #[test]
 fn a_send_racing_the_receiver_for_the_peers_hello_never_fails_while_the_peer_lives() {
-    use evolve_v2::{Evolving, Report};
+    use evolve_v2::Evolving;
     use std::sync::{Arc, Barrier};
     const ROUNDS: usize = 2000;
     let mut spurious = 0;
     for _ in 0..ROUNDS {
-        let (here, there) = aiosock::pair::<Evolving, Report>().unwrap();
-        let (tx, mut rx) = here.into_split();
-        let mut peer = aiosock_tests::raw_peer(there);
-        aiosock_tests::write_raw(&mut peer, &aiosock_tests::hello::<Report, Evolving>());
+        let (tx, mut rx, mut peer, hello) = raw_peer_v2();
+        aiosock_tests::write_raw(&mut peer, &hello);
         // The peer stops sending; it still receives.
         peer.shutdown(std::net::Shutdown::Write).unwrap();
         let start = Arc::new(Barrier::new(2));

@@ -80,6 +80,10 @@ fn sleeps_per_round(woken: bool) -> f64 {
 fn the_runtime_wakes_when_the_peer_reads_only_with_the_option_on() {
     let on = sleeps_per_round(true);
     let off = sleeps_per_round(false);
-    assert!(on >= 1.6, "with it on, about two sleeps per round: {on}");
+    // The price the docs state: one more wake-up per message the peer reads, no more.
+    assert!(
+        (1.6..=2.4).contains(&on),
+        "with it on, about two sleeps per round: {on}"
+    );
     assert!(off <= 1.4, "with it off, about one sleep per round: {off}");
 }
